@@ -1,0 +1,47 @@
+"""The composition root of the web process: `create_app(settings)`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from bot.appkeys import ENGINE, SESSIONS, SETTINGS
+from bot.config import Settings
+from bot.errors import error_middleware, json_error
+from models.db import make_engine, migrate, ping, session_factory
+
+
+def _database_ctx(migrate_on_start: bool):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        engine = make_engine(settings.database.url, echo=settings.database.echo)
+        if migrate_on_start:
+            await migrate(engine)
+        app[ENGINE] = engine
+        app[SESSIONS] = session_factory(engine)
+        yield
+        await engine.dispose()
+
+    return ctx
+
+
+async def healthz(request: web.Request) -> web.Response:
+    try:
+        await ping(request.app[ENGINE])
+    except Exception as exc:  # the point of the endpoint is to report it
+        return json_error(503, f"database unavailable: {type(exc).__name__}")
+    return web.json_response({"status": "ok"})
+
+
+def create_app(settings: Settings, *, migrate_on_start: bool = True) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_database_ctx(migrate_on_start))
+    app.router.add_get("/healthz", healthz)
+    from bot import api
+
+    api.setup(app)
+    return app

@@ -1,0 +1,299 @@
+"""Settings: one typed, validated object built once from TOML + environment.
+
+`load_settings()` is the only entry point. Nothing reads configuration at import
+time; the composition root (`bot.cli`) builds the settings and passes them in.
+
+Sources, later wins: built-in defaults (the embedded default of CONTRACT.md),
+the TOML file, then `MEMBERBOT_<SECTION>_<KEY>` environment variables (nested
+tables joined with `_`, lists and tables as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.rules import LoyaltyRules, OwnershipRules, PointsRules, RewardRules, TierRules
+
+ENV_PREFIX = "MEMBERBOT_"
+_WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-(([01]\d|2[0-3]):([0-5]\d)|24:00)$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class ConfigError(Exception):
+    """Bad configuration: the message names the key and fits on one line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    """The URL the platforms call (Twilio signs it): scheme://host[:port], no trailing slash."""
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/\s]+(/[^\s]*)?$", v):
+            raise ValueError("expected an http(s) URL")
+        return v.rstrip("/")
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///memberbot.db"
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _driver(cls, v: str) -> str:
+        if not (v.startswith("sqlite+aiosqlite://") or v.startswith("postgresql+asyncpg://")):
+            raise ValueError("expected sqlite+aiosqlite://… or postgresql+asyncpg://…")
+        return v
+
+
+class BrandSettings(_Section):
+    name: str = "memberbot"
+    timezone: str = "Asia/Shanghai"
+    locale: Literal["zh_CN", "en"] = "zh_CN"
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r}") from exc
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class WeChatSettings(_Section):
+    enabled: bool = False
+    app_id: str = ""
+    app_secret: str = ""
+    token: str = ""
+    encoding_aes_key: str = ""
+    api_base_url: str = "https://api.weixin.qq.com"
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _aes(cls, v: str) -> str:
+        if v and len(v) != 43:
+            raise ValueError("must be 43 characters (or empty for plain mode)")
+        return v
+
+
+class TwilioSettings(_Section):
+    account_sid: str = ""
+    auth_token: str = ""
+    from_number: str = ""
+    messaging_service_sid: str = ""
+    api_base_url: str = "https://api.twilio.com"
+
+
+class SmsSettings(_Section):
+    provider: Literal["twilio", "console"] = "console"
+    twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+
+
+class ApiSettings(_Section):
+    keys: list[str] = Field(default_factory=list)
+    """Bearer keys for the operator API; empty = the operator API refuses every call."""
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, v: list[str]) -> list[str]:
+        for k in v:
+            if len(k) < 16:
+                raise ValueError("every API key needs at least 16 characters")
+        return v
+
+
+class SchedulerSettings(_Section):
+    enabled: bool = True
+    plan_at: str = "08:00"
+
+    @field_validator("plan_at")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not _HHMM.match(v):
+            raise ValueError("expected HH:MM")
+        return v
+
+
+class OutboxSettings(_Section):
+    poll_interval: Annotated[float, Field(gt=0, le=3600)] = 5
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    retry_backoff: Annotated[float, Field(gt=0, le=300)] = 1
+
+
+class MessagingSettings(_Section):
+    send_window: str = "09:00-21:00"
+    weekly_cap: Annotated[int, Field(ge=0, le=100)] = 2
+
+    @field_validator("send_window")
+    @classmethod
+    def _window(cls, v: str) -> str:
+        if not _WINDOW.match(v):
+            raise ValueError("expected HH:MM-HH:MM (end may be 24:00)")
+        return v
+
+
+class Settings(_Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    brand: BrandSettings = Field(default_factory=BrandSettings)
+    wechat: WeChatSettings = Field(default_factory=WeChatSettings)
+    sms: SmsSettings = Field(default_factory=SmsSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    messaging: MessagingSettings = Field(default_factory=MessagingSettings)
+    points: PointsRules = Field(default_factory=PointsRules)
+    tiers: TierRules = Field(default_factory=TierRules)
+    rewards: RewardRules = Field(default_factory=RewardRules)
+    ownership: OwnershipRules = Field(default_factory=OwnershipRules)
+
+    @property
+    def loyalty(self) -> LoyaltyRules:
+        return LoyaltyRules(
+            points=self.points, tiers=self.tiers, rewards=self.rewards, ownership=self.ownership
+        )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel class behind a field annotation, if the field is a sub-table."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _is_plain_str(annotation: Any) -> bool:
+    if annotation is str:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return all(a is str or a is type(None) for a in typing.get_args(annotation))
+    if origin is typing.Annotated:
+        return _is_plain_str(typing.get_args(annotation)[0])
+    if origin is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(annotation))
+    return False
+
+
+def env_keys(model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX, path: tuple = ()):
+    """Yield (env var name, key path, annotation) for every leaf key of the settings."""
+    for name, field in model.model_fields.items():
+        sub = _model_of(field.annotation)
+        env = f"{prefix}{name.upper()}"
+        if sub is not None:
+            yield from env_keys(sub, env + "_", (*path, name))
+        else:
+            yield env, (*path, name), field.annotation
+
+
+def _apply_env(data: dict, environ: Mapping[str, str]) -> dict[tuple, str]:
+    sourced: dict[tuple, str] = {}
+    for env, path, annotation in env_keys():
+        if env not in environ:
+            continue
+        raw = environ[env]
+        if _is_plain_str(annotation):
+            value: Any = raw
+        else:
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                value = raw
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[path[-1]] = value
+        sourced[path] = env
+    return sourced
+
+
+def _one_line(exc: ValidationError, sourced: dict[tuple, str], origin: str) -> str:
+    err = exc.errors()[0]
+    loc = tuple(str(p) for p in err["loc"])
+    key = ".".join(loc) or "(root)"
+    where = origin
+    for path, env in sourced.items():
+        if loc[: len(path)] == tuple(path):
+            where = f"environment variable {env}"
+    if err["type"] == "extra_forbidden":
+        return f"config error: unknown key '{key}' in {where}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"config error: {key}: {msg} (in {where})"
+
+
+def resolve_config_path(explicit: str | None, environ: Mapping[str, str]) -> Path | None:
+    """--config, else $MEMBERBOT_CONFIG, else ./config.toml if present, else None."""
+    if explicit:
+        return Path(explicit)
+    if environ.get("MEMBERBOT_CONFIG"):
+        return Path(environ["MEMBERBOT_CONFIG"])
+    default = Path("config.toml")
+    return default if default.is_file() else None
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: dict | None = None,
+) -> Settings:
+    """Build the settings. Raises ConfigError with a one-line message on any problem."""
+    environ = os.environ if environ is None else environ
+    data: dict = {}
+    origin = "defaults"
+    if path is not None:
+        p = Path(path)
+        origin = str(p)
+        try:
+            with p.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config error: file not found: {p}") from None
+        except OSError as exc:
+            raise ConfigError(f"config error: cannot read {p}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config error: {p} is not valid TOML: {exc}") from None
+    if overrides:
+        _deep_merge(data, overrides)
+    sourced = _apply_env(data, environ)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, sourced, origin)) from None
+
+
+def _deep_merge(into: dict, other: Mapping) -> None:
+    for k, v in other.items():
+        if isinstance(v, Mapping) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], v)
+        else:
+            into[k] = v
