@@ -1,0 +1,82 @@
+"""Stores and their assistants (導購, DOMAIN.md §8), and the assistants' API tokens.
+
+An assistant's token is shown once — when the assistant is created or the token
+is rotated — and only its SHA-256 hex digest is stored (`assistants.token_hash`).
+A token is 32 random bytes, so a plain hash lookup is as safe as a slow hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.errors import InvalidInput
+from models.tables import Assistant, Store
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+async def get_store(session: AsyncSession, *, code: str) -> Store | None:
+    return (await session.exec(select(Store).where(Store.code == code))).first()
+
+
+async def get_assistant(session: AsyncSession, *, code: str) -> Assistant | None:
+    return (await session.exec(select(Assistant).where(Assistant.code == code))).first()
+
+
+async def upsert_store(
+    session: AsyncSession, *, code: str, name: str, city: str
+) -> tuple[Store, bool]:
+    """Create the store `code`, or update its name and city. Returns (store, created)."""
+    store = await get_store(session, code=code)
+    if store is None:
+        store = Store(code=code, name=name, city=city)
+        session.add(store)
+        await session.flush()
+        return store, True
+    store.name, store.city = name, city
+    session.add(store)
+    await session.flush()
+    return store, False
+
+
+async def create_or_update_assistant(
+    session: AsyncSession, *, code: str, name: str, store_code: str, rotate_token: bool = False
+) -> tuple[Assistant, bool, str | None]:
+    """Create the assistant `code` in store `store_code`, or update name and store.
+
+    Returns (assistant, created, token): the plain token only when the assistant is
+    created or `rotate_token` is set (the old token stops working at once); None otherwise.
+    An unknown store raises InvalidInput on the field "store".
+    """
+    store = await get_store(session, code=store_code)
+    if store is None:
+        raise InvalidInput(f"unknown store {store_code!r}", "store")
+    assistant = await get_assistant(session, code=code)
+    created = assistant is None
+    token: str | None = None
+    if assistant is None:
+        assistant = Assistant(code=code, name=name, store_id=store.id)
+    else:
+        assistant.name, assistant.store_id = name, store.id
+    if created or rotate_token:
+        token = secrets.token_urlsafe(32)
+        assistant.token_hash = hash_token(token)
+    session.add(assistant)
+    await session.flush()
+    return assistant, created, token
+
+
+async def authenticate_assistant(session: AsyncSession, *, token: str) -> Assistant | None:
+    """The active assistant holding `token`, or None. The token itself is never logged."""
+    if not token:
+        return None
+    stmt = select(Assistant).where(
+        Assistant.token_hash == hash_token(token), Assistant.active == True  # noqa: E712
+    )
+    return (await session.exec(stmt)).first()
