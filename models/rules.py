@@ -79,7 +79,9 @@ class PointsRules(_Strict):
 
 
 Measure = Literal["points", "spend"]
-Window = Literal["single_purchase", "day", "month", "half_year", "period", "cumulative"]
+Window = Literal[
+    "single_purchase", "day", "month", "half_year", "period", "cumulative", "validity"
+]
 
 
 class TierRule(_Strict):
@@ -89,7 +91,11 @@ class TierRule(_Strict):
     - windows: ``single_purchase`` (one receipt), ``day`` (the purchase's day),
       ``month`` (its calendar month), ``half_year`` (the 6 calendar months ending on
       that day), ``period`` (the annual tier period, see `TierRules.period_start`),
-      ``cumulative`` (since joining).
+      ``cumulative`` (since joining), ``validity`` (renew rules only: the tier's
+      validity that just ended).
+
+    For a reach rule the window is anchored on the purchase's brand day; for a renew
+    rule on the last day of the validity under review (`models.tiers`).
     """
 
     measure: Measure
@@ -121,7 +127,8 @@ class TierLevel(_Strict):
 class TierRules(_Strict):
     scheme: str = "A"
     stepwise: bool = True
-    """Upgrades go one level per evaluation (Scheme A: gold and diamond cannot be issued directly)."""
+    """Upgrades go one level per evaluation (Scheme A: gold and diamond cannot be issued
+    directly; see `models.tiers`)."""
     period_start: str = "01-01"
     """Start of the annual tier period for `period` windows (MM-DD)."""
     levels: list[TierLevel] = Field(
@@ -160,10 +167,27 @@ class TierRules(_Strict):
             raise ValueError("levels: tier codes must be unique")
         if self.levels[0].reach:
             raise ValueError("levels: the first (entry) level takes no reach rules")
+        if self.levels[0].valid_months is not None:
+            raise ValueError("levels: the first (entry) level never lapses (no valid_months)")
         for lv in self.levels[1:]:
             if not lv.reach:
                 raise ValueError(f"levels: tier {lv.code!r} needs at least one reach rule")
+        for lv in self.levels:
+            if any(r.window == "validity" for r in lv.reach):
+                raise ValueError(
+                    f"levels: tier {lv.code!r}: the validity window is for renew rules only"
+                )
+            if lv.effective == "on_approval" and not lv.requires_card:
+                raise ValueError(
+                    f"levels: tier {lv.code!r}: effective = on_approval needs requires_card = true"
+                )
+            if lv.renew and lv.valid_months is None:
+                raise ValueError(f"levels: tier {lv.code!r}: renew rules need valid_months")
         return self
+
+    def find(self, code: str | None) -> TierLevel | None:
+        """The level with this code, or None (unlike `level`, no fallback to the entry)."""
+        return next((lv for lv in self.levels if lv.code == code), None)
 
     @property
     def entry(self) -> TierLevel:
