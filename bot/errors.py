@@ -16,14 +16,20 @@ def json_error(status: int, error: str, field: str | None = None) -> web.Respons
     return web.json_response({"error": error, "field": field}, status=status)
 
 
-def from_validation(exc: ValidationError) -> web.Response:
+def describe_validation(exc: ValidationError) -> tuple[str, str | None]:
+    """(error, field) for the first problem pydantic found."""
     err = exc.errors()[0]
     field = ".".join(str(p) for p in err["loc"]) or None
     if err["type"] == "extra_forbidden":
-        return json_error(422, "unknown field", field)
+        return "unknown field", field
     if err["type"] == "missing":
-        return json_error(422, "missing field", field)
-    return json_error(422, err["msg"].removeprefix("Value error, "), field)
+        return "missing field", field
+    return err["msg"].removeprefix("Value error, "), field
+
+
+def from_validation(exc: ValidationError) -> web.Response:
+    error, field = describe_validation(exc)
+    return json_error(422, error, field)
 
 
 @web.middleware
@@ -35,9 +41,9 @@ async def error_middleware(request: web.Request, handler):
         return json_error(exc.status, exc.message, exc.field)
     except ValidationError as exc:
         return from_validation(exc)
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
         if request.path.startswith("/api/"):
-            return json_error(413, f"body larger than {exc.max_size} bytes", None)
+            return json_error(413, f"body larger than {request.client_max_size} bytes", None)
         raise
     except web.HTTPException:
         raise

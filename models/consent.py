@@ -28,7 +28,7 @@ async def _change(
     if at.tzinfo is None:
         raise ValueError("naive datetime: pass a timezone-aware value")
     # A conditional UPDATE, so two simultaneous stops record one event, not two.
-    result = await session.execute(
+    result = await session.exec(
         update(Member)
         .where(Member.id == member.id, Member.stopped == (not stopped))
         .values(stopped=stopped, updated_at=at)

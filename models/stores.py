@@ -77,6 +77,27 @@ async def authenticate_assistant(session: AsyncSession, *, token: str) -> Assist
     if not token:
         return None
     stmt = select(Assistant).where(
-        Assistant.token_hash == hash_token(token), Assistant.active == True  # noqa: E712
+        Assistant.token_hash == hash_token(token),
+        Assistant.active == True,  # noqa: E712
     )
     return (await session.exec(stmt)).first()
+
+
+async def store_codes(session: AsyncSession, *, store_ids: set[int | None]) -> dict[int, str]:
+    """Store id → code, for the ids given (one query)."""
+    ids = {i for i in store_ids if i is not None}
+    if not ids:
+        return {}
+    rows = await session.exec(select(Store.id, Store.code).where(Store.id.in_(ids)))
+    return dict(rows.all())
+
+
+async def assistant_codes(
+    session: AsyncSession, *, assistant_ids: set[int | None]
+) -> dict[int, str]:
+    """Assistant id → code, for the ids given (one query)."""
+    ids = {i for i in assistant_ids if i is not None}
+    if not ids:
+        return {}
+    rows = await session.exec(select(Assistant.id, Assistant.code).where(Assistant.id.in_(ids)))
+    return dict(rows.all())
