@@ -1,0 +1,52 @@
+"""Stop and resume proactive messages (CONTRACT.md stop/resume words, MESSAGING.md,
+DOMAIN.md §7 rule 6: "if this message disturbs you, reply 不接受").
+
+- A stop applies at once to every proactive message on every channel of the
+  member: it is the member's flag plus an entry in the consent history
+  (`models.consent.stop`, recorded with the time, the channel and the words).
+- It is confirmed once. A second stop records nothing and gets a one-line
+  "you are already unsubscribed" — an answer to the member's own message.
+- A stopped member still gets answers to whatever they ask.
+- Resume words undo it, symmetrically (confirmed once, then "you already receive").
+- A stop from a sender who is no member (an unknown phone, an unbound openid)
+  has nothing to record: we never send them proactive messages anyway; they get
+  the same short confirmation so the words never go unanswered.
+The pending confirmation (redeem, mail) is cancelled by `bot.bot` before a stop.
+"""
+
+from __future__ import annotations
+
+from bot.conversation import Reply
+from bot.handlers.turn import Route, Turn
+from bot.router import Intent, Match
+from models import consent
+
+
+def _source(match: Match) -> str:
+    return f"keyword: {match.text}"
+
+
+async def stop(turn: Turn, match: Match) -> Reply:
+    if turn.member is None:
+        return turn.reply("stop_done", member=False)
+    changed = await consent.stop(
+        turn.session, member=turn.member, channel=turn.channel, at=turn.now, source=_source(match)
+    )
+    if not changed:
+        return turn.reply("stop_already")
+    return turn.reply("stop_done", "stopped", member=True)
+
+
+async def resume(turn: Turn, match: Match) -> Reply:
+    changed = await consent.resume(
+        turn.session, member=turn.member, channel=turn.channel, at=turn.now, source=_source(match)
+    )
+    if not changed:
+        return turn.reply("resume_already")
+    return turn.reply("resume_done", "resumed")
+
+
+ROUTES = [
+    Route(Intent.STOP, stop, needs_member=False),
+    Route(Intent.RESUME, resume),
+]

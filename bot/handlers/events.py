@@ -1,0 +1,74 @@
+"""WeChat events: follow, unfollow, menu clicks (MESSAGING.md "WeChat Official Account").
+
+- ``subscribe``: the openid's identity is (re)activated — unless the member has
+  meanwhile bound another WeChat account — and the follower is welcomed: a bound
+  member by name ("welcome back"), anyone else with how to bind.
+- ``unsubscribe``: the identity is marked inactive (no proactive WeChat message
+  can reach an unfollower); WeChat shows no answer to it, so the reply is None.
+  The binding itself is kept, so following again restores it.
+- ``click``: the menu key (`bot.router.MENU_KEYS`) is handled exactly like the
+  keyword it stands for.
+- Other events (VIEW links, location reports, …) need no answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlmodel import select
+
+from bot.conversation import Reply
+from bot.handlers.turn import Turn
+from bot.router import Match, route_menu
+from bot.templating import pick_locale
+from models.tables import Identity, Member
+
+Dispatch = Callable[[Turn, Match], Awaitable[Reply]]
+
+
+async def _other_active(turn: Turn, member_id: int) -> bool:
+    stmt = select(Identity.id).where(
+        Identity.member_id == member_id,
+        Identity.channel == "wechat",
+        Identity.active == True,  # noqa: E712
+        Identity.id != turn.identity.id,
+    )
+    return (await turn.session.exec(stmt)).first() is not None
+
+
+async def subscribe(turn: Turn) -> Reply:
+    identity = turn.identity
+    if not identity.active and identity.member_id is not None:
+        if not await _other_active(turn, identity.member_id):
+            identity.active = True
+            turn.session.add(identity)
+            await turn.session.flush()
+            turn.member = await turn.session.get(Member, identity.member_id)
+            turn.locale = pick_locale(turn.member.locale, turn.locale)
+    elif not identity.active:
+        identity.active = True
+        turn.session.add(identity)
+        await turn.session.flush()
+    if turn.member is not None:
+        return turn.reply("welcome_back", "subscribed", name=turn.member.name)
+    return turn.reply("welcome", "subscribed")
+
+
+async def unsubscribe(turn: Turn) -> Reply:
+    identity = turn.identity
+    if identity.active:
+        identity.active = False
+        turn.session.add(identity)
+        await turn.session.flush()
+    return Reply(None, ("unsubscribed",))
+
+
+async def on_event(turn: Turn, dispatch: Dispatch) -> Reply:
+    event = (turn.inbound.event or "").casefold()
+    if event == "subscribe":
+        return await subscribe(turn)
+    if event == "unsubscribe":
+        return await unsubscribe(turn)
+    if event == "click":
+        return await dispatch(turn, route_menu(turn.inbound.event_key))
+    return Reply(None)
