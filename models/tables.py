@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Column, Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from models.types import Money, UTCDateTime, utcnow
@@ -132,7 +132,10 @@ class ConsentEvent(SQLModel, table=True):
 
 class Purchase(SQLModel, table=True):
     __tablename__ = "purchases"
-    __table_args__ = (Index("ix_purchases_member_at", "member_id", "at"),)
+    __table_args__ = (
+        Index("ix_purchases_member_at", "member_id", "at"),
+        Index("ix_purchases_member_local_date", "member_id", "local_date"),  # tier windows
+    )
     id: int | None = Field(default=None, primary_key=True)
     receipt_no: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     member_id: int = _fk("members.id", index=False)
@@ -182,7 +185,16 @@ class PointsLot(SQLModel, table=True):
     """What is left of one earning, and when it expires. Spent earliest-expiring first."""
 
     __tablename__ = "points_lots"
-    __table_args__ = (Index("ix_points_lots_open", "member_id", "remaining"),)
+    __table_args__ = (
+        Index("ix_points_lots_open", "member_id", "remaining"),
+        # Open lots by expiry day: the daily expiry job reads only what is due.
+        Index(
+            "ix_points_lots_due",
+            "expires_on",
+            postgresql_where=text("remaining > 0"),
+            sqlite_where=text("remaining > 0"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     member_id: int = _fk("members.id", index=False)
     entry_id: int = _fk("points_ledger.id", index=False)
@@ -264,3 +276,173 @@ class Assignment(SQLModel, table=True):
     reason: str = Field(max_length=20)  # opened | redistributed | purchase | manual
     ended_on: date | None = None
     end_reason: str | None = Field(default=None, max_length=20)
+
+
+class PendingAction(SQLModel, table=True):
+    """A chat step waiting for the member's 确认/CONFIRM (a redemption, mailing a card).
+
+    One per sender (channel + address): a new request replaces the old one. Valid until
+    `expires_at` (10 minutes); any other message cancels it. `token` is random and new
+    for every request: idempotency keys are derived from it (row ids can be reused).
+    `completed_at` is set once confirmed, so a repeated confirmation gets the same answer.
+    """
+
+    __tablename__ = "pending_actions"
+    __table_args__ = (UniqueConstraint("channel", "sender", name="uq_pending_actions_sender"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=10)
+    sender: str = Field(max_length=64)
+    member_id: int = _fk("members.id")
+    kind: str = Field(max_length=20)  # "redeem" | "mail_card"
+    payload: str = Field(default="{}", max_length=1000)
+    """JSON: {"reward": code} or {"application_id": id, "address": text}."""
+    token: str = Field(max_length=32)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    completed_at: datetime | None = _ts(nullable=True)
+
+
+class BindCode(SQLModel, table=True):
+    """A 6-digit code sent by SMS to bind a WeChat openid to the member with that phone.
+
+    Only a salted HMAC-SHA256 of the code is stored. Every request is a row, so the rows
+    are also the rate-limit log (per openid and per phone). `member_id` is None when no
+    member has the phone: then no SMS is sent and no attempt can succeed.
+    status: pending | used | dead (5 wrong tries) | superseded (a newer code) | failed (not sent).
+    """
+
+    __tablename__ = "bind_codes"
+    __table_args__ = (
+        Index("ix_bind_codes_openid_created", "openid", "created_at"),
+        Index("ix_bind_codes_phone_created", "phone", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    openid: str = Field(max_length=64)
+    phone: str = Field(max_length=20)
+    member_id: int | None = _fk("members.id", nullable=True, index=False)
+    code_hash: str = Field(max_length=64)
+    salt: str = Field(max_length=32)
+    attempts: int = 0
+    status: str = Field(default="pending", max_length=10)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class InboundMessage(SQLModel, table=True):
+    """Webhook messages already seen, so a platform's retry has exactly one effect.
+
+    WeChat retries a message it got no answer to within 5 s (3 tries in all) and
+    may deliver one twice; MESSAGING.md: de-duplicate messages by `MsgId`, events by
+    `FromUserName` + `CreateTime`; Twilio messages by `MessageSid`. The first request
+    inserts the row as `processing` (INSERT … ON CONFLICT DO NOTHING) and is the only
+    one that handles it; the others read the stored answer. `bot/inbound_log.py`.
+    """
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (
+        UniqueConstraint("channel", "dedupe_key", name="uq_inbound_messages_channel_key"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=10)  # "wechat" | "sms"
+    dedupe_key: str = Field(max_length=200)
+    status: str = Field(default="processing", max_length=10)
+    """processing | answered (passive reply stored) | deferred (answer goes through the
+    WeChat customer-service API) | sent (the API took it) | failed (the API refused it)"""
+    reply_text: str | None = None
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
+    )
+    answered_at: datetime | None = _ts(nullable=True)
+
+
+class SmsReceipt(SQLModel, table=True):
+    """The provider's latest delivery state of one outgoing SMS (Twilio status callbacks).
+
+    A callback may arrive before the send call has returned, so receipts are kept by
+    provider message id on their own; a state never moves backwards
+    (queued < sending < sent < delivered; failed/undelivered are final) — see
+    `models/sms_receipts.py` (MESSAGING.md "States of an outgoing message").
+    """
+
+    __tablename__ = "sms_receipts"
+    id: int | None = Field(default=None, primary_key=True)
+    provider_id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    status: str = Field(max_length=20)
+    error_code: str | None = Field(default=None, max_length=10)
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
+    )
+
+
+class OutboxMessage(SQLModel, table=True):
+    """One proactive message (MESSAGING.md "States of an outgoing message").
+
+    `(member_id, kind, occasion)` is unique: the database, not a check-then-insert,
+    guarantees a kind is never planned twice for one member and occasion, whichever
+    replica or rerun plans it. `occasion` names what the message is about: the day
+    for greetings ("2026-12-01"), the purchase ("purchase:123"), the card step
+    ("card:45:approved"), the assistant's request ("greeting:<uuid>").
+    Every status change is also appended to `outbox_events`.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("member_id", "kind", "occasion", name="uq_outbox_member_kind_occasion"),
+        Index("ix_outbox_due", "status", "send_after"),
+        Index("ix_outbox_member_send_after", "member_id", "send_after"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = _fk("members.id", index=False)
+    kind: str = Field(max_length=32)
+    occasion: str = Field(max_length=64)
+    planned_on: date
+    """The brand day D the planner (or the assistant) created it for."""
+    store_id: int | None = _fk("stores.id", nullable=True, index=False)
+    assistant_id: int | None = _fk("assistants.id", nullable=True, index=False)
+    locale: str = Field(default="zh_CN", max_length=5)
+    text: str = ""
+    channel: str = Field(default="", max_length=10)
+    """wechat | sms | console | "" (suppressed before a channel was chosen)"""
+    via: str = Field(default="", max_length=20)
+    """customer_service | template | twilio | console"""
+    address: str = Field(default="", max_length=64)
+    status: str = Field(default="queued", max_length=15)
+    """planned | queued | sending | sent | delivered | failed | undeliverable | suppressed"""
+    reason: str | None = Field(default=None, max_length=200)
+    send_after: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    attempts: int = 0
+    next_attempt_at: datetime | None = _ts(nullable=True)
+    claimed_at: datetime | None = _ts(nullable=True)
+    provider_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
+    error_code: str | None = Field(default=None, max_length=20)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class OutboxEvent(SQLModel, table=True):
+    """Append-only: every status change of an outbox message, timestamped, with its reason."""
+
+    __tablename__ = "outbox_events"
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = _fk("outbox.id")
+    from_status: str = Field(max_length=15)
+    to_status: str = Field(max_length=15)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class PlanRun(SQLModel, table=True):
+    """One daily planning run per brand day: the unique day makes a second run a no-op
+    and lets a restarted process catch up a run it missed earlier the same day."""
+
+    __tablename__ = "plan_runs"
+    id: int | None = Field(default=None, primary_key=True)
+    day: date = Field(sa_column=Column(Date, nullable=False, unique=True))
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    finished_at: datetime | None = _ts(nullable=True)
+    planned: int = 0
+    suppressed: int = 0
+    replica: str = Field(default="", max_length=100)

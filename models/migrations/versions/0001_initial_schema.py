@@ -17,6 +17,41 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('inbound_messages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('dedupe_key', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('reply_text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('answered_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('channel', 'dedupe_key', name='uq_inbound_messages_channel_key')
+    )
+    with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_inbound_messages_created_at'), ['created_at'], unique=False)
+
+    op.create_table('plan_runs',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('started_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('planned', sa.Integer(), nullable=False),
+    sa.Column('suppressed', sa.Integer(), nullable=False),
+    sa.Column('replica', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('day')
+    )
+    op.create_table('sms_receipts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('provider_id', sa.String(length=64), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('error_code', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=True),
+    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('provider_id')
+    )
     op.create_table('stores',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=64), nullable=False),
@@ -114,6 +149,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_assignments_member_id'), ['member_id'], unique=False)
         batch_op.create_index('ix_assignments_open', ['ended_on', 'probation_until'], unique=False)
 
+    op.create_table('bind_codes',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('openid', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('phone', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=True),
+    sa.Column('code_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('salt', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('bind_codes', schema=None) as batch_op:
+        batch_op.create_index('ix_bind_codes_openid_created', ['openid', 'created_at'], unique=False)
+        batch_op.create_index('ix_bind_codes_phone_created', ['phone', 'created_at'], unique=False)
+
     op.create_table('card_applications',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('member_id', sa.Integer(), nullable=False),
@@ -165,6 +218,58 @@ def upgrade() -> None:
     with op.batch_alter_table('identities', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_identities_member_id'), ['member_id'], unique=False)
 
+    op.create_table('outbox',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('occasion', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('planned_on', sa.Date(), nullable=False),
+    sa.Column('store_id', sa.Integer(), nullable=True),
+    sa.Column('assistant_id', sa.Integer(), nullable=True),
+    sa.Column('locale', sqlmodel.sql.sqltypes.AutoString(length=5), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('via', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=15), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('send_after', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('provider_id', sa.String(length=64), nullable=True),
+    sa.Column('error_code', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['assistant_id'], ['assistants.id'], ),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], ),
+    sa.ForeignKeyConstraint(['store_id'], ['stores.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('member_id', 'kind', 'occasion', name='uq_outbox_member_kind_occasion')
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_due', ['status', 'send_after'], unique=False)
+        batch_op.create_index('ix_outbox_member_send_after', ['member_id', 'send_after'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_provider_id'), ['provider_id'], unique=False)
+
+    op.create_table('pending_actions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('sender', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('payload', sqlmodel.sql.sqltypes.AutoString(length=1000), nullable=False),
+    sa.Column('token', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('channel', 'sender', name='uq_pending_actions_sender')
+    )
+    with op.batch_alter_table('pending_actions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_pending_actions_member_id'), ['member_id'], unique=False)
+
     op.create_table('purchases',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('receipt_no', sa.String(length=64), nullable=False),
@@ -188,6 +293,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_purchases_assistant_id'), ['assistant_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_purchases_local_date'), ['local_date'], unique=False)
         batch_op.create_index('ix_purchases_member_at', ['member_id', 'at'], unique=False)
+        batch_op.create_index('ix_purchases_member_local_date', ['member_id', 'local_date'], unique=False)
         batch_op.create_index(batch_op.f('ix_purchases_store_id'), ['store_id'], unique=False)
 
     op.create_table('tier_changes',
@@ -217,6 +323,19 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('card_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_card_events_application_id'), ['application_id'], unique=False)
+
+    op.create_table('outbox_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('message_id', sa.Integer(), nullable=False),
+    sa.Column('from_status', sqlmodel.sql.sqltypes.AutoString(length=15), nullable=False),
+    sa.Column('to_status', sqlmodel.sql.sqltypes.AutoString(length=15), nullable=False),
+    sa.Column('at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.ForeignKeyConstraint(['message_id'], ['outbox.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('outbox_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outbox_events_message_id'), ['message_id'], unique=False)
 
     op.create_table('points_ledger',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -266,6 +385,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('points_lots', schema=None) as batch_op:
+        batch_op.create_index('ix_points_lots_due', ['expires_on'], unique=False, postgresql_where=sa.text('remaining > 0'), sqlite_where=sa.text('remaining > 0'))
         batch_op.create_index(batch_op.f('ix_points_lots_expires_on'), ['expires_on'], unique=False)
         batch_op.create_index('ix_points_lots_open', ['member_id', 'remaining'], unique=False)
 
@@ -300,6 +420,7 @@ def downgrade() -> None:
     with op.batch_alter_table('points_lots', schema=None) as batch_op:
         batch_op.drop_index('ix_points_lots_open')
         batch_op.drop_index(batch_op.f('ix_points_lots_expires_on'))
+        batch_op.drop_index('ix_points_lots_due', postgresql_where=sa.text('remaining > 0'), sqlite_where=sa.text('remaining > 0'))
 
     op.drop_table('points_lots')
     with op.batch_alter_table('purchase_items', schema=None) as batch_op:
@@ -311,6 +432,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_points_ledger_member_at')
 
     op.drop_table('points_ledger')
+    with op.batch_alter_table('outbox_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_events_message_id'))
+
+    op.drop_table('outbox_events')
     with op.batch_alter_table('card_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_card_events_application_id'))
 
@@ -321,11 +446,22 @@ def downgrade() -> None:
     op.drop_table('tier_changes')
     with op.batch_alter_table('purchases', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_purchases_store_id'))
+        batch_op.drop_index('ix_purchases_member_local_date')
         batch_op.drop_index('ix_purchases_member_at')
         batch_op.drop_index(batch_op.f('ix_purchases_local_date'))
         batch_op.drop_index(batch_op.f('ix_purchases_assistant_id'))
 
     op.drop_table('purchases')
+    with op.batch_alter_table('pending_actions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_pending_actions_member_id'))
+
+    op.drop_table('pending_actions')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_provider_id'))
+        batch_op.drop_index('ix_outbox_member_send_after')
+        batch_op.drop_index('ix_outbox_due')
+
+    op.drop_table('outbox')
     with op.batch_alter_table('identities', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_identities_member_id'))
 
@@ -340,6 +476,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_card_applications_member_id'))
 
     op.drop_table('card_applications')
+    with op.batch_alter_table('bind_codes', schema=None) as batch_op:
+        batch_op.drop_index('ix_bind_codes_phone_created')
+        batch_op.drop_index('ix_bind_codes_openid_created')
+
+    op.drop_table('bind_codes')
     with op.batch_alter_table('assignments', schema=None) as batch_op:
         batch_op.drop_index('ix_assignments_open')
         batch_op.drop_index(batch_op.f('ix_assignments_member_id'))
@@ -362,3 +503,9 @@ def downgrade() -> None:
 
     op.drop_table('assistants')
     op.drop_table('stores')
+    op.drop_table('sms_receipts')
+    op.drop_table('plan_runs')
+    with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_inbound_messages_created_at'))
+
+    op.drop_table('inbound_messages')
