@@ -79,16 +79,24 @@ def _cents(value: Decimal) -> Decimal:
     return value.quantize(CENT)
 
 
+MAX_YUAN = Decimal("100000000")
+"""Largest amount accepted for one purchase or item (100 million yuan): anything
+larger is a typo or an attack, and must be refused before it reaches the database."""
+MAX_QTY = 100_000
+
+
 def _iso_datetime(value: Any) -> Any:
-    """Accept a datetime or an ISO 8601 string only (no epoch numbers)."""
-    if isinstance(value, datetime):
-        return value
+    """Accept a datetime or an ISO 8601 string only (no epoch numbers), years 2000-2100."""
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.strip())
+            value = datetime.fromisoformat(value.strip())
         except ValueError:
             raise ValueError("expected an ISO 8601 date and time") from None
-    raise ValueError("expected an ISO 8601 date and time")
+    if not isinstance(value, datetime):
+        raise ValueError("expected an ISO 8601 date and time")
+    if not 2000 <= value.year <= 2100:
+        raise ValueError("date out of range (years 2000-2100)")
+    return value
 
 
 def _no_bool(value: Any) -> Any:
@@ -98,10 +106,14 @@ def _no_bool(value: Any) -> Any:
 
 
 Yuan = Annotated[
-    Decimal, Field(ge=0, decimal_places=2, allow_inf_nan=False), AfterValidator(_cents)
+    Decimal,
+    Field(ge=0, le=MAX_YUAN, decimal_places=2, allow_inf_nan=False),
+    AfterValidator(_cents),
 ]
 PositiveYuan = Annotated[
-    Decimal, Field(gt=0, decimal_places=2, allow_inf_nan=False), AfterValidator(_cents)
+    Decimal,
+    Field(gt=0, le=MAX_YUAN, decimal_places=2, allow_inf_nan=False),
+    AfterValidator(_cents),
 ]
 
 
@@ -114,7 +126,7 @@ class ItemIn(BaseModel):
     name: Annotated[str, Field(max_length=200)]
     category: Annotated[str, Field(max_length=64)]
     brand: Annotated[str, Field(max_length=64)] = ""
-    qty: Annotated[int, Field(ge=1), BeforeValidator(_no_bool)] = 1
+    qty: Annotated[int, Field(ge=1, le=MAX_QTY), BeforeValidator(_no_bool)] = 1
     amount: Yuan
 
 

@@ -391,6 +391,18 @@ async def test_concurrent_identical_purchases_count_once(client):
         ({"assistant": "NOPE"}, "assistant"),
         ({"colour": "red"}, "colour"),
         ({"receipt_no": None}, "receipt_no"),
+        ({"amount": "1e30"}, "amount"),
+        ({"amount": "99999999999999999999.99"}, "amount"),
+        (
+            {"items": [{"sku": "K1", "name": "n", "category": "c", "qty": 10**30, "amount": "1"}]},
+            "items.0.qty",
+        ),
+        (
+            {"items": [{"sku": "K1", "name": "n", "category": "c", "qty": 1, "amount": "1e25"}]},
+            "items.0.amount",
+        ),
+        ({"at": "9999-12-31T23:59:59+14:00"}, "at"),
+        ({"at": "0001-01-01T00:00:00"}, "at"),
     ],
 )
 async def test_purchase_bad_input(client, change, field):
