@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from models.rules import LoyaltyRules, OwnershipRules, PointsRules, RewardRules, TierRules
+from scheduler.lexicon import Lexicon
+from scheduler.occasions import OccasionSettings
 
 ENV_PREFIX = "MEMBERBOT_"
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-(([01]\d|2[0-3]):([0-5]\d)|24:00)$")
@@ -147,6 +149,8 @@ class OutboxSettings(_Section):
 class MessagingSettings(_Section):
     send_window: str = "09:00-21:00"
     weekly_cap: Annotated[int, Field(ge=0, le=100)] = 2
+    lexicon: Lexicon = Field(default_factory=Lexicon)
+    """Words the message rules reject (scheduler.lexicon; MESSAGING.md "Message classes")."""
 
     @field_validator("send_window")
     @classmethod
@@ -166,6 +170,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     messaging: MessagingSettings = Field(default_factory=MessagingSettings)
+    occasions: OccasionSettings = Field(default_factory=OccasionSettings)
     points: PointsRules = Field(default_factory=PointsRules)
     tiers: TierRules = Field(default_factory=TierRules)
     rewards: RewardRules = Field(default_factory=RewardRules)
