@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import ClientSession, ClientTimeout, web
 
-from bot.appkeys import ENGINE, SESSIONS, SETTINGS
+from bot.appkeys import CONVERSATION, ENGINE, HTTP, SESSIONS, SETTINGS, SMS_SENDER
 from bot.config import Settings
+from bot.conversation import Conversation
 from bot.errors import error_middleware, json_error
+from bot.sms_sender import open_sms_sender
 from models.db import make_engine, migrate, ping, session_factory
 
 
@@ -26,6 +28,21 @@ def _database_ctx(migrate_on_start: bool):
     return ctx
 
 
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with ClientSession(timeout=ClientTimeout(total=15)) as http:
+        app[HTTP] = http
+        yield
+
+
+async def _sms_sender_ctx(app: web.Application) -> AsyncIterator[None]:
+    if SMS_SENDER in app:  # given by the caller (tests, chat)
+        yield
+        return
+    async with open_sms_sender(app[SETTINGS].sms) as sender:
+        app[SMS_SENDER] = sender
+        yield
+
+
 async def healthz(request: web.Request) -> web.Response:
     try:
         await ping(request.app[ENGINE])
@@ -34,14 +51,26 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_app(settings: Settings, *, migrate_on_start: bool = True) -> web.Application:
+def create_app(
+    settings: Settings,
+    *,
+    migrate_on_start: bool = True,
+    conversation: Conversation | None = None,
+) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes
     )
     app[SETTINGS] = settings
+    if conversation is not None:
+        app[CONVERSATION] = conversation
     app.cleanup_ctx.append(_database_ctx(migrate_on_start))
+    app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(_sms_sender_ctx)
     app.router.add_get("/healthz", healthz)
     from bot import api
 
     api.setup(app)
+    from bot import channels
+
+    channels.setup(app)
     return app

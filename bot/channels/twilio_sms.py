@@ -1,0 +1,157 @@
+"""The Twilio SMS webhooks: `POST /sms/twilio` (messages) and `POST /sms/twilio/status`.
+
+CONTRACT.md "HTTP" and MESSAGING.md "SMS (Twilio)":
+
+- Every request carries `X-Twilio-Signature`, an HMAC of the URL Twilio called and the
+  form fields, keyed with `sms.twilio.auth_token`; it is checked with twilio's
+  `RequestValidator` against `server.public_url` + the request's path and query — the
+  public URL, not the one a proxy forwards to. Wrong, missing, or no auth token
+  configured → 403 (an empty key would let anyone sign).
+- A message becomes `Inbound(channel="sms", sender=From as E.164 — raw if it does not
+  parse —, text=Body, message_id=MessageSid)`; the reply is TwiML with zero or one
+  `<Message>`. A duplicate delivery of one `MessageSid` has one effect and gets the same
+  answer (`bot.inbound_log`). Twilio waits 15 s: an answer not ready within
+  `SmsOptions.reply_deadline` is answered with an empty `<Response/>` and sent with the
+  configured SMS sender when it is ready.
+- A status callback (`MessageSid`, `MessageStatus`, `ErrorCode`) is recorded in
+  `sms_receipts`, never moving a state backwards (`models.sms_receipts`), and moves the
+  outbox message sent as that sid forward (`scheduler.outbox.apply_receipt`: delivered,
+  or undeliverable with the error code) → 204. A callback that arrives before the send
+  call has returned waits in `sms_receipts` until the sender records the sid.
+- Stop words need nothing here: the conversation handles them like any text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+from multidict import MultiDictProxy
+from twilio.request_validator import (
+    SIGNATURE_SETTINGS_HEADER,
+    RequestValidator,
+    get_signature_algorithm,
+)
+from twilio.twiml.messaging_response import MessagingResponse
+
+from bot.appkeys import CONVERSATION, INBOUND_LOG, SESSIONS, SETTINGS, SMS_SENDER
+from bot.conversation import Inbound
+from bot.inbound_log import HandlingFailed
+from models.db import transaction
+from models.errors import InvalidInput
+from models.phone import normalise_phone
+from models.sms_receipts import record_receipt
+from models.types import utcnow
+from scheduler.outbox import apply_receipt
+
+log = logging.getLogger("memberbot.sms")
+
+
+@dataclass
+class SmsOptions:
+    reply_deadline: float = 12.0
+    """Seconds after which an unfinished answer is sent by the SMS API instead (Twilio waits 15)."""
+
+
+SMS_OPTIONS = web.AppKey("sms_options", SmsOptions)
+
+
+def _forbidden() -> web.Response:
+    return web.Response(status=403, text="forbidden", content_type="text/plain")
+
+
+def _twiml(text: str | None) -> web.Response:
+    resp = MessagingResponse()
+    if text:
+        resp.message(text)
+    return web.Response(text=str(resp), content_type="text/xml")
+
+
+async def signed_form(request: web.Request) -> MultiDictProxy[str] | None:
+    """The form fields if `X-Twilio-Signature` is right for them, else None."""
+    settings = request.app[SETTINGS]
+    token = settings.sms.twilio.auth_token
+    form = await request.post()
+    signature = request.headers.get("X-Twilio-Signature")
+    if not token or not signature:
+        return None
+    if any(not isinstance(v, str) for v in form.values()):
+        return None  # Twilio posts plain form fields, never files
+    url = settings.server.public_url + request.raw_path
+    algorithm = get_signature_algorithm(request.headers.get(SIGNATURE_SETTINGS_HEADER))
+    if not RequestValidator(token).validate(url, form, signature, algorithm):
+        return None
+    return form  # type: ignore[return-value]
+
+
+async def receive(request: web.Request) -> web.Response:
+    started = asyncio.get_running_loop().time()
+    form = await signed_form(request)
+    if form is None:
+        return _forbidden()
+    app = request.app
+    raw_from = form.get("From", "").strip()
+    try:
+        sender = normalise_phone(raw_from)
+    except InvalidInput:
+        sender = raw_from  # still answer; the conversation finds no member for it
+    sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip() or None
+    inbound = Inbound(
+        channel="sms", sender=sender, text=form.get("Body", ""), at=utcnow(), message_id=sid
+    )
+    conversation = app[CONVERSATION]
+    if sid is None:  # nothing to de-duplicate by (not Twilio's own requests)
+        return _twiml((await conversation.handle(inbound)).text)
+    inbound_log = app[INBOUND_LOG]
+    try:
+        outcome = await inbound_log.respond_once(
+            "sms",
+            f"sid:{sid}",
+            lambda: conversation.handle(inbound),
+            deadline=started + app[SMS_OPTIONS].reply_deadline,
+        )
+    except HandlingFailed:
+        log.exception("no answer for an sms")
+        raise web.HTTPInternalServerError(text="internal error") from None
+    if outcome.late is not None:
+        sms_sender = app[SMS_SENDER]
+
+        async def deliver(text: str) -> None:
+            if not sender.startswith("+"):
+                raise ValueError("the sender is not a phone number: cannot text the answer")
+            await sms_sender.send(sender, text)
+
+        inbound_log.spawn(inbound_log.deliver_late(outcome, deliver))
+    return _twiml(outcome.text)
+
+
+async def status_callback(request: web.Request) -> web.Response:
+    form = await signed_form(request)
+    if form is None:
+        return _forbidden()
+    sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip()
+    status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip()
+    if not sid or not status:
+        return web.Response(status=400, text="MessageSid and MessageStatus are required")
+    error_code = (form.get("ErrorCode") or "").strip()[:10] or None
+    now = utcnow()
+    async with transaction(request.app[SESSIONS]) as session:
+        changed = await record_receipt(
+            session, provider_id=sid[:64], status=status, error_code=error_code, at=now
+        )
+        if changed:  # the outbox message sent as this sid follows, forward only
+            await apply_receipt(session, provider_id=sid[:64], now=now)
+    if not changed:
+        log.info("status %s for %s ignored (stale or unknown)", status, sid)
+    return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    """Add the Twilio webhooks. Needs `app[SETTINGS]`, and at startup `app[SESSIONS]`,
+    `app[INBOUND_LOG]`, `app[SMS_SENDER]` and `app[CONVERSATION]`."""
+    if SMS_OPTIONS not in app:
+        app[SMS_OPTIONS] = SmsOptions()
+    app.router.add_post("/sms/twilio", receive)
+    app.router.add_post("/sms/twilio/status", status_callback)

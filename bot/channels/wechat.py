@@ -1,0 +1,307 @@
+"""The WeChat Official Account webhook: `GET /wechat` (URL check) and `POST /wechat` (messages).
+
+CONTRACT.md "HTTP" and MESSAGING.md "WeChat Official Account". wechatpy checks the
+signatures, decrypts and encrypts (safe mode) and renders the passive reply; this
+module only turns the wire into an `Inbound` and the `Reply` back into the wire.
+
+- Signature: `signature` = sha1(sorted token, timestamp, nonce) → 403 if wrong. In safe
+  mode (`encrypt_type=aes`) `msg_signature` also covers the encrypted body → 403 if
+  wrong. `wechat.encoding_aes_key` turns safe mode on and plain requests are still
+  accepted (compatible mode); the reply is encrypted exactly when the request was.
+- Timestamps are not checked for freshness by default: the contract answers 403 for a
+  wrong signature, and an old one is still right. `WeChatOptions.max_timestamp_age`
+  turns the check on (300 s would leave room for WeChat's retries, which come within
+  about 15 s, and for clock drift). In plain mode the signature does not cover the
+  body, so a leaked signed URL can be replayed with any body: safe mode (AES) is what
+  authenticates the message itself.
+- Body: over `server.max_body_bytes` → 413; a DTD or entity declaration, in the body or
+  in the decrypted message → 400 before any parser runs (`xmlsafe`); malformed → 400.
+- Text messages and the events subscribe (also by QR scene), unsubscribe and menu
+  CLICK go to the conversation; other message types (image, voice, …) go as an empty
+  text so the bot answers with help; other events (VIEW, LOCATION, job reports, …) are
+  acknowledged with `success` and not passed on.
+- Retries and the 5-second deadline: `bot.inbound_log` (key: `MsgId`; events
+  `FromUserName` + `CreateTime`, plus the event and its key). An answer not ready
+  within `reply_deadline` is replaced by `success` and sent through the
+  customer-service API when it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.replies import TextReply
+from wechatpy.utils import check_signature
+
+from bot.appkeys import CONVERSATION, HTTP, INBOUND_LOG, SETTINGS
+from bot.channels import xmlsafe
+from bot.config import WeChatSettings
+from bot.conversation import Inbound
+from bot.inbound_log import HandlingFailed
+from bot.wechat_api import WeChatApi, WeChatApiError
+
+log = logging.getLogger("memberbot.wechat")
+
+FORWARDED_EVENTS = frozenset({"subscribe", "unsubscribe", "click"})
+
+
+@dataclass
+class WeChatOptions:
+    """Timing knobs of the adapter (tests shorten them; replace before the app starts)."""
+
+    reply_deadline: float = 4.0
+    """Seconds after which an unfinished answer is replaced by `success` (WeChat waits 5)."""
+    max_timestamp_age: float | None = None
+    """Refuse (403) requests whose `timestamp` is further than this from our clock; None: off."""
+    cs_attempts: int = 3
+    """Tries of a customer-service send that failed for a retryable reason."""
+    cs_backoff: float = 0.5
+    """Seconds before the second try; doubles each time."""
+
+
+WECHAT_OPTIONS = web.AppKey("wechat_options", WeChatOptions)
+WECHAT_API = web.AppKey("wechat_api", WeChatApi)
+
+
+@dataclass(frozen=True, slots=True)
+class WeChatMessage:
+    """The fields of one inbound message or event that the bot uses."""
+
+    openid: str
+    account: str
+    msg_type: str
+    create_time: int
+    msg_id: str | None
+    content: str
+    event: str | None
+    event_key: str | None
+
+    @property
+    def dedupe_key(self) -> str:
+        """MESSAGING.md: messages by `MsgId`, events by `FromUserName` + `CreateTime`."""
+        if self.msg_type != "event" and self.msg_id:
+            return f"msg:{self.msg_id[:64]}"
+        # The event and its key join the pair, so a subscribe and a menu click in the same
+        # second are two events; a retry repeats all of them.
+        key = (self.event_key or "")[:64]
+        return f"evt:{self.openid}:{self.create_time}:{self.event or self.msg_type}:{key}"
+
+
+def read_message(fields: dict) -> WeChatMessage:
+    """The message of a parsed `<xml>` document; MalformedXml if a needed field is wrong."""
+    field = xmlsafe.field
+    msg_type = field(fields, "MsgType").strip().lower()
+    created = field(fields, "CreateTime").strip()
+    if not (created.isascii() and created.isdigit() and len(created) <= 11):
+        raise xmlsafe.MalformedXml("<CreateTime> must be a Unix time")
+    openid = field(fields, "FromUserName").strip()
+    if not openid or len(openid) > 64:
+        raise xmlsafe.MalformedXml("<FromUserName> must be an openid")
+    event = field(fields, "Event", required=False)
+    return WeChatMessage(
+        openid=openid,
+        account=field(fields, "ToUserName", required=False) or "",
+        msg_type=msg_type,
+        create_time=int(created),
+        msg_id=(field(fields, "MsgId", required=False) or "").strip() or None,
+        content=field(fields, "Content", required=False) or "",
+        event=event.strip().lower() if event else None,
+        event_key=field(fields, "EventKey", required=False) or None,
+    )
+
+
+def to_inbound(msg: WeChatMessage) -> Inbound | None:
+    """What the conversation gets; None for events the bot does not answer."""
+    at = datetime.fromtimestamp(msg.create_time, UTC)
+    if msg.msg_type == "event":
+        event = msg.event
+        if event not in FORWARDED_EVENTS:
+            return None
+        key = msg.event_key
+        if event == "subscribe" and key and key.startswith("qrscene_"):
+            key = key.removeprefix("qrscene_")  # subscribed by scanning a QR code with a scene
+        return Inbound(channel="wechat", sender=msg.openid, at=at, event=event, event_key=key)
+    text = msg.content if msg.msg_type == "text" else ""
+    return Inbound(channel="wechat", sender=msg.openid, text=text, at=at, message_id=msg.msg_id)
+
+
+def _success() -> web.Response:
+    return web.Response(text="success", content_type="text/plain")
+
+
+def _forbidden() -> web.Response:
+    return web.Response(status=403, text="forbidden", content_type="text/plain")
+
+
+def _bad_request(reason: str) -> web.Response:
+    return web.Response(status=400, text=reason, content_type="text/plain")
+
+
+class WeChatWebhook:
+    """The two handlers, with what they need from `wechat.*` settings."""
+
+    def __init__(self, settings: WeChatSettings):
+        self.token = settings.token
+        self.crypto = (
+            WeChatCrypto(settings.token, settings.encoding_aes_key, settings.app_id)
+            if settings.encoding_aes_key
+            else None
+        )
+
+    # ------------------------------------------------------------------ checks
+
+    def _signed(self, signature: str | None, timestamp: str, nonce: str) -> bool:
+        if not self.token or not signature:
+            return False  # an empty token would let anyone sign
+        try:
+            check_signature(self.token, signature, timestamp, nonce)
+        except InvalidSignatureException:
+            return False
+        return True
+
+    @staticmethod
+    def _fresh(timestamp: str, opts: WeChatOptions) -> bool:
+        if opts.max_timestamp_age is None:
+            return True
+        if not timestamp.isdigit():
+            return False
+        return abs(time.time() - int(timestamp)) <= opts.max_timestamp_age
+
+    def _decrypt(self, fields: dict, query) -> str:
+        """The inner XML of a safe-mode request; raises web.HTTPForbidden / MalformedXml."""
+        encrypted = xmlsafe.field(fields, "Encrypt")
+        assert self.crypto is not None
+        try:
+            return self.crypto.decrypt_message(
+                {"Encrypt": encrypted},
+                query.get("msg_signature", ""),
+                query.get("timestamp", ""),
+                query.get("nonce", ""),
+            )
+        except (InvalidSignatureException, InvalidAppIdException):
+            raise web.HTTPForbidden(text="forbidden") from None
+        except (ValueError, struct.error, IndexError, TypeError) as exc:
+            raise xmlsafe.MalformedXml("cannot decrypt <Encrypt>") from exc
+
+    # ------------------------------------------------------------------ handlers
+
+    async def verify(self, request: web.Request) -> web.Response:
+        """URL verification: echo `echostr` after the signature check."""
+        q = request.query
+        if not self._signed(q.get("signature"), q.get("timestamp", ""), q.get("nonce", "")):
+            return _forbidden()
+        return web.Response(text=q.get("echostr", ""), content_type="text/plain")
+
+    async def receive(self, request: web.Request) -> web.Response:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        app = request.app
+        opts = app[WECHAT_OPTIONS]
+        if request.content_length is not None and request.content_length > request.client_max_size:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=request.client_max_size, actual_size=request.content_length
+            )
+        q = request.query
+        aes = q.get("encrypt_type", "").lower() == "aes"
+        timestamp, nonce = q.get("timestamp", ""), q.get("nonce", "")
+        if aes:
+            # msg_signature (checked on decryption) is what authenticates a safe-mode
+            # request; a `signature` sent along must be right too.
+            if self.crypto is None or not q.get("msg_signature"):
+                return _forbidden()
+            if "signature" in q and not self._signed(q["signature"], timestamp, nonce):
+                return _forbidden()
+        elif not self._signed(q.get("signature"), timestamp, nonce):
+            return _forbidden()
+        if not self._fresh(timestamp, opts):
+            return _forbidden()
+        body = await request.read()
+        try:
+            fields = xmlsafe.parse_fields(xmlsafe.decode(body))
+            if aes:
+                fields = xmlsafe.parse_fields(self._decrypt(fields, q))
+            msg = read_message(fields)
+        except xmlsafe.UnsafeXml:
+            return _bad_request("DTD and entity declarations are not accepted")
+        except xmlsafe.MalformedXml as exc:
+            return _bad_request(str(exc))
+
+        inbound = to_inbound(msg)
+        if inbound is None:
+            return _success()
+        conversation = app[CONVERSATION]
+        inbound_log = app[INBOUND_LOG]
+        try:
+            outcome = await inbound_log.respond_once(
+                "wechat",
+                msg.dedupe_key,
+                lambda: conversation.handle(inbound),
+                deadline=started + opts.reply_deadline,
+            )
+        except HandlingFailed:
+            log.exception("no answer for a wechat message")
+            raise web.HTTPInternalServerError(text="internal error") from None
+        if outcome.late is not None:
+            inbound_log.spawn(
+                inbound_log.deliver_late(
+                    outcome, lambda text: self._send_customer_service(app, msg.openid, text)
+                )
+            )
+        if outcome.text is None:
+            return _success()
+        return self._reply(msg, outcome.text, aes=aes, nonce=nonce, timestamp=timestamp)
+
+    def _reply(self, msg: WeChatMessage, text: str, *, aes: bool, nonce: str, timestamp: str):
+        xml = TextReply(
+            source=xmlsafe.cdata_text(msg.account),
+            target=xmlsafe.cdata_text(msg.openid),
+            content=xmlsafe.cdata_text(text),
+            time=int(time.time()),
+        ).render()
+        if aes:
+            assert self.crypto is not None
+            xml = self.crypto.encrypt_message(xml, nonce, timestamp or None)
+        return web.Response(text=xml, content_type="application/xml")
+
+    @staticmethod
+    async def _send_customer_service(app: web.Application, openid: str, text: str) -> None:
+        """The late answer, by the customer-service API, retried on retryable failures."""
+        opts = app[WECHAT_OPTIONS]
+        api = app[WECHAT_API]
+        for attempt in range(1, opts.cs_attempts + 1):
+            try:
+                await api.send_text(openid, text)
+                return
+            except WeChatApiError as exc:
+                if not exc.retryable or attempt >= opts.cs_attempts:
+                    raise
+                log.warning("customer-service send failed (%s), try %d", exc, attempt)
+            await asyncio.sleep(opts.cs_backoff * 2 ** (attempt - 1))
+
+
+async def _api_ctx(app: web.Application) -> AsyncIterator[None]:
+    s = app[SETTINGS].wechat
+    app[WECHAT_API] = WeChatApi(
+        app[HTTP], base_url=s.api_base_url, app_id=s.app_id, app_secret=s.app_secret
+    )
+    yield
+
+
+def setup(app: web.Application) -> None:
+    """Add `GET/POST /wechat` and the API client. Needs `app[SETTINGS]`, and at startup
+    `app[HTTP]`, `app[INBOUND_LOG]` and `app[CONVERSATION]`."""
+    webhook = WeChatWebhook(app[SETTINGS].wechat)
+    if WECHAT_OPTIONS not in app:
+        app[WECHAT_OPTIONS] = WeChatOptions()
+    app.router.add_get("/wechat", webhook.verify)
+    app.router.add_post("/wechat", webhook.receive)
+    app.cleanup_ctx.append(_api_ctx)

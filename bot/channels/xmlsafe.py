@@ -1,0 +1,72 @@
+"""Reading untrusted XML without letting it expand or reach outside, and writing CDATA safely.
+
+WeChat's messages are flat `<xml>` documents: they never carry a DOCTYPE. So any
+declaration (`<!DOCTYPE`, `<!ENTITY`, `<!ELEMENT`, `<!ATTLIST`, `<!NOTATION`) is
+refused *before* a parser sees the text — a billion-laughs bomb never expands and an
+external entity (XXE, e.g. `file:///etc/passwd`) is never resolved. The check runs on
+the decoded text, which is also exactly what the parser gets (bytes are decoded as
+UTF-8 first, so no other encoding can hide a declaration from it). Comments and CDATA
+sections stay allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from xml.parsers.expat import ExpatError
+
+import xmltodict
+
+_DECLARATION = re.compile(r"<!\s*[A-Za-z]")
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+class UnsafeXml(ValueError):
+    """The document declares a DTD or entities."""
+
+
+class MalformedXml(ValueError):
+    """Not a well-formed `<xml>` document of flat fields."""
+
+
+def decode(body: bytes) -> str:
+    """UTF-8 (a BOM is tolerated); anything else is malformed."""
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MalformedXml("body is not UTF-8") from exc
+
+
+def check_no_declarations(text: str) -> None:
+    if _DECLARATION.search(text):
+        raise UnsafeXml("DTD and entity declarations are not accepted")
+
+
+def parse_fields(text: str) -> dict:
+    """The children of the `<xml>` root as a dict (xmltodict), after the declaration check."""
+    check_no_declarations(text)
+    try:
+        doc = xmltodict.parse(text, disable_entities=True)
+    except (ExpatError, ValueError) as exc:
+        raise MalformedXml(f"not well-formed XML: {exc}") from exc
+    root = doc.get("xml") if isinstance(doc, dict) else None
+    if not isinstance(root, dict):
+        raise MalformedXml("expected an <xml> root with fields")
+    return root
+
+
+def field(fields: dict, name: str, *, required: bool = True) -> str | None:
+    """One text field; a repeated or nested field is malformed."""
+    value = fields.get(name)
+    if value is None:
+        if required:
+            raise MalformedXml(f"missing <{name}>")
+        return None
+    if not isinstance(value, str):
+        raise MalformedXml(f"<{name}> must be plain text")
+    return value
+
+
+def cdata_text(value: str) -> str:
+    """Text that is safe inside `<![CDATA[…]]>`: no characters XML forbids, and a
+    literal `]]>` split across two CDATA sections instead of closing the first."""
+    return _XML_ILLEGAL.sub("", value).replace("]]>", "]]]]><![CDATA[>")

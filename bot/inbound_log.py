@@ -1,0 +1,281 @@
+"""Exactly one effect per inbound message, the same answer for every retry, and a deadline.
+
+MESSAGING.md "WeChat": WeChat waits 5 s for the passive reply, then retries (3 tries
+in all); "a retried message has exactly one effect and gets the same answer";
+"when an answer needs longer, reply `success` and send the answer through the
+customer-service API". Twilio wants an answer within 15 s and may deliver twice.
+
+How (`InboundLog.respond_once`):
+
+1. The first request for a key inserts an `inbound_messages` row as `processing`
+   (INSERT … ON CONFLICT DO NOTHING, committed at once). Only the request whose
+   insert took effect runs the handler; so a message has one effect even when its
+   retries land on other processes, because the state is in the database.
+2. It waits for the handler until the deadline. In time: the answer is stored
+   (`answered`) and returned. Too late: the row becomes `deferred`, the caller answers
+   the platform at once ("success" / empty TwiML) and delivers the answer itself when
+   the handler finishes (`deliver_late`), ending in `sent` or `failed`.
+3. Any other request for the key (a retry, a duplicate, another replica) waits —
+   up to its own deadline — for the row to leave `processing`, then gives the stored
+   answer (`answered`) or nothing (`deferred`: the answer goes or went by the API,
+   so a retry never causes a second send). A duplicate within one process waits on
+   the first request's future without touching the database; across processes it
+   polls the row.
+4. If the handler raises, the claim is released (the row deleted) and every waiting
+   duplicate fails too, so the platform's next retry starts afresh.
+
+The log is on the hot path of every webhook, so it writes with Core statements (no
+ORM session) and commits claims and answers of concurrent requests together
+(`bot.group_commit`): under load a batch of messages costs one transaction, not two
+per message. Keys are written in sorted order, so two processes never deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.conversation import Reply
+from bot.group_commit import GroupWriter
+from models.db import insert_ignore
+from models.tables import InboundMessage
+from models.types import utcnow
+
+log = logging.getLogger("memberbot.inbound")
+
+TABLE = InboundMessage.__table__
+PROCESSING, ANSWERED, DEFERRED = "processing", "answered", "deferred"
+SENT, FAILED = "sent", "failed"
+
+
+class HandlingFailed(Exception):
+    """The handler of this message (or of the duplicate being waited for) raised."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to answer the platform now.
+
+    `answered`: `text` is the answer (None: answer nothing). `deferred`: answer nothing
+    now; the answer goes, or went, another way. If this request is the one that must
+    deliver it, `late` is the handler's task and `claim_id` its row.
+    """
+
+    kind: Literal["answered", "deferred"]
+    text: str | None = None
+    late: asyncio.Task[Reply] | None = None
+    claim_id: int | None = None
+
+
+class InboundLog:
+    def __init__(self, engine: AsyncEngine, *, poll_interval: float = 0.05):
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self.poll_interval = poll_interval
+        self._local: dict[tuple[str, str], asyncio.Future[Outcome | None]] = {}
+        self._background: set[asyncio.Task] = set()
+        self._claims: GroupWriter[tuple[str, str], int | None] = GroupWriter(self._write_claims)
+        self._updates: GroupWriter[tuple[int, str, str | None], None] = GroupWriter(
+            self._write_updates
+        )
+        self.waiting = 0
+        """Duplicates waiting for the first request's answer right now (in this process)."""
+
+    # ------------------------------------------------------------------ the protocol
+
+    async def respond_once(
+        self,
+        channel: str,
+        key: str,
+        handler: Callable[[], Awaitable[Reply]],
+        *,
+        deadline: float,
+    ) -> Outcome:
+        """Run `handler` once per (channel, key) and say what to answer now.
+
+        `deadline` is a `loop.time()` by which this request must answer. Raises
+        HandlingFailed if the handler (this one's or the awaited first one's) raised.
+        """
+        loop = asyncio.get_running_loop()
+        first = self._local.get((channel, key))
+        if first is not None:  # a duplicate within this process: wait for the first one
+            self.waiting += 1
+            try:
+                return await self._wait_local(first, deadline)
+            finally:
+                self.waiting -= 1
+        mine: asyncio.Future[Outcome | None] = loop.create_future()
+        self._local[(channel, key)] = mine
+        try:
+            outcome = await self._respond(channel, key, handler, deadline)
+            mine.set_result(Outcome(outcome.kind, outcome.text))
+            return outcome
+        finally:
+            if not mine.done():
+                mine.set_result(None)  # failed: the duplicates fail too
+            del self._local[(channel, key)]
+
+    async def _respond(
+        self, channel: str, key: str, handler: Callable[[], Awaitable[Reply]], deadline: float
+    ) -> Outcome:
+        loop = asyncio.get_running_loop()
+        claim_id = await self._claims.submit((channel, key))
+        if claim_id is None:  # seen before, or being handled by another process
+            self.waiting += 1
+            try:
+                return await self._poll(channel, key, deadline)
+            finally:
+                self.waiting -= 1
+        task = asyncio.ensure_future(handler())
+        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+        if not done:
+            await self._updates.submit((claim_id, DEFERRED, None))
+            return Outcome("deferred", late=task, claim_id=claim_id)
+        if task.exception() is not None:
+            await self._release(claim_id)
+            raise HandlingFailed(f"{channel} {key}") from task.exception()
+        text = task.result().text or None
+        await self._updates.submit((claim_id, ANSWERED, text))
+        return Outcome("answered", text)
+
+    async def deliver_late(
+        self, outcome: Outcome, deliver: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """Await a deferred handler and hand its answer to `deliver` (once); record how it went."""
+        assert outcome.late is not None and outcome.claim_id is not None
+        try:
+            reply = await outcome.late
+        except Exception:
+            log.exception("late handler failed")
+            await self._updates.submit((outcome.claim_id, FAILED, None))
+            return
+        text = reply.text or None
+        status = SENT
+        if text is not None:
+            try:
+                await deliver(text)
+            except Exception:
+                log.exception("late answer could not be delivered")
+                status = FAILED
+        await self._updates.submit((outcome.claim_id, status, text))
+
+    def spawn(self, coro: Awaitable[None]) -> None:
+        """Run background work (late deliveries) that `aclose` waits for."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self, within: float | None = None) -> set[asyncio.Task]:
+        """Wait until the late deliveries under way are done; the ones still running after
+        `within` seconds are returned."""
+        if not self._background:
+            return set()
+        _, pending = await asyncio.wait(set(self._background), timeout=within)
+        return pending
+
+    async def aclose(self, grace: float = 10.0) -> None:
+        """On shutdown: let late deliveries finish (up to `grace` s), then cancel the rest."""
+        pending = await self.drain(grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # ------------------------------------------------------------------ the rows
+
+    async def _write_claims(self, items: list[tuple[str, str]]) -> list[int | None]:
+        """Insert `processing` rows; per item its row id if it won, None if the key was seen
+        (a key twice in one batch: the first one wins)."""
+        now = utcnow()
+        rows = [
+            {"channel": c, "dedupe_key": k, "status": PROCESSING, "created_at": now}
+            for c, k in sorted(set(items))
+        ]
+        # One statement for every batch size (executemany + RETURNING: SQLAlchemy's
+        # "insertmanyvalues"), so it is compiled once, not once per batch size.
+        stmt = (
+            insert_ignore(self._dialect, TABLE)
+            .on_conflict_do_nothing(index_elements=["channel", "dedupe_key"])
+            .returning(TABLE.c.id, TABLE.c.channel, TABLE.c.dedupe_key)
+        )
+        async with self._engine.begin() as conn:
+            won = {(r.channel, r.dedupe_key): r.id for r in await conn.execute(stmt, rows)}
+        return [won.pop(item, None) for item in items]
+
+    async def _write_updates(self, items: list[tuple[int, str, str | None]]) -> list[None]:
+        """Set (row id, status, reply text) of each item; `answered_at` once it is final."""
+        now = utcnow()
+        rows = [
+            {
+                "b_id": claim_id,
+                "b_status": status,
+                "b_text": text,
+                "b_at": None if status == DEFERRED else now,
+            }
+            for claim_id, status, text in sorted(items, key=lambda i: i[0])
+        ]
+        stmt = (
+            update(TABLE)
+            .where(TABLE.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                reply_text=bindparam("b_text"),
+                answered_at=bindparam("b_at"),
+            )
+        )
+        async with self._engine.begin() as conn:
+            await conn.execute(stmt, rows)
+        return [None] * len(items)
+
+    async def _release(self, claim_id: int) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(delete(TABLE).where(TABLE.c.id == claim_id))
+
+    async def _read(self, channel: str, key: str) -> tuple[str, str | None] | None:
+        stmt = select(TABLE.c.status, TABLE.c.reply_text).where(
+            TABLE.c.channel == channel, TABLE.c.dedupe_key == key
+        )
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(stmt)).first()
+        return None if row is None else (row.status, row.reply_text)
+
+    async def _wait_local(self, first: asyncio.Future[Outcome | None], deadline: float) -> Outcome:
+        """The outcome of the first request in this process, or nothing if not ready in time."""
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(first), remaining)
+        except TimeoutError:
+            return Outcome("deferred")
+        if outcome is None:
+            raise HandlingFailed("the first request for this message failed")
+        return outcome
+
+    async def _poll(self, channel: str, key: str, deadline: float) -> Outcome:
+        """The stored answer of a message claimed before, once it is known (or the deadline)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            row = await self._read(channel, key)
+            if row is None:
+                raise HandlingFailed(f"the first request for {channel} {key} failed")
+            status, text = row
+            if status == ANSWERED:
+                return Outcome("answered", text)
+            if status != PROCESSING:
+                return Outcome("deferred")
+            if loop.time() + self.poll_interval > deadline:
+                return Outcome("deferred")
+            await asyncio.sleep(self.poll_interval)
+
+
+async def prune(engine: AsyncEngine, *, before: datetime) -> int:
+    """Forget inbound messages created before `before` (platform retries come within
+    minutes; a day or more of history is plenty). Returns the number of rows removed."""
+    async with engine.begin() as conn:
+        result = await conn.execute(delete(TABLE).where(TABLE.c.created_at < before))
+    return result.rowcount

@@ -1,0 +1,180 @@
+"""The configured SMS sender: one `send(to, body)` for bind codes now and the outbox later.
+
+`settings.sms.provider` picks it (CONTRACT.md): `console` (the embedded default —
+prints a masked line, keeps what it sent in memory, nothing leaves the machine) or
+`twilio` (the REST API through twilio's aiohttp client, `sms.twilio.api_base_url`
+pointing at Twilio or a fake). `open_sms_sender(settings.sms)` is an async context
+manager: the Twilio HTTP client must be created inside the running loop and closed
+on shutdown (LIBRARIES.md), so the app opens it in a `cleanup_ctx`.
+
+A refused send raises `SmsSendError`, whose `kind` tells the caller what to do
+(MESSAGING.md "SMS (Twilio)"): `retry` (429, 5xx, network — back off and try again),
+`stopped` (21610: the member replied STOP to the carrier — record a stop),
+`bad_number` (21211 / 21614 — mark the number, never retry) or `rejected` (any other
+refusal; do not retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, TextIO
+
+import aiohttp
+
+from bot.config import SmsSettings
+from models.phone import mask_phone
+
+log = logging.getLogger("memberbot.sms")
+
+STOPPED_CODES = frozenset({21610})
+BAD_NUMBER_CODES = frozenset({21211, 21614})
+SendErrorKind = Literal["retry", "stopped", "bad_number", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class SentSms:
+    provider_id: str
+    """The provider's message id (Twilio `SM…`), the key of later status callbacks."""
+    status: str
+    """The provider's state right after the send call (Twilio: `queued`, `accepted`, …)."""
+
+
+class SmsSendError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: SendErrorKind,
+        code: int | None = None,
+        http_status: int | None = None,
+    ):
+        super().__init__(message)
+        self.kind: SendErrorKind = kind
+        self.code = code
+        self.http_status = http_status
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind == "retry"
+
+
+def classify(http_status: int | None, code: int | None) -> SendErrorKind:
+    """What a provider refusal means for the caller (see the module docstring)."""
+    if code in STOPPED_CODES:
+        return "stopped"
+    if code in BAD_NUMBER_CODES:
+        return "bad_number"
+    if http_status is None or http_status == 429 or http_status >= 500:
+        return "retry"
+    return "rejected"
+
+
+class SmsSender(Protocol):
+    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SentSms: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleSms:
+    to: str
+    body: str
+    status_callback: str | None
+    provider_id: str
+
+
+@dataclass
+class ConsoleSmsSender:
+    """Prints one line per message (the number masked) and remembers what it sent."""
+
+    out: TextIO | None = None
+    """Where to print; None = the current `sys.stdout`."""
+    sent: list[ConsoleSms] = field(default_factory=list)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1), repr=False)
+
+    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SentSms:
+        provider_id = f"console-{next(self._ids)}"
+        self.sent.append(ConsoleSms(to, body, status_callback, provider_id))
+        out = self.out or sys.stdout
+        print(f"[sms to {mask_phone(to)}] {body}", file=out, flush=True)
+        return SentSms(provider_id=provider_id, status="sent")
+
+
+class TwilioSmsSender:
+    """Sends through Twilio's REST API with twilio's own async client."""
+
+    def __init__(
+        self,
+        client,
+        *,
+        from_number: str = "",
+        messaging_service_sid: str = "",
+        timeout: float | None = None,
+    ):
+        if not (from_number or messaging_service_sid):
+            raise ValueError("sms.twilio needs from_number or messaging_service_sid")
+        self._client = client
+        self._from = from_number
+        self._service = messaging_service_sid
+        self._timeout = timeout
+        """Seconds for the whole API call (twilio's async client ignores its own timeout)."""
+
+    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SentSms:
+        from twilio.base import values
+        from twilio.base.exceptions import TwilioRestException
+
+        try:
+            async with asyncio.timeout(self._timeout):
+                message = await self._client.messages.create_async(
+                    to=to,
+                    body=body,
+                    from_=self._from or values.unset,
+                    messaging_service_sid=self._service or values.unset,
+                    status_callback=status_callback or values.unset,
+                )
+        except TwilioRestException as exc:
+            kind = classify(exc.status, exc.code)
+            raise SmsSendError(
+                f"twilio refused the message: {exc.code or exc.status}",
+                kind=kind,
+                code=exc.code,
+                http_status=exc.status,
+            ) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise SmsSendError(f"twilio unreachable: {type(exc).__name__}", kind="retry") from exc
+        log.info("sms to %s accepted by twilio: %s", mask_phone(to), message.sid)
+        return SentSms(provider_id=message.sid, status=message.status or "queued")
+
+
+@asynccontextmanager
+async def open_sms_sender(
+    settings: SmsSettings, *, request_timeout: float = 10.0
+) -> AsyncIterator[SmsSender]:
+    """The sender `settings.provider` names, open for the duration of the block."""
+    if settings.provider == "console":
+        yield ConsoleSmsSender()
+        return
+    from twilio.http.async_http_client import AsyncTwilioHttpClient
+    from twilio.rest import Client
+
+    tw = settings.twilio
+    if not (tw.account_sid and tw.auth_token):
+        raise ValueError("sms.provider = twilio needs sms.twilio.account_sid and auth_token")
+    http_client = AsyncTwilioHttpClient(timeout=request_timeout)
+    try:
+        # environment={}: the configuration is the one source (no TWILIO_* variables).
+        client = Client(tw.account_sid, tw.auth_token, http_client=http_client, environment={})
+        client.api.base_url = tw.api_base_url.rstrip("/")
+        yield TwilioSmsSender(
+            client,
+            from_number=tw.from_number,
+            messaging_service_sid=tw.messaging_service_sid,
+            timeout=request_timeout,
+        )
+    finally:
+        await http_client.close()
+        await asyncio.sleep(0)  # let aiohttp finish closing the connector's transports
