@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -91,17 +92,6 @@ MENU_KEYS: dict[str, Intent] = {
 }
 """WeChat custom-menu CLICK keys → intents (configure the menu with these keys)."""
 
-_FIRST_WORD: dict[str, Intent] = {
-    word: intent
-    for intent, words in KEYWORDS.items()
-    if intent is not Intent.STOP
-    for word in words
-}
-_STOP_WORDS = sorted(KEYWORDS[Intent.STOP], key=len, reverse=True)
-_GLUED: list[tuple[str, Intent]] = sorted(
-    ((w, i) for i in _ARG_INTENTS for w in KEYWORDS[i]), key=lambda p: len(p[0]), reverse=True
-)
-
 _INNER_PUNCT = re.compile(r"[，。！？、；：“”‘’（）【】《》「」『』…,;:!?\"'()\[\]{}<>~]+")
 _SPACES = re.compile(r"\s+")
 _SIX_DIGITS = re.compile(r"^\d{6}$")
@@ -153,46 +143,83 @@ def _strip_wrappers(compact: str) -> str:
     return compact
 
 
-def _only_stop_words(compact: str) -> bool:
-    """True if `compact` (no spaces) is one or more stop words run together."""
-    compact = _strip_wrappers(compact)
-    if not compact:
-        return False
-    ok = [True] + [False] * len(compact)
-    for i in range(len(compact)):
-        if ok[i]:
-            for word in _STOP_WORDS:
-                if compact.startswith(word, i):
-                    ok[i + len(word)] = True
-    return ok[len(compact)]
-
-
 def _is_cjk(word: str) -> bool:
     return any(unicodedata.east_asian_width(c) in "WF" for c in word)
 
 
+class Router:
+    """The keyword tables, built once: the CONTRACT.md words plus a store's own.
+
+    `extra` maps intent names ("points", "stop", …) to additional words
+    (`[keywords]` in the configuration). Words are only ever added: the
+    contract's words — the stop words above all — always keep working.
+    """
+
+    def __init__(self, extra: Mapping[str, Iterable[str]] | None = None):
+        words: dict[Intent, set[str]] = {i: set(ws) for i, ws in KEYWORDS.items()}
+        for name, added in (extra or {}).items():
+            intent = Intent(name)
+            words[intent] |= {normalise(w) for w in added if normalise(w)}
+        self.words: dict[Intent, frozenset[str]] = {i: frozenset(w) for i, w in words.items()}
+        self._first_word: dict[str, Intent] = {
+            word: intent
+            for intent, ws in self.words.items()
+            if intent is not Intent.STOP
+            for word in ws
+        }
+        self._stop_words = sorted(self.words[Intent.STOP], key=len, reverse=True)
+        self._glued: list[tuple[str, Intent]] = sorted(
+            ((w, i) for i in _ARG_INTENTS for w in self.words[i]),
+            key=lambda p: len(p[0]),
+            reverse=True,
+        )
+
+    def _only_stop_words(self, compact: str) -> bool:
+        """True if `compact` (no spaces) is one or more stop words run together,
+        possibly inside a polite wrapper."""
+        return self._stop_run(compact) or self._stop_run(_strip_wrappers(compact))
+
+    def _stop_run(self, compact: str) -> bool:
+        if not compact:
+            return False
+        ok = [True] + [False] * len(compact)
+        for i in range(len(compact)):
+            if ok[i]:
+                for word in self._stop_words:
+                    if compact.startswith(word, i):
+                        ok[i + len(word)] = True
+        return ok[len(compact)]
+
+    def route(self, text: str) -> Match:
+        """Match one message (see the module docstring for the rules)."""
+        norm = normalise(text)
+        if not norm:
+            raw = unicodedata.normalize("NFKC", text or "")
+            if "?" in raw:  # nothing but punctuation, with a question mark in it
+                return Match(Intent.HELP, "", "?")
+            return Match(Intent.UNKNOWN, "", "")
+        if self._only_stop_words(norm.replace(" ", "")):
+            return Match(Intent.STOP, "", norm)
+        if _SIX_DIGITS.match(norm):
+            return Match(Intent.CODE, norm, norm)
+        first, _, rest = norm.partition(" ")
+        intent = self._first_word.get(first)
+        if intent is not None:
+            return Match(intent, rest.strip(), norm)
+        for word, intent in self._glued:
+            if first.startswith(word) and len(first) > len(word):
+                remainder = norm[len(word):].strip()
+                if _is_cjk(word) or remainder[:1].isdigit() or remainder[:1] == "+":
+                    return Match(intent, remainder, norm)
+        return Match(Intent.UNKNOWN, "", norm)
+
+
+DEFAULT_ROUTER = Router()
+
+
 def route(text: str) -> Match:
-    """Match one message (see the module docstring for the rules)."""
-    norm = normalise(text)
-    if not norm:
-        raw = unicodedata.normalize("NFKC", text or "")
-        if "?" in raw:  # nothing but punctuation, with a question mark in it
-            return Match(Intent.HELP, "", "?")
-        return Match(Intent.UNKNOWN, "", "")
-    if _only_stop_words(norm.replace(" ", "")):
-        return Match(Intent.STOP, "", norm)
-    if _SIX_DIGITS.match(norm):
-        return Match(Intent.CODE, norm, norm)
-    first, _, rest = norm.partition(" ")
-    intent = _FIRST_WORD.get(first)
-    if intent is not None:
-        return Match(intent, rest.strip(), norm)
-    for word, intent in _GLUED:
-        if first.startswith(word) and len(first) > len(word):
-            remainder = norm[len(word):].strip()
-            if _is_cjk(word) or remainder[:1].isdigit() or remainder[:1] == "+":
-                return Match(intent, remainder, norm)
-    return Match(Intent.UNKNOWN, "", norm)
+    """Match one message with the contract's words only (see `Router`)."""
+    return DEFAULT_ROUTER.route(text)
 
 
 def route_menu(key: str | None) -> Match:

@@ -214,3 +214,22 @@ def test_parse_day(text, expected):
 )
 def test_mask_address(address, masked):
     assert mask_address(address) == masked
+
+
+def test_configured_keywords_are_added_to_the_contract_words():
+    from bot.config import load_settings
+    from bot.router import Router
+
+    settings = load_settings(
+        None, environ={"MEMBERBOT_KEYWORDS_POINTS": '["查分", "Score"]',
+                       "MEMBERBOT_KEYWORDS_STOP": '["别发了"]'}
+    )
+    router = Router(settings.keywords.model_dump())
+    assert router.route("查分").intent is Intent.POINTS
+    assert router.route("SCORE").intent is Intent.POINTS
+    assert router.route("别发了").intent is Intent.STOP
+    # the contract's words keep working next to the store's own
+    assert router.route("积分").intent is Intent.POINTS
+    assert router.route("TD").intent is Intent.STOP
+    # and the default router knows none of the store's words
+    assert route("查分").intent is Intent.UNKNOWN
