@@ -56,7 +56,10 @@ def create_app(
     *,
     migrate_on_start: bool = True,
     conversation: Conversation | None = None,
+    background: bool = False,
 ) -> web.Application:
+    """The web app. `background=True` (serve) also runs the outbox sender and the
+    daily scheduler (`scheduler.service`); tests leave it off unless they test those."""
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes
     )
@@ -73,4 +76,8 @@ def create_app(
     from bot import channels
 
     channels.setup(app)
+    if background:
+        from scheduler import service
+
+        service.setup(app)
     return app

@@ -1,0 +1,347 @@
+"""The scheduler's commands of `memberbot` (CONTRACT.md "Command line").
+
+    memberbot plan --date YYYY-MM-DD [--dry-run] [--json]
+    memberbot outbox [--status S] [--json]
+    memberbot lint [--templates DIR]
+    memberbot report birthdays [--month YYYY-MM] [--out F]
+
+`add_commands(subparsers, parent_parser)` adds them to `bot.cli`'s parser. Each
+sets ``func`` (``async def f(settings, args) -> int``, the testable core) and
+``run`` (``f(args) -> int``, what `bot.cli.main` calls: it loads the settings and
+runs ``func``). Bad input raises `bot.cli.CliError` (one line, exit 2).
+
+`plan --date D` without ``--dry-run``:
+
+- D is the brand's today → the full daily run (`scheduler.jobs.run_daily`: upkeep,
+  plan, card steps, the day's PlanRun), exactly what `serve`'s scheduler does, so a
+  deployment with ``scheduler.enabled = false`` can run it from cron. When the day's
+  run has already finished (or another replica is running it), only the plan is
+  saved again — which queues nothing already queued.
+- any other day → only the plan is saved (`plan_day` + `save_plan`). The upkeep
+  (points and voucher expiry, tier review, redistribution, card steps) is never
+  run for a day other than today: it would expire points or lower tiers early.
+
+Either way the result is one summary line; exit 1 when a step of the daily run
+failed (logged on stderr).
+
+`plan --dry-run` changes nothing and prints what would be queued: messages
+already in the outbox for their occasion and messages that would be suppressed are
+left out. ``--json``: one object per line, ``member`` (E.164), ``channel``,
+``kind``, ``text``, ``send_after`` (ISO 8601 with the brand's offset), plus
+``occasion``, ``via``, ``locale``.
+
+`outbox --json` prints the same keys plus ``status``, ``reason`` (null unless the
+message was suppressed, failed or undeliverable), ``id``, ``attempts``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlmodel import col, select
+
+from bot.config import Settings
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+PAGE = 1000
+
+
+def _cli_error(message: str):
+    from bot.cli import CliError
+
+    return CliError(message)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _month(text: str) -> date:
+    try:
+        return datetime.strptime(text, "%Y-%m").date()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a month YYYY-MM, got {text!r}") from None
+
+
+def _runner(func: Command) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from bot.cli import _settings
+
+        return asyncio.run(func(_settings(args), args))
+
+    return run
+
+
+def add_commands(subparsers, parent_parser: argparse.ArgumentParser) -> None:
+    """Add ``plan``, ``outbox``, ``lint`` and ``report`` to `bot.cli`'s subparsers."""
+    from scheduler.outbox import STATUSES
+
+    plan = subparsers.add_parser(
+        "plan", parents=[parent_parser], help="run the daily planner for a date"
+    )
+    plan.add_argument("--date", required=True, type=_day, metavar="YYYY-MM-DD")
+    plan.add_argument("--dry-run", action="store_true", help="print what would be queued")
+    plan.add_argument("--json", action="store_true", help="one JSON object per message")
+    plan.set_defaults(func=cmd_plan, run=_runner(cmd_plan))
+
+    out = subparsers.add_parser(
+        "outbox", parents=[parent_parser], help="list outgoing messages and their states"
+    )
+    out.add_argument("--status", metavar="S", help=f"only this state: {', '.join(STATUSES)}")
+    out.add_argument("--json", action="store_true", help="one JSON object per message")
+    out.set_defaults(func=cmd_outbox, run=_runner(cmd_outbox))
+
+    lint = subparsers.add_parser(
+        "lint", parents=[parent_parser], help="check every message template against the rules"
+    )
+    lint.add_argument(
+        "--templates",
+        metavar="DIR",
+        type=Path,
+        help="check the templates in DIR (<locale>/<kind>.txt) instead of the built-in ones",
+    )
+    lint.set_defaults(func=cmd_lint, run=_runner(cmd_lint))
+
+    report = subparsers.add_parser(
+        "report", parents=[parent_parser], help="staff reports (next month's birthdays)"
+    )
+    report.add_argument("kind", choices=("birthdays",))
+    report.add_argument(
+        "--month", type=_month, metavar="YYYY-MM", help="default: next month (brand time)"
+    )
+    report.add_argument("--out", metavar="F", help="output file (default: standard output)")
+    report.set_defaults(func=cmd_report, run=_runner(cmd_report))
+
+
+# --------------------------------------------------------------------------- plan
+
+
+def _local_iso(at: datetime, settings: Settings) -> str:
+    return at.astimezone(settings.brand.tz).isoformat()
+
+
+def _one_line(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+async def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli import open_database
+
+    async with open_database(settings) as sessions:
+        if args.dry_run:
+            return await _dry_run(sessions, settings, args)
+        return await _plan(sessions, settings, args.date)
+
+
+async def _dry_run(sessions, settings: Settings, args: argparse.Namespace) -> int:
+    from scheduler.planner import QUEUED, pending_only, plan_day
+
+    async with sessions() as session:  # read only; closing rolls the transaction back
+        planned = await plan_day(session, settings=settings, day=args.date)
+        due = [p for p in await pending_only(session, planned) if p.status == QUEUED]
+    if args.json:
+        for p in due:
+            line = {
+                "member": p.phone,
+                "channel": p.channel,
+                "kind": p.kind,
+                "text": p.text,
+                "send_after": _local_iso(p.send_after, settings),
+                "occasion": p.occasion,
+                "via": p.via,
+                "locale": p.locale,
+            }
+            print(json.dumps(line, ensure_ascii=False))
+        return 0
+    rows = [
+        (_local_iso(p.send_after, settings)[:16].replace("T", " "), p.phone, p.channel, p.kind,
+         _one_line(p.text))
+        for p in due
+    ]  # fmt: skip
+    _table(("send_after", "member", "channel", "kind", "text"), rows)
+    print(f"{len(due)} message(s) would be queued for {args.date} (dry run: nothing changed)")
+    return 0
+
+
+async def _plan(sessions, settings: Settings, day: date) -> int:
+    from models.clock import brand_today
+    from models.db import transaction
+    from models.types import utcnow
+    from scheduler.jobs import plan_and_save, run_daily
+    from scheduler.service import replica_name
+
+    now = utcnow()
+    if day == brand_today(settings.brand.tz, now):
+        result = await run_daily(
+            sessions, settings=settings, day=day, now=now, replica=f"cli {replica_name()}"
+        )
+        if result is not None:
+            upkeep = ", ".join(f"{k} {v}" for k, v in result.upkeep.items())
+            failed = f"; failed: {', '.join(result.failed)}" if result.failed else ""
+            print(
+                f"plan {day}: {result.queued} queued, {result.suppressed} suppressed, "
+                f"{result.already} already in the outbox; daily run: {upkeep}{failed}"
+            )
+            return 1 if result.failed else 0
+    async with transaction(sessions) as session:
+        saved = await plan_and_save(session, settings=settings, day=day, now=now)
+    print(
+        f"plan {day}: {saved.queued} queued, {saved.suppressed} suppressed, "
+        f"{saved.already} already in the outbox"
+    )
+    return 0
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], out: TextIO | None = None) -> None:
+    out = out or sys.stdout
+    if not rows:
+        return
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+    for r in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(r, widths, strict=False)]
+        print("  ".join([*cells, str(r[-1])]), file=out)
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+async def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli import open_database
+    from models.tables import Member, OutboxMessage
+    from scheduler.outbox import STATUSES
+
+    if args.status is not None and args.status not in STATUSES:
+        raise _cli_error(f"unknown status {args.status!r} (expected one of: {', '.join(STATUSES)})")
+    count = 0
+    rows: list[tuple[str, ...]] = []
+    async with open_database(settings) as sessions, sessions() as session:
+        after = 0
+        while True:
+            stmt = (
+                select(OutboxMessage, Member.phone)
+                .join(Member, col(Member.id) == OutboxMessage.member_id)
+                .where(col(OutboxMessage.id) > after)
+                .order_by(col(OutboxMessage.id))
+                .limit(PAGE)
+            )
+            if args.status is not None:
+                stmt = stmt.where(OutboxMessage.status == args.status)
+            page = list(await session.exec(stmt))
+            if not page:
+                break
+            after = page[-1][0].id
+            for m, phone in page:
+                count += 1
+                if args.json:
+                    print(json.dumps(_outbox_line(m, phone, settings), ensure_ascii=False))
+                else:
+                    rows.append(
+                        (str(m.id), _local_iso(m.send_after, settings)[:16].replace("T", " "),
+                         m.status, phone, m.channel, m.kind, m.reason or "", _one_line(m.text, 40))
+                    )  # fmt: skip
+    if not args.json:
+        _table(("id", "send_after", "status", "member", "channel", "kind", "reason", "text"), rows)
+        print(f"{count} message(s)" + (f" {args.status}" if args.status else ""))
+    return 0
+
+
+def _outbox_line(m, phone: str, settings: Settings) -> dict[str, Any]:
+    return {
+        "member": phone,
+        "channel": m.channel,
+        "kind": m.kind,
+        "text": m.text,
+        "send_after": _local_iso(m.send_after, settings),
+        "status": m.status,
+        "reason": m.reason,
+        "id": m.id,
+        "occasion": m.occasion,
+        "via": m.via,
+        "attempts": m.attempts,
+    }
+
+
+# --------------------------------------------------------------------------- lint
+
+
+async def cmd_lint(settings: Settings, args: argparse.Namespace) -> int:
+    return lint_templates(settings, getattr(args, "templates", None))
+
+
+def lint_templates(settings: Settings, folder: Path | None = None) -> int:
+    """Print each violation as ``path: rule: detail``; the exit code (1 on a violation)."""
+    from scheduler.kinds import KINDS, LOCALES
+    from scheduler.message_rules import lint_all
+
+    if folder is not None and not Path(folder).is_dir():
+        raise _cli_error(f"no template folder {folder}")
+    found = lint_all(folder, settings.messaging.lexicon)
+    for path, v in found:
+        print(f"{path}: {v.rule}: {' '.join(v.detail.split())}")
+    checked = len(KINDS) * len(LOCALES)
+    if found:
+        print(f"{checked} templates checked, {len(found)} violation(s)", file=sys.stderr)
+        return 1
+    print(f"{checked} templates checked, no violations")
+    return 0
+
+
+# --------------------------------------------------------------------------- report
+
+REPORT_COLUMNS = ("store", "member", "birthday", "calendar", "assistant", "phone", "stopped")
+
+
+async def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    """Next month's birthdays per store as CSV (UTF-8 with a BOM, like the member sheet);
+    a file is written under a temporary name and renamed at the end."""
+    from bot.cli import open_database
+    from models.clock import brand_today
+    from scheduler.jobs import birthday_report_month, month_end_birthdays
+
+    month = args.month or birthday_report_month(brand_today(settings.brand.tz))
+    async with open_database(settings) as sessions, sessions() as session:
+        rows = await month_end_birthdays(session, settings=settings, month=month)
+    if not args.out:
+        sys.stdout.flush()
+        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8-sig", newline="")
+        try:
+            _write_report(out, rows)
+        finally:
+            out.flush()
+            out.detach()
+        return 0
+    target = Path(args.out)
+    tmp = target.with_name(f".{target.name}.part")
+    try:
+        with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
+            _write_report(fh, rows)
+        tmp.replace(target)
+    except OSError as exc:
+        raise _cli_error(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"birthdays {month:%Y-%m}: {len(rows)} rows written to {target}", file=sys.stderr)
+    return 0
+
+
+def _write_report(out: TextIO, rows) -> None:
+    writer = csv.writer(out)
+    writer.writerow(REPORT_COLUMNS)
+    for r in rows:
+        writer.writerow(
+            (r.store, r.member, r.birthday.isoformat(), r.calendar, r.assistant, r.phone,
+             "yes" if r.stopped else "")
+        )  # fmt: skip
