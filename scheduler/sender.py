@@ -1,0 +1,556 @@
+"""The outbox drain: claim due messages, re-check them, send within the rate, record.
+
+MESSAGING.md "SMS (Twilio)", "States of an outgoing message", "Timing", "Channels".
+One pass (`Sender.drain_once`):
+
+1. Claim (one transaction, committed before any sending): up to `outbox.batch_size`
+   due messages per channel this sender serves, never more than the channel's rate
+   lets out in half of `outbox.claim_timeout` (so a waiting claim is never taken for a
+   dead one). The members and identities the re-checks need are read in the same
+   transaction.
+2. Re-check each message at send time, in this order: the member stopped since
+   planning → `suppressed` "stopped"; its SMS number marked bad since → `suppressed`
+   "bad_number"; a greeting whose brand day has passed → `suppressed` "too_late"
+   (greetings are never sent late on another day); outside quiet hours now
+   (`scheduler.policy.next_allowed`: send window ∩ the member's preferred time) →
+   back to `queued` with `send_after` = the next allowed moment — or "too_late" when a
+   greeting's next allowed moment is on another day.
+3. Send through the channel's `RateLimiter` (`outbox.rate_sms`, `rate_wechat`
+   messages/second), at most `outbox.concurrency` calls at once.
+4. Record (no transaction is open during the network call):
+   - accepted → `sent` with the provider id (+ an SMS receipt that arrived before the
+     call returned is applied at once: `scheduler.outbox.apply_receipt`);
+   - `Retryable` → `failed`, attempts + 1, `next_attempt_at` = now + `retry_backoff` ×
+     2^(attempts − 1), at most 300 s; after `max_attempts` → `failed` with no next try,
+     reason "gave up". The channel pauses for the same backoff (a circuit breaker):
+     while a provider is down one message probes it and the others wait, `queued`,
+     without using up their attempts — nothing is lost, they go out when it is back;
+   - `Permanent` → `undeliverable` with the reason; 21610 also records the member's
+     stop (channel "provider", source "twilio 21610"), 21211 / 21614 mark the number
+     bad (never retried). WeChat "cannot reach" refusals (45015 / 45047 window closed,
+     43004 not following, no template) are re-routed by `policy.choose_channel` with
+     WeChat ruled out as it failed: customer service → a template message for a
+     service notice when one is configured, else SMS; template → SMS. Nothing was
+     delivered, so this is still one channel per message; a message is re-routed at
+     most twice and never back to WeChat. No other channel left → `undeliverable`.
+
+Records go through one `GroupWriter` (bot/group_commit.py): whatever results are waiting
+share one transaction — the `sent` ones as one bulk conditional UPDATE
+(`outbox.record_sent`), the others each by its own conditional write — so under load
+the cost per message is a fraction of a transaction, and when idle a lone result is
+committed at once.
+
+`run()` repeats passes (at once while there is work, else every `outbox.poll_interval`
+seconds) and stops cleanly when cancelled: answers already received are still recorded,
+claimed messages not yet handed to a provider are released to `queued`, and a call
+under way is the at-least-once boundary of `scheduler.outbox` (its claim expires and
+it is sent again). The semaphore is given back as soon as the provider answered, so a
+busy database never holds up the sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from math import ceil
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from bot.config import Settings
+from bot.group_commit import GroupWriter
+from models.clock import local_date
+from models.db import transaction
+from models.tables import Identity, Member, OutboxMessage
+from models.types import utcnow
+from scheduler import outbox
+from scheduler.kinds import GREETING_KINDS
+from scheduler.outbox import FAILED, QUEUED, SENDING, SUPPRESSED, UNDELIVERABLE, Accepted
+from scheduler.policy import ChannelChoice, WeChatIdentityInfo, choose_channel, next_allowed
+from scheduler.ratelimit import RateLimiter
+from scheduler.transports import (
+    BAD_ADDRESS,
+    STOPPED,
+    UNREACHABLE,
+    Permanent,
+    Retryable,
+    SendResult,
+    Transport,
+    Transports,
+)
+
+log = logging.getLogger("memberbot.outbox")
+
+MAX_BACKOFF = 300.0
+"""Seconds: the longest wait between two tries (CONTRACT.md `retry_backoff`)."""
+
+
+@dataclass
+class DrainResult:
+    claimed: int = 0
+    sent: int = 0
+    failed: int = 0
+    """Retryable failures recorded (including the ones that gave up)."""
+    undeliverable: int = 0
+    suppressed: int = 0
+    deferred: int = 0
+    """Released to `queued` unsent: quiet hours, a failing channel, a re-route."""
+    rerouted: int = 0
+    lost: int = 0
+    """The claim was taken over before the result could be recorded."""
+
+    def add(self, other: DrainResult) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True, slots=True)
+class _Recipient:
+    """What the send-time re-checks need to know of a message's member."""
+
+    stopped: bool
+    preferred_contact: str | None
+    phone: str
+    bad: frozenset[tuple[str, str]]
+    """(channel, address) identities marked bad, among the pass's addresses and phones."""
+    inactive: frozenset[tuple[str, str]]
+    """… and those no longer active (e.g. an openid that unfollowed)."""
+
+
+@dataclass
+class _Pause:
+    until: datetime
+    failures: int = 0
+
+
+@dataclass
+class _Pass:
+    """One drain pass: its fixed time (tests) and its tally."""
+
+    fixed_now: datetime | None
+    result: DrainResult = field(default_factory=DrainResult)
+    unsent: dict[int, OutboxMessage] = field(default_factory=dict)
+    """Claimed messages not handed to a provider yet (released if the pass is cancelled)."""
+    recording: set[asyncio.Future] = field(default_factory=set)
+    """Outcomes being recorded (awaited before a cancelled pass ends)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    accepted: Accepted
+    at: datetime
+
+
+def backoff(attempts: int, base: float) -> float:
+    """Seconds before try `attempts + 1`: base × 2^(attempts − 1), at most 300."""
+    return min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1))
+
+
+Op = Callable[[AsyncSession], Awaitable[object]]
+
+
+class Sender:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        transports: Transports,
+        clock: Callable[[], datetime] = utcnow,
+        limiters: Mapping[str, RateLimiter] | None = None,
+    ):
+        self._sessions = sessions
+        self._settings = settings
+        self._opts = settings.outbox
+        self._tz = settings.brand.tz
+        self._transports = transports
+        self._clock = clock
+        self._limiters = dict(limiters or {})
+        for channel, rate in (
+            ("sms", self._opts.rate_sms),
+            ("wechat", self._opts.rate_wechat),
+            ("console", 0),
+        ):
+            self._limiters.setdefault(channel, RateLimiter(rate))
+        self._semaphore = asyncio.Semaphore(self._opts.concurrency)
+        self._writer: GroupWriter[Op | _Sent, object] = GroupWriter(self._flush)
+        self._paused: dict[str, _Pause] = {}
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self) -> None:
+        """Drain until cancelled: at once again while passes find work, else every
+        `outbox.poll_interval` seconds. A failing pass (database down) is logged and
+        retried after the interval."""
+        while True:
+            try:
+                result = await self.drain_once()
+            except Exception:
+                log.exception("outbox pass failed")
+                result = DrainResult()
+            if result.claimed == 0:
+                await asyncio.sleep(self._opts.poll_interval)
+
+    async def drain_once(self, now: datetime | None = None) -> DrainResult:
+        """One pass over the due messages. `now` fixes the time of the whole pass (tests);
+        by default each step reads the clock."""
+        run = _Pass(fixed_now=now)
+        start = self._now(run)
+        channels = {ch for ch in self._transports.channels() if not self._is_paused(ch, start)}
+        if not channels:
+            return run.result
+        claimed, recipients = await self._writer.submit(
+            lambda s: self._claim(s, now=start, channels=channels)
+        )
+        run.result.claimed = len(claimed)
+        run.unsent = {m.id: m for m in claimed}
+        try:
+            outcomes = await asyncio.gather(
+                *(self._one(run, m, recipients.get(m.member_id)) for m in claimed),
+                return_exceptions=True,
+            )
+        except asyncio.CancelledError:
+            # Stopping: what was sent is still recorded, what was not is given back.
+            pending = [*run.recording]
+            if run.unsent:
+                pending.append(self._release(list(run.unsent.values()), self._now(run)))
+            if pending:
+                await asyncio.shield(asyncio.gather(*pending, return_exceptions=True))
+            raise
+        for m, outcome in zip(claimed, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("outbox message %s: %r (left to its claim timeout)", m.id, outcome)
+        return run.result
+
+    # ------------------------------------------------------------------ claiming
+
+    def _claim_limit(self, channel: str) -> int:
+        rate = self._limiters[channel].rate if channel in self._limiters else None
+        limit = self._opts.batch_size
+        if rate:
+            limit = min(limit, max(1, ceil(rate * self._opts.claim_timeout / 2)))
+        return limit
+
+    async def _claim(
+        self, session: AsyncSession, *, now: datetime, channels: set[str]
+    ) -> tuple[list[OutboxMessage], dict[int, _Recipient]]:
+        claimed: list[OutboxMessage] = []
+        for channel in sorted(channels):
+            claimed += await outbox.claim(
+                session,
+                now=now,
+                limit=self._claim_limit(channel),
+                channel=channel,
+                max_attempts=self._opts.max_attempts,
+                claim_timeout=self._opts.claim_timeout,
+            )
+        return claimed, await self._recipients(session, claimed)
+
+    @staticmethod
+    async def _recipients(
+        session: AsyncSession, messages: list[OutboxMessage]
+    ) -> dict[int, _Recipient]:
+        member_ids = sorted({m.member_id for m in messages})
+        if not member_ids:
+            return {}
+        members = (
+            await session.exec(
+                select(Member.id, Member.stopped, Member.preferred_contact, Member.phone).where(
+                    Member.id.in_(member_ids)
+                )
+            )
+        ).all()
+        addresses = {m.address for m in messages} | {row[3] for row in members}
+        flags = (
+            await session.exec(
+                select(Identity.channel, Identity.address, Identity.bad, Identity.active).where(
+                    Identity.address.in_(sorted(addresses))
+                )
+            )
+        ).all()
+        bad = frozenset((c, a) for c, a, is_bad, _ in flags if is_bad)
+        inactive = frozenset((c, a) for c, a, _, active in flags if not active)
+        return {
+            mid: _Recipient(stopped, preferred, phone, bad, inactive)
+            for mid, stopped, preferred, phone in members
+        }
+
+    # ------------------------------------------------------------------ one message
+
+    def _now(self, run: _Pass) -> datetime:
+        return run.fixed_now or self._clock()
+
+    async def _one(self, run: _Pass, m: OutboxMessage, who: _Recipient | None) -> None:
+        if who is None:  # the member row is gone: nothing to send to
+            await self._finish(run, m, SUPPRESSED, "no_member", self._now(run))
+            return
+        if await self._recheck(run, m, who):
+            return
+        transport = self._transports.for_message(m)
+        if transport is None:  # e.g. WeChat switched off after planning: retried, then given up
+            run.unsent.pop(m.id, None)
+            await self._failed(run, m, Retryable(f"no sender for {m.channel}/{m.via}"))
+            return
+        # The semaphore bounds the provider calls under way; the result is recorded after
+        # the slot is given back, so a busy writer never holds up the sending.
+        async with self._semaphore:
+            record = await self._attempt(run, m, who, transport)
+        if record is not None:  # the provider answered: record it even if we are stopping
+            recording = asyncio.ensure_future(record())
+            run.recording.add(recording)
+            await asyncio.shield(recording)
+
+    async def _attempt(
+        self, run: _Pass, m: OutboxMessage, who: _Recipient, transport: Transport
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Wait for the rate, re-check, call the provider; return how to record the outcome
+        (None when the message was settled without a call)."""
+        await self._limiters[transport.channel].acquire()
+        now = self._now(run)
+        if await self._recheck(run, m, who):
+            return None
+        pause = self._paused.get(transport.channel)
+        if pause is not None and pause.until > now:
+            reason = f"held: {m.channel} failing"
+            return partial(self._release, [m], now, send_after=pause.until, reason=reason, run=run)
+        run.unsent.pop(m.id, None)
+        try:
+            sent = await transport.send(m)
+        except Retryable as exc:
+            self._pause_channel(transport.channel, self._now(run))
+            return partial(self._failed, run, m, exc)
+        except Permanent as exc:
+            self._paused.pop(transport.channel, None)  # the provider answered: it is up
+            return partial(self._refused, run, m, who, transport, exc)
+        except Exception as exc:
+            log.exception("outbox message %s: unexpected error from %s", m.id, transport.via)
+            self._pause_channel(transport.channel, self._now(run))
+            return partial(self._failed, run, m, Retryable(f"error: {type(exc).__name__}"))
+        self._paused.pop(transport.channel, None)
+        return partial(self._sent, run, m, transport, sent)
+
+    async def _recheck(self, run: _Pass, m: OutboxMessage, who: _Recipient) -> bool:
+        """Apply the send-time rules (module docstring, step 2); True if the message was
+        settled (suppressed or deferred) and must not be sent now."""
+        now = self._now(run)
+        reason = None
+        if who.stopped:
+            reason = "stopped"
+        elif m.channel == "sms" and ("sms", m.address) in who.bad:
+            reason = "bad_number"
+        elif m.kind in GREETING_KINDS and local_date(now, self._tz) > m.planned_on:
+            reason = "too_late"
+        if reason is not None:
+            await self._finish(run, m, SUPPRESSED, reason, now)
+            return True
+        allowed = next_allowed(
+            now,
+            tz=self._tz,
+            send_window=self._settings.messaging.send_window,
+            preferred_contact=who.preferred_contact,
+        )
+        if allowed <= now:
+            return False
+        if m.kind in GREETING_KINDS and local_date(allowed, self._tz) != m.planned_on:
+            await self._finish(run, m, SUPPRESSED, "too_late", now)
+        else:
+            await self._release([m], now, send_after=allowed, reason="quiet hours", run=run)
+        return True
+
+    # ------------------------------------------------------------------ recording
+
+    async def _flush(self, items: list[Op | _Sent]) -> list[object]:
+        """One transaction for whatever records are waiting: the `sent` ones in bulk
+        (`outbox.record_sent`), every other one by its own conditional write."""
+        sent = [i for i in items if isinstance(i, _Sent)]
+        async with transaction(self._sessions) as session:
+            moved: set[int] = set()
+            if sent:
+                moved = await outbox.record_sent(
+                    session, accepted=[i.accepted for i in sent], now=max(i.at for i in sent)
+                )
+            return [
+                item.accepted.message_id in moved if isinstance(item, _Sent)
+                else await item(session)
+                for item in items
+            ]  # fmt: skip
+
+    async def _record(self, run: _Pass, m: OutboxMessage, op: Op | _Sent) -> bool:
+        moved = bool(await self._writer.submit(op))
+        if not moved:
+            run.result.lost += 1
+            log.warning("outbox message %s: claim lost before recording", m.id)
+        return moved
+
+    async def _finish(
+        self, run: _Pass, m: OutboxMessage, status: str, reason: str, now: datetime, **fields
+    ) -> None:
+        run.unsent.pop(m.id, None)
+
+        async def op(session: AsyncSession) -> bool:
+            return await outbox.transition(
+                session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
+                to_status=status, now=now, reason=reason, **fields,
+            )  # fmt: skip
+
+        if await self._record(run, m, op):
+            if status == SUPPRESSED:
+                run.result.suppressed += 1
+            elif status == UNDELIVERABLE:
+                run.result.undeliverable += 1
+
+    async def _release(
+        self,
+        messages: list[OutboxMessage],
+        now: datetime,
+        *,
+        send_after: datetime | None = None,
+        reason: str = "released unsent",
+        run: _Pass | None = None,
+        **fields,
+    ) -> None:
+        """Back to `queued`, nothing sent (deferred, held, re-routed, shutting down)."""
+
+        async def op(session: AsyncSession) -> bool:
+            moved = False
+            for m in messages:
+                moved = await outbox.transition(
+                    session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
+                    to_status=QUEUED, now=now, reason=reason,
+                    send_after=send_after or m.send_after, **fields,
+                ) or moved  # fmt: skip
+            return moved
+
+        if run is None:  # shutting down: write directly, the writer may be cancelled
+            async with transaction(self._sessions) as session:
+                await op(session)
+            return
+        for m in messages:
+            run.unsent.pop(m.id, None)
+        if await self._record(run, messages[0], op):
+            run.result.deferred += len(messages)
+
+    async def _sent(
+        self, run: _Pass, m: OutboxMessage, transport: Transport, sent: SendResult
+    ) -> None:
+        accepted = Accepted(
+            message_id=m.id, claimed_at=m.claimed_at, via=transport.via,
+            provider_id=sent.provider_id, provider_status=sent.status,
+            receipts=transport.receipts,
+        )  # fmt: skip
+        if await self._record(run, m, _Sent(accepted, self._now(run))):
+            run.result.sent += 1
+
+    async def _failed(self, run: _Pass, m: OutboxMessage, exc: Retryable) -> None:
+        now = self._now(run)
+        attempts = m.attempts + 1
+        if attempts >= self._opts.max_attempts:
+            reason, next_at = outbox.GAVE_UP, None
+        else:
+            reason = exc.reason
+            next_at = now + timedelta(seconds=backoff(attempts, self._opts.retry_backoff))
+        log.warning("outbox message %s: %s (attempt %d)", m.id, exc.reason, attempts)
+
+        async def op(session: AsyncSession) -> bool:
+            return await outbox.transition(
+                session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
+                to_status=FAILED, now=now, reason=reason, attempts=attempts,
+                next_attempt_at=next_at, error_code=(exc.code or "")[:20] or None,
+            )  # fmt: skip
+
+        if await self._record(run, m, op):
+            run.result.failed += 1
+
+    async def _refused(
+        self,
+        run: _Pass,
+        m: OutboxMessage,
+        who: _Recipient,
+        transport: Transport,
+        exc: Permanent,
+    ) -> None:
+        now = self._now(run)
+        code = (exc.code or "")[:20] or None
+        route = self._reroute(m, who, exc, now) if exc.kind == UNREACHABLE else None
+        if route is not None:
+            await self._release(
+                [m], now, send_after=now, reason=f"rerouted to {route.via}: {exc.reason}",
+                run=run, channel=route.channel, via=route.via, address=route.address,
+                attempts=m.attempts + 1, error_code=code,
+            )  # fmt: skip
+            run.result.rerouted += 1
+            return
+
+        async def op(session: AsyncSession) -> bool:
+            moved = await outbox.transition(
+                session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
+                to_status=UNDELIVERABLE, now=now, reason=exc.reason,
+                attempts=m.attempts + 1, next_attempt_at=None, error_code=code,
+            )  # fmt: skip
+            if moved and exc.kind in (STOPPED, BAD_ADDRESS):
+                source = f"{transport.via} {exc.code}" if exc.code else transport.via
+                await outbox.record_refusal(
+                    session, message=m, kind=exc.kind, source=source, now=now
+                )
+            return moved
+
+        if await self._record(run, m, op):
+            run.result.undeliverable += 1
+
+    def _reroute(
+        self, m: OutboxMessage, who: _Recipient, exc: Permanent, now: datetime
+    ) -> ChannelChoice | None:
+        """The next channel after WeChat could not reach the member (module docstring)."""
+        if m.channel != "wechat" or self._transports.sms is None:
+            return None
+        wechat = None
+        template = self._transports.wechat_template
+        if m.via == "customer_service" and exc.code not in ("43004",) and template is not None:
+            wechat = WeChatIdentityInfo(
+                openid=m.address, active=("wechat", m.address) not in who.inactive
+            )
+        choice = choose_channel(
+            kind=m.kind,
+            member_stopped=who.stopped,
+            wechat=wechat,
+            phone=who.phone,
+            phone_bad=("sms", who.phone) in who.bad,
+            at=now,
+            template_ids=getattr(template, "templates", None),
+            sms_provider="console" if self._transports.sms.via == "console" else "twilio",
+        )
+        return choice if isinstance(choice, ChannelChoice) else None
+
+    # ------------------------------------------------------------------ circuit breaker
+
+    def _is_paused(self, channel: str, now: datetime) -> bool:
+        pause = self._paused.get(channel)
+        return pause is not None and pause.until > now
+
+    def _pause_channel(self, channel: str, now: datetime) -> None:
+        """After a retryable failure: keep off `channel` for the backoff of its
+        consecutive failed probes (failures while already paused add nothing)."""
+        pause = self._paused.get(channel)
+        if pause is not None and pause.until > now:
+            return
+        failures = (pause.failures if pause else 0) + 1
+        wait = backoff(failures, self._opts.retry_backoff)
+        self._paused[channel] = _Pause(until=now + timedelta(seconds=wait), failures=failures)
+
+
+async def drain_until_idle(
+    sender: Sender, *, now: datetime | None = None, max_passes: int = 1000
+) -> DrainResult:
+    """Passes until one claims nothing (or `max_passes`): the total of all passes."""
+    total = DrainResult()
+    for _ in range(max_passes):
+        result = await sender.drain_once(now)
+        total.add(result)
+        if result.claimed == 0:
+            break
+    return total
