@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.set_defaults(run=_cmd_export)
 
     chat = sub.add_parser(
-        "chat", parents=[common], help="talk to the bot in the terminal (same handlers as the webhooks)"
+        "chat",
+        parents=[common],
+        help="talk to the bot in the terminal (same handlers as the webhooks)",
     )
     chat.add_argument("--channel", choices=("sms", "wechat"), default="sms")
     chat.add_argument(
