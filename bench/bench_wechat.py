@@ -2,29 +2,41 @@
 
     python bench/bench_wechat.py                       # SQLite + PostgreSQL, 10 s per run
     python bench/bench_wechat.py --duration 20 --engines sqlite
+    python bench/bench_wechat.py --kinds full --modes plain --py-spy   # profile it
+    python bench/bench_wechat.py profile bench/results/wechat-full-plain-sqlite.txt
 
 Each run starts one server process (web.run_app, access log off) pinned to one CPU
 (wrk gets the other one when there are two), and measures, in the same run:
 
-- `echo`      — a bare aiohttp handler that returns the body it got;
-- `wechatpy`  — wechatpy alone: signature check (+ AES decrypt), `parse_message`,
-                `create_reply(...).render()` (+ AES encrypt); no database;
-- `adapter`   — the real app (`create_app`) with a conversation that answers without
-                the database: signature, XML checks, de-duplication (the claim and
-                the stored answer in `inbound_messages`) and the reply;
-- `full`      — the same with a conversation that reads the bound member's points
-                through the sessions (one small SELECT), as the real handlers will.
+- `echo`        — a bare aiohttp handler that returns the body it got;
+- `wechatpy`    — wechatpy alone: signature check (+ AES decrypt), `parse_message`,
+                  `create_reply(...).render()` (+ AES encrypt); no database;
+- `adapter`     — the real app (`create_app`) with a conversation that answers without
+                  the database: signature, XML checks, de-duplication (the claim and
+                  the stored answer in `inbound_messages`) and the reply;
+- `full`        — the real app with the real conversation (`bot.bot.MemberBot`, console
+                  SMS sender): a bound member's points answer — balance, tier, spend,
+                  next reward, next tier and by when, next expiry — with the member's
+                  `last_inbound_at` written on every message (as for a member who last
+                  wrote more than a minute ago: the usual "积分" now and then);
+- `full-repeat` — the same with the bot's default 60 s for that stamp: the 1,000
+                  members come back within the minute, so no request writes it (a
+                  conversation's second and later messages).
 
-Every request is a bound member's "积分" with a fresh MsgId (plain mode: made by the
-wrk Lua script; AES mode: pre-encrypted bodies, one per request), so the app never
-takes the cheaper de-duplicated branch. The signed query is made just before a run
-(WeChat's plain-mode signature covers only token/timestamp/nonce, so one signed URL
-is valid for every body; the app does not check timestamp freshness by default).
+The database holds 1,000 members, each bound to an openid and with two purchases in
+the last half year recorded by `record_purchase` (points, lots expiring on
+31 December, tier evaluation), so every answer has a tier window and an expiry to
+report. Every request is a bound member's "积分" with a fresh MsgId (plain mode: made
+by the wrk Lua script; AES mode: pre-encrypted bodies, one per request), so the app
+never takes the cheaper de-duplicated branch. The signed query is made just before a
+run (WeChat's plain-mode signature covers only token/timestamp/nonce, so one signed
+URL is valid for every body; the app does not check timestamp freshness by default).
 Besides req/s and latency, the server's CPU time per request is reported (from
 /proc): it is the figure least disturbed by other work on the machine.
 
 The PostgreSQL database (`--pg-url`, default memberbot_bench_wechat) is dropped and
-created again. Results go to bench/results/wechat-<time>.json and .md (git-ignored).
+created again. Results go to bench/results/wechat-<time>.json and .md (git-ignored),
+the servers' output to bench/results/wechat-server-<kind>.log.
 """
 
 from __future__ import annotations
@@ -40,7 +52,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +73,8 @@ MSG_TEMPLATE = (
     "<Content><![CDATA[积分]]></Content><MsgId>{msg_id}</MsgId></xml>"
 )
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/memberbot_bench_wechat"
+KINDS = ["echo", "wechatpy", "adapter", "full", "full-repeat"]
+DB_KINDS = ("adapter", "full", "full-repeat")
 
 
 def openid(i: int) -> str:
@@ -108,32 +123,6 @@ def wechatpy_app():
     return app
 
 
-class PointsConversation:
-    """Stands in for the real handlers: one SELECT of the bound member's points."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def handle(self, inbound):
-        from sqlmodel import select
-
-        from bot.appkeys import SESSIONS
-        from bot.conversation import Reply
-        from models.tables import Identity, Member
-
-        async with self.app[SESSIONS]() as session:
-            points = (
-                await session.exec(
-                    select(Member.points)
-                    .join(Identity, Identity.member_id == Member.id)
-                    .where(Identity.channel == "wechat", Identity.address == inbound.sender)
-                )
-            ).first()
-        if points is None:
-            return Reply("请先绑定会员")
-        return Reply(f"您的积分：{points}")
-
-
 def bench_settings(db_url: str):
     from bot.config import load_settings
 
@@ -151,6 +140,9 @@ def bench_settings(db_url: str):
                 # Late answers (past the 4 s deadline) must not leave the machine.
                 "api_base_url": "http://127.0.0.1:9",
             },
+            "sms": {"provider": "console"},
+            # Points expire on 31 December, so the answer names the next expiry too.
+            "points": {"expiry": {"policy": "calendar_year"}},
         },
     )
 
@@ -164,12 +156,35 @@ class FixedConversation:
         return Reply("您的积分：1007")
 
 
-def full_app(db_url: str, *, read_points: bool = True):
+def full_app(db_url: str, kind: str):
+    """The real app (`create_app`). `adapter`: with `FixedConversation`; `full` and
+    `full-repeat`: with the real conversation, `bot.bot.MemberBot` and the configured
+    (console) SMS sender. `full` rewrites the member's `last_inbound_at` on every message,
+    as for a member who last wrote more than a minute ago (the usual case: one "积分" now
+    and then); `full-repeat` keeps the bot's default, where a member writing again within
+    60 s costs no such write (and with 1,000 members cycling, nearly every request is one)."""
+    from datetime import timedelta
+
     from bot.app import create_app
-    from bot.appkeys import CONVERSATION
+    from bot.appkeys import CONVERSATION, SESSIONS, SETTINGS, SMS_SENDER
+    from bot.bot import TOUCH_EVERY, MemberBot
 
     app = create_app(bench_settings(db_url), migrate_on_start=False)
-    app[CONVERSATION] = PointsConversation(app) if read_points else FixedConversation()
+    if kind == "adapter":
+        app[CONVERSATION] = FixedConversation()
+        return app
+    touch_every = timedelta(0) if kind == "full" else TOUCH_EVERY
+
+    async def member_bot(app):  # after the database and SMS sender contexts
+        app[CONVERSATION] = MemberBot(
+            settings=app[SETTINGS],
+            sessions=app[SESSIONS],
+            sms_sender=app[SMS_SENDER],
+            touch_every=touch_every,
+        )
+        yield
+
+    app.cleanup_ctx.append(member_bot)
     return app
 
 
@@ -181,15 +196,27 @@ def serve(kind: str, port: int, db_url: str | None) -> None:
     elif kind == "wechatpy":
         app = wechatpy_app()
     else:
-        app = full_app(db_url, read_points=kind == "full")
+        app = full_app(db_url, kind)
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 # --------------------------------------------------------------------------- database
 
 
+def member_phone(i: int) -> str:
+    return f"+86138{i:08d}"
+
+
+def purchase_history(i: int) -> list[tuple[int, Decimal]]:
+    """(days ago, yuan) of member `i`'s purchases: two in the last half year, together
+    under the 3,000 points of gold, so the answer has a tier window to report."""
+    return [(150, Decimal(300 + (i * 37) % 900)), (40, Decimal(200 + (i * 53) % 700))]
+
+
 def prepare_database(db_url: str) -> None:
-    """A fresh, migrated database with MEMBERS members, each bound to a WeChat openid."""
+    """A fresh, migrated database with MEMBERS members, each bound to a WeChat openid and
+    with the purchases of `purchase_history`, recorded by `record_purchase` (points, lots
+    with their expiry, tier evaluation: the same rows the API would write)."""
     if db_url.startswith("sqlite"):
         path = db_url.removeprefix("sqlite+aiosqlite:///")
         for suffix in ("", "-wal", "-shm"):
@@ -198,10 +225,11 @@ def prepare_database(db_url: str) -> None:
 
 
 async def _fill_database(db_url: str) -> None:
-    from sqlalchemy import insert
+    from sqlalchemy import insert, select
 
-    from models.db import make_engine, migrate
-    from models.tables import Identity, Member
+    from models.db import make_engine, migrate, session_factory, transaction
+    from models.purchases import PurchaseIn, record_purchase
+    from models.tables import Identity, Member, Store
 
     if db_url.startswith("postgresql"):
         import asyncpg
@@ -213,36 +241,38 @@ async def _fill_database(db_url: str) -> None:
             await conn.execute(f'CREATE DATABASE "{name}"')
         finally:
             await conn.close()
+    settings = bench_settings(db_url)
+    rules, tz = settings.loyalty, settings.brand.tz
     engine = make_engine(db_url)
     await migrate(engine)
+    sessions = session_factory(engine)
     now = datetime.now(UTC)
+    async with transaction(sessions) as session:
+        session.add(Store(code="S001", name="南京西路店", city="上海"))
+    for first in range(0, MEMBERS, 100):
+        async with transaction(sessions) as session:
+            for i in range(first, min(first + 100, MEMBERS)):
+                for j, (days_ago, amount) in enumerate(purchase_history(i)):
+                    data = PurchaseIn(
+                        receipt_no=f"B{i:05d}-{j}",
+                        phone=member_phone(i),
+                        store="S001",
+                        amount=amount,
+                        at=now - timedelta(days=days_ago),
+                    )
+                    await record_purchase(session, rules=rules, tz=tz, data=data)
     async with engine.begin() as conn:
+        ids = dict((await conn.execute(select(Member.phone, Member.id))).all())
         await conn.execute(
-            insert(Member.__table__),
-            [
-                {
-                    "phone": f"+86138{i:08d}",
-                    "name": f"会员{i}",
-                    "join_date": date(2026, 1, 1),
-                    "points": 1000 + i,
-                    "birthday_calendar": "solar",
-                    "birthday_leap_month": False,
-                    "cumulative_spend": 0,
-                    "visits": 0,
-                    "purchases_count": 0,
-                    "tier": "points",
-                    "stopped": False,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for i in range(MEMBERS)
-            ],
+            Member.__table__.update()
+            .where(Member.__table__.c.id.in_(ids.values()))
+            .values(name="会员")
         )
         await conn.execute(
             insert(Identity.__table__),
             [
                 {
-                    "member_id": i + 1,
+                    "member_id": ids[member_phone(i)],
                     "channel": "wechat",
                     "address": openid(i),
                     "active": True,
@@ -253,6 +283,34 @@ async def _fill_database(db_url: str) -> None:
             ],
         )
     await engine.dispose()
+
+
+async def reset_database(db_url: str) -> None:
+    """Between rows: forget the messages of the previous row and when members last wrote."""
+    from sqlalchemy import delete, update
+
+    from models.db import make_engine
+    from models.tables import Identity, InboundMessage, PendingAction
+
+    engine = make_engine(db_url)
+    async with engine.begin() as conn:
+        await conn.execute(delete(InboundMessage.__table__))
+        await conn.execute(delete(PendingAction.__table__))
+        await conn.execute(update(Identity.__table__).values(last_inbound_at=None))
+    await engine.dispose()
+
+
+async def member_points(db_url: str, i: int) -> int:
+    from sqlalchemy import select
+
+    from models.db import make_engine
+    from models.tables import Member
+
+    engine = make_engine(db_url)
+    async with engine.connect() as conn:
+        points = await conn.scalar(select(Member.points).where(Member.phone == member_phone(i)))
+    await engine.dispose()
+    return int(points)
 
 
 # --------------------------------------------------------------------------- wrk
@@ -413,7 +471,9 @@ def start_server(kind: str, db_url: str | None, cpu: str | None) -> tuple[subpro
         cmd += ["--db", db_url]
     if cpu is not None:
         cmd = ["taskset", "-c", cpu, *cmd]
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    log = open(RESULTS / f"wechat-server-{kind}.log", "w")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -458,28 +518,126 @@ def check_answer(port: int, mode: str) -> str:
     return answer
 
 
-def measure(kind, mode, db_url, scripts, args, cpus) -> dict:
+def expected_answer(kind: str, db_url: str | None) -> str:
+    """What the hand-made request (member 7's "积分") must get back."""
+    if kind == "adapter":
+        return "您的积分：1007"
+    points = asyncio.run(member_points(db_url, 7))
+    return f"当前积分：{points:,} 分"
+
+
+def measure(kind, mode, db_url, scripts, args, cpus, engine="-") -> dict:
     """Start the server, warm it up, measure; the warm-up uses other MsgIds than the run."""
     server_cpu, wrk_cpu = cpus
     script, warm_arg, run_arg = scripts[mode]
+    if db_url:
+        asyncio.run(reset_database(db_url))
     proc, port = start_server(kind, db_url, server_cpu)
+    spy = None
     try:
-        if kind in ("adapter", "full"):
+        if kind in DB_KINDS:
             answer = check_answer(port, mode)
-            assert "您的积分：1007" in answer, answer
+            expected = expected_answer(kind, db_url)
+            assert expected in answer, (expected, answer)
         common = dict(connections=args.connections, threads=args.threads, cpu=wrk_cpu)
         run_wrk(port, script, warm_arg, duration=args.warmup, **common)
+        if args.py_spy and kind in DB_KINDS:
+            spy = start_py_spy(proc.pid, f"{kind}-{mode}-{engine}", args.duration)
         cpu_before = cpu_seconds(proc.pid)
         result = run_wrk(port, script, run_arg, duration=args.duration, **common)
         result["cpu_us_per_request"] = (
             1e6 * (cpu_seconds(proc.pid) - cpu_before) / max(1, result["requests"])
         )
+        if spy is not None:
+            spy.wait(args.duration + 30)
     finally:
         stop_server(proc)
     result.update(kind=kind, mode=mode)
     if db_url:
         result["late_answers"] = asyncio.run(count_late(db_url))
     return result
+
+
+def start_py_spy(pid: int, name: str, duration: int) -> subprocess.Popen:
+    """Sample the server with py-spy during the measured run: collapsed stacks in
+    bench/results/wechat-<name>.txt (read them with `summarise_profile`, or feed them
+    to a flame graph tool). Sampling costs the server a little: not for the figures."""
+    out = RESULTS / f"wechat-{name}.txt"
+    cmd = [
+        "py-spy", "record", "--pid", str(pid), "--duration", str(duration), "--rate", "250",
+        "--format", "raw", "--nonblocking", "--output", str(out),
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# Where a sample's time goes: the innermost frame that belongs to one of these (checked
+# in order). Event-loop frames are passed over on the way out, so a socket write is
+# charged to whoever wrote (asyncpg, aiohttp); what is left — the loop's own work, such
+# as the self-pipe wake-ups of aiosqlite's thread — is "asyncio event loop".
+IDLE = "event loop idle (epoll wait)"
+CATEGORIES = [
+    ("database driver (aiosqlite thread + sqlite3 / asyncpg)",
+     ("aiosqlite/", "asyncpg/", "_connection_worker_thread")),
+    ("SQLAlchemy (session, ORM, Core, greenlet bridge)", ("sqlalchemy/", "sqlmodel/")),
+    ("aiohttp (HTTP server)", ("aiohttp/", "multidict/", "yarl/")),
+    ("WeChat wire (wechatpy, xmltodict, adapter)",
+     ("wechatpy/", "xmltodict", "bot/channels/", "cryptography/")),
+    ("reply templates (jinja2)", ("jinja2/", "bot/templating.py")),
+    ("inbound log + group commit", ("bot/inbound_log.py", "bot/group_commit.py")),
+    ("bot + domain code", ("bot/", "models/")),
+]  # fmt: skip
+EVENT_LOOP = ("asyncio/", "selectors.py")
+
+
+def _category(frames: list[str]) -> str:
+    if "EpollSelector.select" in frames[-1]:
+        return IDLE
+    # What runs the loop (run_app, the bench's serve) is no one's cost.
+    loop = [i for i, f in enumerate(frames) if f.startswith("BaseEventLoop._run_once ")]
+    frames = frames[loop[-1] :] if loop else frames
+    for frame in reversed(frames):
+        if any(n in frame for n in EVENT_LOOP):
+            continue
+        for name, needles in CATEGORIES:
+            if any(n in frame for n in needles):
+                return name
+    if any(n in f for f in frames for n in EVENT_LOOP):
+        return "asyncio event loop"
+    return "other"
+
+
+def summarise_profile(path: Path, top: int = 40) -> str:
+    """py-spy's collapsed stacks as shares of the busy samples: by category (innermost
+    frame that belongs to one, see CATEGORIES), by function inclusive (each function once
+    per stack) and exclusive (innermost frame). Greenlet stacks (SQLAlchemy's async bridge)
+    start at the greenlet, so their callers do not show in the inclusive figures."""
+    inclusive: dict[str, int] = {}
+    exclusive: dict[str, int] = {}
+    categories: dict[str, int] = {}
+    total = idle = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n, frames = int(count), stack.split(";")
+        category = _category(frames)
+        if category == IDLE:
+            idle += n
+            continue
+        total += n
+        categories[category] = categories.get(category, 0) + n
+        names = [re.sub(r" \(.*?\)$", "", f) for f in frames]
+        for f in set(names):
+            inclusive[f] = inclusive.get(f, 0) + n
+        exclusive[names[-1]] = exclusive.get(names[-1], 0) + n
+    lines = [f"{total} busy samples ({idle} more idle in epoll, left out)", "by category:"]
+    for name, n in sorted(categories.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {100 * n / total:5.1f} %  {name}")
+    for title, table in (("inclusive:", inclusive), ("exclusive:", exclusive)):
+        lines.append(title)
+        for f, n in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            lines.append(f"  {100 * n / total:5.1f} %  {f}")
+    return "\n".join(lines)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -517,21 +675,28 @@ def main_bench(args) -> None:
         "aes": (aes_script(workdir, args.threads), str(warm), str(run)),
     }
     rows: list[dict] = []
-    for mode in ("plain", "aes"):
+    for mode in args.modes:
         for kind in ("echo", "wechatpy"):
-            if kind == "echo" and mode == "aes":
+            if kind not in args.kinds or (kind == "echo" and mode == "aes"):
                 continue
             rows.append({**measure(kind, mode, None, scripts, args, cpus), "engine": "-"})
             print(_line(rows[-1]), flush=True)
     for engine in args.engines:
-        for mode in ("plain", "aes"):
-            for kind in ("adapter", "full"):
-                if engine == "sqlite":
-                    db_url = f"sqlite+aiosqlite:///{workdir / f'bench-{mode}.db'}"
-                else:
-                    db_url = args.pg_url
-                prepare_database(db_url)
-                rows.append({**measure(kind, mode, db_url, scripts, args, cpus), "engine": engine})
+        if not set(DB_KINDS) & set(args.kinds):
+            break
+        if engine == "sqlite":
+            db_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+        else:
+            db_url = args.pg_url
+        started = time.monotonic()
+        prepare_database(db_url)
+        print(f"{engine}: database prepared in {time.monotonic() - started:.0f} s", flush=True)
+        for mode in args.modes:
+            for kind in DB_KINDS:
+                if kind not in args.kinds:
+                    continue
+                row = measure(kind, mode, db_url, scripts, args, cpus, engine)
+                rows.append({**row, "engine": engine})
                 print(_line(rows[-1]), flush=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     meta = {
@@ -592,7 +757,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command")
     s = sub.add_parser("serve", help="(internal) run one server kind in the foreground")
-    s.add_argument("kind", choices=["echo", "wechatpy", "adapter", "full"])
+    s.add_argument("kind", choices=KINDS)
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--db")
     parser.add_argument("--duration", type=int, default=10)
@@ -603,10 +768,24 @@ def main() -> None:
     parser.add_argument(
         "--engines", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"]
     )
+    parser.add_argument("--modes", nargs="+", default=["plain", "aes"], choices=["plain", "aes"])
+    parser.add_argument("--kinds", nargs="+", default=KINDS, choices=KINDS)
     parser.add_argument("--pg-url", default=DEFAULT_PG)
+    parser.add_argument(
+        "--py-spy", action="store_true", help="profile the adapter and full rows with py-spy"
+    )
+    p = sub.add_parser("prepare", help="(internal) fill a database for `serve`")
+    p.add_argument("--db", required=True)
+    p = sub.add_parser("profile", help="summarise a py-spy file written by --py-spy")
+    p.add_argument("file", type=Path)
+    p.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
     if args.command == "serve":
         serve(args.kind, args.port, args.db)
+    elif args.command == "prepare":
+        prepare_database(args.db)
+    elif args.command == "profile":
+        print(summarise_profile(args.file, args.top))
     else:
         main_bench(args)
 

@@ -4,8 +4,13 @@ The channel adapters (WeChat, Twilio SMS) and `memberbot chat` call
 `MemberBot.handle`. Each call is one transaction for everything it changes:
 
 1. find who is writing — WeChat: the openid's `Identity` (created on first
-   contact, `last_inbound_at` kept for the 48-hour customer-service window) and
-   the member it is actively bound to; SMS/console: the member with that phone;
+   contact), the member it is actively bound to and the sender's pending
+   confirmation, in one query; SMS/console: the member with that phone. The
+   identity's `last_inbound_at` opens the 48-hour customer-service window
+   (MESSAGING.md); it is rewritten only when it is older than `touch_every` (60 s),
+   so a conversation's messages within a minute cost no write. A stamp up to a
+   minute old closes the window up to a minute early and counts customer-service
+   messages from a little earlier against its 5-message cap: both on the safe side;
 2. choose the reply language — the member's locale, else the brand's;
 3. route the text (`bot.router`) or the event (`bot.handlers.events`);
 4. settle the sender's pending confirmation (`bot.handlers.pending`):
@@ -16,6 +21,13 @@ The channel adapters (WeChat, Twilio SMS) and `memberbot chat` call
      one-line "cancelled" note (unless that message itself made a new request);
 5. dispatch to the handler of the intent (`ROUTES` of each handler module); a
    member-only intent from a non-member gets how to bind (WeChat) or join (SMS).
+
+Locks (PostgreSQL; on SQLite every transaction begins IMMEDIATE and so runs alone):
+a message that only reads (`READ_ONLY`: points, vouchers, help, anything unknown)
+takes no lock and, with a fresh `last_inbound_at`, writes nothing; any other
+message or event first locks the sender's identity row, so one sender's changing
+messages are handled one at a time; a pending confirmation that exists is re-read
+under its row lock (`bot.handlers.pending.current`).
 
 After the commit, SMS the handlers queued (binding codes) are sent through the
 injected `SmsSender` (never while the transaction holds locks: the console sender
@@ -31,10 +43,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import and_, bindparam, or_
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
@@ -46,7 +60,7 @@ from bot.router import Intent, Match, route
 from bot.sms_sender import SmsSender, SmsSendError
 from bot.templating import pick_locale, render
 from models.clock import local_date
-from models.db import insert_ignore, transaction
+from models.db import insert_ignore, is_postgres, transaction
 from models.errors import InvalidInput
 from models.members import get_member_by_phone
 from models.phone import mask_phone
@@ -60,10 +74,18 @@ ROUTES: dict[Intent, Route] = {
     for r in module.ROUTES
 }
 CONFIRMS = {**rewards.CONFIRMS, **card.CONFIRMS}
+READ_ONLY = frozenset({Intent.POINTS, Intent.VOUCHERS, Intent.HELP, Intent.UNKNOWN})
+"""Intents whose handlers change nothing: they need no lock on the sender."""
+TOUCH_EVERY = timedelta(seconds=60)
+"""How old `Identity.last_inbound_at` may get before a message rewrites it."""
 
 
 class MemberBot:
-    """The conversation. Dependencies are injected; nothing global."""
+    """The conversation. Dependencies are injected; nothing global.
+
+    `touch_every`: how old the sender's `last_inbound_at` may be before a message
+    rewrites it (`TOUCH_EVERY`; zero rewrites it on every message).
+    """
 
     def __init__(
         self,
@@ -72,17 +94,22 @@ class MemberBot:
         sessions: async_sessionmaker[AsyncSession],
         sms_sender: SmsSender,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        touch_every: timedelta = TOUCH_EVERY,
     ):
         self._settings = settings
+        self._rules = settings.loyalty
         self._sessions = sessions
         self._sms = sms_sender
         self._clock = clock
+        self._touch_every = touch_every
 
     async def handle(self, inbound: Inbound) -> Reply:
         now = self._clock()
         async with transaction(self._sessions) as session:
             turn = await self._open_turn(session, inbound, now)
             if inbound.event:
+                if inbound.event.casefold() != "click":  # follow / unfollow change the identity
+                    await _lock_sender(turn)
                 reply = await events.on_event(turn, self._dispatch)
             else:
                 reply = await self._dispatch(turn, route(inbound.text))
@@ -93,32 +120,41 @@ class MemberBot:
     async def _open_turn(self, session: AsyncSession, inbound: Inbound, now: datetime) -> Turn:
         identity: Identity | None = None
         member: Member | None = None
+        row: PendingAction | None = None
+        stale = now - self._touch_every
         if inbound.channel == "wechat":
-            identity = await _wechat_identity(session, inbound.sender, now)
-            if identity.active and identity.member_id is not None:
-                member = await session.get(Member, identity.member_id)
+            identity, member, row = await _wechat_sender(session, inbound.sender, now)
+            stamp = identity.last_inbound_at
+            if stamp is None or stamp <= stale:
+                await _touch(session, "wechat", identity.address, now, stale)
+                set_committed_value(identity, "last_inbound_at", now)
         else:
             try:
                 member = await get_member_by_phone(session, phone=inbound.sender)
             except InvalidInput:
                 member = None  # a sender id that is no phone number: nobody we know
             if member is not None:
-                await _touch_sms_identity(session, member.phone, now)
+                await _touch(session, "sms", member.phone, now, stale)
         brand = self._settings.brand
         return Turn(
             session=session,
             settings=self._settings,
+            rules=self._rules,
             inbound=inbound,
             now=now,
             today=local_date(now, brand.tz),
             locale=pick_locale(member.locale if member else None, brand.locale),
             member=member,
             identity=identity,
+            pending=row,
+            pending_read=identity is not None,
         )
 
     # ------------------------------------------------------------------ dispatch
 
     async def _dispatch(self, turn: Turn, match: Match) -> Reply:
+        if match.intent not in READ_ONLY:
+            await _lock_sender(turn)
         row = await pending.current(turn)
         if match.intent is Intent.STOP:
             if row is not None:
@@ -181,35 +217,71 @@ class MemberBot:
         return reply
 
 
-async def _wechat_identity(session: AsyncSession, openid: str, now: datetime) -> Identity:
-    """The openid's identity row (created unbound on first contact), marked as just heard from."""
-    table = Identity.__table__
-    stmt = (
-        insert_ignore(session.bind.dialect.name, table)
-        .values(channel="wechat", address=openid, member_id=None, active=True, bad=False,
-                created_at=now)
-        .on_conflict_do_nothing(index_elements=["channel", "address"])
+# The statements of every message are built once (building one costs more CPU than
+# running it); values go in as parameters.
+_IDENTITIES = Identity.__table__
+_SENDER = (
+    select(Identity, Member, PendingAction)
+    .outerjoin(Member, and_(Member.id == Identity.member_id, col(Identity.active)))
+    .outerjoin(
+        PendingAction,
+        and_(PendingAction.channel == "wechat", PendingAction.sender == Identity.address),
     )
-    await session.exec(stmt)
-    identity = (
-        await session.exec(
-            select(Identity)
-            .where(Identity.channel == "wechat", Identity.address == openid)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).one()
-    identity.last_inbound_at = now
-    session.add(identity)
-    return identity
+    .where(Identity.channel == "wechat", Identity.address == bindparam("openid"))
+)
+"""The openid's identity, the member it is actively bound to and its pending action."""
+_SENDER_LOCKED = _SENDER.with_for_update(of=Identity).execution_options(populate_existing=True)
+_TOUCH = (
+    _IDENTITIES.update()
+    .where(
+        _IDENTITIES.c.channel == bindparam("b_channel"),
+        _IDENTITIES.c.address == bindparam("b_address"),
+        or_(
+            _IDENTITIES.c.last_inbound_at.is_(None),
+            _IDENTITIES.c.last_inbound_at <= bindparam("b_stale"),
+        ),
+    )
+    .values(last_inbound_at=bindparam("b_now"))
+)
+"""Record that an address just wrote, if its stamp is older than `stale`."""
 
 
-async def _touch_sms_identity(session: AsyncSession, phone: str, now: datetime) -> None:
-    identity = (
-        await session.exec(
-            select(Identity).where(Identity.channel == "sms", Identity.address == phone)
-        )
-    ).first()
-    if identity is not None:
-        identity.last_inbound_at = now
-        session.add(identity)
+async def _wechat_sender(
+    session: AsyncSession, openid: str, now: datetime
+) -> tuple[Identity, Member | None, PendingAction | None]:
+    """(identity, member, pending action) of an openid; the identity is created unbound
+    (and just heard from) on first contact."""
+    found = (await session.exec(_SENDER, params={"openid": openid})).first()
+    if found is None:
+        stmt = (
+            insert_ignore(session.bind.dialect.name, _IDENTITIES)
+            .values(channel="wechat", address=openid, member_id=None, active=True, bad=False,
+                    last_inbound_at=now, created_at=now)
+            .on_conflict_do_nothing(index_elements=["channel", "address"])
+        )  # fmt: skip
+        await session.exec(stmt)
+        found = (await session.exec(_SENDER, params={"openid": openid})).one()
+    identity, member, row = found
+    return identity, member, row
+
+
+async def _touch(
+    session: AsyncSession, channel: str, address: str, now: datetime, stale: datetime
+) -> None:
+    params = {"b_channel": channel, "b_address": address, "b_now": now, "b_stale": stale}
+    await session.exec(_TOUCH, params=params)
+
+
+async def _lock_sender(turn: Turn) -> None:
+    """Lock the WeChat sender's identity row for this transaction and read the sender
+    again (PostgreSQL; SQLite's transactions already run one at a time): what a
+    concurrent message of the same sender committed meanwhile — a binding, a spent
+    balance, a new pending action — is what this message then sees."""
+    identity = turn.identity
+    if identity is None or turn.sender_locked or not is_postgres(turn.session):
+        return
+    params = {"openid": turn.inbound.sender}
+    identity, member, row = (await turn.session.exec(_SENDER_LOCKED, params=params)).one()
+    turn.sender_locked = True
+    turn.identity, turn.member, turn.pending, turn.pending_read = identity, member, row, True
+    turn.locale = pick_locale(member.locale if member else None, turn.settings.brand.locale)

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from models.rules import LoyaltyRules, OwnershipRules, PointsRules, RewardRules, TierRules
+from scheduler.kinds import SERVICE_KINDS
 from scheduler.lexicon import Lexicon
 from scheduler.occasions import OccasionSettings
 
@@ -93,6 +94,21 @@ class WeChatSettings(_Section):
     token: str = ""
     encoding_aes_key: str = ""
     api_base_url: str = "https://api.weixin.qq.com"
+    templates: dict[str, str] = Field(default_factory=dict)
+    """WeChat template-message ids by service-notice kind (``points_notice = "tmpl-id"``).
+    A service notice goes as a template message only when its kind has an id here
+    (scheduler.policy.choose_channel; MESSAGING.md "Channels")."""
+
+    @field_validator("templates")
+    @classmethod
+    def _template_kinds(cls, v: dict[str, str]) -> dict[str, str]:
+        wrong = sorted(k for k in v if k not in SERVICE_KINDS)
+        if wrong:
+            raise ValueError(
+                f"template messages are for service notices only, not {wrong} "
+                f"(expected some of {sorted(SERVICE_KINDS)})"
+            )
+        return v
 
     @field_validator("encoding_aes_key")
     @classmethod
@@ -144,11 +160,52 @@ class OutboxSettings(_Section):
     poll_interval: Annotated[float, Field(gt=0, le=3600)] = 5
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     retry_backoff: Annotated[float, Field(gt=0, le=300)] = 1
+    rate_sms: Annotated[float, Field(ge=0, le=10_000)] = 10
+    """SMS sent per second at most (0 = no limit); Twilio queues beyond a number's rate."""
+    rate_wechat: Annotated[float, Field(ge=0, le=10_000)] = 20
+    """WeChat API sends per second at most (0 = no limit)."""
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """Messages one sender claims per channel per pass."""
+    concurrency: Annotated[int, Field(ge=1, le=1000)] = 16
+    """Provider calls under way at once."""
+    claim_timeout: Annotated[float, Field(ge=30, le=86_400)] = 300
+    """Seconds after which a `sending` claim counts as dead (its process died mid-send) and
+    another sender takes the message over (scheduler.outbox)."""
+
+
+class CareDays(_Section):
+    """``[messaging.care_days]``: day N after a sale (the sale's day is day 1) on which
+    each purchase follow-up is due (DOMAIN.md §6 care calendar); 0 = not sent.
+    ``care_d7`` goes to VIP tiers (above the entry tier), ``care_d10`` to the entry tier."""
+
+    points_notice: Annotated[int, Field(ge=0, le=3660)] = 2
+    care_d3: Annotated[int, Field(ge=0, le=3660)] = 3
+    care_d7: Annotated[int, Field(ge=0, le=3660)] = 7
+    care_d10: Annotated[int, Field(ge=0, le=3660)] = 10
+    care_d30: Annotated[int, Field(ge=0, le=3660)] = 30
+    care_d120: Annotated[int, Field(ge=0, le=3660)] = 120
+
+    @field_validator("*")
+    @classmethod
+    def _not_sale_day(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("0 (not sent) or a day from 2 on (day 1 is the sale's own day)")
+        return v
 
 
 class MessagingSettings(_Section):
     send_window: str = "09:00-21:00"
     weekly_cap: Annotated[int, Field(ge=0, le=100)] = 2
+    care_days: CareDays = Field(default_factory=CareDays)
+    """The purchase follow-up calendar (scheduler.planner; DOMAIN.md §6)."""
+    quarterly_after: Annotated[int, Field(ge=1, le=100)] = 3
+    """Care follow-ups queued since the member's last purchase after which care falls
+    back to one message per quarter (DOMAIN.md §6 frequency control)."""
+    dormant_months: Annotated[int, Field(ge=2, le=120)] = 10
+    """A member whose last purchase is more than this many calendar months old gets
+    one `dormant` greeting (DOMAIN.md §6)."""
+    points_expiry_notice_days: Annotated[int, Field(ge=0, le=365)] = 7
+    """`points_expiry` goes this many days before the last day points can be spent."""
     lexicon: Lexicon = Field(default_factory=Lexicon)
     """Words the message rules reject (scheduler.lexicon; MESSAGING.md "Message classes")."""
 
@@ -158,6 +215,25 @@ class MessagingSettings(_Section):
         if not _WINDOW.match(v):
             raise ValueError("expected HH:MM-HH:MM (end may be 24:00)")
         return v
+
+
+class KeywordSettings(_Section):
+    """A store's own member keywords per intent, added to CONTRACT.md's words.
+
+    Words are only added, never replaced: the contract's words (the stop words above
+    all) keep working whatever is configured here.
+    """
+
+    points: list[str] = Field(default_factory=list)
+    redeem: list[str] = Field(default_factory=list)
+    confirm: list[str] = Field(default_factory=list)
+    vouchers: list[str] = Field(default_factory=list)
+    pickup: list[str] = Field(default_factory=list)
+    mail: list[str] = Field(default_factory=list)
+    stop: list[str] = Field(default_factory=list)
+    resume: list[str] = Field(default_factory=list)
+    help: list[str] = Field(default_factory=list)
+    bind: list[str] = Field(default_factory=list)
 
 
 class Settings(_Section):
@@ -170,6 +246,7 @@ class Settings(_Section):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     messaging: MessagingSettings = Field(default_factory=MessagingSettings)
+    keywords: KeywordSettings = Field(default_factory=KeywordSettings)
     occasions: OccasionSettings = Field(default_factory=OccasionSettings)
     points: PointsRules = Field(default_factory=PointsRules)
     tiers: TierRules = Field(default_factory=TierRules)

@@ -5,6 +5,32 @@ SQLite runs in WAL mode with a busy timeout, and every transaction starts with
 "database is locked". PostgreSQL runs at READ COMMITTED; points-changing code
 locks the member row first (a conditional UPDATE), which serialises changes to
 one member without serialising the whole database.
+
+Pools (`make_engine`):
+
+- SQLite file: one connection per engine (`pool_size=1, max_overflow=0`). Every
+  transaction takes the database's write lock at BEGIN, so a second connection could
+  never run a transaction at the same time anyway; it would only wait in SQLite's busy
+  handler, which sleeps and polls (seconds of tail latency under load), where the pool
+  queues waiters in order. The same holds for code that needs a second connection
+  while it holds one (there is none: `bot.inbound_log` and the conversation take turns,
+  never nest): with SQLite it would wait for itself either way. A pool wait longer than
+  the pool's timeout (30 s, like the busy timeout) raises instead of hanging.
+  No reset (ROLLBACK) when a connection goes back to the pool: SQLAlchemy has already
+  committed or rolled back every transaction it began (and the driver is in autocommit
+  mode, so there is no transaction it did not begin); the reset was one more trip to
+  aiosqlite's thread per transaction, for nothing.
+- PostgreSQL: `pool_size` connections (default 10) and no overflow. Overflow
+  connections are closed as soon as the pool has enough idle ones again, so under a
+  bursty load they were opened and closed all the time — each time a TCP connect, an
+  SSL probe and an empty prepared-statement cache (a third of the CPU of a chat answer
+  in a profile). One process is bound by its CPU long before ten transactions at a time;
+  more requests wait for a connection in order (up to the 30 s pool timeout). No
+  `pool_pre_ping`: it costs a round trip on every checkout. `pool_recycle` (1 hour)
+  replaces connections before a server or firewall idle timeout can cut them; a
+  connection broken anyway (a database restart) fails the one request that meets it,
+  SQLAlchemy then discards the pool's other old connections, and the platform's retry
+  (WeChat, Twilio) is served on a fresh one.
 """
 
 from __future__ import annotations
@@ -13,7 +39,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,8 +49,14 @@ _MIGRATION_LOCK = 7_364_001  # pg_advisory_xact_lock key: one replica migrates a
 
 
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+    """The engine for `url`; `pool_size` applies to PostgreSQL (SQLite: one connection)."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        pool = (
+            {}
+            if _sqlite_in_memory(url)
+            else {"pool_size": 1, "max_overflow": 0, "pool_reset_on_return": None}
+        )
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **pool)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_connect(dbapi_conn, _record):
@@ -42,8 +74,14 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
 
         return engine
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size * 2, pool_pre_ping=True
+        url, echo=echo, pool_size=pool_size, max_overflow=0, pool_recycle=3600
     )
+
+
+def _sqlite_in_memory(url: str) -> bool:
+    """An in-memory database (SQLAlchemy gives it its own single-connection pool)."""
+    parsed = make_url(url)
+    return parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

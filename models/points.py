@@ -43,7 +43,7 @@ from __future__ import annotations
 from calendar import monthrange
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import case, func, literal
+from sqlalchemy import bindparam, case, func, literal
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import select
@@ -332,21 +332,34 @@ async def expire_due(
     return total
 
 
+NEXT_EXPIRY = (
+    select(func.sum(LOTS.c.remaining).label("points"), LOTS.c.expires_on.label("day"))
+    .where(
+        LOTS.c.member_id == bindparam("member_id"),
+        LOTS.c.remaining > 0,
+        LOTS.c.expires_on
+        == select(func.min(LOTS.c.expires_on))
+        .where(
+            LOTS.c.member_id == bindparam("member_id"),
+            LOTS.c.remaining > 0,
+            LOTS.c.expires_on >= bindparam("today"),
+        )
+        .scalar_subquery(),
+    )
+    .group_by(LOTS.c.expires_on)
+)
+"""The member's next expiry: one row (points, day), or none. Parameters `member_id`,
+`today`. Built once: the chat bot's "积分" runs it on every call (building a statement
+costs more than running it); `models.tiers.tier_progress_and_expiry` reads it along
+with the member's purchases."""
+
+
 async def expiring_soon(
     session: AsyncSession, *, member_id: int, today: date
 ) -> tuple[int, date] | None:
     """(points, day) of the member's next expiry on or after `today`; None if nothing expires."""
-    first_day = (
-        select(func.min(LOTS.c.expires_on))
-        .where(LOTS.c.member_id == member_id, LOTS.c.remaining > 0, LOTS.c.expires_on >= today)
-        .scalar_subquery()
-    )
-    stmt = (
-        select(func.sum(LOTS.c.remaining), LOTS.c.expires_on)
-        .where(LOTS.c.member_id == member_id, LOTS.c.remaining > 0, LOTS.c.expires_on == first_day)
-        .group_by(LOTS.c.expires_on)
-    )
-    row = (await session.exec(stmt)).first()
+    params = {"member_id": member_id, "today": today}
+    row = (await session.exec(NEXT_EXPIRY, params=params)).first()
     return None if row is None else (int(row[0]), row[1])
 
 

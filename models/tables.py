@@ -61,6 +61,8 @@ class Member(SQLModel, table=True):
     __table_args__ = (
         Index("ix_members_birthday", "birthday_calendar", "birthday_month", "birthday_day"),
         Index("ix_members_wedding", "wedding_month", "wedding_day"),
+        # Join anniversaries: the planner asks for the same month/day of past years.
+        Index("ix_members_join_date", "join_date"),
     )
     id: int | None = Field(default=None, primary_key=True)
     phone: str = Field(sa_column=Column(String(20), nullable=False, unique=True))

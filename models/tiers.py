@@ -66,12 +66,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, exists, func, type_coerce
+from sqlalchemy import BigInteger, bindparam, exists, func, literal_column, type_coerce, union_all
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import cards
 from models.clock import add_months
+from models.points import NEXT_EXPIRY, expiring_soon
 from models.rules import LoyaltyRules, Measure, TierLevel, TierRule, TierRules, Window
 from models.tables import CardApplication, Member, Purchase, TierChange
 from models.types import from_cents
@@ -136,9 +137,11 @@ def window_span(window: Window, anchor: date, *, period_start: str) -> Span:
 
 
 def leaves_half_year_on(day: date) -> date:
-    """The first day whose half-year window no longer contains `day`."""
-    probe = day + timedelta(days=150)
-    while half_year_window(probe)[0] <= day:
+    """The first day whose half-year window no longer contains `day`: six months later
+    (2026-03-01 → 2026-09-01), or the first of the next month when that month is too
+    short for `day` (2026-08-31 → 2027-02-28 still contains it, so 2027-03-01)."""
+    probe = add_months(day, 6)
+    if add_months(probe, -6) < day:  # clamped to a shorter month's last day
         probe += timedelta(days=1)
     return probe
 
@@ -229,6 +232,8 @@ async def pending_tier(session: AsyncSession, *, rules: LoyaltyRules, member: Me
     eligible = member.eligible_tier
     if eligible and tiers.find(eligible) and tiers.index(eligible) > best:
         best, found = tiers.index(eligible), eligible
+    if not any(level.effective == "on_approval" for level in tiers.levels):
+        return found  # no card application can hold a tier back: nothing to look up
     rows = await session.exec(
         select(CardApplication.tier).where(
             CardApplication.member_id == member.id, col(CardApplication.status).in_(cards.OPEN)
@@ -481,42 +486,172 @@ async def tier_progress(
 ) -> TierProgress | None:
     """What the member still needs for the next level as of the brand day `today`;
     None at the top level. (`tz` is accepted for symmetry; `today` is already a brand day.)
+
+    It answers the chat bot's "积分", so it reads as little as it can: the pending tier
+    looks at card applications only if some level takes effect on approval; calendar
+    windows (day, month, half year, period) are summed from one read of the member's
+    purchases since the earliest window start (`_Sales`); ``cumulative`` rules add one
+    sum each; ``single_purchase`` rules need nothing.
     """
+    found = await _next_level(session, rules, member)
+    if found is None:
+        return None
+    start = _earliest_start(rules.tiers, found[1], today)
+    sales = await _Sales.load(session, member.id, start, today)
+    return await _progress(session, rules.tiers, member, found, sales, today)
+
+
+async def tier_progress_and_expiry(
+    session: AsyncSession, *, rules: LoyaltyRules, member: Member, today: date
+) -> tuple[TierProgress | None, tuple[int, date] | None]:
+    """`tier_progress` and `models.points.expiring_soon` together, for the chat bot's
+    "积分": when the next level has calendar windows, the purchases they need and the
+    member's next expiry come back from one statement (UNION ALL) — on this stack a round
+    trip costs more CPU than the rest of the answer."""
+    found = await _next_level(session, rules, member)
+    start = _earliest_start(rules.tiers, found[1], today) if found else None
+    if start is None:
+        expiry = await expiring_soon(session, member_id=member.id, today=today)
+        if found is None:
+            return None, expiry
+        return await _progress(session, rules.tiers, member, found, _Sales(), today), expiry
+    sales, expiry = await _Sales.load_with_expiry(session, member.id, start, today)
+    return await _progress(session, rules.tiers, member, found, sales, today), expiry
+
+
+async def _next_level(
+    session: AsyncSession, rules: LoyaltyRules, member: Member
+) -> tuple[str | None, TierLevel] | None:
+    """(pending tier, the level above the member's current-or-pending tier); None at the top."""
     tiers = rules.tiers
     pending = await pending_tier(session, rules=rules, member=member)
     base = tiers.index(pending if pending else member.tier)
     if base >= len(tiers.levels) - 1:
         return None
-    target = tiers.levels[base + 1]
-    meter = _Meter(session, member.id, tiers)
-    progress = [await _rule_progress(session, meter, tiers, rule, today) for rule in target.reach]
+    return pending, tiers.levels[base + 1]
+
+
+async def _progress(
+    session: AsyncSession,
+    tiers: TierRules,
+    member: Member,
+    found: tuple[str | None, TierLevel],
+    sales: _Sales,
+    today: date,
+) -> TierProgress:
+    pending, target = found
+    progress = [
+        await _rule_progress(session, member.id, sales, tiers, rule, today) for rule in target.reach
+    ]
     return TierProgress(
         tier=member.tier or tiers.entry.code, pending=pending, next=target, rules=tuple(progress)
     )
 
 
+def _earliest_start(tiers: TierRules, level: TierLevel, today: date) -> date | None:
+    """The first day any calendar window of `level`'s reach rules covers; None if none has one."""
+    starts = [
+        window_span(rule.window, today, period_start=tiers.period_start)[0]
+        for rule in level.reach
+        if rule.window not in ("single_purchase", "cumulative")
+    ]
+    return min((d for d in starts if d is not None), default=None)
+
+
+# Built once (`tier_progress` answers the chat bot's "积分"); parameters member_id, start,
+# today. The UNION ALL adds the next expiry (`models.points.NEXT_EXPIRY`) as a "lot" row.
+_SALES = select(
+    literal_column("'sale'"),
+    Purchase.local_date,
+    Purchase.points,
+    type_coerce(Purchase.amount, BigInteger()),
+).where(
+    Purchase.member_id == bindparam("member_id"),
+    Purchase.local_date >= bindparam("start"),
+    Purchase.local_date <= bindparam("today"),
+)
+_EXPIRY = NEXT_EXPIRY.subquery()
+_SALES_AND_EXPIRY = union_all(
+    _SALES,
+    select(literal_column("'lot'"), _EXPIRY.c.day, _EXPIRY.c.points, literal_column("0")),
+)
+
+
+@dataclass(frozen=True)
+class _Sales:
+    """One member's purchases from a start day to `today`: (brand day, points, cents) each.
+
+    Every calendar window of a progress report lies in that range (`_earliest_start`), so
+    its totals and oldest counted day come from this one read instead of a query each.
+    """
+
+    rows: tuple[tuple[date, int, int], ...] = ()
+
+    @classmethod
+    async def load(
+        cls, session: AsyncSession, member_id: int, start: date | None, today: date
+    ) -> _Sales:
+        if start is None:
+            return cls()
+        params = {"member_id": member_id, "start": start, "today": today}
+        rows = await session.exec(_SALES, params=params)
+        return cls(tuple((day, points or 0, cents or 0) for _, day, points, cents in rows))
+
+    @classmethod
+    async def load_with_expiry(
+        cls, session: AsyncSession, member_id: int, start: date, today: date
+    ) -> tuple[_Sales, tuple[int, date] | None]:
+        """The purchases, and (points, day) of the next expiry like `expiring_soon`."""
+        params = {"member_id": member_id, "start": start, "today": today}
+        rows: list[tuple[date, int, int]] = []
+        expiry: tuple[int, date] | None = None
+        for kind, day, points, cents in await session.exec(_SALES_AND_EXPIRY, params=params):
+            if kind == "lot":
+                expiry = (int(points), day)
+            else:
+                rows.append((day, points or 0, cents or 0))
+        return cls(tuple(rows)), expiry
+
+    def total(self, what: Measure, start: date, end: date) -> Decimal:
+        """Like `measure_total` over [start, end]: whole points, or yuan."""
+        i = 1 if what == "points" else 2
+        raw = sum(row[i] for row in self.rows if start <= row[0] <= end)
+        return Decimal(raw) if what == "points" else from_cents(raw)
+
+    def oldest(self, what: Measure, start: date, end: date) -> date | None:
+        """The first day in [start, end] with a purchase that counts (above 0)."""
+        i = 1 if what == "points" else 2
+        return min(
+            (row[0] for row in self.rows if start <= row[0] <= end and row[i] > 0), default=None
+        )
+
+
 async def _rule_progress(
-    session: AsyncSession, meter: _Meter, tiers: TierRules, rule: TierRule, today: date
+    session: AsyncSession,
+    member_id: int,
+    sales: _Sales,
+    tiers: TierRules,
+    rule: TierRule,
+    today: date,
 ) -> RuleProgress:
     if rule.window == "single_purchase":
         return RuleProgress(rule=rule, counted=Decimal(0), missing=rule.threshold)
-    span = window_span(rule.window, today, period_start=tiers.period_start)
-    if rule.window in ("day", "month", "period"):
-        span = (span[0], today)  # only what has happened so far counts
-    counted = await meter.value(rule.measure, span)
+    if rule.window == "cumulative":
+        counted = await measure_total(
+            session, member_id=member_id, measure=rule.measure, span=(None, None)
+        )
+        missing = max(rule.threshold - counted, Decimal(0))
+        return RuleProgress(rule=rule, counted=counted, missing=missing)
+    start, end = window_span(rule.window, today, period_start=tiers.period_start)
+    counted = sales.total(rule.measure, start, today)  # only what has happened so far counts
     missing = max(rule.threshold - counted, Decimal(0))
     if rule.window != "half_year":
-        buy_by = (
-            None
-            if rule.window == "cumulative"
-            else window_span(rule.window, today, period_start=tiers.period_start)[1]
-        )
-        return RuleProgress(rule=rule, counted=counted, missing=missing, buy_by=buy_by)
-    oldest = await _oldest_counted(session, meter.member_id, rule.measure, span)
+        return RuleProgress(rule=rule, counted=counted, missing=missing, buy_by=end)
+    oldest = sales.oldest(rule.measure, start, today)
     if oldest is None:
         return RuleProgress(rule=rule, counted=counted, missing=missing)
     drops_on = leaves_half_year_on(oldest)
-    still = await meter.value(rule.measure, (half_year_window(drops_on)[0], today))
+    still = sales.total(rule.measure, half_year_window(drops_on)[0], today)
     return RuleProgress(
         rule=rule,
         counted=counted,
@@ -525,16 +660,3 @@ async def _rule_progress(
         drops_on=drops_on,
         drops=counted - still,
     )
-
-
-async def _oldest_counted(
-    session: AsyncSession, member_id: int, what: Measure, span: Span
-) -> date | None:
-    column = Purchase.points if what == "points" else Purchase.amount
-    start, end = span
-    stmt = select(func.min(Purchase.local_date)).where(Purchase.member_id == member_id, column > 0)
-    if start is not None:
-        stmt = stmt.where(Purchase.local_date >= start)
-    if end is not None:
-        stmt = stmt.where(Purchase.local_date <= end)
-    return (await session.exec(stmt)).one()

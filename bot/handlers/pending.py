@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from sqlmodel import select
 
 from bot.handlers.turn import CONFIRM_WINDOW_MINUTES, Turn
-from models.db import insert_ignore
+from models.db import insert_ignore, is_postgres
 from models.tables import PendingAction
 
 REDEEM = "redeem"
@@ -45,7 +45,21 @@ def payload(row: PendingAction) -> dict:
 
 
 async def current(turn: Turn) -> PendingAction | None:
-    """The sender's pending action, whatever its state (live, confirmed, expired)."""
+    """The sender's pending action, whatever its state (live, confirmed, expired), locked
+    for the rest of the transaction.
+
+    `MemberBot` reads it together with the sender (`Turn.pending`), so the common case —
+    nothing pending — costs no query. A row that exists is read again under a row lock on
+    PostgreSQL, where a concurrent confirmation may have changed it since; on SQLite every
+    transaction already holds the database's write lock (`models.db`), so the row read
+    with the sender is current.
+    """
+    if turn.pending_read and (turn.pending is None or not is_postgres(turn.session)):
+        return turn.pending
+    return await _locked(turn)
+
+
+async def _locked(turn: Turn) -> PendingAction | None:
     stmt = (
         select(PendingAction)
         .where(
@@ -55,7 +69,9 @@ async def current(turn: Turn) -> PendingAction | None:
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    return (await turn.session.exec(stmt)).first()
+    row = (await turn.session.exec(stmt)).first()
+    turn.pending, turn.pending_read = row, False
+    return row
 
 
 async def put(turn: Turn, *, kind: str, data: dict) -> PendingAction:
@@ -81,7 +97,7 @@ async def put(turn: Turn, *, kind: str, data: dict) -> PendingAction:
     )
     await turn.session.exec(stmt)
     turn.pending_created = True
-    row = await current(turn)
+    row = await _locked(turn)
     assert row is not None
     return row
 
@@ -89,6 +105,8 @@ async def put(turn: Turn, *, kind: str, data: dict) -> PendingAction:
 async def clear(turn: Turn, row: PendingAction) -> None:
     await turn.session.delete(row)
     await turn.session.flush()
+    if turn.pending is row:
+        turn.pending = None
 
 
 async def complete(turn: Turn, row: PendingAction) -> None:

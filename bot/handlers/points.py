@@ -10,6 +10,7 @@ The answer carries what the points notice of DOMAIN.md §2 carries, for today:
   missing (points or yuan) and by when, for windowed schemes; a tier waiting for
   its card is named as such;
 - the next points to expire and their last day (`models.points.expiring_soon`);
+  both read by `models.tiers.tier_progress_and_expiry`, in one statement when it can;
 - on the member's birthday (`models.calendar.is_birthday`, solar or lunar), the
   birthday multiplier of their tier when it is above 1 (DOMAIN.md §2, 000/004).
 """
@@ -21,7 +22,7 @@ from decimal import Decimal
 from bot.conversation import Reply
 from bot.handlers.turn import Route, Turn
 from bot.router import Intent, Match
-from models import calendar, points, tiers
+from models import calendar, tiers
 
 
 def _next_reward(turn: Turn) -> dict | None:
@@ -41,10 +42,7 @@ def _next_reward(turn: Turn) -> dict | None:
     }
 
 
-async def _next_tier(turn: Turn) -> dict | None:
-    progress = await tiers.tier_progress(
-        turn.session, rules=turn.rules, member=turn.member, today=turn.today, tz=turn.tz
-    )
+def _next_tier(turn: Turn, progress: tiers.TierProgress | None) -> dict | None:
     if progress is None:
         return None
     rule = progress.closest
@@ -83,7 +81,9 @@ def _factor_text(factor: Decimal) -> str:
 
 async def show(turn: Turn, match: Match) -> Reply:
     member = turn.member
-    expiring = await points.expiring_soon(turn.session, member_id=member.id, today=turn.today)
+    progress, expiring = await tiers.tier_progress_and_expiry(
+        turn.session, rules=turn.rules, member=member, today=turn.today
+    )
     factor = _birthday_multiplier(turn)
     return turn.reply(
         "points",
@@ -92,10 +92,8 @@ async def show(turn: Turn, match: Match) -> Reply:
         tier=turn.tier_name(member.tier),
         spend=member.cumulative_spend,
         reward=_next_reward(turn),
-        next_tier=await _next_tier(turn),
-        expiring=(
-            {"points": expiring[0], "day": expiring[1]} if expiring is not None else None
-        ),
+        next_tier=_next_tier(turn, progress),
+        expiring=({"points": expiring[0], "day": expiring[1]} if expiring is not None else None),
         birthday_factor=_factor_text(factor) if factor is not None else None,
     )
 

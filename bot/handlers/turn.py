@@ -23,7 +23,7 @@ from bot.conversation import Inbound, Reply
 from bot.router import Intent, Match
 from bot.templating import render
 from models.rules import LoyaltyRules, Reward
-from models.tables import Identity, Member, Store
+from models.tables import Identity, Member, PendingAction, Store
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -45,6 +45,8 @@ class OutgoingSms:
 class Turn:
     session: AsyncSession
     settings: Settings
+    rules: LoyaltyRules
+    """`settings.loyalty`, built once by `MemberBot` (the property builds a new object)."""
     inbound: Inbound
     now: datetime
     today: date
@@ -54,6 +56,12 @@ class Turn:
     """The member behind the sender, or None (unbound openid, unknown phone)."""
     identity: Identity | None = None
     """The sender's WeChat identity row (WeChat only)."""
+    pending: PendingAction | None = None
+    pending_read: bool = False
+    """True when `pending` is the sender's pending action as read with the sender in this
+    transaction (`bot.handlers.pending.current` then needs no query when there is none)."""
+    sender_locked: bool = False
+    """The identity row is locked for this transaction (`MemberBot` does it before a change)."""
     outgoing: list[OutgoingSms] = field(default_factory=list)
     pending_created: bool = False
     """Set by a handler that stored a new pending action (so no "cancelled" note is added)."""
@@ -65,10 +73,6 @@ class Turn:
     @property
     def is_wechat(self) -> bool:
         return self.inbound.channel == "wechat"
-
-    @property
-    def rules(self) -> LoyaltyRules:
-        return self.settings.loyalty
 
     @property
     def tz(self) -> ZoneInfo:
