@@ -26,7 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from bot.appkeys import LOYALTY, SESSIONS, SETTINGS
-from bot.errors import describe_validation, json_error
+from bot.errors import describe_validation, json_error, json_response
 from models import cards, consent, members, purchases, stores, tiers
 from models.clock import brand_today, parse_aware
 from models.db import transaction
@@ -179,7 +179,7 @@ async def post_store(request: web.Request) -> web.Response:
             session, code=data.code, name=data.name, city=data.city
         )
         body = {"code": store.code, "name": store.name, "city": store.city}
-    return web.json_response(body, status=201 if created else 200)
+    return json_response(body, status=201 if created else 200)
 
 
 @routes.post("/api/assistants")
@@ -197,7 +197,7 @@ async def post_assistant(request: web.Request) -> web.Response:
         body: dict[str, Any] = {"code": assistant.code, "name": assistant.name, "store": data.store}
     if token is not None:
         body["token"] = token
-    return web.json_response(body, status=201 if created else 200)
+    return json_response(body, status=201 if created else 200)
 
 
 # --------------------------------------------------------------------------- members
@@ -213,7 +213,7 @@ async def post_member(request: web.Request) -> web.Response:
             session, rules=rules, tz=tz, data=data, today=today
         )
         body = await members.member_view(session, rules=rules, tz=tz, member=member, today=today)
-    return web.json_response(body, status=201 if created else 200)
+    return json_response(body, status=201 if created else 200)
 
 
 @routes.get("/api/members/{phone}")
@@ -223,7 +223,7 @@ async def get_member(request: web.Request) -> web.Response:
     async with _tx(request) as session:
         member = await _member_or_404(session, request.match_info["phone"], "phone")
         body = await members.member_view(session, rules=rules, tz=tz, member=member, today=today)
-    return web.json_response(body)
+    return json_response(body)
 
 
 class ConsentIn(_Body):
@@ -237,7 +237,7 @@ async def _consent(request: web.Request, change) -> web.Response:
         member = await _member_or_404(session, request.match_info["phone"], "phone")
         changed = await change(session, member=member, channel="staff", at=utcnow(), source=source)
         body = {"phone": member.phone, "stopped": member.stopped, "changed": changed}
-    return web.json_response(body)
+    return json_response(body)
 
 
 @routes.post("/api/members/{phone}/stop")
@@ -275,7 +275,7 @@ async def post_purchase(request: web.Request) -> web.Response:
             "points": purchase.points,
             "balance": member.points,
         }
-    return web.json_response(body, status=201 if created else 200)
+    return json_response(body, status=201 if created else 200)
 
 
 class VisitIn(_Body):
@@ -301,7 +301,7 @@ async def post_visit(request: web.Request) -> web.Response:
         )
         posted = entry is not None
         body = {"member": member.phone, "posted": posted, "points": member.points}
-    return web.json_response(body, status=201 if posted else 200)
+    return json_response(body, status=201 if posted else 200)
 
 
 # --------------------------------------------------------------------------- card applications
@@ -345,7 +345,7 @@ async def get_card_applications(request: web.Request) -> web.Response:
             session, status=request.query.get("status"), store_id=store_id
         )
         body = await _application_views(session, apps, tz)
-    return web.json_response(body)
+    return json_response(body)
 
 
 class ApplicationIn(_Body):
@@ -364,7 +364,7 @@ async def post_card_application(request: web.Request) -> web.Response:
             session, rules=rules, member=member, tier=data.tier, actor="api", now=utcnow()
         )
         (body,) = await _application_views(session, [app], tz)
-    return web.json_response(body, status=201 if created else 200)
+    return json_response(body, status=201 if created else 200)
 
 
 class StatusIn(_Body):
@@ -396,7 +396,7 @@ async def post_card_status(request: web.Request) -> web.Response:
             tz=tz,
         )
         (body,) = await _application_views(session, [app], tz)
-    return web.json_response(body)
+    return json_response(body)
 
 
 @routes.get("/api/eligible-members")
@@ -418,4 +418,4 @@ async def get_eligible_members(request: web.Request) -> web.Response:
             }
             for m in found
         ]
-    return web.json_response(body)
+    return json_response(body)

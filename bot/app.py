@@ -9,7 +9,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 from bot.appkeys import CONVERSATION, ENGINE, HTTP, SESSIONS, SETTINGS, SMS_SENDER
 from bot.config import Settings
 from bot.conversation import Conversation
-from bot.errors import error_middleware, json_error
+from bot.errors import error_middleware, json_error, json_response
 from bot.sms_sender import open_sms_sender
 from models.db import make_engine, migrate, ping, session_factory
 
@@ -48,7 +48,7 @@ async def healthz(request: web.Request) -> web.Response:
         await ping(request.app[ENGINE])
     except Exception as exc:  # the point of the endpoint is to report it
         return json_error(503, f"database unavailable: {type(exc).__name__}")
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 def create_app(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 from aiohttp import web
@@ -12,8 +13,17 @@ from models.errors import DomainError
 log = logging.getLogger("memberbot.http")
 
 
+def _dumps(value) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def json_response(body, *, status: int = 200) -> web.Response:
+    """JSON as readable UTF-8 (Chinese names stay Chinese, not \\u escapes)."""
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
 def json_error(status: int, error: str, field: str | None = None) -> web.Response:
-    return web.json_response({"error": error, "field": field}, status=status)
+    return json_response({"error": error, "field": field}, status=status)
 
 
 def describe_validation(exc: ValidationError) -> tuple[str, str | None]:

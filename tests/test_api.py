@@ -548,3 +548,14 @@ async def test_staff_apply_for_an_eligible_member(aiohttp_client, make_settings)
     ]:
         status, body = await call(client, "POST", "/api/card-applications", bad)
         assert (status, body["field"]) == (code, field)
+
+
+async def test_json_answers_are_readable_utf8(client):
+    await seed(client)
+    await call(client, "POST", "/api/members", {"phone": "13800138000", "name": "张三"})
+    resp = await client.get(
+        "/api/members/13800138000", headers={"Authorization": f"Bearer {API_KEY}"}
+    )
+    raw = await resp.read()
+    assert "张三".encode() in raw
+    assert b"\\u" not in raw
