@@ -43,6 +43,17 @@ async def _sms_sender_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _conversation_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The member bot the webhooks talk to, unless the caller gave one (tests)."""
+    if CONVERSATION not in app:
+        from bot.bot import MemberBot
+
+        app[CONVERSATION] = MemberBot(
+            settings=app[SETTINGS], sessions=app[SESSIONS], sms_sender=app[SMS_SENDER]
+        )
+    yield
+
+
 async def healthz(request: web.Request) -> web.Response:
     try:
         await ping(request.app[ENGINE])
@@ -69,6 +80,7 @@ def create_app(
     app.cleanup_ctx.append(_database_ctx(migrate_on_start))
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_sms_sender_ctx)
+    app.cleanup_ctx.append(_conversation_ctx)
     app.router.add_get("/healthz", healthz)
     from bot import api
 
