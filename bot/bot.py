@@ -56,7 +56,7 @@ from bot.conversation import Inbound, Reply
 from bot.handlers import bind, card, consent, events, pending, points, rewards, vouchers
 from bot.handlers import help as help_
 from bot.handlers.turn import Route, Turn
-from bot.router import Intent, Match, route
+from bot.router import Intent, Match, Router
 from bot.sms_sender import SmsSender, SmsSendError
 from bot.templating import pick_locale, render
 from models.clock import local_date
@@ -101,6 +101,7 @@ class MemberBot:
         self._sessions = sessions
         self._sms = sms_sender
         self._clock = clock
+        self._router = Router(settings.keywords.model_dump())
         self._touch_every = touch_every
 
     async def handle(self, inbound: Inbound) -> Reply:
@@ -112,7 +113,7 @@ class MemberBot:
                     await _lock_sender(turn)
                 reply = await events.on_event(turn, self._dispatch)
             else:
-                reply = await self._dispatch(turn, route(inbound.text))
+                reply = await self._dispatch(turn, self._router.route(inbound.text))
         return await self._send_outgoing(turn, reply)
 
     # ------------------------------------------------------------------ who is writing

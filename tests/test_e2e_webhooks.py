@@ -253,3 +253,18 @@ async def test_concurrent_redemptions_never_overdraw(client):
     # voucher; the SMS request is told the balance is short. Never a second voucher.
     assert all(code in a for a in confirms if "兑换成功" in a), confirms
     assert any("还差" in a for a in confirms), confirms
+
+
+async def test_a_stores_own_keywords_work_on_the_webhooks(aiohttp_client, make_settings):
+    settings = make_settings(
+        server={"public_url": PUBLIC_URL},
+        sms={"provider": "console", "twilio": {"auth_token": TWILIO_AUTH_TOKEN}},
+        keywords={"points": ["查分"]},
+    )
+    client = await aiohttp_client(create_app(settings))
+    await client.post("/api/stores", json={"code": "S001", "name": "店", "city": "上海"},
+                      headers=AUTH)  # fmt: skip
+    await client.post("/api/members", json={"phone": PHONE, "name": "张三", "store": "S001"},
+                      headers=AUTH)  # fmt: skip
+    assert "当前积分" in await say(client, "sms", "查分")
+    assert "当前积分" in await say(client, "sms", "积分")
