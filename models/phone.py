@@ -34,7 +34,7 @@ def normalise_phone(raw: str, field: str = "phone") -> str:
 
 
 def mask_phone(phone: str | None) -> str:
-    """'+8613800138000' → '+86138****8000' (keeps the country code, 3 leading, 4 trailing digits)."""
+    """'+8613800138000' → '+86138****8000': country code, 3 leading and 4 trailing digits."""
     if not phone:
         return ""
     s = str(phone)

@@ -22,6 +22,11 @@ def _ts(nullable: bool = False, index: bool = False):
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
 
 
+def _now():
+    """A timestamp column that defaults to the moment the row is created (UTC)."""
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
 def _money(default: Decimal | None = Decimal("0"), nullable: bool = False):
     return Field(default=default, sa_column=Column(Money(), nullable=nullable))
 
@@ -42,7 +47,7 @@ class Store(SQLModel, table=True):
     name: str = Field(max_length=200)
     city: str = Field(default="", max_length=100)
     phone: str = Field(default="", max_length=32)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = _now()
 
 
 class Assistant(SQLModel, table=True):
@@ -53,7 +58,7 @@ class Assistant(SQLModel, table=True):
     store_id: int = _fk("stores.id")
     token_hash: str | None = Field(default=None, sa_column=Column(String(64), unique=True))
     active: bool = True
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = _now()
 
 
 class Member(SQLModel, table=True):
@@ -98,8 +103,8 @@ class Member(SQLModel, table=True):
     eligible_tier: str | None = Field(default=None, max_length=32, index=True)
     eligible_since: date | None = None
     stopped: bool = False
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
 
 
 class Identity(SQLModel, table=True):
@@ -116,7 +121,7 @@ class Identity(SQLModel, table=True):
     """The provider said the address cannot receive (invalid or non-mobile number)."""
     bad_reason: str | None = Field(default=None, max_length=200)
     last_inbound_at: datetime | None = _ts(nullable=True)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = _now()
 
 
 class ConsentEvent(SQLModel, table=True):
@@ -150,7 +155,7 @@ class Purchase(SQLModel, table=True):
     points: int = 0
     """Points this purchase earned the member (base + bonuses)."""
     referrer_id: int | None = _fk("members.id", nullable=True, index=False)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = _now()
 
 
 class PurchaseItem(SQLModel, table=True):
@@ -229,7 +234,7 @@ class TierChange(SQLModel, table=True):
     to_tier: str = Field(max_length=32)
     on: date
     reason: str = Field(max_length=40)  # upgrade | renewed | lapsed | card_approved | eligible
-    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    at: datetime = _now()
 
 
 class CardApplication(SQLModel, table=True):
@@ -245,8 +250,8 @@ class CardApplication(SQLModel, table=True):
     pickup_date: date | None = None
     """The day the member agreed to come for the card."""
     mail_address: str | None = Field(default=None, max_length=300)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
 
 
 class CardEvent(SQLModel, table=True):
@@ -420,8 +425,8 @@ class OutboxMessage(SQLModel, table=True):
     claimed_at: datetime | None = _ts(nullable=True)
     provider_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
     error_code: str | None = Field(default=None, max_length=20)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = _now()
+    updated_at: datetime = _now()
 
 
 class OutboxEvent(SQLModel, table=True):
