@@ -23,8 +23,8 @@ Pools (`make_engine`):
 - PostgreSQL: `pool_size` connections (default 10) and no overflow. Overflow
   connections are closed as soon as the pool has enough idle ones again, so under a
   bursty load they were opened and closed all the time — each time a TCP connect, an
-  SSL probe and an empty prepared-statement cache (a third of the CPU of a chat answer
-  in a profile). One process is bound by its CPU long before ten transactions at a time;
+  SSL probe and an empty prepared-statement cache (about a quarter of a chat answer's
+  samples in a profile). One process is bound by its CPU long before ten transactions at a time;
   more requests wait for a connection in order (up to the 30 s pool timeout). No
   `pool_pre_ping`: it costs a round trip on every checkout. `pool_recycle` (1 hour)
   replaces connections before a server or firewall idle timeout can cut them; a
