@@ -57,6 +57,12 @@ class Assistant(SQLModel, table=True):
     name: str = Field(max_length=200)
     store_id: int = _fk("stores.id")
     token_hash: str | None = Field(default=None, sa_column=Column(String(64), unique=True))
+    password_hash: str | None = Field(default=None, max_length=200)
+    """Optional staff-console password set by the store: scrypt, `models.staff_auth`."""
+    role: str = Field(
+        default="assistant", max_length=10, sa_column_kwargs={"server_default": "assistant"}
+    )
+    """assistant | manager (the store manager sees the store's members and numbers)."""
     active: bool = True
     created_at: datetime = _now()
 
@@ -453,3 +459,19 @@ class PlanRun(SQLModel, table=True):
     planned: int = 0
     suppressed: int = 0
     replica: str = Field(default="", max_length=100)
+
+
+class StaffSession(SQLModel, table=True):
+    """A signed-in staff-console session (`bot/staff`). The cookie carries a random id;
+    only its SHA-256 is stored, so a leaked table does not open sessions. Signing out
+    deletes the row; an expired row is refused and swept on the next sign-in."""
+
+    __tablename__ = "staff_sessions"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    assistant_id: int = _fk("assistants.id", ondelete="CASCADE")
+    csrf_token: str = Field(max_length=64)
+    """Per-session anti-forgery token, required in every POST form."""
+    locale: str = Field(default="zh_CN", max_length=5)
+    created_at: datetime = _now()
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))

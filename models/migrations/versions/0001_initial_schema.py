@@ -68,6 +68,8 @@ def upgrade() -> None:
     sa.Column('name', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
     sa.Column('store_id', sa.Integer(), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=True),
+    sa.Column('password_hash', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.Column('role', sqlmodel.sql.sqltypes.AutoString(length=10), server_default='assistant', nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['store_id'], ['stores.id'], ),
@@ -130,6 +132,22 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_members_store_id'), ['store_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_members_tier_expires'), ['tier_expires'], unique=False)
         batch_op.create_index('ix_members_wedding', ['wedding_month', 'wedding_day'], unique=False)
+
+    op.create_table('staff_sessions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('assistant_id', sa.Integer(), nullable=False),
+    sa.Column('csrf_token', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('locale', sqlmodel.sql.sqltypes.AutoString(length=5), nullable=False),
+    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['assistant_id'], ['assistants.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('token_hash')
+    )
+    with op.batch_alter_table('staff_sessions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_staff_sessions_assistant_id'), ['assistant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_staff_sessions_expires_at'), ['expires_at'], unique=False)
 
     op.create_table('assignments',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -488,6 +506,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_assignments_assistant_id'))
 
     op.drop_table('assignments')
+    with op.batch_alter_table('staff_sessions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_staff_sessions_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_staff_sessions_assistant_id'))
+
+    op.drop_table('staff_sessions')
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.drop_index('ix_members_wedding')
         batch_op.drop_index(batch_op.f('ix_members_tier_expires'))
