@@ -217,6 +217,14 @@ class MessagingSettings(_Section):
         return v
 
 
+class GreetingSettings(_Section):
+    """``[greetings]``: assistants' personal greetings (`scheduler.greetings`)."""
+
+    per_assistant_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 30
+    """New greetings one assistant may queue in any hour (counted from the outbox, so the
+    limit holds across replicas); more are refused with 429."""
+
+
 class KeywordSettings(_Section):
     """A store's own member keywords per intent, added to CONTRACT.md's words.
 
@@ -252,6 +260,7 @@ class Settings(_Section):
     tiers: TierRules = Field(default_factory=TierRules)
     rewards: RewardRules = Field(default_factory=RewardRules)
     ownership: OwnershipRules = Field(default_factory=OwnershipRules)
+    greetings: GreetingSettings = Field(default_factory=GreetingSettings)
 
     @property
     def loyalty(self) -> LoyaltyRules:

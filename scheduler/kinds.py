@@ -99,6 +99,9 @@ SERVICE_KINDS = frozenset(k for k, s in KINDS.items() if s.message_class is Mess
 CARE_KINDS = frozenset(k for k, s in KINDS.items() if s.message_class is MessageClass.CARE)
 GREETING_KINDS = frozenset(k for k, s in KINDS.items() if s.message_class is MessageClass.GREETING)
 """The greeting kinds of CONTRACT.md: the no-promotion rule applies in full."""
+GREETING_OCCASIONS = (*(k for k in KINDS if k in GREETING_KINDS), "other")
+"""What an assistant's ``personal_greeting`` may be for (CONTRACT.md `POST /api/greetings`):
+a greeting kind or ``other``; it picks the wording and the rules (`scheduler.greetings`)."""
 
 
 def kind_spec(kind: str) -> KindSpec:

@@ -34,7 +34,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 
 from bot.templating import TEMPLATES, format_day, format_money, format_short_day
-from scheduler.kinds import GREETING_KINDS, kind_spec, stop_hint
+from scheduler.kinds import GREETING_KINDS, GREETING_OCCASIONS, kind_spec, stop_hint
 
 MESSAGES_DIR = TEMPLATES / "messages"
 CARE_TIPS_FILE = MESSAGES_DIR / "care_tips.toml"
@@ -69,8 +69,9 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
 None (no next reward); `festival` is the festival code (`scheduler.occasions`),
 `season` one of spring / summer / autumn / winter."""
 
-OPTIONAL_DEFAULTS: dict[str, Any] = {"note": "", "years": None}
-"""`note`: an assistant's own words (greetings); `years`: anniversaries' count."""
+OPTIONAL_DEFAULTS: dict[str, Any] = {"note": "", "years": None, "occasion": ""}
+"""`note`: an assistant's own words (greetings); `years`: anniversaries' count;
+`occasion`: what a ``personal_greeting`` is for (`scheduler.greetings.OCCASIONS`)."""
 
 DATA_FIELDS = (
     "member_name", "store_name", "assistant_name", "purchase_store", "pickup_store",
@@ -241,6 +242,12 @@ def sample_contexts(kind: str, locale: str) -> list[dict[str, Any]]:
             base,
             {**base, "missing_for_reward": 0},
             {**base, "missing_for_reward": None, "reward_name": None, "items": []},
+        ]
+    if kind == "personal_greeting":  # one wording per occasion (scheduler.greetings)
+        return [
+            {**base, "occasion": occasion, "note": note}
+            for occasion in GREETING_OCCASIONS
+            for note in (base["note"], "")
         ]
     if kind in GREETING_KINDS:
         return [base, {**base, "note": "", "years": None}]
