@@ -144,6 +144,16 @@ class ApiSettings(_Section):
         return v
 
 
+class StaffSettings(_Section):
+    """The staff console (`/staff/`, docs/staff-console.md)."""
+
+    session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12
+    """A console session ends this long after sign-in (or at sign-out)."""
+    sign_in_attempts: Annotated[int, Field(ge=1, le=1000)] = 10
+    """Failed sign-ins allowed per client address within `sign_in_window` seconds."""
+    sign_in_window: Annotated[float, Field(ge=1, le=86_400)] = 900
+
+
 class SchedulerSettings(_Section):
     enabled: bool = True
     plan_at: str = "08:00"
@@ -251,6 +261,7 @@ class Settings(_Section):
     wechat: WeChatSettings = Field(default_factory=WeChatSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    staff: StaffSettings = Field(default_factory=StaffSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     messaging: MessagingSettings = Field(default_factory=MessagingSettings)

@@ -11,7 +11,9 @@ What a newcomer can use (documented in the README):
 
 - Store ``DEMO01`` 演示店·南京西路 (上海).
 - Assistants ``A001`` 王丽 and ``A002`` 李娜, with the fixed tokens
-  ``demo-token-A001`` and ``demo-token-A002`` (for `POST /api/greetings`).
+  ``demo-token-A001`` and ``demo-token-A002`` (for `POST /api/greetings` and the
+  staff console at ``/staff/``). 李娜 is the store manager (role ``manager``: the
+  console shows her the whole store and the manager page).
 - Operator API key ``demo-api-key-please-change`` — only when no `api.keys` are
   configured; `serve --demo` then prints a warning.
 - Members (chat with them as ``memberbot chat --from <phone>``):
@@ -47,6 +49,7 @@ from models.stores import create_or_update_assistant, hash_token, upsert_store
 DEMO_API_KEY = "demo-api-key-please-change"
 DEMO_STORE = ("DEMO01", "演示店·南京西路", "上海")
 DEMO_ASSISTANTS = (("A001", "王丽"), ("A002", "李娜"))
+DEMO_MANAGER = "A002"
 
 
 def demo_token(code: str) -> str:
@@ -139,7 +142,11 @@ async def _seed_store(session: AsyncSession) -> None:
     await upsert_store(session, code=code, name=name, city=city)
     for a_code, a_name in DEMO_ASSISTANTS:
         assistant, _created, _token = await create_or_update_assistant(
-            session, code=a_code, name=a_name, store_code=code
+            session,
+            code=a_code,
+            name=a_name,
+            store_code=code,
+            role="manager" if a_code == DEMO_MANAGER else "assistant",
         )
         assistant.token_hash = hash_token(demo_token(a_code))
         session.add(assistant)

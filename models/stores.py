@@ -46,13 +46,22 @@ async def upsert_store(
 
 
 async def create_or_update_assistant(
-    session: AsyncSession, *, code: str, name: str, store_code: str, rotate_token: bool = False
+    session: AsyncSession,
+    *,
+    code: str,
+    name: str,
+    store_code: str,
+    rotate_token: bool = False,
+    role: str | None = None,
+    password_hash: str | None = None,
 ) -> tuple[Assistant, bool, str | None]:
     """Create the assistant `code` in store `store_code`, or update name and store.
 
     Returns (assistant, created, token): the plain token only when the assistant is
     created or `rotate_token` is set (the old token stops working at once); None otherwise.
-    An unknown store raises InvalidInput on the field "store".
+    An unknown store raises InvalidInput on the field "store". `role` ("assistant" |
+    "manager") and `password_hash` (staff console, `models.staff_auth.hash_password`)
+    are changed only when given.
     """
     store = await get_store(session, code=store_code)
     if store is None:
@@ -64,6 +73,10 @@ async def create_or_update_assistant(
         assistant = Assistant(code=code, name=name, store_id=store.id)
     else:
         assistant.name, assistant.store_id = name, store.id
+    if role is not None:
+        assistant.role = role
+    if password_hash is not None:
+        assistant.password_hash = password_hash
     if created or rotate_token:
         token = secrets.token_urlsafe(32)
         assistant.token_hash = hash_token(token)
