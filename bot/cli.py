@@ -6,6 +6,7 @@ database, brings the schema up to date and calls the domain or the web app.
     memberbot serve [--host H] [--port P] [--demo]
     memberbot import members|purchases FILE.csv
     memberbot export members [--out F]
+    memberbot greet --assistant ID --member PHONE --occasion O [--note TEXT]  (bot/greet_cli.py)
 
 `--config F` is accepted before or after the subcommand (default:
 `$MEMBERBOT_CONFIG`, else `./config.toml` if present, else the embedded default).
@@ -130,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     from scheduler.cli_commands import add_commands
 
     add_commands(sub, common)
+
+    from bot.greet_cli import add_greet_command
+
+    add_greet_command(sub, common)
     return parser
 
 
