@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
@@ -33,6 +33,7 @@ from models.db import transaction
 from models.errors import DomainError, InvalidInput, NotFound
 from models.members import MemberIn
 from models.purchases import PurchaseIn
+from models.staff_auth import hash_password
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.api")
@@ -171,6 +172,10 @@ class AssistantIn(_Body):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     store: Code
     rotate_token: StrictBool = False
+    role: Literal["assistant", "manager"] | None = None
+    """Staff console role; unchanged when absent (new assistants: "assistant")."""
+    password: Annotated[str, Field(min_length=8, max_length=200)] | None = None
+    """Staff console password (stored as a scrypt hash); unchanged when absent."""
 
 
 @routes.post("/api/stores")
@@ -196,8 +201,15 @@ async def post_assistant(request: web.Request) -> web.Response:
             name=data.name,
             store_code=data.store,
             rotate_token=data.rotate_token,
+            role=data.role,
+            password_hash=hash_password(data.password) if data.password is not None else None,
         )
-        body: dict[str, Any] = {"code": assistant.code, "name": assistant.name, "store": data.store}
+        body: dict[str, Any] = {
+            "code": assistant.code,
+            "name": assistant.name,
+            "store": data.store,
+            "role": assistant.role,
+        }
     if token is not None:
         body["token"] = token
     return json_response(body, status=201 if created else 200)
