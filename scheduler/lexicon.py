@@ -22,6 +22,14 @@ Matching:
   (``¥199``, ``8折``, ``满300送``);
 - a hit lying wholly inside an exempt span (an ``allow`` phrase or a phrase the
   caller names) is ignored (`hits`).
+
+Speed: scanning a text with a category's whole alternation tries every entry at
+every position. `may_hit` first looks, in one pass over the text with its
+whitespace and hyphens removed, for a literal piece that every match of some
+entry must contain (the entry itself without spaces and hyphens, or a literal
+run or character set read from a ``re:`` pattern); only when one is found does
+`hits` run. Most texts contain none, so their check is a single fast search;
+the answer is the same either way (tests/test_rules_fast_path.py).
 """
 
 from __future__ import annotations
@@ -173,6 +181,82 @@ def _entry_pattern(entry: str) -> str:
 def _compiled(words: Words) -> re.Pattern[str] | None:
     patterns = [f"(?:{_entry_pattern(e)})" for e in words.entries]
     return re.compile("|".join(patterns)) if patterns else None
+
+
+def compact(norm: str) -> str:
+    """Normalised text `norm` without whitespace and hyphens: what `may_hit` looks at.
+
+    Deleting characters keeps every substring a substring: whatever an entry
+    matches in `norm`, its compacted form lies in the compacted text."""
+    return "".join(norm.split()).replace("-", "")
+
+
+def _squeeze(piece: str) -> str:
+    return "".join(ch for ch in piece if not ch.isspace() and ch != "-")
+
+
+def _required_run(pattern: str) -> list[str] | None:
+    """Compacted strings of which every match of `pattern`, compacted, contains one.
+
+    Read from the top level of the parsed pattern (each item there is part of
+    every match): the longest run of consecutive literal characters, else the
+    first character set made only of literals (whitespace and hyphens left out
+    of both). None when there is neither, or when the pattern ignores case.
+    """
+    from re import _constants as c
+    from re import _parser
+
+    parsed = _parser.parse(pattern)
+    if parsed.state.flags & re.IGNORECASE:
+        return None
+    runs: list[str] = []
+    run = ""
+    sets: list[list[str]] = []
+    for op, av in parsed:
+        if op is c.LITERAL:
+            run += _squeeze(chr(av))
+            continue
+        if run:
+            runs.append(run)
+            run = ""
+        if op is c.IN and av and all(o is c.LITERAL and _squeeze(chr(a)) for o, a in av):
+            sets.append([chr(a) for _o, a in av])
+    if run:
+        runs.append(run)
+    if runs:
+        return [max(runs, key=len)]
+    return sets[0] if sets else None
+
+
+def _needles(entry: str) -> list[str] | None:
+    """Strings of which the compacted text holds one wherever `entry` matches."""
+    if entry.startswith("re:"):
+        return _required_run(entry[3:])
+    needle = _squeeze(normalize(entry))
+    return [needle] if needle else None
+
+
+@lru_cache(maxsize=64)
+def _gate(words: Words) -> re.Pattern[str] | None:
+    """A pattern that finds something in the compacted text whenever `_compiled(words)`
+    finds a hit in the normalised text; None when some entry gives no such clue (then
+    every text is scanned)."""
+    needles: set[str] = set()
+    for entry in words.entries:
+        found = _needles(entry)
+        if not found:
+            return None
+        needles.update(found)
+    return re.compile("|".join(re.escape(n) for n in sorted(needles, key=lambda n: (-len(n), n))))
+
+
+def may_hit(compacted: str, words: Words) -> bool:
+    """False only when no entry of `words` can match the text (`compact` of its normalised
+    form): the cheap test that spares the full scan of `hits` for most texts."""
+    if not words.entries:
+        return False
+    gate = _gate(words)
+    return gate is None or gate.search(compacted) is not None
 
 
 def exempt_spans(norm: str, lexicon: Lexicon, phrases: Iterable[str]) -> list[tuple[int, int]]:

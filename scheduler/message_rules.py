@@ -40,7 +40,15 @@ from jinja2 import TemplateError
 from bot.templating import format_money
 from scheduler import render
 from scheduler.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
-from scheduler.lexicon import Lexicon, Words, exempt_spans, hits, normalize
+from scheduler.lexicon import (
+    Lexicon,
+    Words,
+    compact,
+    exempt_spans,
+    hits,
+    may_hit,
+    normalize,
+)
 
 # --------------------------------------------------------------------------- the check
 
@@ -62,13 +70,29 @@ def check_content(
     kind: str, text: str, *, lexicon: Lexicon, exempt: Iterable[str] = ()
 ) -> list[Violation]:
     """The word rules only (promotion, new arrivals, products, prying) — no signature or hint."""
+    return _content_violations(kind, normalize(text), lexicon, exempt)
+
+
+def _content_violations(
+    kind: str, norm: str, lexicon: Lexicon, exempt: Iterable[str]
+) -> list[Violation]:
+    """`check_content` of normalised text `norm`.
+
+    A category is scanned only when `may_hit` finds a clue of it in the text, and
+    the exempt spans are looked up only then: most texts need neither.
+    """
     spec = kind_spec(kind)
-    norm = normalize(text)
-    spans = exempt_spans(norm, lexicon, (*STOP_HINTS.values(), *exempt))
+    compacted = compact(norm)
+    spans: list[tuple[int, int]] | None = None
     cls = spec.message_class
     out: list[Violation] = []
 
     def flag(rule: str, words: Words, what: str) -> None:
+        nonlocal spans
+        if not may_hit(compacted, words):
+            return
+        if spans is None:
+            spans = exempt_spans(norm, lexicon, (*STOP_HINTS.values(), *exempt))
         for hit in hits(norm, words, spans):
             out.append(Violation(rule, f'{what} "{hit}" in {_CLASS_WORD[cls]} ({kind})'))
 
@@ -114,8 +138,8 @@ def check(
     spec = kind_spec(kind)
     hint = normalize(stop_hint(locale))
     names = [n for n in (store_name, assistant_name) if n]
-    out = check_content(kind, text, lexicon=lexicon, exempt=(*names, *exempt))
     norm = normalize(text)
+    out = _content_violations(kind, norm, lexicon, (*names, *exempt))
     if spec.needs_signature and names:
         line = _signature_line(norm, hint)
         missing = [n for n in names if normalize(n).strip() not in line]
