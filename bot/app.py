@@ -88,6 +88,9 @@ def create_app(
     from bot import channels
 
     channels.setup(app)
+    from bot import staff
+
+    staff.setup(app)  # the staff console, /staff/
     if background:
         from scheduler import service
 

@@ -99,7 +99,6 @@ async def check_credentials(
     return await authenticate_assistant(session, token=secret)
 
 
-
 @dataclass(frozen=True)
 class SignedIn:
     """Who is signed in to a console session, and the session's CSRF token and locale."""

@@ -1,0 +1,21 @@
+"""The staff console: server-rendered pages under ``/staff/`` for assistants and
+store managers (docs/staff-console.md). `setup(app)` adds its routes."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bot.appkeys import SETTINGS
+
+
+def setup(app: web.Application) -> None:
+    """Add the console routes and its sign-in limiter. Needs `app[SETTINGS]` set."""
+    from bot.staff import manager, pages
+    from bot.staff.auth import SIGN_IN_LIMITER, SignInLimiter
+    from bot.staff.render import stylesheet
+
+    staff = app[SETTINGS].staff
+    app[SIGN_IN_LIMITER] = SignInLimiter(staff.sign_in_attempts, staff.sign_in_window)
+    app.router.add_get("/staff/console.css", stylesheet)
+    app.router.add_routes(pages.routes)
+    app.router.add_routes(manager.routes)
