@@ -36,12 +36,16 @@ CHROMIUM_ARGS = [
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def _chromium() -> str | None:
+    return CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+
+
 def _missing() -> str | None:
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
         return "playwright is not installed (pip install -e '.[test]')"
-    if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+    if _chromium() is None:
         return f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
     return None
 
@@ -74,7 +78,7 @@ async def page(base_url):
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
-        executable = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
+        executable = _chromium()
         browser = await p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             context = await browser.new_context(viewport={"width": 390, "height": 844})
