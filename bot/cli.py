@@ -448,4 +448,8 @@ def _error(message: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m bot.cli`: run the importable module's `main`, so the commands that raise
+    # `bot.cli.CliError` (greet, the scheduler commands) meet the same class here.
+    from bot.cli import main as _main
+
+    sys.exit(_main())
