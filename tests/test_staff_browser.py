@@ -1,8 +1,9 @@
 """The staff console in a real browser: Playwright driving Debian's Chromium against the
 app served on a real port (LIBRARIES.md "Browser tests").
 
-Sign in, open a member, preview a greeting, see a promotion note refused with the
-rule named, send a clean one (the outbox row exists), sign out.
+Sign in, open a member, preview a greeting (live while typing, and with the
+Preview button), see a promotion note refused with the rule named, send a clean
+one (the outbox row exists), sign out.
 
 Skipped, with the reason, when Chromium or Playwright is missing on a developer's
 machine; under CI (``CI=true``) it must run, so missing pieces fail instead
@@ -115,6 +116,10 @@ async def test_sign_in_preview_refuse_send_sign_out(page, base_url, sessions, se
     await expect(page.locator("#draft-check")).to_contain_text("已通过消息规则检查")
 
     await page.fill("#note", "本周全场打折，欢迎来店")
+    # The live preview (console.js) checks the note as it is typed ...
+    await expect(page.locator("#draft-text")).to_contain_text("本周全场打折")
+    await expect(page.locator("#draft-check")).to_contain_text("不符合消息规则")
+    # ... and the Preview button does the same without script.
     await page.click("#preview")
     await expect(page.locator("#draft-text")).to_contain_text("本周全场打折")
     await expect(page.locator("#draft-check")).to_contain_text("不符合消息规则")

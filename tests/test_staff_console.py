@@ -532,3 +532,25 @@ def test_both_locales_have_every_text():
     from bot.staff.render import strings
 
     assert set(strings("zh_CN")) == set(strings("en"))
+
+
+async def test_the_console_assets_are_served_from_its_own_origin(client):
+    resp = await client.get("/staff/console.css")
+    assert resp.status == 200 and resp.content_type == "text/css"
+    resp = await client.get("/staff/console.js")
+    assert resp.status == 200 and resp.content_type == "text/javascript"
+    page = await (await client.get("/staff/signin")).text()
+    assert "http" not in page.split("<body>")[0]  # no external assets or CDNs
+
+
+async def test_the_demo_has_a_store_manager(client, sessions, settings):
+    from bot.demo import demo_token, seed_demo
+
+    async with transaction(sessions) as s:
+        await seed_demo(s, settings=settings, today=brand_today(settings.brand.tz))
+    await sign_in(client, demo_token("A002"))
+    assert (await client.get("/staff/manager")).status == 200
+    page = await (await client.get("/staff/")).text()
+    assert "陈静" in page and "张伟" in page  # the whole store
+    await sign_in(client, demo_token("A001"))
+    assert (await client.get("/staff/manager")).status == 403

@@ -12,10 +12,11 @@ def setup(app: web.Application) -> None:
     """Add the console routes and its sign-in limiter. Needs `app[SETTINGS]` set."""
     from bot.staff import manager, pages
     from bot.staff.auth import SIGN_IN_LIMITER, SignInLimiter
-    from bot.staff.render import stylesheet
+    from bot.staff.render import ASSETS, asset
 
     staff = app[SETTINGS].staff
     app[SIGN_IN_LIMITER] = SignInLimiter(staff.sign_in_attempts, staff.sign_in_window)
-    app.router.add_get("/staff/console.css", stylesheet)
+    for name in ASSETS:
+        app.router.add_get(f"/staff/{name}", asset)
     app.router.add_routes(pages.routes)
     app.router.add_routes(manager.routes)

@@ -21,7 +21,8 @@ from bot.templating import pick_locale
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "staff"
 STRINGS = TEMPLATES / "strings"
-CSS = TEMPLATES / "console.css"
+ASSETS = {"console.css": "text/css", "console.js": "text/javascript"}
+"""The console's own static files, served from the templates folder."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -98,9 +99,13 @@ def page(
     return response
 
 
-async def stylesheet(_request: web.Request) -> web.Response:
+async def asset(request: web.Request) -> web.Response:
+    """GET /staff/{name} for the files of `ASSETS` (the stylesheet, the preview script)."""
+    name = request.path.rsplit("/", 1)[1]
     response = web.Response(
-        text=CSS.read_text(encoding="utf-8"), content_type="text/css", charset="utf-8"
+        text=(TEMPLATES / name).read_text(encoding="utf-8"),
+        content_type=ASSETS[name],
+        charset="utf-8",
     )
     response.headers["Cache-Control"] = "max-age=3600"
     response.headers["X-Content-Type-Options"] = "nosniff"
