@@ -90,8 +90,9 @@ async def check_credentials(
         return None
     if code:
         assistant = await get_assistant(session, code=code)
-        if assistant is None or not assistant.active:
-            # Spend the same time as a real check, so a wrong code is not told apart.
+        if assistant is None or not assistant.active or not assistant.password_hash:
+            # Spend the same time as a real check, so an unknown code (or one without a
+            # password) is not told apart from a wrong password.
             await asyncio.to_thread(verify_password, secret, _DUMMY_HASH)
             return None
         ok = await asyncio.to_thread(verify_password, secret, assistant.password_hash)
