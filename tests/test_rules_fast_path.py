@@ -288,7 +288,7 @@ def test_most_ordinary_texts_skip_the_scan():
 
 CUSTOM = Lexicon(
     promotion=Words(
-        zh=("买-送", "限 时", r"re:(?:抢|秒)购", r"re:\d{3}", r"re:第\d+件半价"),
+        zh=("买-送", "限 时", r"re:(抢|秒)购", r"re:(买)\1", r"re:\d{3}", r"re:第\d+件半价"),
         en=("pre-order", "flash  sale", r"re:(?i:mega)", r"re:x-y", r"re:up to\s+\d+", r"re:a|b"),
     ),
     new_arrivals=Words(zh=("新到",), en=(r"re:brand[- ]new", r"re:\bfresh\b")),
@@ -301,7 +301,8 @@ CUSTOM = Lexicon(
 @pytest.mark.parametrize(
     "text",
     [
-        "买送", "买 - 送", "限时", "限 时", "抢购", "秒购", "123", "12", "第2件半价", "第件半价",
+        "买送", "买买", "买 - 送", "限时", "限 时", "抢购", "秒购", "123", "12", "第2件半价",
+        "第件半价",
         "preorder", "pre order", "pre-orders", "flash sale", "flash-sale", "MEGA", "mega",
         "x-y", "xy", "x - y", "up to 5", "upto 5", "a", "b", "brand-new", "brand new",
         "brandnew", "fresh", "refresh", "tees", "为什么最近没来", "为什么不来", "限时间",
@@ -310,8 +311,9 @@ CUSTOM = Lexicon(
 )  # fmt: skip
 def test_custom_lexicons_with_odd_entries_agree(text):
     """Entries the gate cannot read a clue from (a part that ignores case, digits
-    only, a top-level alternative) make it scan every text; hyphens and odd spacing
-    are squeezed out of both sides."""
+    only, a top-level alternative, a back-reference) make it scan every text; with
+    capturing groups the whole alternation is scanned; hyphens and odd spacing are
+    squeezed out of both sides."""
     ctx = {"store_name": "静安店", "assistant_name": "小李", "member_name": "王女士"}
     for base in ("", "祝您生日快乐！{}\n——静安店 小李\n回复TD退订", "Happy {} day\nReply STOP"):
         body = base.format(text) if base else text
