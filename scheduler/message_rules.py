@@ -29,9 +29,10 @@ lint``) and on every rendered message before it is queued (`render_checked`).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,7 @@ def check(
     hint = normalize(stop_hint(locale))
     names = [n for n in (store_name, assistant_name) if n]
     norm = normalize(text)
-    out = _content_violations(kind, norm, lexicon, (*names, *exempt))
+    out = _content_violations(kind, norm, lexicon, chain(names, exempt))
     if spec.needs_signature and names:
         line = _signature_line(norm, hint)
         missing = [n for n in names if normalize(n).strip() not in line]
@@ -170,17 +171,21 @@ class Checked:
 
 def data_phrases(ctx: Mapping[str, Any], locale: str) -> list[str]:
     """The texts of the member-record values in `ctx` (exempt from the word rules)."""
-    out: list[str] = []
+    return list(iter_data_phrases(ctx, locale))
+
+
+def iter_data_phrases(ctx: Mapping[str, Any], locale: str) -> Iterator[str]:
+    """`data_phrases`, made only when asked for (`check` needs them only for a text in
+    which some lexicon entry may be found)."""
     for key in render.DATA_FIELDS:
         value = ctx.get(key)
         values = value if isinstance(value, list | tuple) else [value]
         for v in values:
             if v is None or v == "":
                 continue
-            out.append(str(v))
+            yield str(v)
             if isinstance(v, Decimal | int) and not isinstance(v, bool):
-                out.append(format_money(v, locale))
-    return out
+                yield format_money(v, locale)
 
 
 def render_checked(

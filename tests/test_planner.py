@@ -906,10 +906,22 @@ async def test_plan_day_reads_no_clock_and_writes_nothing(sessions, settings, mo
     import models.types
     import scheduler.occasions
     import scheduler.policy
+    from scheduler import (
+        card_steps,
+        care_calendar,
+        occasion_due,
+        plan_compose,
+        plan_reads,
+        plan_save,
+        plan_types,
+    )
 
-    for module in (planner, scheduler.policy, scheduler.occasions, models.clock):
-        monkeypatch.setattr(module, "datetime", NoClock)
-    for module in (planner, scheduler.policy, scheduler.occasions, models.clock):
+    modules = (
+        planner, care_calendar, occasion_due, card_steps, plan_reads, plan_compose, plan_save,
+        plan_types, scheduler.policy, scheduler.occasions, models.clock,
+    )  # fmt: skip
+    for module in modules:
+        monkeypatch.setattr(module, "datetime", NoClock, raising=False)
         monkeypatch.setattr(module, "date", NoToday, raising=False)
     monkeypatch.setattr(models.types, "utcnow", lambda: (_ for _ in ()).throw(AssertionError))
     async with sessions() as session:

@@ -1,0 +1,161 @@
+"""Occasions due on a day: birthdays, anniversaries, festivals, seasons, dormancy, expiry.
+
+The calendar rules are pure functions of the day (`solar_days`, `lunar_days`,
+`join_dates`, `dormant_range`; documented in `scheduler.planner`); each source
+turns them into one indexed read of the members (or points lots) whose
+occasion it is and adds a `Due` per member. `every_member` gives the holiday
+and seasonal greetings that go to every member.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+from lunardate import LunarDate
+from sqlalchemy import and_, func, or_
+from sqlmodel import col, select
+
+from models.calendar import LUNAR, SOLAR
+from models.clock import add_months
+from models.tables import Member, PointsLot
+from scheduler.care_calendar import members_last_bought_on
+from scheduler.occasions import festivals_on, season_start_on
+from scheduler.plan_reads import rows
+from scheduler.plan_types import Due, PlanDay
+
+JOIN_YEARS_BACK = 100
+"""Join anniversaries are looked up for join dates up to this many years back."""
+
+
+def _last_of_month(day: date) -> bool:
+    return (day + timedelta(days=1)).month != day.month
+
+
+def solar_days(day: date) -> list[tuple[int, int]]:
+    """The solar (month, day) pairs celebrated on `day`: its own, plus the days past
+    the month's end when `day` is the last of its month (29 Feb → 28 Feb)."""
+    pairs = [(day.month, day.day)]
+    if _last_of_month(day):
+        pairs += [(day.month, d) for d in range(day.day + 1, 32)]
+    return pairs
+
+
+def lunar_days(day: date) -> list[tuple[int, int]]:
+    """The lunar (month, day) pairs celebrated on `day` (`models.calendar` rules):
+    none inside a leap month; day 30 on the 29th of a 29-day month."""
+    try:
+        lunar = LunarDate.from_solar_date(day.year, day.month, day.day)
+    except ValueError:
+        return []
+    if lunar.is_leap_month:
+        return []
+    pairs = [(lunar.month, lunar.day)]
+    if lunar.day == 29:
+        try:
+            LunarDate(lunar.year, lunar.month, 30).to_solar_date()
+        except ValueError:  # a 29-day month: day 30 falls on its 29th
+            pairs.append((lunar.month, 30))
+    return pairs
+
+
+def join_dates(day: date, years: int = JOIN_YEARS_BACK) -> dict[date, int]:
+    """Join dates whose anniversary falls on `day`, with the anniversary's number."""
+    out: dict[date, int] = {}
+    for month, dom in solar_days(day):
+        for year in range(day.year - years, day.year):
+            try:
+                out[date(year, month, dom)] = day.year - year
+            except ValueError:
+                continue
+    return out
+
+
+def dormant_range(day: date, months: int) -> tuple[date, date]:
+    """[first, end) of the last-purchase days that turn dormant on `day`: the last
+    purchase is more than `months` months before `day` but was not the day before."""
+    return add_months(day - timedelta(days=1), -months), add_months(day, -months)
+
+
+def _by_month(pairs: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = defaultdict(list)
+    for month, day in pairs:
+        out[month].append(day)
+    return out
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def every_member(plan: PlanDay) -> list[Due]:
+    """The holiday and seasonal greetings due on the day (for every member)."""
+    out: list[Due] = []
+    occasions = plan.settings.occasions
+    festivals = festivals_on(plan.day, occasions.festival_rules())
+    if festivals:
+        f = festivals[0]  # one holiday greeting a day, the first listed festival
+        out.append(Due("holiday", f"{f.code}:{plan.day.year}", data=f))
+    season = season_start_on(plan.day, terms=occasions.season_terms, tz=plan.tz)
+    if season is not None:
+        out.append(Due("seasonal", f"{season.code}:{plan.day.year}", data=season))
+    return out
+
+
+async def birthdays(plan: PlanDay, due: dict[int, list[Due]]) -> None:
+    conditions = []
+    for calendar, pairs in ((SOLAR, solar_days(plan.day)), (LUNAR, lunar_days(plan.day))):
+        for month, days in _by_month(pairs).items():
+            conditions.append(
+                and_(
+                    Member.birthday_calendar == calendar,
+                    Member.birthday_month == month,
+                    col(Member.birthday_day).in_(days),
+                )
+            )
+    if not conditions:
+        return
+    occasion = str(plan.day.year)
+    for (member_id,) in await rows(plan, select(Member.id).where(or_(*conditions))):
+        due[member_id].append(Due("birthday", occasion))
+
+
+async def weddings(plan: PlanDay, due: dict[int, list[Due]]) -> None:
+    conditions = [
+        and_(Member.wedding_month == month, col(Member.wedding_day).in_(days))
+        for month, days in _by_month(solar_days(plan.day)).items()
+    ]
+    stmt = select(Member.id, Member.wedding_year).where(or_(*conditions))
+    occasion = str(plan.day.year)
+    for member_id, year in await rows(plan, stmt):
+        if year is not None and year >= plan.day.year:
+            continue  # the wedding day itself, or a date in the future: no anniversary
+        years = plan.day.year - year if year else None
+        due[member_id].append(Due("wedding_anniversary", occasion, data=years))
+
+
+async def join_anniversaries(plan: PlanDay, due: dict[int, list[Due]]) -> None:
+    wanted = join_dates(plan.day)
+    stmt = select(Member.id, Member.join_date).where(col(Member.join_date).in_(list(wanted)))
+    occasion = str(plan.day.year)
+    for member_id, joined in await rows(plan, stmt):
+        due[member_id].append(Due("join_anniversary", occasion, data=wanted[joined]))
+
+
+async def dormant(plan: PlanDay, due: dict[int, list[Due]]) -> None:
+    first, end = dormant_range(plan.day, plan.msg.dormant_months)
+    days = [first + timedelta(days=i) for i in range((end - first).days)]
+    for member_id, last in await members_last_bought_on(plan, days):
+        due[member_id].append(Due("dormant", f"since:{last.isoformat()}"))
+
+
+async def points_expiry(plan: PlanDay, due: dict[int, list[Due]]) -> None:
+    expires = plan.day + timedelta(days=plan.msg.points_expiry_notice_days)
+    stmt = (
+        select(PointsLot.member_id, func.sum(PointsLot.remaining))
+        .where(PointsLot.remaining > 0, PointsLot.expires_on == expires)
+        .group_by(PointsLot.member_id)
+    )
+    occasion = f"lots:{expires.isoformat()}"
+    for member_id, points in await rows(plan, stmt):
+        due[member_id].append(Due("points_expiry", occasion, data=(int(points), expires)))

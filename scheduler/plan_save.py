@@ -1,0 +1,139 @@
+"""Saving a plan: the planned messages into the outbox, each once, with its first event.
+
+`save_plan` inserts with ``INSERT … ON CONFLICT (member_id, kind, occasion) DO
+NOTHING``: the database, not a check-then-insert, makes a rerun or a second
+replica harmless. `pending_only` drops what the outbox already holds (the
+dry-run view of ``memberbot plan``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.db import insert_ignore
+from models.tables import OutboxEvent, OutboxMessage
+from scheduler.plan_reads import CHUNK, among, chunks
+from scheduler.plan_types import SUPPRESSED, Planned, SaveResult
+
+FIRST_EVENT_FROM = "planned"
+"""A new outbox message's first event is planned → queued/suppressed (as scheduler.outbox)."""
+
+_OUTBOX_FIELDS = (
+    "member_id", "kind", "occasion", "planned_on", "store_id", "assistant_id", "locale", "text",
+    "channel", "via", "address", "status", "reason", "send_after",
+)  # fmt: skip
+"""The `Planned` fields written to the outbox as they are."""
+
+
+async def pending_only(session: AsyncSession, planned: Sequence[Planned]) -> list[Planned]:
+    """`planned` without the messages whose (member, kind, occasion) is already in the outbox."""
+    pg = session.bind.dialect.name == "postgresql"
+    existing: set[tuple[int, str, str]] = set()
+    ordered = sorted(planned, key=lambda p: p.member_id)
+    for chunk in chunks(ordered, CHUNK):
+        ids = sorted({p.member_id for p in chunk})
+        occasions = sorted({p.occasion for p in chunk})
+        stmt = select(OutboxMessage.member_id, OutboxMessage.kind, OutboxMessage.occasion).where(
+            among(pg, OutboxMessage.member_id, ids),
+            col(OutboxMessage.occasion).in_(occasions),
+        )
+        existing.update(tuple(row) for row in await session.exec(stmt))
+    return [p for p in planned if p.key not in existing]
+
+
+async def save_plan(
+    session: AsyncSession, *, planned: Iterable[Planned], now: datetime, chunk_size: int = CHUNK
+) -> SaveResult:
+    """Insert the planned messages; (member, kind, occasion) already present → skipped.
+
+    ``INSERT … ON CONFLICT DO NOTHING RETURNING`` in batches, rows in key order
+    (so two concurrent runs wait on each other instead of deadlocking), and one
+    ``outbox_events`` row (planned → queued / suppressed) per inserted message.
+    On PostgreSQL each batch goes as column arrays through one ``INSERT … SELECT
+    FROM unnest(…)`` (several times faster than executemany); on SQLite as an
+    executemany. Never commits.
+    """
+    if now.tzinfo is None:
+        raise ValueError("naive datetime: pass a timezone-aware value")
+    rows = sorted(planned, key=lambda p: p.key)
+    pg = session.bind.dialect.name == "postgresql"
+    insert_batch = _insert_pg if pg else _insert_generic
+    inserted = suppressed = 0
+    for chunk in chunks(rows, chunk_size * 5 if pg else chunk_size):
+        new = await insert_batch(session, chunk, now)
+        if not new:
+            continue
+        inserted += len(new)
+        suppressed += sum(1 for _id, status, _reason in new if status == SUPPRESSED)
+        await _insert_events(session, new, now, pg)
+    return SaveResult(inserted=inserted, already=len(rows) - inserted, suppressed=suppressed)
+
+
+_PG_TYPES = {
+    "member_id": "integer", "kind": "varchar", "occasion": "varchar", "planned_on": "date",
+    "store_id": "integer", "assistant_id": "integer", "locale": "varchar", "text": "varchar",
+    "channel": "varchar", "via": "varchar", "address": "varchar", "status": "varchar",
+    "reason": "varchar", "send_after": "timestamptz",
+}  # fmt: skip
+_PG_INSERT = text(
+    f"INSERT INTO outbox ({', '.join(_OUTBOX_FIELDS)}, attempts, created_at, updated_at) "
+    f"SELECT {', '.join(_OUTBOX_FIELDS)}, 0, :now, :now FROM unnest("
+    + ", ".join(f"CAST(:{c} AS {_PG_TYPES[c]}[])" for c in _OUTBOX_FIELDS)
+    + f") WITH ORDINALITY AS u({', '.join(_OUTBOX_FIELDS)}, n) ORDER BY n "
+    "ON CONFLICT (member_id, kind, occasion) DO NOTHING RETURNING id, status, reason"
+)
+_PG_EVENTS = text(
+    "INSERT INTO outbox_events (message_id, from_status, to_status, at, reason) "
+    "SELECT id, :from_status, status, :at, reason FROM unnest("
+    "CAST(:ids AS integer[]), CAST(:statuses AS varchar[]), CAST(:reasons AS varchar[])"
+    ") AS u(id, status, reason)"
+)
+
+
+async def _insert_pg(session: AsyncSession, chunk: Sequence[Planned], now: datetime) -> list:
+    params: dict[str, Any] = {c: [getattr(p, c) for p in chunk] for c in _OUTBOX_FIELDS}
+    params["now"] = now
+    return list(await session.exec(_PG_INSERT, params=params))
+
+
+async def _insert_generic(session: AsyncSession, chunk: Sequence[Planned], now: datetime) -> list:
+    table = OutboxMessage.__table__
+    stmt = (
+        insert_ignore(session.bind.dialect.name, table)
+        .on_conflict_do_nothing(index_elements=["member_id", "kind", "occasion"])
+        .returning(table.c.id, table.c.status, table.c.reason)
+    )
+    stamps = {"attempts": 0, "created_at": now, "updated_at": now}
+    values = [{**{c: getattr(p, c) for c in _OUTBOX_FIELDS}, **stamps} for p in chunk]
+    return list(await session.exec(stmt, params=values))
+
+
+async def _insert_events(session: AsyncSession, new: list, now: datetime, pg: bool) -> None:
+    """The first event of each new message: planned → its status (as scheduler.outbox does)."""
+    if pg:
+        params = {
+            "ids": [r[0] for r in new],
+            "statuses": [r[1] for r in new],
+            "reasons": [r[2] for r in new],
+            "from_status": FIRST_EVENT_FROM,
+            "at": now,
+        }
+        await session.exec(_PG_EVENTS, params=params)
+        return
+    events = [
+        {
+            "message_id": mid,
+            "from_status": FIRST_EVENT_FROM,
+            "to_status": st,
+            "at": now,
+            "reason": why,
+        }
+        for mid, st, why in new
+    ]
+    await session.exec(insert(OutboxEvent.__table__), params=events)
