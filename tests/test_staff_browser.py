@@ -104,6 +104,10 @@ async def test_sign_in_preview_refuse_send_sign_out(page, base_url, sessions, se
     await page.click("#signin")
     await expect(page).to_have_url(f"{base_url}/staff/")
     await expect(page.locator("#members")).to_contain_text("+86138****8000")
+    await page.fill("input[name=q]", "138000")
+    await page.click("form[role=search] button")
+    await expect(page.locator("#members")).to_contain_text("张三")
+    await expect(page.locator("#members")).not_to_contain_text("李四")
 
     await page.click("text=张三")
     await expect(page).to_have_url(f"{base_url}/staff/members/{member_id}")

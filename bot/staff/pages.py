@@ -205,9 +205,12 @@ def member_row(request: web.Request, m: Member, locale: str) -> dict[str, Any]:
 
 
 @routes.get("/staff/")
+@routes.post("/staff/")
 @console()
 async def members_page(request: web.Request, staff: SignedIn) -> web.Response:
-    q = request.query.get("q", "").strip()[:50]
+    """The member list; the search is a POST so that no phone number ends up in a URL
+    (access logs, browser history)."""
+    q = form_value(request[FORM], "q").strip()[:50] if request.method == "POST" else ""
     async with _tx(request) as session:
         found = await staff_queries.list_members(session, scope=scope_of(staff), query=q)
     rows = [member_row(request, m, staff.locale) for m in found]
