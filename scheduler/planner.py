@@ -79,9 +79,12 @@ between them). This module runs them in order and re-exports their public names.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date
+from typing import NamedTuple
 
 from sqlalchemy import and_
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -139,12 +142,21 @@ async def date_driven(plan: PlanDay) -> dict[int, list[Due]]:
     return due
 
 
-async def plan_batch(
+class _Batch(NamedTuple):
+    """A batch of members with their candidates and context, read and ready to compose."""
+
+    members: list[MemberRow]
+    due: dict[int, list[Due]]
+    ctx: BatchContext | None
+
+
+async def prepare_batch(
     plan: PlanDay, members: list[MemberRow], due: dict[int, list[Due]], contiguous: bool
-) -> list[Planned]:
-    """Plan the messages of a batch of members (`due`: their candidates)."""
+) -> _Batch:
+    """The reads of a batch of members (`due`: their candidates): the class filter of
+    care_d7 / care_d10, the quarterly fallback, the batch context."""
     if not members:
-        return []
+        return _Batch(members, due, None)
     ids = [m.id for m in members]
     where_member = (
         (lambda c: and_(c >= ids[0], c <= ids[-1]))
@@ -159,12 +171,45 @@ async def plan_batch(
             due[m.id] = [c for c in cands if c.vip is None or c.vip == vip]
     await care_calendar.apply_fallback(plan, members, due)
     ctx = await BatchContext.load(plan, members, due, where_member)
+    return _Batch(members, due, ctx)
+
+
+async def compose_batch(plan: PlanDay, batch: _Batch) -> list[Planned]:
+    """The messages of a prepared batch. Pure computation, which now and then lets the
+    event loop run, so that the reads of the next batch proceed meanwhile."""
     out: list[Planned] = []
-    for m in members:
-        cands = due.get(m.id)
+    for i, m in enumerate(batch.members):
+        cands = batch.due.get(m.id)
         if cands:
-            out.extend(plan_member(plan, m, cands, ctx))
+            out.extend(plan_member(plan, m, cands, batch.ctx))
+        if i % _YIELD_EVERY == _YIELD_EVERY - 1:
+            await asyncio.sleep(0)
     return out
+
+
+_YIELD_EVERY = 32
+"""Members composed between two turns of the event loop (`compose_batch`)."""
+
+
+async def _pipelined(
+    plan: PlanDay, read_next: Callable[[_Batch | None], Awaitable[_Batch | None]]
+) -> AsyncIterator[list[Planned]]:
+    """Compose batch k while batch k + 1 is read: the database works on the reads while
+    this process renders and checks texts. `read_next(previous)` reads the batch after
+    `previous` (None: the first), or gives None when there is none. The read ahead is
+    finished before each batch is handed on, so the caller may use the session between
+    batches (one statement at a time on it, always)."""
+    batch = await read_next(None)
+    while batch is not None:
+        ahead = asyncio.ensure_future(read_next(batch))
+        try:
+            out = await compose_batch(plan, batch)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await ahead
+            raise
+        batch = await ahead
+        yield out
 
 
 async def iter_plan(
@@ -178,21 +223,29 @@ async def iter_plan(
     plan = PlanDay(session, settings, day)
     due = await date_driven(plan)
     everyone = occasion_due.every_member(plan)
-    if everyone:
-        after = 0
-        while True:
-            members = await members_after(plan, after, chunk_size)
-            if not members:
-                break
-            after = members[-1].id
-            batch = {m.id: [*due.pop(m.id, ()), *everyone] for m in members}
-            yield await plan_batch(plan, members, batch, contiguous=True)
-        return
-    ids = sorted(due)
-    for chunk in chunks(ids, chunk_size):
-        members = await members_by_ids(plan, chunk)
+
+    async def every_member_after(previous: _Batch | None) -> _Batch | None:
+        after = previous.members[-1].id if previous is not None else 0
+        members = await members_after(plan, after, chunk_size)
+        if not members:
+            return None
+        batch = {m.id: [*due.pop(m.id, ()), *everyone] for m in members}
+        return await prepare_batch(plan, members, batch, contiguous=True)
+
+    parts = list(chunks(sorted(due), chunk_size))
+    done = 0
+
+    async def due_members_after(previous: _Batch | None) -> _Batch | None:
+        nonlocal done
+        if done == len(parts):
+            return None
+        members = await members_by_ids(plan, parts[done])
+        done += 1
         batch = {m.id: due.pop(m.id) for m in members}
-        yield await plan_batch(plan, members, batch, contiguous=False)
+        return await prepare_batch(plan, members, batch, contiguous=False)
+
+    async for out in _pipelined(plan, every_member_after if everyone else due_members_after):
+        yield out
 
 
 async def plan_day(session: AsyncSession, *, settings: Settings, day: date) -> list[Planned]:
