@@ -564,3 +564,31 @@ async def test_the_demo_has_a_store_manager(client, sessions, settings):
     assert "陈静" in page and "张伟" in page  # the whole store
     await sign_in(client, demo_token("A001"))
     assert (await client.get("/staff/manager")).status == 403
+
+
+async def test_notifying_the_member_records_the_agreed_pickup_day(client, world, sessions):
+    async with transaction(sessions) as s:
+        for step in ("entered", "sent_to_head_office", "approved"):
+            await cards.advance(
+                s, rules=world_rules(), application_id=world.application_id, to_status=step,
+                actor="api", now=TZ_NOW,
+            )  # fmt: skip
+    await sign_in(client, world.tokens["A001"])
+    page = await (await client.get("/staff/cards")).text()
+    assert 'name="pickup_date"' in page
+    csrf = CSRF.search(page).group(1)
+    url = f"/staff/cards/{world.application_id}/advance"
+    resp = await client.post(
+        url, data={"status": "notified", "pickup_date": "June 3", "csrf_token": csrf}
+    )
+    assert resp.status == 422
+    resp = await client.post(
+        url,
+        data={"status": "notified", "pickup_date": "2026-06-03", "csrf_token": csrf},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    async with transaction(sessions) as s:
+        app = await s.get(CardApplication, world.application_id)
+    assert app.status == "notified"
+    assert app.pickup_date.isoformat() == "2026-06-03"

@@ -7,7 +7,7 @@ Each page is one `console`-wrapped handler: read the query or form, one domain c
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -35,7 +35,7 @@ from bot.templating import pick_locale
 from models import cards, staff_auth, staff_queries
 from models.clock import brand_today
 from models.db import transaction
-from models.errors import Conflict, DomainError
+from models.errors import Conflict, DomainError, InvalidInput
 from models.members import format_day
 from models.phone import mask_phone
 from models.staff_auth import SignedIn
@@ -75,6 +75,17 @@ def tier_name(request: web.Request, code: str | None, locale: str) -> str:
 
 def _today(request: web.Request):
     return brand_today(request.app[SETTINGS].brand.tz)
+
+
+def _optional_day(value: str, field: str) -> date | None:
+    """An optional YYYY-MM-DD form field; anything else is InvalidInput (422)."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput("expected a date (YYYY-MM-DD)", field) from None
 
 
 def _int(value: str) -> int | None:
@@ -457,6 +468,7 @@ async def cards_page(request: web.Request, staff: SignedIn) -> web.Response:
 @console()
 async def advance_card(request: web.Request, staff: SignedIn) -> web.Response:
     to_status = form_value(request[FORM], "status")
+    pickup_date = _optional_day(form_value(request[FORM], "pickup_date"), "pickup_date")
     application_id = _int(request.match_info["application_id"])
     settings = request.app[SETTINGS]
     locale = staff.locale
@@ -480,6 +492,7 @@ async def advance_card(request: web.Request, staff: SignedIn) -> web.Response:
                 actor=f"assistant:{staff.code}",
                 now=utcnow(),
                 tz=settings.brand.tz,
+                pickup_date=pickup_date,
             )
     except Conflict:
         message = text(
