@@ -179,11 +179,11 @@ async def _step(
 
 
 async def plan_and_save(session: AsyncSession, *, settings: Settings, day: date, now: datetime):
-    """The plan of `day`, saved (`scheduler.planner`); the `SaveResult`."""
-    from scheduler.planner import plan_day, save_plan
+    """The plan of `day`, saved (`scheduler.planner.save_day`: a batch of members saved
+    while the next is composed); the `SaveResult`."""
+    from scheduler.planner import save_day
 
-    planned = await plan_day(session, settings=settings, day=day)
-    return await save_plan(session, planned=planned, now=now)
+    return await save_day(session, settings=settings, day=day, now=now)
 
 
 async def _card_steps(

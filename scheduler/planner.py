@@ -83,7 +83,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import date
+from datetime import date, datetime
 from typing import NamedTuple
 
 from sqlalchemy import and_
@@ -118,7 +118,7 @@ __all__ = [
     "CHUNK", "FIRST_EVENT_FROM", "JOIN_YEARS_BACK", "QUARTER_DAYS", "QUEUED", "SUPPRESSED",
     "CardStep", "Planned", "SaveResult", "card_step_due", "dormant_range", "due_card_steps",
     "iter_plan", "join_dates", "lunar_days", "pending_only", "plan_day", "quarter_occasion",
-    "quarterly_sale_days", "sale_day", "save_plan", "solar_days",
+    "quarterly_sale_days", "sale_day", "save_day", "save_plan", "solar_days",
 ]  # fmt: skip
 
 _SOURCES = (
@@ -192,16 +192,27 @@ _YIELD_EVERY = 32
 
 
 async def _pipelined(
-    plan: PlanDay, read_next: Callable[[_Batch | None], Awaitable[_Batch | None]]
+    plan: PlanDay,
+    read_next: Callable[[_Batch | None], Awaitable[_Batch | None]],
+    sink: Callable[[list[Planned]], Awaitable[None]] | None = None,
 ) -> AsyncIterator[list[Planned]]:
     """Compose batch k while batch k + 1 is read: the database works on the reads while
     this process renders and checks texts. `read_next(previous)` reads the batch after
-    `previous` (None: the first), or gives None when there is none. The read ahead is
-    finished before each batch is handed on, so the caller may use the session between
-    batches (one statement at a time on it, always)."""
+    `previous` (None: the first), or gives None when there is none. With a `sink`, the
+    messages of batch k - 1 go to it (saved) just before that read, so saving overlaps
+    the composing too; the last batch's go to it at the end. The work ahead is finished
+    before each batch is handed on, so the caller may use the session between batches
+    (one statement at a time on it, always)."""
+
+    async def ahead_of(batch: _Batch, previous: list[Planned] | None) -> _Batch | None:
+        if sink is not None and previous is not None:
+            await sink(previous)
+        return await read_next(batch)
+
     batch = await read_next(None)
+    previous: list[Planned] | None = None
     while batch is not None:
-        ahead = asyncio.ensure_future(read_next(batch))
+        ahead = asyncio.ensure_future(ahead_of(batch, previous))
         try:
             out = await compose_batch(plan, batch)
         except BaseException:
@@ -209,19 +220,15 @@ async def _pipelined(
                 await ahead
             raise
         batch = await ahead
+        previous = out
         yield out
+    if sink is not None and previous is not None:
+        await sink(previous)
 
 
-async def iter_plan(
-    session: AsyncSession, *, settings: Settings, day: date, chunk_size: int = 2000
-) -> AsyncIterator[list[Planned]]:
-    """The messages due on `day`, a batch of members at a time (see `plan_day`).
-
-    Memory stays bounded by `chunk_size` members plus the day's date-driven
-    candidates, also on holiday and seasonal days (every member). Reads only.
-    """
-    plan = PlanDay(session, settings, day)
-    due = await date_driven(plan)
+def _batches(plan: PlanDay, due: dict[int, list[Due]], chunk_size: int):
+    """`read_next` for `_pipelined`: every member by id on holiday and seasonal days,
+    else the members with something due."""
     everyone = occasion_due.every_member(plan)
 
     async def every_member_after(previous: _Batch | None) -> _Batch | None:
@@ -244,7 +251,20 @@ async def iter_plan(
         batch = {m.id: due.pop(m.id) for m in members}
         return await prepare_batch(plan, members, batch, contiguous=False)
 
-    async for out in _pipelined(plan, every_member_after if everyone else due_members_after):
+    return every_member_after if everyone else due_members_after
+
+
+async def iter_plan(
+    session: AsyncSession, *, settings: Settings, day: date, chunk_size: int = 2000
+) -> AsyncIterator[list[Planned]]:
+    """The messages due on `day`, a batch of members at a time (see `plan_day`).
+
+    Memory stays bounded by `chunk_size` members plus the day's date-driven
+    candidates, also on holiday and seasonal days (every member). Reads only.
+    """
+    plan = PlanDay(session, settings, day)
+    due = await date_driven(plan)
+    async for out in _pipelined(plan, _batches(plan, due, chunk_size)):
         yield out
 
 
@@ -259,3 +279,27 @@ async def plan_day(session: AsyncSession, *, settings: Settings, day: date) -> l
     async for batch in iter_plan(session, settings=settings, day=day):
         out.extend(batch)
     return out
+
+
+async def save_day(
+    session: AsyncSession, *, settings: Settings, day: date, now: datetime, chunk_size: int = 2000
+) -> SaveResult:
+    """`plan_day` + `save_plan` (what the daily job does), a batch of members at a time:
+    batch k is saved while batch k + 1 is composed. Batches come in member order, so the
+    rows still go in key order; the same messages are written. Never commits."""
+    if now.tzinfo is None:
+        raise ValueError("naive datetime: pass a timezone-aware value")
+    plan = PlanDay(session, settings, day)
+    due = await date_driven(plan)
+    inserted = already = suppressed = 0
+
+    async def save(planned: list[Planned]) -> None:
+        nonlocal inserted, already, suppressed
+        result = await save_plan(session, planned=planned, now=now)
+        inserted += result.inserted
+        already += result.already
+        suppressed += result.suppressed
+
+    async for _out in _pipelined(plan, _batches(plan, due, chunk_size), sink=save):
+        pass
+    return SaveResult(inserted=inserted, already=already, suppressed=suppressed)

@@ -217,10 +217,10 @@ async def test_a_failing_step_is_logged_and_the_others_still_run(
 async def test_a_failed_plan_leaves_the_run_unfinished_for_a_later_takeover(
     sessions, settings, monkeypatch
 ):
-    async def broken(session, *, settings, day):
+    async def broken(session, *, settings, day, now):
         raise RuntimeError("planner down")
 
-    monkeypatch.setattr(planner, "plan_day", broken)
+    monkeypatch.setattr(planner, "save_day", broken)  # the job plans and saves through it
     result = await run_daily(sessions, settings=settings, day=DAY, now=NOW)
     assert "plan" in result.failed and not result.finished
     run = await plan_run(sessions, DAY)

@@ -864,6 +864,70 @@ async def test_two_concurrent_saves_store_each_message_once(sessions, settings):
     assert (count, events) == (54, 54)
 
 
+@pytest.mark.parametrize("day", [date(2026, 9, 25), date(2026, 9, 26)])
+async def test_save_day_writes_what_plan_day_and_save_plan_write(sessions, settings, day):
+    """The pipelined daily save (batch k saved while k + 1 is composed) stores the same
+    rows as planning the whole day and saving it, on an every-member day and another."""
+    async with sessions() as session, session.begin():
+        store, helper = await shop(session)
+        for i in range(23):
+            m = await member(session, store, helper, stopped=i % 7 == 0)
+            if i % 3 == 0:
+                await buy(session, m, date(2026, 9, 24))
+            if i % 4 == 0:
+                await buy(session, m, date(2026, 9, 23))
+
+    def row(r: OutboxMessage) -> tuple:
+        return (r.member_id, r.kind, r.occasion, r.text, r.status, r.reason, r.channel,
+                r.send_after, r.store_id, r.assistant_id)  # fmt: skip
+
+    async with sessions() as session:  # saved, looked at, rolled back
+        await session.begin()
+        expected = await save_plan(
+            session, planned=await plan_day(session, settings=settings, day=day), now=NOW
+        )
+        want = sorted(row(r) for r in await session.exec(select(OutboxMessage)))
+        await session.rollback()
+    async with sessions() as session, session.begin():
+        result = await planner.save_day(session, settings=settings, day=day, now=NOW, chunk_size=4)
+    assert result == expected and result.inserted >= 8
+    assert sorted(row(r) for r in await outbox_rows(sessions)) == want
+    async with sessions() as session, session.begin():
+        again = await planner.save_day(session, settings=settings, day=day, now=NOW, chunk_size=5)
+    assert (again.inserted, again.already) == (0, expected.inserted)
+    async with sessions() as session:
+        events = (await session.exec(select(func.count()).select_from(OutboxEvent))).one()
+    assert events == expected.inserted
+
+
+async def test_a_failing_batch_stops_the_pipelined_plan_cleanly(sessions, settings, monkeypatch):
+    """An error while composing waits for the read ahead, then surfaces; the session is
+    still usable (no statement left running on it)."""
+    day = date(2026, 9, 25)
+    async with sessions() as session, session.begin():
+        store, helper = await shop(session)
+        for _ in range(9):
+            await member(session, store, helper)
+    calls = 0
+    real = planner.plan_member
+
+    def flaky(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(planner, "plan_member", flaky)
+    async with sessions() as session:
+        with pytest.raises(RuntimeError, match="boom"):
+            async for _batch in planner.iter_plan(
+                session, settings=settings, day=day, chunk_size=3
+            ):
+                pass
+        assert (await session.exec(select(func.count()).select_from(Member))).one() == 9
+
+
 # --------------------------------------------------------------------------- purity
 
 
