@@ -51,11 +51,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot import rawdb
 from bot.config import Settings
 from bot.conversation import Inbound, Reply
 from bot.handlers import bind, card, consent, events, pending, points, rewards, vouchers
 from bot.handlers import help as help_
 from bot.handlers.turn import Route, Turn
+from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
 from bot.sms_sender import SmsSender, SmsSendError
 from bot.templating import pick_locale, render
@@ -95,6 +97,7 @@ class MemberBot:
         sms_sender: SmsSender,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         touch_every: timedelta = TOUCH_EVERY,
+        quick: bool = True,
     ):
         self._settings = settings
         self._rules = settings.loyalty
@@ -103,18 +106,39 @@ class MemberBot:
         self._clock = clock
         self._router = Router(settings.keywords.model_dump())
         self._touch_every = touch_every
+        engine = sessions.kw.get("bind")
+        raw = rawdb.for_engine(engine) if quick and engine is not None else None
+        self._raw = raw
+        self._quick = (
+            QuickPoints(settings, raw, touch_every=touch_every) if raw is not None else None
+        )
 
     async def handle(self, inbound: Inbound) -> Reply:
         now = self._clock()
+        match = None if inbound.event else self._router.route(inbound.text)
+        if (
+            self._quick is not None
+            and match is not None
+            and match.intent is Intent.POINTS
+            and inbound.channel == "wechat"
+        ):
+            reply = await self._quick.answer(inbound.sender, now)
+            if reply is not None:
+                return reply
         async with transaction(self._sessions) as session:
             turn = await self._open_turn(session, inbound, now)
-            if inbound.event:
+            if match is None:
                 if inbound.event.casefold() != "click":  # follow / unfollow change the identity
                     await _lock_sender(turn)
                 reply = await events.on_event(turn, self._dispatch)
             else:
-                reply = await self._dispatch(turn, self._router.route(inbound.text))
+                reply = await self._dispatch(turn, match)
         return await self._send_outgoing(turn, reply)
+
+    async def settle(self) -> None:
+        """Wait until the writes made behind quick answers (stamps) are committed."""
+        if self._raw is not None:
+            await self._raw.settle()
 
     # ------------------------------------------------------------------ who is writing
 

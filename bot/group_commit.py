@@ -11,8 +11,11 @@ There is no timer: an idle writer flushes a lone item at once, a busy one in bat
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+log = logging.getLogger("memberbot.group_commit")
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,3 +60,104 @@ class GroupWriter(Generic[T, R]):
             raise
         finally:
             self._running = None
+
+
+class WriteQueue(Generic[T, R]):
+    """Like `GroupWriter`, and also for writes that need not be committed before the
+    caller goes on (write-behind).
+
+    `submit(item)` waits until the batch with the item is committed and returns its
+    result; `add(item)` queues an item and returns at once. Both go into the same
+    batches: `flush(items, deferred)` writes everything queued since the last flush in
+    one transaction (one flush at a time, items in the order they came; `deferred[i]`
+    tells which were added) and returns one result per item. A failed flush fails its
+    submitted items and is logged; its added items are dropped, never retried out of
+    order. `settle()` waits until every item queued before it is committed and raises
+    if that failed; `aclose()` waits for the queue to drain.
+    """
+
+    def __init__(self, flush: Callable[[list[T], list[bool]], Awaitable[list[R]]]):
+        self._flush = flush
+        self._queue: list[tuple[T, asyncio.Future[R] | None]] = []
+        self._queued: asyncio.Future[None] | None = None
+        """Resolved when the queued items are committed (created by `settle`)."""
+        self._flushing: asyncio.Future[None] | None = None
+        self._running: asyncio.Task | None = None
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def add(self, item: T) -> None:
+        self._queue.append((item, None))
+        self._start()
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        self._start()
+        return await future
+
+    async def settle(self) -> None:
+        last = self._batch_future() if self._queue else self._flushing
+        if last is not None:
+            await asyncio.shield(last)
+
+    async def aclose(self) -> None:
+        if self._running is not None:
+            await asyncio.gather(asyncio.shield(self._running), return_exceptions=True)
+
+    def _start(self) -> None:
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._run())
+
+    def _batch_future(self) -> asyncio.Future[None]:
+        if self._queued is None:
+            self._queued = asyncio.get_running_loop().create_future()
+            self._queued.add_done_callback(_consume)
+        return self._queued
+
+    async def _run(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R] | None]] = []
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                done, self._queued = self._queued, None
+                self._flushing = done = done or asyncio.get_running_loop().create_future()
+                try:
+                    results = await self._flush(
+                        [item for item, _ in batch], [f is None for _, f in batch]
+                    )
+                except Exception as exc:
+                    log.exception("a batch of %d writes failed", len(batch))
+                    for _, future in batch:
+                        if future is not None and not future.done():
+                            future.set_exception(exc)
+                    if not done.done():
+                        done.set_exception(exc)
+                        _consume(done)
+                else:
+                    for (_, future), result in zip(batch, results, strict=True):
+                        if future is not None and not future.done():
+                            future.set_result(result)
+                    if not done.done():
+                        done.set_result(None)
+                finally:
+                    self._flushing = None
+                batch = []
+        except BaseException:  # cancelled (shutdown): nobody may wait forever
+            for _, future in [*batch, *self._queue]:
+                if future is not None and not future.done():
+                    future.cancel()
+            for waiter in (self._queued, self._flushing):
+                if waiter is not None and not waiter.done():
+                    waiter.cancel()
+            self._queue, self._queued = [], None
+            raise
+        finally:
+            self._running = None
+
+
+def _consume(future: asyncio.Future) -> None:
+    """Mark a batch's failure as seen (it is logged; `settle` re-raises it to waiters)."""
+    if not future.cancelled():
+        future.exception()

@@ -42,6 +42,7 @@ from typing import Literal
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bot import rawdb
 from bot.conversation import Reply
 from bot.group_commit import GroupWriter
 from models.db import insert_ignore
@@ -78,6 +79,7 @@ class InboundLog:
     def __init__(self, engine: AsyncEngine, *, poll_interval: float = 0.05):
         self._engine = engine
         self._dialect = engine.dialect.name
+        self._raw = rawdb.for_engine(engine)
         self.poll_interval = poll_interval
         self._local: dict[tuple[str, str], asyncio.Future[Outcome | None]] = {}
         self._background: set[asyncio.Task] = set()
@@ -125,8 +127,7 @@ class InboundLog:
     async def _respond(
         self, channel: str, key: str, handler: Callable[[], Awaitable[Reply]], deadline: float
     ) -> Outcome:
-        loop = asyncio.get_running_loop()
-        claim_id = await self._claims.submit((channel, key))
+        claim_id = await self._claim(channel, key)
         if claim_id is None:  # seen before, or being handled by another process
             self.waiting += 1
             try:
@@ -134,15 +135,14 @@ class InboundLog:
             finally:
                 self.waiting -= 1
         task = asyncio.ensure_future(handler())
-        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
-        if not done:
-            await self._updates.submit((claim_id, DEFERRED, None))
+        if not await _finished_by(task, deadline):
+            await self._record(claim_id, DEFERRED, None)
             return Outcome("deferred", late=task, claim_id=claim_id)
         if task.exception() is not None:
             await self._release(claim_id)
             raise HandlingFailed(f"{channel} {key}") from task.exception()
         text = task.result().text or None
-        await self._updates.submit((claim_id, ANSWERED, text))
+        self._record_later(claim_id, ANSWERED, text)
         return Outcome("answered", text)
 
     async def deliver_late(
@@ -154,7 +154,7 @@ class InboundLog:
             reply = await outcome.late
         except Exception:
             log.exception("late handler failed")
-            await self._updates.submit((outcome.claim_id, FAILED, None))
+            await self._record(outcome.claim_id, FAILED, None)
             return
         text = reply.text or None
         status = SENT
@@ -164,7 +164,7 @@ class InboundLog:
             except Exception:
                 log.exception("late answer could not be delivered")
                 status = FAILED
-        await self._updates.submit((outcome.claim_id, status, text))
+        await self._record(outcome.claim_id, status, text)
 
     def spawn(self, coro: Awaitable[None]) -> None:
         """Run background work (late deliveries) that `aclose` waits for."""
@@ -173,26 +173,68 @@ class InboundLog:
         task.add_done_callback(self._background.discard)
 
     async def drain(self, within: float | None = None) -> set[asyncio.Task]:
-        """Wait until the late deliveries under way are done; the ones still running after
-        `within` seconds are returned."""
-        if not self._background:
-            return set()
-        _, pending = await asyncio.wait(set(self._background), timeout=within)
+        """Wait until the late deliveries under way are done and the answers stored; the
+        deliveries still running after `within` seconds are returned."""
+        pending: set[asyncio.Task] = set()
+        if self._background:
+            _, pending = await asyncio.wait(set(self._background), timeout=within)
+        await self.settle()
         return pending
 
+    async def settle(self) -> None:
+        """Wait until every answer given so far is stored (they are written behind)."""
+        if self._raw is not None:
+            await self._raw.settle()
+
     async def aclose(self, grace: float = 10.0) -> None:
-        """On shutdown: let late deliveries finish (up to `grace` s), then cancel the rest."""
+        """On shutdown: let late deliveries finish (up to `grace` s), then cancel the rest;
+        store the answers still queued."""
         pending = await self.drain(grace)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        await self.settle()
 
     # ------------------------------------------------------------------ the rows
+
+    async def _claim(self, channel: str, key: str) -> int | None:
+        """Insert the `processing` row of a key, committed; its id, or None if the key was
+        seen before. One statement on the raw driver when there is one."""
+        raw = self._raw
+        if raw is None or raw.dialect == "postgresql":
+            return await self._claims.submit((channel, key))
+        now = rawdb.sql_time(utcnow(), raw.dialect)
+        rows = await raw.write(_CLAIM, channel, key, PROCESSING, now, key=(channel, key))
+        return rows[0][0] if rows else None
+
+    def _record_later(self, claim_id: int, status: str, text: str | None) -> None:
+        """Store a status (and answer) behind the reply: a retry that meanwhile finds the
+        row `processing` waits for it (`_poll`), as for a message still being handled."""
+        if self._raw is None:
+            self.spawn(self._updates.submit((claim_id, status, text)))
+            return
+        at = None if status == DEFERRED else rawdb.sql_time(utcnow(), self._raw.dialect)
+        self._raw.defer(_UPDATE, (status, text, at, claim_id), claim_id)
+
+    async def _record(self, claim_id: int, status: str, text: str | None) -> None:
+        """Store a status now (after everything written behind before it)."""
+        if self._raw is None:
+            await self._updates.submit((claim_id, status, text))
+            return
+        self._record_later(claim_id, status, text)
+        await self._raw.settle()
 
     async def _write_claims(self, items: list[tuple[str, str]]) -> list[int | None]:
         """Insert `processing` rows; per item its row id if it won, None if the key was seen
         (a key twice in one batch: the first one wins)."""
         now = utcnow()
+        if self._raw is not None:  # PostgreSQL: the batch in one statement, one round trip
+            keys = sorted(set(items))
+            rows = await self._raw.write(
+                _CLAIM_MANY, PROCESSING, now, [c for c, _ in keys], [k for _, k in keys]
+            )
+            won = {(channel, key): claim_id for claim_id, channel, key in rows}
+            return [won.pop(item, None) for item in items]
         rows = [
             {"channel": c, "dedupe_key": k, "status": PROCESSING, "created_at": now}
             for c, k in sorted(set(items))
@@ -234,10 +276,16 @@ class InboundLog:
         return [None] * len(items)
 
     async def _release(self, claim_id: int) -> None:
+        if self._raw is not None:
+            await self._raw.settle()
+            await self._raw.write(_RELEASE, claim_id, key=claim_id)
+            return
         async with self._engine.begin() as conn:
             await conn.execute(delete(TABLE).where(TABLE.c.id == claim_id))
 
     async def _read(self, channel: str, key: str) -> tuple[str, str | None] | None:
+        if self._raw is not None:
+            return await rawdb.fetch_one(self._raw, _READ, channel, key)
         stmt = select(TABLE.c.status, TABLE.c.reply_text).where(
             TABLE.c.channel == channel, TABLE.c.dedupe_key == key
         )
@@ -271,6 +319,45 @@ class InboundLog:
             if loop.time() + self.poll_interval > deadline:
                 return Outcome("deferred")
             await asyncio.sleep(self.poll_interval)
+
+
+async def _finished_by(task: asyncio.Task, deadline: float) -> bool:
+    """Wait for `task` until the loop time `deadline`; whether it finished (it keeps
+    running either way). What `asyncio.wait` does for one task, without its sets."""
+    if task.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_=None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_at(deadline, wake)
+    task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()
+
+
+# The raw-driver statements (`bot.rawdb`): one each per message.
+_CLAIM = (
+    "INSERT INTO inbound_messages (channel, dedupe_key, status, created_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (channel, dedupe_key) DO NOTHING RETURNING id"
+)
+_CLAIM_MANY = (
+    "INSERT INTO inbound_messages (channel, dedupe_key, status, created_at)"
+    " SELECT c, k, ?::varchar, ?::timestamptz FROM unnest(?::text[], ?::text[]) AS t(c, k)"
+    " ORDER BY c, k ON CONFLICT (channel, dedupe_key) DO NOTHING"
+    " RETURNING id, channel, dedupe_key"
+)
+"""PostgreSQL: the claims of a batch (keys in sorted order: two processes never deadlock)."""
+_UPDATE = "UPDATE inbound_messages SET status = ?, reply_text = ?, answered_at = ? WHERE id = ?"
+_RELEASE = "DELETE FROM inbound_messages WHERE id = ?"
+_READ = "SELECT status, reply_text FROM inbound_messages WHERE channel = ? AND dedupe_key = ?"
 
 
 async def prune(engine: AsyncEngine, *, before: datetime) -> int:

@@ -103,6 +103,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,
+        auto_reload=False,  # templates are data shipped with the code: compiled once
     )
     env.filters.update(
         money=_money, day=_day, short_day=_short_day, phone=mask_phone, points=_points

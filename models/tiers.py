@@ -62,6 +62,7 @@ instead read the annual tier period containing the card's last valid day.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -226,20 +227,35 @@ async def pending_tier(session: AsyncSession, *, rules: LoyaltyRules, member: Me
     """The highest tier the member is waiting for (flagged eligible, or a card application
     not yet approved) above their effective tier, for levels that take effect on approval
     or still need a card applied for; None if there is none."""
-    tiers = rules.tiers
-    best = tiers.index(member.tier)
+    applications: list[str] = []
+    if needs_applications(rules.tiers):
+        rows = await session.exec(
+            select(CardApplication.tier).where(
+                CardApplication.member_id == member.id, col(CardApplication.status).in_(cards.OPEN)
+            )
+        )
+        applications = list(rows)
+    return pending_from(
+        rules.tiers, tier=member.tier, eligible=member.eligible_tier, applications=applications
+    )
+
+
+def needs_applications(tiers: TierRules) -> bool:
+    """Whether an open card application can hold a tier back (some level takes effect on
+    approval); if not, `pending_from` needs no applications."""
+    return any(level.effective == "on_approval" for level in tiers.levels)
+
+
+def pending_from(
+    tiers: TierRules, *, tier: str, eligible: str | None, applications: Iterable[str]
+) -> str | None:
+    """`pending_tier` from what it reads: the member's tier and flagged eligible tier, and
+    the tiers of their open card applications."""
+    best = tiers.index(tier)
     found: str | None = None
-    eligible = member.eligible_tier
     if eligible and tiers.find(eligible) and tiers.index(eligible) > best:
         best, found = tiers.index(eligible), eligible
-    if not any(level.effective == "on_approval" for level in tiers.levels):
-        return found  # no card application can hold a tier back: nothing to look up
-    rows = await session.exec(
-        select(CardApplication.tier).where(
-            CardApplication.member_id == member.id, col(CardApplication.status).in_(cards.OPEN)
-        )
-    )
-    for code in rows:
+    for code in applications:
         level = tiers.find(code)
         if level is not None and level.effective == "on_approval" and tiers.index(code) > best:
             best, found = tiers.index(code), code
@@ -558,6 +574,44 @@ def _earliest_start(tiers: TierRules, level: TierLevel, today: date) -> date | N
     return min((d for d in starts if d is not None), default=None)
 
 
+def sales_start(tiers: TierRules, today: date) -> date | None:
+    """The first day any calendar window of any level's reach rules covers: purchases from
+    there to `today` are enough for `progress_from_sales`, whatever the member's tier."""
+    starts = [_earliest_start(tiers, level, today) for level in tiers.levels]
+    return min((d for d in starts if d is not None), default=None)
+
+
+def needs_totals(tiers: TierRules) -> bool:
+    """Whether some reach rule counts since joining (`cumulative`): then progress needs a
+    sum over all purchases, which `progress_from_sales` does not have."""
+    return any(rule.window == "cumulative" for level in tiers.levels for rule in level.reach)
+
+
+def progress_from_sales(
+    tiers: TierRules,
+    *,
+    tier: str,
+    pending: str | None,
+    sales: Iterable[tuple[date, int, int]],
+    today: date,
+) -> TierProgress | None:
+    """`tier_progress` from what it reads, without a session: the member's tier, their
+    pending tier (`pending_from`) and their purchases as (brand day, points, cents) from
+    at least `sales_start` to `today`. Only for rules without cumulative windows
+    (`needs_totals` false)."""
+    base = tiers.index(pending if pending else tier)
+    if base >= len(tiers.levels) - 1:
+        return None
+    target = tiers.levels[base + 1]
+    rows = _Sales(tuple(sales))
+    return TierProgress(
+        tier=tier or tiers.entry.code,
+        pending=pending,
+        next=target,
+        rules=tuple(_window_progress(rows, tiers, rule, today) for rule in target.reach),
+    )
+
+
 # Built once (`tier_progress` answers the chat bot's "积分"); parameters member_id, start,
 # today. The UNION ALL adds the next expiry (`models.points.NEXT_EXPIRY`) as a "lot" row.
 _SALES = select(
@@ -634,14 +688,19 @@ async def _rule_progress(
     rule: TierRule,
     today: date,
 ) -> RuleProgress:
-    if rule.window == "single_purchase":
-        return RuleProgress(rule=rule, counted=Decimal(0), missing=rule.threshold)
     if rule.window == "cumulative":
         counted = await measure_total(
             session, member_id=member_id, measure=rule.measure, span=(None, None)
         )
         missing = max(rule.threshold - counted, Decimal(0))
         return RuleProgress(rule=rule, counted=counted, missing=missing)
+    return _window_progress(sales, tiers, rule, today)
+
+
+def _window_progress(sales: _Sales, tiers: TierRules, rule: TierRule, today: date) -> RuleProgress:
+    """Progress on a rule that is not ``cumulative``, from the member's purchases."""
+    if rule.window == "single_purchase":
+        return RuleProgress(rule=rule, counted=Decimal(0), missing=rule.threshold)
     start, end = window_span(rule.window, today, period_start=tiers.period_start)
     counted = sales.total(rule.measure, start, today)  # only what has happened so far counts
     missing = max(rule.threshold - counted, Decimal(0))

@@ -22,7 +22,7 @@ from models import points, tiers
 from models.db import transaction
 from models.purchases import PurchaseIn, record_purchase
 from models.rules import LoyaltyRules
-from models.tables import Identity, Member
+from models.tables import Identity, Member, PendingAction
 from tests.factories import make_member, make_store
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -95,6 +95,7 @@ async def test_last_inbound_at_is_rewritten_once_it_is_a_minute_old(
 
     async def say(text: str) -> None:
         await bot.handle(Inbound(channel=channel, sender=sender, text=text))
+        await bot.settle()  # a quick answer writes the stamp behind the reply
 
     await say("积分")
     assert await stamp(sessions, channel) == NOW
@@ -118,6 +119,7 @@ async def test_touch_every_zero_rewrites_it_on_every_message(settings, sessions,
     for seconds in (0, 1, 2):
         clock.now = NOW + timedelta(seconds=seconds)
         await bot.handle(Inbound(channel="wechat", sender=OPENID, text="积分"))
+        await bot.settle()
         assert await stamp(sessions) == clock.now
 
 
@@ -127,10 +129,13 @@ async def test_touch_every_zero_rewrites_it_on_every_message(settings, sessions,
 async def test_points_for_a_bound_member_take_two_reads_and_no_lock(
     make_settings, engine, sessions, member
 ):
+    """The session path (taken when the quick path of `bot.quick` does not apply)."""
     settings = make_settings(points=CALENDAR_YEAR)
     await buy(sessions, settings.loyalty, "800", NOW - timedelta(days=40), "R1")
     clock = Clock(NOW)
-    bot = MemberBot(settings=settings, sessions=sessions, sms_sender=NoSms(), clock=clock)
+    bot = MemberBot(
+        settings=settings, sessions=sessions, sms_sender=NoSms(), clock=clock, quick=False
+    )
     seen = statements(engine)
     reply = await bot.handle(Inbound(channel="wechat", sender=OPENID, text="积分"))
     assert "800 分" in reply.text and "2026年12月31日" in reply.text
@@ -208,3 +213,152 @@ async def test_progress_and_expiry_at_the_top_level(sessions):
             s, rules=rules, member=await s.get(Member, top.id), today=date(2026, 6, 1)
         )
     assert found == (None, (1200, date(2026, 12, 31)))
+
+
+# --------------------------------------------------------------------------- the quick path
+
+ON_APPROVAL = """
+[points.expiry]
+policy = "calendar_year"
+
+[tiers]
+scheme = "T"
+
+[[tiers.levels]]
+code = "points"
+name = "积分卡"
+name_en = "Points card"
+
+[[tiers.levels]]
+code = "gold"
+name = "金卡"
+name_en = "Gold card"
+requires_card = true
+effective = "on_approval"
+[[tiers.levels.reach]]
+measure = "points"
+window = "half_year"
+threshold = 1000
+
+[[tiers.levels]]
+code = "diamond"
+name = "钻石卡"
+name_en = "Diamond card"
+requires_card = true
+effective = "on_approval"
+[[tiers.levels.reach]]
+measure = "spend"
+window = "month"
+threshold = 20000
+"""
+"""Levels that take effect when the card is approved: the quick read also reads the
+member's open card applications (a pending tier)."""
+
+
+def scheme_settings(name: str, db_url: str, tmp_path: Path):
+    overrides = {"database": {"url": db_url}}
+    if name == "a":
+        return load_settings(None, environ={}, overrides={**overrides, "points": CALENDAR_YEAR})
+    if name == "on-approval":
+        path = tmp_path / "on-approval.toml"
+        path.write_text(ON_APPROVAL)
+        return load_settings(path, environ={}, overrides=overrides)
+    return load_settings(EXAMPLES / f"scheme-{name}.toml", environ={}, overrides=overrides)
+
+
+SCHEME_SALES = {
+    "a": [(-170, "900"), (-60, "1000"), (-3, "500")],
+    "b": [(-50, "300"), (-20, "700")],
+    "c": [(-40, "500"), (-2, "1000")],
+    "on-approval": [(-100, "700"), (-10, "600")],
+}
+
+
+@pytest.mark.parametrize("scheme", ["a", "b", "c", "on-approval"])
+async def test_the_quick_answer_is_the_session_answer(
+    db_url, tmp_path, engine, sessions, member, scheme
+):
+    """Same text as the session path, for every scheme, language, birthday and pending
+    tier; without a single SQLAlchemy statement when the rules allow it (scheme B
+    counts cumulative spend: always the session path)."""
+    settings = scheme_settings(scheme, db_url, tmp_path)
+    for i, (days, amount) in enumerate(SCHEME_SALES[scheme]):
+        await buy(sessions, settings.loyalty, amount, NOW + timedelta(days=days), f"R{i}")
+    clock = Clock(NOW)
+    quick = MemberBot(settings=settings, sessions=sessions, sms_sender=NoSms(), clock=clock)
+    slow = MemberBot(
+        settings=settings, sessions=sessions, sms_sender=NoSms(), clock=clock, quick=False
+    )
+    top = settings.loyalty.tiers.levels[-1].code
+    variants = [
+        {},
+        {"locale": "en", "birthday_month": 11, "birthday_day": 25},  # NOW is the birthday
+        {"tier": top},  # nothing above: no next tier
+    ]
+    seen = statements(engine)
+    for changes in variants:
+        async with transaction(sessions) as s:
+            row = await s.get(Member, member.id)
+            for key, value in changes.items():
+                setattr(row, key, value)
+        for days in (0, 45, 200):
+            clock.now = NOW + timedelta(days=days)
+            seen.clear()
+            fast = await quick.handle(Inbound(channel="wechat", sender=OPENID, text="积分"))
+            if scheme == "b":
+                assert seen, "scheme B needs the session path"
+            else:
+                assert seen == [], seen
+            expected = await slow.handle(Inbound(channel="wechat", sender=OPENID, text="积分"))
+            assert fast == expected, (changes, days)
+    await quick.settle()
+
+
+async def test_an_unbound_or_inactive_openid_never_gets_member_data(
+    settings, engine, sessions, member
+):
+    async with transaction(sessions) as s:
+        s.add(Identity(member_id=None, channel="wechat", address="o_unbound"))
+        s.add(Identity(member_id=member.id, channel="wechat", address="o_left", active=False))
+    bot = MemberBot(settings=settings, sessions=sessions, sms_sender=NoSms(), clock=Clock(NOW))
+    slow = MemberBot(
+        settings=settings, sessions=sessions, sms_sender=NoSms(), clock=Clock(NOW), quick=False
+    )
+    for openid in ("o_unbound", "o_left", "o_never_seen"):
+        reply = await bot.handle(Inbound(channel="wechat", sender=openid, text="积分"))
+        assert reply.text.startswith("您好！绑定会员后"), reply.text
+        assert member.name not in reply.text and " 分" not in reply.text
+        assert reply == await slow.handle(Inbound(channel="wechat", sender=openid, text="积分"))
+    async with sessions() as s:  # the unknown openid went the normal way: it is known now
+        found = await s.exec(select(Identity).where(Identity.address == "o_never_seen"))
+        assert found.one().member_id is None
+
+
+async def test_a_pending_confirmation_is_cancelled_not_skipped(settings, sessions, member):
+    """积分 while a redemption waits for 确认: the normal path cancels it (a write)."""
+    async with transaction(sessions) as s:
+        s.add(
+            PendingAction(
+                channel="wechat", sender=OPENID, member_id=member.id, kind="redeem",
+                payload='{"reward": "R1"}', token="t" * 32, created_at=NOW,
+                expires_at=NOW + timedelta(minutes=10),
+            )
+        )  # fmt: skip
+    bot = MemberBot(settings=settings, sessions=sessions, sms_sender=NoSms(), clock=Clock(NOW))
+    reply = await bot.handle(Inbound(channel="wechat", sender=OPENID, text="积分"))
+    assert "取消" in reply.text.splitlines()[0], reply.text
+    async with sessions() as s:
+        assert (await s.exec(select(PendingAction))).all() == []
+
+
+async def test_a_stamp_written_behind_never_moves_back(settings, sessions, member):
+    clock = Clock(NOW)
+    bot = MemberBot(
+        settings=settings, sessions=sessions, sms_sender=NoSms(), clock=clock,
+        touch_every=timedelta(0),
+    )  # fmt: skip
+    for seconds in (5, 2):  # two messages whose stamps reach the database out of order
+        clock.now = NOW + timedelta(seconds=seconds)
+        await bot.handle(Inbound(channel="wechat", sender=OPENID, text="积分"))
+    await bot.settle()
+    assert await stamp(sessions) == NOW + timedelta(seconds=5)

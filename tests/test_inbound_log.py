@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import insert, select
 
+from bot import rawdb
 from bot.conversation import Reply
-from bot.group_commit import GroupWriter
+from bot.group_commit import GroupWriter, WriteQueue
 from bot.inbound_log import HandlingFailed, InboundLog, prune
+from models.db import make_engine
 from models.tables import InboundMessage
 
 
@@ -71,6 +74,7 @@ async def test_many_messages_at_once_each_handled_once_with_its_own_answer(engin
     )
     assert [o.text for o in outcomes] == [f"answer {k}" for k in keys]
     assert sorted(calls) == sorted(set(keys))
+    await inbound_log.settle()  # the answers are stored behind the replies
     async with engine.connect() as conn:
         rows = (await conn.execute(select(InboundMessage.__table__))).all()
     assert len(rows) == 30
@@ -131,3 +135,132 @@ async def test_prune_forgets_only_old_messages(engine):
     async with engine.connect() as conn:
         keys = [r.dedupe_key for r in await conn.execute(select(table.c.dedupe_key))]
     assert keys == ["new"]
+
+
+# --------------------------------------------------------------------------- write-behind
+
+
+async def test_a_write_queue_commits_added_and_submitted_items_together():
+    batches: list[tuple[list[str], list[bool]]] = []
+
+    async def flush(items: list[str], deferred: list[bool]) -> list[str]:
+        batches.append((items, deferred))
+        await asyncio.sleep(0)
+        return [i.upper() for i in items]
+
+    queue: WriteQueue[str, str] = WriteQueue(flush)
+    queue.add("a")
+    assert await queue.submit("b") == "B"  # went in the same batch as "a"
+    assert batches == [(["a", "b"], [True, False])]
+    queue.add("c")
+    await queue.settle()
+    assert batches[-1] == (["c"], [True])
+    await queue.settle()  # nothing queued: returns at once
+
+
+async def test_a_failed_batch_fails_its_submitted_items_and_settle():
+    async def flush(items: list[str], deferred: list[bool]) -> list[str]:
+        if "bad" in items:
+            raise RuntimeError("database down")
+        return items
+
+    queue: WriteQueue[str, str] = WriteQueue(flush)
+    queue.add("bad")
+    with pytest.raises(RuntimeError):
+        await queue.submit("x")
+    queue.add("bad")
+    with pytest.raises(RuntimeError):
+        await queue.settle()
+    assert await queue.submit("y") == "y"
+
+
+async def test_an_answer_written_behind_is_what_another_replica_gets(db_url):
+    """The answer is stored after the reply went out; a retry at another process that
+    finds the row still `processing` waits for it, then gives the same answer."""
+    first_engine, second_engine = make_engine(db_url), make_engine(db_url)
+    try:
+        first, second = InboundLog(first_engine), InboundLog(second_engine)
+        loop = asyncio.get_running_loop()
+        calls: list[str] = []
+
+        async def answer() -> Reply:
+            calls.append("first")
+            return Reply("积分：1,007")
+
+        async def never() -> Reply:
+            raise AssertionError("a retry must not be handled again")
+
+        outcome = await first.respond_once("wechat", "msg:1", answer, deadline=loop.time() + 5)
+        retry = await second.respond_once("wechat", "msg:1", never, deadline=loop.time() + 5)
+        assert outcome.text == retry.text == "积分：1,007"
+        await first.settle()
+        async with first_engine.connect() as conn:
+            row = (await conn.execute(select(InboundMessage.__table__))).one()
+        assert (row.status, row.reply_text) == ("answered", "积分：1,007")
+        assert calls == ["first"]
+    finally:
+        await first_engine.dispose()
+        await second_engine.dispose()
+
+
+async def test_two_replicas_handle_each_of_many_concurrent_messages_once(db_url):
+    engines = [make_engine(db_url), make_engine(db_url)]
+    try:
+        logs = [InboundLog(e) for e in engines]
+        loop = asyncio.get_running_loop()
+        calls: list[str] = []
+
+        async def answer(key: str) -> Reply:
+            calls.append(key)
+            await asyncio.sleep(0.01)
+            return Reply(f"answer {key}")
+
+        keys = [f"msg:{i}" for i in range(40)]
+        outcomes = await asyncio.gather(
+            *(
+                log.respond_once("wechat", k, lambda k=k: answer(k), deadline=loop.time() + 5)
+                for k in keys
+                for log in (*logs, *logs)  # every message twice at each replica
+            )
+        )
+        assert sorted(calls) == sorted(keys)
+        assert [o.text for o in outcomes] == [f"answer {k}" for k in keys for _ in range(4)]
+    finally:
+        for e in engines:
+            await e.dispose()
+
+
+async def test_a_locked_sqlite_database_is_waited_for_off_the_event_loop(db_url):
+    """Another process holds the write lock: the claim waits on the worker thread while
+    the event loop keeps serving, and goes through once the lock is released."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock")
+    engine = make_engine(db_url)
+    other = sqlite3.connect(db_url.removeprefix("sqlite+aiosqlite:///"), isolation_level=None)
+    try:
+        inbound_log = InboundLog(engine)
+        loop = asyncio.get_running_loop()
+        other.execute("BEGIN IMMEDIATE")
+        loop.call_later(0.3, other.execute, "COMMIT")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        async def answer() -> Reply:
+            return Reply("ok")
+
+        beat = asyncio.ensure_future(ticker())
+        started = loop.time()
+        outcome = await inbound_log.respond_once("wechat", "k", answer, deadline=started + 5)
+        beat.cancel()
+        assert outcome.text == "ok"
+        assert loop.time() - started >= 0.25  # it did wait for the lock
+        assert ticks >= 10  # …without blocking the loop
+        assert rawdb.for_engine(engine).fallbacks >= 1
+    finally:
+        other.close()
+        await engine.dispose()

@@ -39,7 +39,6 @@ from datetime import UTC, datetime
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 from bot.appkeys import CONVERSATION, HTTP, INBOUND_LOG, SETTINGS
@@ -261,12 +260,9 @@ class WeChatWebhook:
         return self._reply(msg, outcome.text, aes=aes, nonce=nonce, timestamp=timestamp)
 
     def _reply(self, msg: WeChatMessage, text: str, *, aes: bool, nonce: str, timestamp: str):
-        xml = TextReply(
-            source=xmlsafe.cdata_text(msg.account),
-            target=xmlsafe.cdata_text(msg.openid),
-            content=xmlsafe.cdata_text(text),
-            time=int(time.time()),
-        ).render()
+        xml = xmlsafe.text_reply(
+            source=msg.account, target=msg.openid, content=text, time=int(time.time())
+        )
         if aes:
             assert self.crypto is not None
             xml = self.crypto.encrypt_message(xml, nonce, timestamp or None)

@@ -12,12 +12,14 @@ sections stay allowed.
 from __future__ import annotations
 
 import re
-from xml.parsers.expat import ExpatError
-
-import xmltodict
+from xml.etree.ElementTree import ParseError, fromstring
 
 _DECLARATION = re.compile(r"<!\s*[A-Za-z]")
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+_REPEATED = ("repeated",)
+_NESTED = ("nested",)
 
 
 class UnsafeXml(ValueError):
@@ -42,16 +44,28 @@ def check_no_declarations(text: str) -> None:
 
 
 def parse_fields(text: str) -> dict:
-    """The children of the `<xml>` root as a dict (xmltodict), after the declaration check."""
+    """The children of the `<xml>` root as a dict of stripped texts (None for an empty
+    one), after the declaration check. A field with children or attributes, or one that
+    appears twice, is kept as a marker that `field` refuses (only if it is read).
+    ElementTree's C parser (expat): the same parser xmltodict drives, without building
+    its dictionaries event by event (a third of the time)."""
     check_no_declarations(text)
     try:
-        doc = xmltodict.parse(text, disable_entities=True)
-    except (ExpatError, ValueError) as exc:
+        root = fromstring(text)
+    except (ParseError, ValueError) as exc:
         raise MalformedXml(f"not well-formed XML: {exc}") from exc
-    root = doc.get("xml") if isinstance(doc, dict) else None
-    if not isinstance(root, dict):
+    if root.tag != "xml" or len(root) == 0:
         raise MalformedXml("expected an <xml> root with fields")
-    return root
+    fields: dict = {}
+    for child in root:
+        name = child.tag
+        if name in fields:
+            fields[name] = _REPEATED
+        elif len(child) or child.attrib:
+            fields[name] = _NESTED
+        else:
+            fields[name] = (child.text or "").strip() or None
+    return fields
 
 
 def field(fields: dict, name: str, *, required: bool = True) -> str | None:
@@ -64,6 +78,22 @@ def field(fields: dict, name: str, *, required: bool = True) -> str | None:
     if not isinstance(value, str):
         raise MalformedXml(f"<{name}> must be plain text")
     return value
+
+
+def text_reply(*, source: str, target: str, content: str, time: int) -> str:
+    """A passive text reply, byte for byte what wechatpy's `TextReply(...).render()` makes
+    (values pass through `cdata_text`), from one format string."""
+    return _TEXT_REPLY.format(
+        source=cdata_text(source), target=cdata_text(target), content=cdata_text(content),
+        time=int(time),
+    )  # fmt: skip
+
+
+_TEXT_REPLY = (
+    "<xml>\n<MsgType><![CDATA[text]]></MsgType>\n<Content><![CDATA[{content}]]></Content>\n"
+    "<FromUserName><![CDATA[{source}]]></FromUserName>\n"
+    "<ToUserName><![CDATA[{target}]]></ToUserName>\n<CreateTime>{time}</CreateTime>\n</xml>"
+)
 
 
 def cdata_text(value: str) -> str:

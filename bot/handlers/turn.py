@@ -90,16 +90,25 @@ class Turn:
         return Reply(self.text(template, **ctx), tuple(effects))
 
     def tier_name(self, code: str | None) -> str:
-        level = self.rules.tiers.level(code)
-        return (level.name_en or level.name) if self.locale == "en" else level.name
+        return tier_name(self.rules, self.locale, code)
 
     def reward_name(self, reward: Reward) -> str:
-        return (reward.name_en or reward.name) if self.locale == "en" else reward.name
+        return reward_name(self.locale, reward)
 
     async def store(self) -> Store | None:
         if self.member is None or self.member.store_id is None:
             return None
         return await self.session.get(Store, self.member.store_id)
+
+
+def tier_name(rules: LoyaltyRules, locale: str, code: str | None) -> str:
+    """A tier's name in the reply's language."""
+    level = rules.tiers.level(code)
+    return (level.name_en or level.name) if locale == "en" else level.name
+
+
+def reward_name(locale: str, reward: Reward) -> str:
+    return (reward.name_en or reward.name) if locale == "en" else reward.name
 
 
 Handler = Callable[[Turn, Match], Awaitable[Reply]]
