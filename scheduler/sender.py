@@ -46,6 +46,9 @@ claimed messages not yet handed to a provider are released to `queued`, and a ca
 under way is the at-least-once boundary of `scheduler.outbox` (its claim expires and
 it is sent again). The semaphore is given back as soon as the provider answered, so a
 busy database never holds up the sending.
+
+The send-time rules and the re-route are in `scheduler.send_checks`, the backoff and
+the circuit breaker in `scheduler.send_retry`; this module runs the passes.
 """
 
 from __future__ import annotations
@@ -59,20 +62,24 @@ from functools import partial
 from math import ceil
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
 from bot.group_commit import GroupWriter
-from models.clock import local_date
 from models.db import transaction
-from models.tables import Identity, Member, OutboxMessage
+from models.tables import OutboxMessage
 from models.types import utcnow
 from scheduler import outbox
-from scheduler.kinds import GREETING_KINDS
 from scheduler.outbox import FAILED, QUEUED, SENDING, SUPPRESSED, UNDELIVERABLE, Accepted
-from scheduler.policy import ChannelChoice, WeChatIdentityInfo, choose_channel, next_allowed
 from scheduler.ratelimit import RateLimiter
+from scheduler.send_checks import (
+    Recipient,
+    Suppress,
+    next_channel,
+    read_recipients,
+    send_time_verdict,
+)
+from scheduler.send_retry import MAX_BACKOFF, ChannelBreaker, backoff
 from scheduler.transports import (
     BAD_ADDRESS,
     STOPPED,
@@ -84,10 +91,9 @@ from scheduler.transports import (
     Transports,
 )
 
-log = logging.getLogger("memberbot.outbox")
+__all__ = ["MAX_BACKOFF", "DrainResult", "Op", "Sender", "backoff", "drain_until_idle"]
 
-MAX_BACKOFF = 300.0
-"""Seconds: the longest wait between two tries (CONTRACT.md `retry_backoff`)."""
+log = logging.getLogger("memberbot.outbox")
 
 
 @dataclass
@@ -109,25 +115,6 @@ class DrainResult:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-@dataclass(frozen=True, slots=True)
-class _Recipient:
-    """What the send-time re-checks need to know of a message's member."""
-
-    stopped: bool
-    preferred_contact: str | None
-    phone: str
-    bad: frozenset[tuple[str, str]]
-    """(channel, address) identities marked bad, among the pass's addresses and phones."""
-    inactive: frozenset[tuple[str, str]]
-    """… and those no longer active (e.g. an openid that unfollowed)."""
-
-
-@dataclass
-class _Pause:
-    until: datetime
-    failures: int = 0
-
-
 @dataclass
 class _Pass:
     """One drain pass: its fixed time (tests) and its tally."""
@@ -144,11 +131,6 @@ class _Pass:
 class _Sent:
     accepted: Accepted
     at: datetime
-
-
-def backoff(attempts: int, base: float) -> float:
-    """Seconds before try `attempts + 1`: base × 2^(attempts − 1), at most 300."""
-    return min(MAX_BACKOFF, base * 2 ** max(0, attempts - 1))
 
 
 Op = Callable[[AsyncSession], Awaitable[object]]
@@ -179,7 +161,7 @@ class Sender:
             self._limiters.setdefault(channel, RateLimiter(rate))
         self._semaphore = asyncio.Semaphore(self._opts.concurrency)
         self._writer: GroupWriter[Op | _Sent, object] = GroupWriter(self._flush)
-        self._paused: dict[str, _Pause] = {}
+        self._breaker = ChannelBreaker(self._opts.retry_backoff)
 
     # ------------------------------------------------------------------ the loop
 
@@ -201,7 +183,9 @@ class Sender:
         by default each step reads the clock."""
         run = _Pass(fixed_now=now)
         start = self._now(run)
-        channels = {ch for ch in self._transports.channels() if not self._is_paused(ch, start)}
+        channels = {
+            ch for ch in self._transports.channels() if not self._breaker.is_paused(ch, start)
+        }
         if not channels:
             return run.result
         claimed, recipients = await self._writer.submit(
@@ -238,7 +222,7 @@ class Sender:
 
     async def _claim(
         self, session: AsyncSession, *, now: datetime, channels: set[str]
-    ) -> tuple[list[OutboxMessage], dict[int, _Recipient]]:
+    ) -> tuple[list[OutboxMessage], dict[int, Recipient]]:
         claimed: list[OutboxMessage] = []
         for channel in sorted(channels):
             claimed += await outbox.claim(
@@ -249,43 +233,14 @@ class Sender:
                 max_attempts=self._opts.max_attempts,
                 claim_timeout=self._opts.claim_timeout,
             )
-        return claimed, await self._recipients(session, claimed)
-
-    @staticmethod
-    async def _recipients(
-        session: AsyncSession, messages: list[OutboxMessage]
-    ) -> dict[int, _Recipient]:
-        member_ids = sorted({m.member_id for m in messages})
-        if not member_ids:
-            return {}
-        members = (
-            await session.exec(
-                select(Member.id, Member.stopped, Member.preferred_contact, Member.phone).where(
-                    Member.id.in_(member_ids)
-                )
-            )
-        ).all()
-        addresses = {m.address for m in messages} | {row[3] for row in members}
-        flags = (
-            await session.exec(
-                select(Identity.channel, Identity.address, Identity.bad, Identity.active).where(
-                    Identity.address.in_(sorted(addresses))
-                )
-            )
-        ).all()
-        bad = frozenset((c, a) for c, a, is_bad, _ in flags if is_bad)
-        inactive = frozenset((c, a) for c, a, _, active in flags if not active)
-        return {
-            mid: _Recipient(stopped, preferred, phone, bad, inactive)
-            for mid, stopped, preferred, phone in members
-        }
+        return claimed, await read_recipients(session, claimed)
 
     # ------------------------------------------------------------------ one message
 
     def _now(self, run: _Pass) -> datetime:
         return run.fixed_now or self._clock()
 
-    async def _one(self, run: _Pass, m: OutboxMessage, who: _Recipient | None) -> None:
+    async def _one(self, run: _Pass, m: OutboxMessage, who: Recipient | None) -> None:
         if who is None:  # the member row is gone: nothing to send to
             await self._finish(run, m, SUPPRESSED, "no_member", self._now(run))
             return
@@ -306,7 +261,7 @@ class Sender:
             await asyncio.shield(recording)
 
     async def _attempt(
-        self, run: _Pass, m: OutboxMessage, who: _Recipient, transport: Transport
+        self, run: _Pass, m: OutboxMessage, who: Recipient, transport: Transport
     ) -> Callable[[], Awaitable[None]] | None:
         """Wait for the rate, re-check, call the provider; return how to record the outcome
         (None when the message was settled without a call)."""
@@ -314,52 +269,39 @@ class Sender:
         now = self._now(run)
         if await self._recheck(run, m, who):
             return None
-        pause = self._paused.get(transport.channel)
-        if pause is not None and pause.until > now:
+        until = self._breaker.paused_until(transport.channel, now)
+        if until is not None:
             reason = f"held: {m.channel} failing"
-            return partial(self._release, [m], now, send_after=pause.until, reason=reason, run=run)
+            return partial(self._release, [m], now, send_after=until, reason=reason, run=run)
         run.unsent.pop(m.id, None)
         try:
             sent = await transport.send(m)
         except Retryable as exc:
-            self._pause_channel(transport.channel, self._now(run))
+            self._breaker.failed(transport.channel, self._now(run))
             return partial(self._failed, run, m, exc)
         except Permanent as exc:
-            self._paused.pop(transport.channel, None)  # the provider answered: it is up
+            self._breaker.answered(transport.channel)
             return partial(self._refused, run, m, who, transport, exc)
         except Exception as exc:
             log.exception("outbox message %s: unexpected error from %s", m.id, transport.via)
-            self._pause_channel(transport.channel, self._now(run))
+            self._breaker.failed(transport.channel, self._now(run))
             return partial(self._failed, run, m, Retryable(f"error: {type(exc).__name__}"))
-        self._paused.pop(transport.channel, None)
+        self._breaker.answered(transport.channel)
         return partial(self._sent, run, m, transport, sent)
 
-    async def _recheck(self, run: _Pass, m: OutboxMessage, who: _Recipient) -> bool:
-        """Apply the send-time rules (module docstring, step 2); True if the message was
-        settled (suppressed or deferred) and must not be sent now."""
+    async def _recheck(self, run: _Pass, m: OutboxMessage, who: Recipient) -> bool:
+        """Apply the send-time rules (module docstring, step 2; `send_time_verdict`);
+        True if the message was settled (suppressed or deferred) and must not be sent now."""
         now = self._now(run)
-        reason = None
-        if who.stopped:
-            reason = "stopped"
-        elif m.channel == "sms" and ("sms", m.address) in who.bad:
-            reason = "bad_number"
-        elif m.kind in GREETING_KINDS and local_date(now, self._tz) > m.planned_on:
-            reason = "too_late"
-        if reason is not None:
-            await self._finish(run, m, SUPPRESSED, reason, now)
-            return True
-        allowed = next_allowed(
-            now,
-            tz=self._tz,
-            send_window=self._settings.messaging.send_window,
-            preferred_contact=who.preferred_contact,
+        verdict = send_time_verdict(
+            m, who, now=now, tz=self._tz, send_window=self._settings.messaging.send_window
         )
-        if allowed <= now:
+        if verdict is None:
             return False
-        if m.kind in GREETING_KINDS and local_date(allowed, self._tz) != m.planned_on:
-            await self._finish(run, m, SUPPRESSED, "too_late", now)
+        if isinstance(verdict, Suppress):
+            await self._finish(run, m, SUPPRESSED, verdict.reason, now)
         else:
-            await self._release([m], now, send_after=allowed, reason="quiet hours", run=run)
+            await self._release([m], now, send_after=verdict.until, reason="quiet hours", run=run)
         return True
 
     # ------------------------------------------------------------------ recording
@@ -470,13 +412,15 @@ class Sender:
         self,
         run: _Pass,
         m: OutboxMessage,
-        who: _Recipient,
+        who: Recipient,
         transport: Transport,
         exc: Permanent,
     ) -> None:
         now = self._now(run)
         code = (exc.code or "")[:20] or None
-        route = self._reroute(m, who, exc, now) if exc.kind == UNREACHABLE else None
+        route = (
+            next_channel(m, who, exc, now, self._transports) if exc.kind == UNREACHABLE else None
+        )
         if route is not None:
             await self._release(
                 [m], now, send_after=now, reason=f"rerouted to {route.via}: {exc.reason}",
@@ -501,46 +445,6 @@ class Sender:
 
         if await self._record(run, m, op):
             run.result.undeliverable += 1
-
-    def _reroute(
-        self, m: OutboxMessage, who: _Recipient, exc: Permanent, now: datetime
-    ) -> ChannelChoice | None:
-        """The next channel after WeChat could not reach the member (module docstring)."""
-        if m.channel != "wechat" or self._transports.sms is None:
-            return None
-        wechat = None
-        template = self._transports.wechat_template
-        if m.via == "customer_service" and exc.code not in ("43004",) and template is not None:
-            wechat = WeChatIdentityInfo(
-                openid=m.address, active=("wechat", m.address) not in who.inactive
-            )
-        choice = choose_channel(
-            kind=m.kind,
-            member_stopped=who.stopped,
-            wechat=wechat,
-            phone=who.phone,
-            phone_bad=("sms", who.phone) in who.bad,
-            at=now,
-            template_ids=getattr(template, "templates", None),
-            sms_provider="console" if self._transports.sms.via == "console" else "twilio",
-        )
-        return choice if isinstance(choice, ChannelChoice) else None
-
-    # ------------------------------------------------------------------ circuit breaker
-
-    def _is_paused(self, channel: str, now: datetime) -> bool:
-        pause = self._paused.get(channel)
-        return pause is not None and pause.until > now
-
-    def _pause_channel(self, channel: str, now: datetime) -> None:
-        """After a retryable failure: keep off `channel` for the backoff of its
-        consecutive failed probes (failures while already paused add nothing)."""
-        pause = self._paused.get(channel)
-        if pause is not None and pause.until > now:
-            return
-        failures = (pause.failures if pause else 0) + 1
-        wait = backoff(failures, self._opts.retry_backoff)
-        self._paused[channel] = _Pause(until=now + timedelta(seconds=wait), failures=failures)
 
 
 async def drain_until_idle(
