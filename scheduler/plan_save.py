@@ -9,15 +9,14 @@ dry-run view of ``memberbot plan``).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.db import insert_ignore
-from models.tables import OutboxEvent, OutboxMessage
+from models.tables import OutboxMessage
 from scheduler.plan_reads import CHUNK, among, chunks
 from scheduler.plan_types import SUPPRESSED, Planned, SaveResult
 
@@ -56,14 +55,14 @@ async def save_plan(
     (so two concurrent runs wait on each other instead of deadlocking), and one
     ``outbox_events`` row (planned → queued / suppressed) per inserted message.
     On PostgreSQL each batch goes as column arrays through one ``INSERT … SELECT
-    FROM unnest(…)`` (several times faster than executemany); on SQLite as an
-    executemany. Never commits.
+    FROM unnest(…)`` (several times faster than executemany); on SQLite as multi-row
+    ``VALUES`` of driver values (`_insert_sqlite`). Never commits.
     """
     if now.tzinfo is None:
         raise ValueError("naive datetime: pass a timezone-aware value")
     rows = sorted(planned, key=lambda p: p.key)
     pg = session.bind.dialect.name == "postgresql"
-    insert_batch = _insert_pg if pg else _insert_generic
+    insert_batch = _insert_pg if pg else _insert_sqlite
     inserted = suppressed = 0
     for chunk in chunks(rows, chunk_size * 5 if pg else chunk_size):
         new = await insert_batch(session, chunk, now)
@@ -102,16 +101,45 @@ async def _insert_pg(session: AsyncSession, chunk: Sequence[Planned], now: datet
     return list(await session.exec(_PG_INSERT, params=params))
 
 
-async def _insert_generic(session: AsyncSession, chunk: Sequence[Planned], now: datetime) -> list:
-    table = OutboxMessage.__table__
-    stmt = (
-        insert_ignore(session.bind.dialect.name, table)
-        .on_conflict_do_nothing(index_elements=["member_id", "kind", "occasion"])
-        .returning(table.c.id, table.c.status, table.c.reason)
-    )
-    stamps = {"attempts": 0, "created_at": now, "updated_at": now}
-    values = [{**{c: getattr(p, c) for c in _OUTBOX_FIELDS}, **stamps} for p in chunk]
-    return list(await session.exec(stmt, params=values))
+_SQLITE_CHUNK = 1000
+"""Rows per SQLite statement: 17 values a row stays under its 32,766 bind variables."""
+_STAMPS = ("attempts", "created_at", "updated_at")
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+"""How SQLAlchemy stores a `UTCDateTime` on SQLite (UTC, naive, microseconds)."""
+
+
+def _sqlite_datetime(at: datetime) -> str:
+    if at.tzinfo is None:
+        raise ValueError("naive datetime: pass a timezone-aware value")
+    return at.astimezone(UTC).strftime(_SQLITE_DATETIME)
+
+
+def _sqlite_row(p: Planned, stamp: str) -> tuple:
+    return (
+        p.member_id, p.kind, p.occasion, p.planned_on.isoformat(), p.store_id, p.assistant_id,
+        p.locale, p.text, p.channel, p.via, p.address, p.status, p.reason,
+        _sqlite_datetime(p.send_after), 0, stamp, stamp,
+    )  # fmt: skip
+
+
+async def _insert_sqlite(session: AsyncSession, chunk: Sequence[Planned], now: datetime) -> list:
+    """One multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per 1,000 rows, the
+    values given to the driver as stored (SQLAlchemy's per-value processing of an
+    executemany costs as much as SQLite's own work here)."""
+    stamp = _sqlite_datetime(now)
+    conn = await session.connection()
+    cols = ", ".join((*_OUTBOX_FIELDS, *_STAMPS))
+    marks = "(" + ", ".join("?" * (len(_OUTBOX_FIELDS) + len(_STAMPS))) + ")"
+    new: list = []
+    for part in chunks(chunk, _SQLITE_CHUNK):
+        sql = (
+            f"INSERT INTO outbox ({cols}) VALUES {', '.join([marks] * len(part))} "
+            "ON CONFLICT (member_id, kind, occasion) DO NOTHING RETURNING id, status, reason"
+        )
+        params = tuple(v for p in part for v in _sqlite_row(p, stamp))
+        new.extend((await conn.exec_driver_sql(sql, params)).all())
+    new.sort()
+    return new
 
 
 async def _insert_events(session: AsyncSession, new: list, now: datetime, pg: bool) -> None:
@@ -126,14 +154,10 @@ async def _insert_events(session: AsyncSession, new: list, now: datetime, pg: bo
         }
         await session.exec(_PG_EVENTS, params=params)
         return
-    events = [
-        {
-            "message_id": mid,
-            "from_status": FIRST_EVENT_FROM,
-            "to_status": st,
-            "at": now,
-            "reason": why,
-        }
-        for mid, st, why in new
-    ]
-    await session.exec(insert(OutboxEvent.__table__), params=events)
+    at = _sqlite_datetime(now)
+    conn = await session.connection()
+    await conn.exec_driver_sql(
+        "INSERT INTO outbox_events (message_id, from_status, to_status, at, reason) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(mid, FIRST_EVENT_FROM, status, at, why) for mid, status, why in new],
+    )

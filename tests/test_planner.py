@@ -928,6 +928,58 @@ async def test_a_failing_batch_stops_the_pipelined_plan_cleanly(sessions, settin
         assert (await session.exec(select(func.count()).select_from(Member))).one() == 9
 
 
+@pytest.mark.skipif(is_pg(), reason="the SQLite save writes driver values itself")
+async def test_the_sqlite_save_stores_what_sqlalchemy_would(sessions, settings):
+    """`save_plan` on SQLite formats dates and times itself: the stored values are the ones
+    SQLAlchemy's own insert of the same rows stores (compared as the raw column values)."""
+    from sqlalchemy import insert
+
+    from scheduler.plan_save import _OUTBOX_FIELDS
+
+    day = date(2026, 9, 25)
+    async with sessions() as session, session.begin():
+        store, helper = await shop(session)
+        for i in range(9):
+            m = await member(session, store, helper, stopped=i == 4)
+            await buy(session, m, day - timedelta(days=1))
+    raw = (
+        "SELECT member_id, kind, occasion, planned_on, store_id, assistant_id, locale, text, "
+        "channel, via, address, status, reason, send_after, attempts, created_at, updated_at "
+        "FROM outbox ORDER BY member_id, kind, occasion"
+    )
+    events = "SELECT o.kind, o.member_id, e.from_status, e.to_status, e.at, e.reason FROM "
+    events += "outbox_events e JOIN outbox o ON o.id = e.message_id ORDER BY 1, 2"
+    now = datetime(2026, 9, 25, 0, 30, 15, 123456, tzinfo=ZoneInfo("Asia/Shanghai"))
+    stored = []
+    for way in ("planner", "sqlalchemy"):
+        async with sessions() as session:
+            await session.begin()
+            planned = await plan_day(session, settings=settings, day=day)
+            if way == "planner":
+                await save_plan(session, planned=planned, now=now)
+            else:
+                stamps = {"attempts": 0, "created_at": now, "updated_at": now}
+                rows = [{**{c: getattr(p, c) for c in _OUTBOX_FIELDS}, **stamps} for p in planned]
+                await session.exec(insert(OutboxMessage.__table__), params=rows)
+                ids = await session.exec(select(OutboxMessage.id, OutboxMessage.status,
+                                                OutboxMessage.reason))  # fmt: skip
+                await session.exec(
+                    insert(OutboxEvent.__table__),
+                    params=[{"message_id": i, "from_status": "planned", "to_status": st,
+                             "at": now, "reason": why} for i, st, why in ids],
+                )  # fmt: skip
+            conn = await session.connection()
+            stored.append(
+                (
+                    (await conn.exec_driver_sql(raw)).all(),
+                    (await conn.exec_driver_sql(events)).all(),
+                )
+            )
+            await session.rollback()
+    assert len(stored[0][0]) == 18 and stored[0][0][0][13].endswith(".000000")
+    assert stored[0] == stored[1]
+
+
 # --------------------------------------------------------------------------- purity
 
 
