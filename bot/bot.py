@@ -1,7 +1,11 @@
 """The member bot: one inbound message in, one reply out (`bot.conversation.Conversation`).
 
 The channel adapters (WeChat, Twilio SMS) and `memberbot chat` call
-`MemberBot.handle`. Each call is one transaction for everything it changes:
+`MemberBot.handle`. A bound WeChat member's "积分" with nothing pending is answered
+by the quick path (`bot.quick`: one raw read, no session, the same text; its only
+write, the `last_inbound_at` stamp, goes behind the reply); everything else, and
+anything the quick path cannot answer alone, is one transaction for everything it
+changes:
 
 1. find who is writing — WeChat: the openid's `Identity` (created on first
    contact), the member it is actively bound to and the sender's pending
@@ -44,6 +48,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from sqlalchemy import and_, bindparam, or_
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -78,6 +83,8 @@ ROUTES: dict[Intent, Route] = {
 CONFIRMS = {**rewards.CONFIRMS, **card.CONFIRMS}
 READ_ONLY = frozenset({Intent.POINTS, Intent.VOUCHERS, Intent.HELP, Intent.UNKNOWN})
 """Intents whose handlers change nothing: they need no lock on the sender."""
+ROUTES_KEPT = 1024
+"""Routed texts remembered, up to 64 characters each (`Match` values are immutable)."""
 TOUCH_EVERY = timedelta(seconds=60)
 """How old `Identity.last_inbound_at` may get before a message rewrites it."""
 
@@ -105,6 +112,8 @@ class MemberBot:
         self._sms = sms_sender
         self._clock = clock
         self._router = Router(settings.keywords.model_dump())
+        self._route = lru_cache(maxsize=ROUTES_KEPT)(self._router.route)
+        """`Router.route` is a pure function of the text: members send the same few words."""
         self._touch_every = touch_every
         engine = sessions.kw.get("bind")
         raw = rawdb.for_engine(engine) if quick and engine is not None else None
@@ -115,7 +124,7 @@ class MemberBot:
 
     async def handle(self, inbound: Inbound) -> Reply:
         now = self._clock()
-        match = None if inbound.event else self._router.route(inbound.text)
+        match = None if inbound.event else self._match(inbound.text)
         if (
             self._quick is not None
             and match is not None
@@ -134,6 +143,9 @@ class MemberBot:
             else:
                 reply = await self._dispatch(turn, match)
         return await self._send_outgoing(turn, reply)
+
+    def _match(self, text: str) -> Match:
+        return self._route(text) if len(text) <= 64 else self._router.route(text)
 
     async def settle(self) -> None:
         """Wait until the writes made behind quick answers (stamps) are committed."""

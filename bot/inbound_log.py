@@ -24,10 +24,19 @@ How (`InboundLog.respond_once`):
 4. If the handler raises, the claim is released (the row deleted) and every waiting
    duplicate fails too, so the platform's next retry starts afresh.
 
-The log is on the hot path of every webhook, so it writes with Core statements (no
-ORM session) and commits claims and answers of concurrent requests together
-(`bot.group_commit`): under load a batch of messages costs one transaction, not two
-per message. Keys are written in sorted order, so two processes never deadlock.
+The log is on the hot path of every webhook, so it runs on the raw driver
+(`bot.rawdb`, no SQLAlchemy) with one statement per message: the claim
+(INSERT … ON CONFLICT DO NOTHING RETURNING id), committed before the handler runs —
+on SQLite in the batch transaction of the writes queued meanwhile, on PostgreSQL as
+one multi-row statement per batch (`bot.group_commit`). The answer of step 2 is
+stored *behind* the reply (`RawDb.defer`, batched with other writes): a retry that
+meanwhile finds the row `processing` waits for it (step 3), exactly as for a message
+still being handled; `settle()` waits until the stored answers are committed, and
+the final statuses of step 2's late path (`deferred`, `sent`, `failed`) are awaited.
+If the process dies between the reply and that write, the row stays `processing` and
+retries answer nothing (step 3's deadline) — the member already has the answer.
+Keys are written in sorted order, so two processes never deadlock. Without a raw
+driver (an in-memory SQLite database) the same steps go through SQLAlchemy Core.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ back), so it lands milliseconds after the answer — well inside the minute
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 from bot import rawdb
 from bot.config import Settings
@@ -84,6 +85,11 @@ ONE, MANY = "= ?", "= ANY(?::text[])"
 """`{who}`: one openid (SQLite, read per message), or an array of them (PostgreSQL: the
 reads of concurrent messages share one statement — a round trip costs more than the
 read)."""
+ANSWERS_KEPT = 4096
+"""Replies remembered by everything they are made from (`QuickPoints._answer` is a pure
+function of the day and the rows read): a member who asks again while nothing of theirs
+changed gets the same text without the tier arithmetic and the template again. The
+rows are read fresh for every message; only the arithmetic and rendering are saved."""
 STAMP = (
     "UPDATE identities SET last_inbound_at = ?"
     " WHERE channel = 'wechat' AND address = ?"
@@ -109,6 +115,7 @@ class QuickPoints:
         self._sql = sql.format(who=MANY if self._batched else ONE)
         self._reads: GroupWriter[tuple[str, date], list[tuple]] = GroupWriter(self._read_many)
         self._start: tuple[date, date] | None = None
+        self._compose = lru_cache(maxsize=ANSWERS_KEPT)(self._answer)
 
     async def answer(self, openid: str, now: datetime) -> Reply | None:
         if not self.usable:
@@ -122,48 +129,56 @@ class QuickPoints:
         sender = next((r for r in rows if r[0] == MEMBER), None)
         if sender is None or not sender[1] or sender[3] is None or sender[14]:
             return None  # unknown, unbound or inactive openid, or a pending confirmation
-        sales: list[tuple] = []
-        expiring = None
-        applications: list[str] = []
-        for row in rows:
-            kind = row[0]
-            if kind == SALE:
-                sales.append((rawdb.read_date(row[15]), row[16] or 0, row[17] or 0))
-            elif kind == EXPIRY:
-                expiring = (int(row[16]), rawdb.read_date(row[15]))
-            elif kind == APPLICATION:
-                applications.append(row[6])
-        member = points.PointsFacts(
-            name=sender[4],
-            points=sender[5],
-            tier=sender[6],
-            cumulative_spend=from_cents(sender[7]),
-            birthday_month=sender[9],
-            birthday_day=sender[10],
-            birthday_calendar=sender[11],
-            birthday_leap_month=bool(sender[12]),
+        facts = (
+            today,
+            sender[4:14],  # name … eligible tier
+            tuple(row[15:18] for row in rows if row[0] == SALE),
+            next((row[15:17] for row in rows if row[0] == EXPIRY), None),
+            tuple(row[6] for row in rows if row[0] == APPLICATION),
         )
-        rules = self._rules
-        pending = tiers.pending_from(
-            rules.tiers, tier=member.tier, eligible=sender[13], applications=applications
-        )
-        progress = tiers.progress_from_sales(
-            rules.tiers, tier=member.tier, pending=pending, sales=sales, today=today
-        )
-        reply = points.answer(
-            rules=rules,
-            brand=self._brand.name,
-            locale=pick_locale(sender[8], self._brand.locale),
-            today=today,
-            member=member,
-            progress=progress,
-            expiring=expiring,
-        )
+        reply = self._compose(facts)
         stamp = rawdb.read_time(sender[2])
         if stamp is None or stamp <= now - self._touch_every:
             at = rawdb.sql_time(now, dialect)
             raw.defer(STAMP, (at, openid, at), openid)
         return reply
+
+    def _answer(self, facts: tuple) -> Reply:
+        """The reply from what was read: `_compose` remembers the last `ANSWERS_KEPT`."""
+        today, member_row, sale_rows, expiry_row, applications = facts
+        name, balance, tier, spend, locale, b_month, b_day, b_calendar, b_leap, eligible = (
+            member_row
+        )
+        member = points.PointsFacts(
+            name=name,
+            points=balance,
+            tier=tier,
+            cumulative_spend=from_cents(spend),
+            birthday_month=b_month,
+            birthday_day=b_day,
+            birthday_calendar=b_calendar,
+            birthday_leap_month=bool(b_leap),
+        )
+        sales = [(rawdb.read_date(day), pts or 0, cents or 0) for day, pts, cents in sale_rows]
+        expiring = None
+        if expiry_row is not None:
+            expiring = (int(expiry_row[1]), rawdb.read_date(expiry_row[0]))
+        rules = self._rules
+        pending = tiers.pending_from(
+            rules.tiers, tier=tier, eligible=eligible, applications=applications
+        )
+        progress = tiers.progress_from_sales(
+            rules.tiers, tier=tier, pending=pending, sales=sales, today=today
+        )
+        return points.answer(
+            rules=rules,
+            brand=self._brand.name,
+            locale=pick_locale(locale, self._brand.locale),
+            today=today,
+            member=member,
+            progress=progress,
+            expiring=expiring,
+        )
 
     def _args(self, who, today: date) -> list:
         """The statement's parameters for `who` (an openid, or a list of them)."""

@@ -89,7 +89,9 @@ class RawDb(Protocol):
 def sql_time(value: datetime, dialect: str) -> datetime | str:
     """A timezone-aware datetime as the driver stores it (SQLite: naive UTC text)."""
     if dialect == "sqlite":
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
     return value
 
 
