@@ -9,6 +9,7 @@ channel → ``no_channel``; over the weekly cap → ``capped``.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from jinja2 import Template
@@ -64,7 +65,7 @@ def plan_member(plan: PlanDay, m: MemberRow, cands: list[Due], ctx: BatchContext
     return out
 
 
-def _send_after(plan: PlanDay, preferred: str | None):
+def _send_after(plan: PlanDay, preferred: str | None) -> datetime:
     found = plan.send_after.get(preferred)
     if found is None:
         found = policy.send_after(

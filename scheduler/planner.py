@@ -67,7 +67,9 @@ points_lots' open-lots-by-expiry index, card_applications.status); the
 context (identities, recent outbox, stores, assistants, items) is read in bulk
 for the members due only, ``chunk_size`` at a time. Holiday and seasonal days
 page through all members by id (keyset), so memory stays bounded with
-`iter_plan`.
+`iter_plan`. The reads of batch k + 1 run while batch k is rendered and checked,
+and `save_day` (the daily job) also saves batch k - 1 meanwhile: the database
+and this process work at the same time.
 
 The parts: `scheduler.care_calendar` (purchase follow-ups, quarterly fallback),
 `scheduler.occasion_due` (birthdays, anniversaries, festivals, seasons, dormant,
