@@ -3,6 +3,7 @@
     python bench/bench_planner.py --db sqlite --members 100000
     python bench/bench_planner.py --db postgres --members 100000,1000000
     python bench/bench_planner.py --db both --members 20000 --profile
+    python bench/bench_planner.py --db both --members 1000000 --reuse --cases ordinary --phases
 
 For each database and member count:
 
@@ -15,7 +16,12 @@ For each database and member count:
    end, so every case sees the same data. Cases: ``ordinary`` (2026-11-24: the
    day's purchase follow-ups, birthdays, anniversaries, dormant members, points
    expiry, card steps) and ``festival`` (中秋 2026-09-25: a holiday greeting for
-   every member, planned and saved a batch at a time with ``iter_plan``).
+   every member, planned and saved a batch at a time with ``iter_plan``);
+   ``ordinary-job`` and ``festival-job`` run the same days through
+   ``scheduler.planner.save_day``, what the daily job calls (batch k saved while
+   batch k + 1 is composed). ``--repeat N`` runs each case N times; ``--phases``
+   times the planner's reads, rendering and rules check (without overlapping the
+   reads and the composing, so the parts add up).
 
 Synthetic data (`--seed`): 50 stores × 10 assistants; birthdays uniform over the
 year, 15 % lunar; 30 % with a wedding day; join dates over six years; 80 / 15 /
@@ -27,7 +33,8 @@ three days), an SMS identity for everyone (1 % marked bad); and the outbox
 history the planner reads: the follow-ups already sent for the last 130 days'
 purchases.
 
-Prints a table (seconds, messages/s, peak RSS) and writes JSON to bench/results/.
+Prints a table (seconds, CPU seconds of the planner process, messages/s, peak RSS)
+and writes JSON to bench/results/.
 See bench/README.md.
 """
 
@@ -363,10 +370,73 @@ def _cache_normalize() -> None:
     message_rules.normalize = cached
 
 
-async def _run_case(url: str, day: date, stream: bool, profile: str | None) -> dict:
+class _Phases:
+    """Wall time spent in the planner's parts (--phases): its database reads, rendering,
+    the rules check; saving is timed by the case itself. Installed by wrapping the
+    functions the planner calls, so the planner's code is not changed for it. The reads
+    of the next batch are kept from overlapping the composing, so the parts add up."""
+
+    def __init__(self) -> None:
+        self.seconds = {"reads": 0.0, "render": 0.0, "check": 0.0}
+        self.calls = {"reads": 0, "render": 0, "check": 0}
+
+    def _timed_async(self, phase: str, fn):
+        async def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - t
+                self.calls[phase] += 1
+
+        return wrapper
+
+    def _timed(self, phase: str, fn):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - t
+                self.calls[phase] += 1
+
+        return wrapper
+
+    def install(self) -> None:
+        from scheduler import (
+            card_steps,
+            care_calendar,
+            message_rules,
+            occasion_due,
+            plan_compose,
+            plan_reads,
+            planner,
+        )
+
+        reads = self._timed_async("reads", plan_reads.rows)
+        for module in (plan_reads, care_calendar, occasion_due):
+            module.rows = reads
+        card_steps.card_steps = self._timed_async("reads", card_steps.card_steps)
+        plan_compose.render_text = self._timed("render", plan_compose.render_text)
+        message_rules.check = self._timed("check", message_rules.check)
+        # Compose without letting the reads of the next batch run meanwhile, so that the
+        # parts add up (the run is that much slower than without --phases).
+        planner._YIELD_EVERY = 1 << 30
+
+
+MODES = {
+    "list": "plan_day + save_plan",
+    "stream": "iter_plan + save per batch",
+    "job": "save_day (the daily job: batch k saved while k+1 is composed)",
+}
+
+
+async def _run_case(
+    url: str, day: date, mode: str, profile: str | None, phases: _Phases | None = None
+) -> dict:
     from bot.config import load_settings
     from models.db import make_engine, session_factory
-    from scheduler.planner import iter_plan, plan_day, save_plan
+    from scheduler.planner import iter_plan, plan_day, save_day, save_plan
 
     settings = load_settings(None, environ={}, overrides={"database": {"url": url}})
     engine = make_engine(url)
@@ -386,7 +456,14 @@ async def _run_case(url: str, day: date, stream: bool, profile: str | None) -> d
         await session.begin()
         cpu0 = time.process_time()
         t0 = time.perf_counter()
-        if stream:
+        if mode == "job":
+            result = await save_day(session, settings=settings, day=day, now=now)
+            plan_s = time.perf_counter() - t0
+            inserted = result.inserted
+            planned = result.inserted + result.already
+            queued = result.queued
+            reasons = {"suppressed (of the inserted)": result.suppressed}
+        elif mode == "stream":
             t = time.perf_counter()
             async for batch in iter_plan(session, settings=settings, day=day):
                 plan_s += time.perf_counter() - t
@@ -420,11 +497,17 @@ async def _run_case(url: str, day: date, stream: bool, profile: str | None) -> d
         prof.disable()
         prof.dump_stats(profile)
     await engine.dispose()
-    suppressed = planned - queued
+    suppressed = planned - queued if mode != "job" else result.suppressed
     peak = _peak_rss_mb()
+    breakdown = {}
+    if phases is not None:
+        breakdown = {f"{k}_s": v for k, v in phases.seconds.items()}
+        breakdown["save_s"] = save_s
+        breakdown["other_s"] = plan_s - sum(phases.seconds.values())
     return {
         "day": day.isoformat(),
-        "mode": "iter_plan + save per batch" if stream else "plan_day + save_plan",
+        "mode": MODES[mode],
+        "phases": breakdown,
         "plan_s": plan_s,
         "save_s": save_s,
         "total_s": total,
@@ -449,14 +532,17 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_case(url: str, day: date, stream: bool, profile: str | None, cache: bool) -> dict:
+def run_case(
+    url: str, day: date, mode: str, profile: str | None, cache: bool, phases: bool
+) -> dict:
     cmd = [
         sys.executable, __file__, "--run-case", "--url", url, "--day", day.isoformat(),
     ]  # fmt: skip
     if cache:
         cmd.append("--normalize-cache")
-    if stream:
-        cmd.append("--stream")
+    if phases:
+        cmd.append("--phases")
+    cmd += ["--mode", mode]
     if profile:
         cmd += ["--profile-out", profile]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
@@ -477,7 +563,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", default="sqlite", choices=("sqlite", "postgres", "both"))
     ap.add_argument("--members", default="100000", help="comma-separated member counts")
-    ap.add_argument("--cases", default="ordinary,festival")
+    ap.add_argument(
+        "--cases",
+        default="ordinary,festival",
+        help="of ordinary, ordinary-job, festival, festival-job (the -job cases run save_day)",
+    )
     ap.add_argument("--pg-url", default=PG_DEFAULT)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workdir", default=None, help="SQLite files (default: $TMPDIR/memberbot-…)")
@@ -490,19 +580,30 @@ def main() -> None:
         action="store_true",
         help="what-if: memoise scheduler.lexicon.normalize (a proposed change)",
     )
+    ap.add_argument(
+        "--phases",
+        action="store_true",
+        help="time the planner's reads, rendering and rules check (no overlap of reads and "
+        "composing while timing)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="run each case this many times")
     # internal: one case in a subprocess
     ap.add_argument("--run-case", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--url", help=argparse.SUPPRESS)
     ap.add_argument("--day", help=argparse.SUPPRESS)
-    ap.add_argument("--stream", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--mode", default="list", choices=tuple(MODES), help=argparse.SUPPRESS)
     ap.add_argument("--profile-out", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.run_case:
         if args.normalize_cache:
             _cache_normalize()
+        phases = None
+        if args.phases:
+            phases = _Phases()
+            phases.install()
         result = asyncio.run(
-            _run_case(args.url, date.fromisoformat(args.day), args.stream, args.profile_out)
+            _run_case(args.url, date.fromisoformat(args.day), args.mode, args.profile_out, phases)
         )
         print(json.dumps(result))
         return
@@ -545,28 +646,40 @@ def main() -> None:
             run = {"db": db, "members": n, **built, "cases": []}
             todo = []
             if "ordinary" in cases:
-                todo.append(("ordinary", ORDINARY, False))
+                todo.append(("ordinary", ORDINARY, "list"))
+            if "ordinary-job" in cases:
+                todo.append(("ordinary-job", ORDINARY, "job"))
             if "festival" in cases:
-                todo.append(("festival", FESTIVAL, True))
+                todo.append(("festival", FESTIVAL, "stream"))
                 if args.list_festival:
-                    todo.append(("festival (list)", FESTIVAL, False))
-            for name, day, stream in todo:
-                prof = None
-                if args.profile:
-                    prof = str(results_dir / f"planner-{db}-{n}-{name.split()[0]}.prof")
-                case = run_case(url, day, stream, prof, args.normalize_cache)
-                case["case"] = name
-                run["cases"].append(case)
-                rows.append((db, n, name, case))
-                print(
-                    f"[{db} {n:,}] {name}: {case['messages']:,} messages in "
-                    f"{case['total_s']:.2f} s (plan {case['plan_s']:.2f} + save "
-                    f"{case['save_s']:.2f}), peak RSS {case['peak_rss_mb']:.0f} MB",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                if prof:
-                    print_profile(prof)
+                    todo.append(("festival (list)", FESTIVAL, "list"))
+            if "festival-job" in cases:
+                todo.append(("festival-job", FESTIVAL, "job"))
+            for name, day, mode in todo:
+                for _ in range(args.repeat):
+                    prof = None
+                    if args.profile:
+                        prof = str(results_dir / f"planner-{db}-{n}-{name.split()[0]}.prof")
+                    case = run_case(url, day, mode, prof, args.normalize_cache, args.phases)
+                    case["case"] = name
+                    run["cases"].append(case)
+                    rows.append((db, n, name, case))
+                    print(
+                        f"[{db} {n:,}] {name}: {case['messages']:,} messages in "
+                        f"{case['total_s']:.2f} s (plan {case['plan_s']:.2f} + save "
+                        f"{case['save_s']:.2f}), cpu {case['cpu_s']:.2f} s, peak RSS "
+                        f"{case['peak_rss_mb']:.0f} MB",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    if case["phases"]:
+                        print(
+                            "    " + ", ".join(f"{k} {v:.2f}" for k, v in case["phases"].items()),
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    if prof:
+                        print_profile(prof)
             report["runs"].append(run)
             if not (args.keep or args.reuse):
                 drop_database(url)
