@@ -19,7 +19,11 @@ Each run starts one server process (web.run_app, access log off) pinned to one C
                   next reward, next tier and by when, next expiry — with the member's
                   `last_inbound_at` written on every message (as for a member who last
                   wrote more than a minute ago: the usual "积分" now and then);
-- `full-repeat` — the same with the bot's default 60 s for that stamp: the 1,000
+- `full-uncached` — `full` without the quick path's memory of replies
+                  (`bot.quick.ANSWERS_KEPT = 0`): every answer's tier arithmetic and
+                  template run again (in `full` the 1,000 members' unchanged rows make
+                  nearly every reply a remembered one; the rows are read either way);
+- `full-repeat` — the same as `full` with the bot's default 60 s for that stamp: the 1,000
                   members come back within the minute, so no request writes it (a
                   conversation's second and later messages).
 
@@ -73,8 +77,8 @@ MSG_TEMPLATE = (
     "<Content><![CDATA[积分]]></Content><MsgId>{msg_id}</MsgId></xml>"
 )
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/memberbot_bench_wechat"
-KINDS = ["echo", "wechatpy", "adapter", "full", "full-repeat"]
-DB_KINDS = ("adapter", "full", "full-repeat")
+KINDS = ["echo", "wechatpy", "adapter", "full", "full-uncached", "full-repeat"]
+DB_KINDS = ("adapter", "full", "full-uncached", "full-repeat")
 
 
 def openid(i: int) -> str:
@@ -173,7 +177,11 @@ def full_app(db_url: str, kind: str):
     if kind == "adapter":
         app[CONVERSATION] = FixedConversation()
         return app
-    touch_every = timedelta(0) if kind == "full" else TOUCH_EVERY
+    touch_every = TOUCH_EVERY if kind == "full-repeat" else timedelta(0)
+    if kind == "full-uncached":
+        from bot import quick
+
+        quick.ANSWERS_KEPT = 0  # lru_cache(maxsize=0): nothing remembered
 
     async def member_bot(app):  # after the database and SMS sender contexts
         app[CONVERSATION] = MemberBot(
@@ -225,7 +233,7 @@ def prepare_database(db_url: str) -> None:
 
 
 async def _fill_database(db_url: str) -> None:
-    from sqlalchemy import insert, select
+    from sqlalchemy import insert, select, text
 
     from models.db import make_engine, migrate, session_factory, transaction
     from models.purchases import PurchaseIn, record_purchase
@@ -282,6 +290,12 @@ async def _fill_database(db_url: str) -> None:
                 for i in range(MEMBERS)
             ],
         )
+    # Statistics, as a database in service has them (autovacuum would take a while to
+    # notice a freshly filled one): without them PostgreSQL plans the member reads as
+    # scans of the whole table.
+    async with engine.connect() as conn:
+        await conn.execute(text("ANALYZE"))
+        await conn.commit()
     await engine.dispose()
 
 
@@ -543,11 +557,16 @@ def measure(kind, mode, db_url, scripts, args, cpus, engine="-") -> dict:
         run_wrk(port, script, warm_arg, duration=args.warmup, **common)
         if args.py_spy and kind in DB_KINDS:
             spy = start_py_spy(proc.pid, f"{kind}-{mode}-{engine}", args.duration)
+        backends = asyncio.run(pg_backends(db_url)) if is_pg(db_url) else set()
+        db_before = {pid: cpu_seconds_or_zero(pid) for pid in backends}
         cpu_before = cpu_seconds(proc.pid)
         result = run_wrk(port, script, run_arg, duration=args.duration, **common)
-        result["cpu_us_per_request"] = (
-            1e6 * (cpu_seconds(proc.pid) - cpu_before) / max(1, result["requests"])
-        )
+        requests = max(1, result["requests"])
+        result["cpu_us_per_request"] = 1e6 * (cpu_seconds(proc.pid) - cpu_before) / requests
+        if backends:
+            backends |= asyncio.run(pg_backends(db_url))
+            used = sum(cpu_seconds_or_zero(p) - db_before.get(p, 0.0) for p in backends)
+            result["db_cpu_us_per_request"] = 1e6 * used / requests
         if spy is not None:
             spy.wait(args.duration + 30)
     finally:
@@ -640,6 +659,35 @@ def summarise_profile(path: Path, top: int = 40) -> str:
     return "\n".join(lines)
 
 
+def is_pg(db_url: str | None) -> bool:
+    return bool(db_url) and db_url.startswith("postgresql")
+
+
+async def pg_backends(db_url: str) -> set[int]:
+    """The PostgreSQL server processes serving the bench database (the app's
+    connections), so their CPU time can be counted too."""
+    import asyncpg
+
+    base, _, name = db_url.replace("postgresql+asyncpg://", "postgresql://").rpartition("/")
+    conn = await asyncpg.connect(base + "/postgres")
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+    finally:
+        await conn.close()
+    return {r["pid"] for r in rows}
+
+
+def cpu_seconds_or_zero(pid: int) -> float:
+    """`cpu_seconds`, or 0 for a process that is gone (or not readable)."""
+    try:
+        return cpu_seconds(pid)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -725,9 +773,16 @@ def _line(r: dict) -> str:
     return (
         f"{r['kind']:9} {r['mode']:5} {r['engine']:10} {r['rps']:7.0f} req/s  "
         f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  "
-        f"cpu {r['cpu_us_per_request']:6.0f} us/req  ({r['requests']} requests, "
+        f"cpu {r['cpu_us_per_request']:6.0f} us/req"
+        + (f" + db {r['db_cpu_us_per_request']:4.0f}" if "db_cpu_us_per_request" in r else "")
+        + f"  ({r['requests']} requests, "
         f"non-2xx {r['non_2xx']}, late {r.get('late_answers', '-')}) {r['socket_errors']}"
     )
+
+
+def _db_cpu(r: dict) -> str:
+    value = r.get("db_cpu_us_per_request")
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _markdown(meta: dict, rows: list[dict]) -> str:
@@ -740,15 +795,15 @@ def _markdown(meta: dict, rows: list[dict]) -> str:
         f"Python {meta['python']}.",
         "",
         "| path | mode | database | req/s | % of wechatpy-only | p50 ms | p99 ms "
-        "| server CPU µs/req | late answers | non-2xx |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server CPU µs/req | PostgreSQL CPU µs/req | late answers | non-2xx |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         share = f"{100 * r['rps'] / base[r['mode']]:.0f} %" if r["mode"] in base else "-"
         out.append(
             f"| {r['kind']} | {r['mode']} | {r['engine']} | {r['rps']:.0f} | {share} | "
             f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['cpu_us_per_request']:.0f} | "
-            f"{r.get('late_answers', '-')} | {r['non_2xx']} |"
+            f"{_db_cpu(r)} | {r.get('late_answers', '-')} | {r['non_2xx']} |"
         )
     return "\n".join(out) + "\n"
 

@@ -51,7 +51,7 @@ from typing import Literal
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import rawdb
+from bot import eager, rawdb
 from bot.conversation import Reply
 from bot.group_commit import GroupWriter
 from models.db import insert_ignore
@@ -80,7 +80,7 @@ class Outcome:
 
     kind: Literal["answered", "deferred"]
     text: str | None = None
-    late: asyncio.Task[Reply] | None = None
+    late: asyncio.Future[Reply] | None = None
     claim_id: int | None = None
 
 
@@ -143,7 +143,7 @@ class InboundLog:
                 return await self._poll(channel, key, deadline)
             finally:
                 self.waiting -= 1
-        task = asyncio.ensure_future(handler())
+        task = eager.start(handler())
         if not await _finished_by(task, deadline):
             await self._record(claim_id, DEFERRED, None)
             return Outcome("deferred", late=task, claim_id=claim_id)
@@ -152,6 +152,8 @@ class InboundLog:
             raise HandlingFailed(f"{channel} {key}") from task.exception()
         text = task.result().text or None
         self._record_later(claim_id, ANSWERED, text)
+        if self._raw is not None:
+            await rawdb.pace(self._raw)
         return Outcome("answered", text)
 
     async def deliver_late(
@@ -330,7 +332,7 @@ class InboundLog:
             await asyncio.sleep(self.poll_interval)
 
 
-async def _finished_by(task: asyncio.Task, deadline: float) -> bool:
+async def _finished_by(task: asyncio.Future, deadline: float) -> bool:
     """Wait for `task` until the loop time `deadline`; whether it finished (it keeps
     running either way). What `asyncio.wait` does for one task, without its sets."""
     if task.done():

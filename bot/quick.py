@@ -78,13 +78,31 @@ SELECT 3, NULL, NULL, NULL, NULL, NULL, c.tier, {", ".join(["NULL"] * 11)}, i.ad
 FROM identities i JOIN card_applications c ON c.member_id = i.member_id
 WHERE i.channel = 'wechat' AND i.address {{who}} AND i.active AND c.status IN ({_OPEN})"""
 FACTS = _SENDER + "\nUNION ALL" + _SALES + "\nUNION ALL" + _EXPIRY
-"""Parameters: openid; openid, first sales day, today; openid, today."""
-FACTS_WITH_APPLICATIONS = FACTS + "\nUNION ALL" + _APPLICATIONS
-"""FACTS, then: openid."""
-ONE, MANY = "= ?", "= ANY(?::text[])"
-"""`{who}`: one openid (SQLite, read per message), or an array of them (PostgreSQL: the
-reads of concurrent messages share one statement — a round trip costs more than the
-read)."""
+"""SQLite, one openid. Parameters: openid; openid, first sales day, today; openid, today
+(then openid for `_APPLICATIONS`)."""
+
+# PostgreSQL reads the openids of concurrent messages together (a round trip costs more
+# than the read), with LATERAL joins so that every member's rows come from the
+# (member_id, …) indexes whatever the planner guesses about the array.
+_SALES_MANY = f"""
+SELECT 1, {_NULLS}, NULL, s.local_date, s.points, s.amount, i.address
+FROM identities i CROSS JOIN LATERAL (
+  SELECT p.local_date, p.points, p.amount FROM purchases p
+  WHERE p.member_id = i.member_id AND p.local_date >= ? AND p.local_date <= ?) s
+WHERE i.channel = 'wechat' AND i.address {{who}} AND i.active"""
+_EXPIRY_MANY = f"""
+SELECT 2, {_NULLS}, NULL, e.day, e.points, NULL, i.address
+FROM identities i CROSS JOIN LATERAL (
+  SELECT l.expires_on AS day, SUM(l.remaining) AS points FROM points_lots l
+  WHERE l.member_id = i.member_id AND l.remaining > 0 AND l.expires_on >= ?
+  GROUP BY l.expires_on ORDER BY l.expires_on LIMIT 1) e
+WHERE i.channel = 'wechat' AND i.address {{who}} AND i.active"""
+FACTS_MANY = _SENDER + "\nUNION ALL" + _SALES_MANY + "\nUNION ALL" + _EXPIRY_MANY
+"""PostgreSQL, an array of openids. Parameters: openids; first sales day, today, openids;
+today, openids (then openids for `_APPLICATIONS`). The next expiry is the smallest day
+of the open lots from today on, with their sum — what `models.points.NEXT_EXPIRY` says."""
+MANY = "= ANY(?::text[])"
+ONE = "= ?"
 ANSWERS_KEPT = 4096
 """Replies remembered by everything they are made from (`QuickPoints._answer` is a pure
 function of the day and the rows read): a member who asks again while nothing of theirs
@@ -110,8 +128,10 @@ class QuickPoints:
         self.usable = not tiers.needs_totals(tier_rules)
         """False when the rules need what one read cannot give: always the normal path."""
         self._applications = tiers.needs_applications(tier_rules)
-        sql = FACTS_WITH_APPLICATIONS if self._applications else FACTS
         self._batched = raw.dialect == "postgresql"
+        sql = FACTS_MANY if self._batched else FACTS
+        if self._applications:
+            sql += "\nUNION ALL" + _APPLICATIONS
         self._sql = sql.format(who=MANY if self._batched else ONE)
         self._reads: GroupWriter[tuple[str, date], list[tuple]] = GroupWriter(self._read_many)
         self._start: tuple[date, date] | None = None
@@ -141,6 +161,7 @@ class QuickPoints:
         if stamp is None or stamp <= now - self._touch_every:
             at = rawdb.sql_time(now, dialect)
             raw.defer(STAMP, (at, openid, at), openid)
+            await rawdb.pace(raw)
         return reply
 
     def _answer(self, facts: tuple) -> Reply:
@@ -185,7 +206,10 @@ class QuickPoints:
         dialect = self._raw.dialect
         day = rawdb.sql_date(today, dialect)
         first = rawdb.sql_date(self._sales_start(today), dialect)
-        args = [who, who, first, day, who, day]
+        if self._batched:
+            args = [who, first, day, who, day, who]
+        else:
+            args = [who, who, first, day, who, day]
         if self._applications:
             args.append(who)
         return args

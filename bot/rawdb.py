@@ -45,6 +45,7 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sqlite3
@@ -67,6 +68,8 @@ RAW_POOL_SIZE = 8
 CHECKPOINT_EVERY = 500
 """Commits of the SQLite loop connection between two passive WAL checkpoints."""
 BUSY_TIMEOUT_MS = 30_000
+MAX_BACKLOG = 2_000
+"""Deferred writes queued before the writers of more wait for them (`pace`)."""
 
 Deferred = tuple[str, tuple, Any]
 """(sql, args, key) of one deferred write."""
@@ -80,6 +83,8 @@ class RawDb(Protocol):
     async def write(self, sql: str, *args: Any, key: Any = None) -> list[tuple]: ...
 
     def defer(self, sql: str, args: tuple, key: Any = None) -> None: ...
+
+    def backlog(self) -> int: ...
 
     async def settle(self) -> None: ...
 
@@ -199,6 +204,9 @@ class SqliteRaw:
     def defer(self, sql: str, args: tuple, key: Any = None) -> None:
         self._writes.add((sql, args, key))
 
+    def backlog(self) -> int:
+        return len(self._writes)
+
     async def settle(self) -> None:
         await self._writes.settle()
 
@@ -306,8 +314,8 @@ class PgRaw:
 
     def __init__(self, dsn: str):
         self._dsn = dsn
+        self._pools: dict[str, asyncio.Future] = {}
         self._pool = None
-        self._opening: asyncio.Future | None = None
         self._sql: dict[str, str] = {}
         self._writes: WriteQueue[Deferred, None] = WriteQueue(self._write_batch)
 
@@ -317,23 +325,20 @@ class PgRaw:
             text = self._sql[sql] = numbered(sql)
         return text
 
-    async def _get_pool(self):
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
+    async def _open(self, name: str, **options):
+        """The pool `name`, opened on first use (concurrent first users share the opening)."""
+        opening = self._pools.get(name)
+        if opening is None:
             import asyncpg
 
-            self._opening = asyncio.ensure_future(
-                asyncpg.create_pool(
-                    self._dsn, min_size=1, max_size=RAW_POOL_SIZE, reset=_no_reset
-                )
+            opening = self._pools[name] = asyncio.ensure_future(
+                asyncpg.create_pool(self._dsn, min_size=1, reset=_no_reset, **options)
             )
-        pool = await asyncio.shield(self._opening)
-        self._pool = pool
-        return pool
+        return await asyncio.shield(opening)
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple]:
-        pool = self._pool or await self._get_pool()
+        pool = self._pool or await self._open("main", max_size=RAW_POOL_SIZE)
+        self._pool = pool
         async with pool.acquire() as conn:
             return [tuple(r) for r in await conn.fetch(self._text(sql), *args)]
 
@@ -345,11 +350,21 @@ class PgRaw:
     def defer(self, sql: str, args: tuple, key: Any = None) -> None:
         self._writes.add((sql, args, key))
 
+    def backlog(self) -> int:
+        return len(self._writes)
+
     async def settle(self) -> None:
         await self._writes.settle()
 
     async def _write_batch(self, items: list[Deferred], deferred: list[bool]) -> list[None]:
-        pool = self._pool or await self._get_pool()
+        # Deferred writes have their own connection, whose commits do not wait for the WAL
+        # to reach the disk (`synchronous_commit = off`): they are written behind the
+        # answer already, and a crash of the server loses at most the last fraction of a
+        # second of them — what SQLite's `synchronous = NORMAL` allows for every commit.
+        # Under a slow disk they then never hold the reply path's connections.
+        pool = await self._open(
+            "deferred", max_size=1, server_settings={"synchronous_commit": "off"}
+        )
         async with pool.acquire() as conn:
             for sql, rows in _ordered(items):
                 # One pipelined round trip per statement, atomic on its own (asyncpg
@@ -362,10 +377,10 @@ class PgRaw:
             await self._writes.settle()
         finally:
             await self._writes.aclose()
-            if self._opening is not None:
-                pool = await self._opening
+            pools, self._pools, self._pool = self._pools, {}, None
+            for opening in pools.values():
+                pool = await opening
                 await pool.close()
-                self._pool = self._opening = None
 
 
 # --------------------------------------------------------------------------- per engine
@@ -405,6 +420,15 @@ def _closed(sync_engine, raw: RawDb) -> None:
         await_only(raw.close())
     except Exception:
         log.exception("closing the raw database access failed")
+
+
+async def pace(raw: RawDb) -> None:
+    """Wait for the deferred writes when more than `MAX_BACKLOG` are queued: a database
+    that cannot keep up (a stalled disk) slows the replies down instead of letting the
+    queue — and what a crash would lose — grow without bound."""
+    if raw.backlog() > MAX_BACKLOG:
+        with contextlib.suppress(Exception):  # a failed batch is logged where it failed
+            await raw.settle()
 
 
 async def fetch_one(raw: RawDb, sql: str, *args: Any) -> tuple | None:

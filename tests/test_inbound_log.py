@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import insert, select
 
-from bot import rawdb
+from bot import eager, rawdb
 from bot.conversation import Reply
 from bot.group_commit import GroupWriter, WriteQueue
 from bot.inbound_log import HandlingFailed, InboundLog, prune
@@ -264,3 +264,66 @@ async def test_a_locked_sqlite_database_is_waited_for_off_the_event_loop(db_url)
     finally:
         other.close()
         await engine.dispose()
+
+
+# --------------------------------------------------------------------------- eager start
+
+
+async def test_a_handler_that_never_waits_runs_without_a_task():
+    ran: list[str] = []
+
+    async def instant() -> str:
+        ran.append("now")
+        return "done"
+
+    future = eager.start(instant())
+    assert ran == ["now"] and future.done() and future.result() == "done"
+    assert not isinstance(future, asyncio.Task)
+
+    async def broken() -> str:
+        raise ValueError("boom")
+
+    failed = eager.start(broken())
+    assert isinstance(failed.exception(), ValueError)
+
+
+async def test_a_handler_that_waits_goes_on_in_a_task_with_its_results_and_errors():
+    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    seen: list[object] = []
+
+    async def slow() -> str:
+        seen.append(await gate)
+        await asyncio.sleep(0)  # a bare yield
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, _fail)
+        except RuntimeError as exc:
+            seen.append(str(exc))
+        return "late"
+
+    task = eager.start(slow())
+    assert not task.done()
+    gate.set_result(7)
+    assert await task == "late"
+    assert seen == [7, "worker failed"]
+
+
+async def test_cancelling_the_task_cancels_what_the_handler_waits_for():
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    cleaned: list[str] = []
+
+    async def waits() -> None:
+        try:
+            await gate
+        finally:
+            cleaned.append("finally")
+
+    task = eager.start(waits())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert gate.cancelled() and cleaned == ["finally"]
+
+
+def _fail() -> None:
+    raise RuntimeError("worker failed")
