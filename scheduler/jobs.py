@@ -26,8 +26,9 @@ on a later day what an earlier day missed):
    `INBOUND_KEEP` is pruned (`bot.inbound_log.prune`). Upkeep runs before the plan
    so that messages are signed by the member's current assistant and care follows
    the current tier.
-2. the plan: `scheduler.planner.plan_day` + `save_plan` (ON CONFLICT DO NOTHING on
-   (member, kind, occasion): a rerun or a second replica queues nothing twice).
+2. the plan: `scheduler.planner.save_day` — `plan_day` + `save_plan` a batch of
+   members at a time (ON CONFLICT DO NOTHING on (member, kind, occasion): a rerun or
+   a second replica queues nothing twice).
 3. card pickup steps (DOMAIN.md §5), after the plan as the planner asks
    (`scheduler.planner.due_card_steps`): the application moves to the status the
    planned message announced — ``notified`` (card_pickup), ``notified_again`` (the
