@@ -48,7 +48,8 @@ it is sent again). The semaphore is given back as soon as the provider answered,
 busy database never holds up the sending.
 
 The send-time rules and the re-route are in `scheduler.send_checks`, the backoff and
-the circuit breaker in `scheduler.send_retry`; this module runs the passes.
+the circuit breaker in `scheduler.send_retry`, the recording in `scheduler.send_records`;
+this module runs the passes.
 """
 
 from __future__ import annotations
@@ -56,8 +57,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from math import ceil
 
@@ -65,28 +65,22 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
-from bot.group_commit import GroupWriter
-from models.db import transaction
 from models.tables import OutboxMessage
 from models.types import utcnow
 from scheduler import outbox
-from scheduler.outbox import FAILED, QUEUED, SENDING, SUPPRESSED, UNDELIVERABLE, Accepted
+from scheduler.outbox import SUPPRESSED
 from scheduler.ratelimit import RateLimiter
 from scheduler.send_checks import (
     Recipient,
     Suppress,
-    next_channel,
     read_recipients,
     send_time_verdict,
 )
+from scheduler.send_records import DrainResult, Op, Pass, Recorder
 from scheduler.send_retry import MAX_BACKOFF, ChannelBreaker, backoff
 from scheduler.transports import (
-    BAD_ADDRESS,
-    STOPPED,
-    UNREACHABLE,
     Permanent,
     Retryable,
-    SendResult,
     Transport,
     Transports,
 )
@@ -94,46 +88,6 @@ from scheduler.transports import (
 __all__ = ["MAX_BACKOFF", "DrainResult", "Op", "Sender", "backoff", "drain_until_idle"]
 
 log = logging.getLogger("memberbot.outbox")
-
-
-@dataclass
-class DrainResult:
-    claimed: int = 0
-    sent: int = 0
-    failed: int = 0
-    """Retryable failures recorded (including the ones that gave up)."""
-    undeliverable: int = 0
-    suppressed: int = 0
-    deferred: int = 0
-    """Released to `queued` unsent: quiet hours, a failing channel, a re-route."""
-    rerouted: int = 0
-    lost: int = 0
-    """The claim was taken over before the result could be recorded."""
-
-    def add(self, other: DrainResult) -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-
-@dataclass
-class _Pass:
-    """One drain pass: its fixed time (tests) and its tally."""
-
-    fixed_now: datetime | None
-    result: DrainResult = field(default_factory=DrainResult)
-    unsent: dict[int, OutboxMessage] = field(default_factory=dict)
-    """Claimed messages not handed to a provider yet (released if the pass is cancelled)."""
-    recording: set[asyncio.Future] = field(default_factory=set)
-    """Outcomes being recorded (awaited before a cancelled pass ends)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Sent:
-    accepted: Accepted
-    at: datetime
-
-
-Op = Callable[[AsyncSession], Awaitable[object]]
 
 
 class Sender:
@@ -146,7 +100,6 @@ class Sender:
         clock: Callable[[], datetime] = utcnow,
         limiters: Mapping[str, RateLimiter] | None = None,
     ):
-        self._sessions = sessions
         self._settings = settings
         self._opts = settings.outbox
         self._tz = settings.brand.tz
@@ -160,7 +113,7 @@ class Sender:
         ):
             self._limiters.setdefault(channel, RateLimiter(rate))
         self._semaphore = asyncio.Semaphore(self._opts.concurrency)
-        self._writer: GroupWriter[Op | _Sent, object] = GroupWriter(self._flush)
+        self._rec = Recorder(sessions=sessions, opts=self._opts, transports=transports)
         self._breaker = ChannelBreaker(self._opts.retry_backoff)
 
     # ------------------------------------------------------------------ the loop
@@ -181,14 +134,14 @@ class Sender:
     async def drain_once(self, now: datetime | None = None) -> DrainResult:
         """One pass over the due messages. `now` fixes the time of the whole pass (tests);
         by default each step reads the clock."""
-        run = _Pass(fixed_now=now)
-        start = self._now(run)
+        run = Pass(fixed_now=now, clock=self._clock)
+        start = run.now()
         channels = {
             ch for ch in self._transports.channels() if not self._breaker.is_paused(ch, start)
         }
         if not channels:
             return run.result
-        claimed, recipients = await self._writer.submit(
+        claimed, recipients = await self._rec.writer.submit(
             lambda s: self._claim(s, now=start, channels=channels)
         )
         run.result.claimed = len(claimed)
@@ -202,7 +155,7 @@ class Sender:
             # Stopping: what was sent is still recorded, what was not is given back.
             pending = [*run.recording]
             if run.unsent:
-                pending.append(self._release(list(run.unsent.values()), self._now(run)))
+                pending.append(self._rec.release(list(run.unsent.values()), run.now()))
             if pending:
                 await asyncio.shield(asyncio.gather(*pending, return_exceptions=True))
             raise
@@ -237,19 +190,16 @@ class Sender:
 
     # ------------------------------------------------------------------ one message
 
-    def _now(self, run: _Pass) -> datetime:
-        return run.fixed_now or self._clock()
-
-    async def _one(self, run: _Pass, m: OutboxMessage, who: Recipient | None) -> None:
+    async def _one(self, run: Pass, m: OutboxMessage, who: Recipient | None) -> None:
         if who is None:  # the member row is gone: nothing to send to
-            await self._finish(run, m, SUPPRESSED, "no_member", self._now(run))
+            await self._rec.finish(run, m, SUPPRESSED, "no_member", run.now())
             return
         if await self._recheck(run, m, who):
             return
         transport = self._transports.for_message(m)
         if transport is None:  # e.g. WeChat switched off after planning: retried, then given up
             run.unsent.pop(m.id, None)
-            await self._failed(run, m, Retryable(f"no sender for {m.channel}/{m.via}"))
+            await self._rec.failed(run, m, Retryable(f"no sender for {m.channel}/{m.via}"))
             return
         # The semaphore bounds the provider calls under way; the result is recorded after
         # the slot is given back, so a busy writer never holds up the sending.
@@ -261,190 +211,50 @@ class Sender:
             await asyncio.shield(recording)
 
     async def _attempt(
-        self, run: _Pass, m: OutboxMessage, who: Recipient, transport: Transport
+        self, run: Pass, m: OutboxMessage, who: Recipient, transport: Transport
     ) -> Callable[[], Awaitable[None]] | None:
         """Wait for the rate, re-check, call the provider; return how to record the outcome
         (None when the message was settled without a call)."""
         await self._limiters[transport.channel].acquire()
-        now = self._now(run)
+        now = run.now()
         if await self._recheck(run, m, who):
             return None
         until = self._breaker.paused_until(transport.channel, now)
         if until is not None:
             reason = f"held: {m.channel} failing"
-            return partial(self._release, [m], now, send_after=until, reason=reason, run=run)
+            return partial(self._rec.release, [m], now, send_after=until, reason=reason, run=run)
         run.unsent.pop(m.id, None)
         try:
             sent = await transport.send(m)
         except Retryable as exc:
-            self._breaker.failed(transport.channel, self._now(run))
-            return partial(self._failed, run, m, exc)
+            self._breaker.failed(transport.channel, run.now())
+            return partial(self._rec.failed, run, m, exc)
         except Permanent as exc:
             self._breaker.answered(transport.channel)
-            return partial(self._refused, run, m, who, transport, exc)
+            return partial(self._rec.refused, run, m, who, transport, exc)
         except Exception as exc:
             log.exception("outbox message %s: unexpected error from %s", m.id, transport.via)
-            self._breaker.failed(transport.channel, self._now(run))
-            return partial(self._failed, run, m, Retryable(f"error: {type(exc).__name__}"))
+            self._breaker.failed(transport.channel, run.now())
+            return partial(self._rec.failed, run, m, Retryable(f"error: {type(exc).__name__}"))
         self._breaker.answered(transport.channel)
-        return partial(self._sent, run, m, transport, sent)
+        return partial(self._rec.sent, run, m, transport, sent)
 
-    async def _recheck(self, run: _Pass, m: OutboxMessage, who: Recipient) -> bool:
+    async def _recheck(self, run: Pass, m: OutboxMessage, who: Recipient) -> bool:
         """Apply the send-time rules (module docstring, step 2; `send_time_verdict`);
         True if the message was settled (suppressed or deferred) and must not be sent now."""
-        now = self._now(run)
+        now = run.now()
         verdict = send_time_verdict(
             m, who, now=now, tz=self._tz, send_window=self._settings.messaging.send_window
         )
         if verdict is None:
             return False
         if isinstance(verdict, Suppress):
-            await self._finish(run, m, SUPPRESSED, verdict.reason, now)
+            await self._rec.finish(run, m, SUPPRESSED, verdict.reason, now)
         else:
-            await self._release([m], now, send_after=verdict.until, reason="quiet hours", run=run)
+            await self._rec.release(
+                [m], now, send_after=verdict.until, reason="quiet hours", run=run
+            )
         return True
-
-    # ------------------------------------------------------------------ recording
-
-    async def _flush(self, items: list[Op | _Sent]) -> list[object]:
-        """One transaction for whatever records are waiting: the `sent` ones in bulk
-        (`outbox.record_sent`), every other one by its own conditional write."""
-        sent = [i for i in items if isinstance(i, _Sent)]
-        async with transaction(self._sessions) as session:
-            moved: set[int] = set()
-            if sent:
-                moved = await outbox.record_sent(
-                    session, accepted=[i.accepted for i in sent], now=max(i.at for i in sent)
-                )
-            return [
-                item.accepted.message_id in moved if isinstance(item, _Sent)
-                else await item(session)
-                for item in items
-            ]  # fmt: skip
-
-    async def _record(self, run: _Pass, m: OutboxMessage, op: Op | _Sent) -> bool:
-        moved = bool(await self._writer.submit(op))
-        if not moved:
-            run.result.lost += 1
-            log.warning("outbox message %s: claim lost before recording", m.id)
-        return moved
-
-    async def _finish(
-        self, run: _Pass, m: OutboxMessage, status: str, reason: str, now: datetime, **fields
-    ) -> None:
-        run.unsent.pop(m.id, None)
-
-        async def op(session: AsyncSession) -> bool:
-            return await outbox.transition(
-                session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
-                to_status=status, now=now, reason=reason, **fields,
-            )  # fmt: skip
-
-        if await self._record(run, m, op):
-            if status == SUPPRESSED:
-                run.result.suppressed += 1
-            elif status == UNDELIVERABLE:
-                run.result.undeliverable += 1
-
-    async def _release(
-        self,
-        messages: list[OutboxMessage],
-        now: datetime,
-        *,
-        send_after: datetime | None = None,
-        reason: str = "released unsent",
-        run: _Pass | None = None,
-        **fields,
-    ) -> None:
-        """Back to `queued`, nothing sent (deferred, held, re-routed, shutting down)."""
-
-        async def op(session: AsyncSession) -> bool:
-            moved = False
-            for m in messages:
-                moved = await outbox.transition(
-                    session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
-                    to_status=QUEUED, now=now, reason=reason,
-                    send_after=send_after or m.send_after, **fields,
-                ) or moved  # fmt: skip
-            return moved
-
-        if run is None:  # shutting down: write directly, the writer may be cancelled
-            async with transaction(self._sessions) as session:
-                await op(session)
-            return
-        for m in messages:
-            run.unsent.pop(m.id, None)
-        if await self._record(run, messages[0], op):
-            run.result.deferred += len(messages)
-
-    async def _sent(
-        self, run: _Pass, m: OutboxMessage, transport: Transport, sent: SendResult
-    ) -> None:
-        accepted = Accepted(
-            message_id=m.id, claimed_at=m.claimed_at, via=transport.via,
-            provider_id=sent.provider_id, provider_status=sent.status,
-            receipts=transport.receipts,
-        )  # fmt: skip
-        if await self._record(run, m, _Sent(accepted, self._now(run))):
-            run.result.sent += 1
-
-    async def _failed(self, run: _Pass, m: OutboxMessage, exc: Retryable) -> None:
-        now = self._now(run)
-        attempts = m.attempts + 1
-        if attempts >= self._opts.max_attempts:
-            reason, next_at = outbox.GAVE_UP, None
-        else:
-            reason = exc.reason
-            next_at = now + timedelta(seconds=backoff(attempts, self._opts.retry_backoff))
-        log.warning("outbox message %s: %s (attempt %d)", m.id, exc.reason, attempts)
-
-        async def op(session: AsyncSession) -> bool:
-            return await outbox.transition(
-                session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
-                to_status=FAILED, now=now, reason=reason, attempts=attempts,
-                next_attempt_at=next_at, error_code=(exc.code or "")[:20] or None,
-            )  # fmt: skip
-
-        if await self._record(run, m, op):
-            run.result.failed += 1
-
-    async def _refused(
-        self,
-        run: _Pass,
-        m: OutboxMessage,
-        who: Recipient,
-        transport: Transport,
-        exc: Permanent,
-    ) -> None:
-        now = self._now(run)
-        code = (exc.code or "")[:20] or None
-        route = (
-            next_channel(m, who, exc, now, self._transports) if exc.kind == UNREACHABLE else None
-        )
-        if route is not None:
-            await self._release(
-                [m], now, send_after=now, reason=f"rerouted to {route.via}: {exc.reason}",
-                run=run, channel=route.channel, via=route.via, address=route.address,
-                attempts=m.attempts + 1, error_code=code,
-            )  # fmt: skip
-            run.result.rerouted += 1
-            return
-
-        async def op(session: AsyncSession) -> bool:
-            moved = await outbox.transition(
-                session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
-                to_status=UNDELIVERABLE, now=now, reason=exc.reason,
-                attempts=m.attempts + 1, next_attempt_at=None, error_code=code,
-            )  # fmt: skip
-            if moved and exc.kind in (STOPPED, BAD_ADDRESS):
-                source = f"{transport.via} {exc.code}" if exc.code else transport.via
-                await outbox.record_refusal(
-                    session, message=m, kind=exc.kind, source=source, now=now
-                )
-            return moved
-
-        if await self._record(run, m, op):
-            run.result.undeliverable += 1
 
 
 async def drain_until_idle(
