@@ -290,12 +290,17 @@ async def _fill_database(db_url: str) -> None:
                 for i in range(MEMBERS)
             ],
         )
-    # Statistics, as a database in service has them (autovacuum would take a while to
-    # notice a freshly filled one): without them PostgreSQL plans the member reads as
-    # scans of the whole table.
-    async with engine.connect() as conn:
-        await conn.execute(text("ANALYZE"))
-        await conn.commit()
+    # Statistics and a clean state, as a database in service has them: without
+    # statistics PostgreSQL plans the member reads as scans of the whole table, and
+    # autovacuum would otherwise clean up after the fill during the first measured row.
+    if db_url.startswith("postgresql"):
+        async with engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await auto.execute(text("VACUUM ANALYZE"))
+            await auto.execute(text("CHECKPOINT"))
+    else:
+        async with engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
     await engine.dispose()
 
 

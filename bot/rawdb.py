@@ -361,9 +361,14 @@ class PgRaw:
         # to reach the disk (`synchronous_commit = off`): they are written behind the
         # answer already, and a crash of the server loses at most the last fraction of a
         # second of them — what SQLite's `synchronous = NORMAL` allows for every commit.
-        # Under a slow disk they then never hold the reply path's connections.
+        # Under a slow disk they then never hold the reply path's connections. Their
+        # statements are one-row UPDATEs by key, planned for every row (cheap for them):
+        # a generic plan made while a table was still empty (a fresh install, a pruned
+        # log) would scan the whole table for every row until autovacuum next analyses it.
         pool = await self._open(
-            "deferred", max_size=1, server_settings={"synchronous_commit": "off"}
+            "deferred",
+            max_size=1,
+            server_settings={"synchronous_commit": "off", "plan_cache_mode": "force_custom_plan"},
         )
         async with pool.acquire() as conn:
             for sql, rows in _ordered(items):
