@@ -84,7 +84,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from datetime import date, datetime
 from typing import NamedTuple
 
@@ -228,10 +228,24 @@ async def _pipelined(
         await sink(previous)
 
 
-def _batches(plan: PlanDay, due: dict[int, list[Due]], chunk_size: int):
+def _batches(
+    plan: PlanDay,
+    due: dict[int, list[Due]],
+    chunk_size: int,
+    only: Collection[int] | None = None,
+):
     """`read_next` for `_pipelined`: every member by id on holiday and seasonal days,
-    else the members with something due."""
+    else the members with something due. With `only`, just those members (by id, with
+    the every-member greetings added on such days)."""
     everyone = occasion_due.every_member(plan)
+    if only is not None:
+        wanted = set(only)
+        ids = wanted if everyone else wanted.intersection(due)
+        for member_id in set(due) - wanted:
+            del due[member_id]
+        for member_id in ids:
+            due.setdefault(member_id, []).extend(everyone)
+        everyone = []
 
     async def every_member_after(previous: _Batch | None) -> _Batch | None:
         after = previous.members[-1].id if previous is not None else 0
@@ -250,23 +264,31 @@ def _batches(plan: PlanDay, due: dict[int, list[Due]], chunk_size: int):
             return None
         members = await members_by_ids(plan, parts[done])
         done += 1
-        batch = {m.id: due.pop(m.id) for m in members}
+        batch = {m.id: due.pop(m.id) for m in members if m.id in due}
+        members = [m for m in members if m.id in batch]
         return await prepare_batch(plan, members, batch, contiguous=False)
 
     return every_member_after if everyone else due_members_after
 
 
 async def iter_plan(
-    session: AsyncSession, *, settings: Settings, day: date, chunk_size: int = 2000
+    session: AsyncSession,
+    *,
+    settings: Settings,
+    day: date,
+    chunk_size: int = 2000,
+    members: Collection[int] | None = None,
 ) -> AsyncIterator[list[Planned]]:
     """The messages due on `day`, a batch of members at a time (see `plan_day`).
 
     Memory stays bounded by `chunk_size` members plus the day's date-driven
     candidates, also on holiday and seasonal days (every member). Reads only.
+    `members` (ids) keeps the plan to those members — the staff console's view of
+    one assistant's day — so a festival day does not compose every member's greeting.
     """
     plan = PlanDay(session, settings, day)
     due = await date_driven(plan)
-    async for out in _pipelined(plan, _batches(plan, due, chunk_size)):
+    async for out in _pipelined(plan, _batches(plan, due, chunk_size, members)):
         yield out
 
 

@@ -415,6 +415,27 @@ async def test_festival_day_pages_through_members_in_chunks(sessions, settings):
     assert kinds([p for b in batches for p in b], ms[3]) == ["holiday", "points_notice"]
 
 
+async def test_a_plan_kept_to_some_members_is_the_full_plan_of_those_members(sessions, settings):
+    async with sessions() as session, session.begin():
+        store, helper = await shop(session)
+        ms = [await member(session, store, helper) for _ in range(6)]
+        for m in ms[:4]:
+            await buy(session, m, date(2026, 9, 23))
+    chosen = {ms[1].id, ms[4].id}
+    for day in (date(2026, 9, 24), date(2026, 9, 25)):  # an ordinary day, then 中秋
+        full = await plan(sessions, settings, day)
+        async with sessions() as session, session.begin():
+            kept = [
+                p
+                async for b in planner.iter_plan(
+                    session, settings=settings, day=day, chunk_size=1, members=chosen
+                )
+                for p in b
+            ]
+        assert kept == [p for p in full if p.member_id in chosen]
+        assert kept and {p.member_id for p in kept} <= chosen
+
+
 # --------------------------------------------------------------------------- dormant
 
 

@@ -86,8 +86,8 @@ async def care_due(
     if not mine:
         return []
     planned = []
-    async for batch in iter_plan(session, settings=settings, day=today):
-        planned.extend(p for p in batch if p.member_id in mine and p.kind in CARE_KINDS)
+    async for batch in iter_plan(session, settings=settings, day=today, members=mine):
+        planned.extend(p for p in batch if p.kind in CARE_KINDS)
     if not planned:
         return []
     members = {m.id: m for m in await staff_queries.list_members(session, scope=scope)}
