@@ -63,6 +63,13 @@ class Words(BaseModel):
                     raise ValueError(f"{entry!r}: bad regular expression ({exc})") from None
                 if compiled.search(""):
                     raise ValueError(f"{entry!r}: the pattern matches empty text")
+                try:  # entries are joined into one alternation: global flags can't be inside
+                    re.compile(f"x|(?:{entry[3:]})")
+                except re.error as exc:
+                    raise ValueError(
+                        f"{entry!r}: cannot be combined with other entries ({exc}); "
+                        "use a scoped flag such as (?i:...) — texts are already lower-cased"
+                    ) from None
         return v
 
     @property

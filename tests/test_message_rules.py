@@ -301,6 +301,8 @@ def test_lexicon_is_configurable_from_settings(tmp_path):
         ),
         ('[messaging.lexicon.products]\nen = ["re:x*"]\n', "messaging.lexicon.products.en"),
         ('[messaging.lexicon.allow]\nzh = [" "]\n', "messaging.lexicon.allow.zh"),
+        # a global flag compiles alone but not inside the joined alternation
+        ('[messaging.lexicon.promotion]\nen = ["re:(?i)mega"]\n', "messaging.lexicon.promotion.en"),
         ("[messaging.lexicon]\nslang = []\n", "messaging.lexicon.slang"),
     ],
 )
