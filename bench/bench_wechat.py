@@ -600,14 +600,15 @@ def start_py_spy(pid: int, name: str, duration: int) -> subprocess.Popen:
 # as the self-pipe wake-ups of aiosqlite's thread — is "asyncio event loop".
 IDLE = "event loop idle (epoll wait)"
 CATEGORIES = [
-    ("database driver (aiosqlite thread + sqlite3 / asyncpg)",
-     ("aiosqlite/", "asyncpg/", "_connection_worker_thread")),
+    ("database driver (sqlite3 on the loop or aiosqlite's thread / asyncpg)",
+     ("aiosqlite/", "asyncpg/", "_connection_worker_thread", "bot/rawdb.py")),
     ("SQLAlchemy (session, ORM, Core, greenlet bridge)", ("sqlalchemy/", "sqlmodel/")),
     ("aiohttp (HTTP server)", ("aiohttp/", "multidict/", "yarl/")),
-    ("WeChat wire (wechatpy, xmltodict, adapter)",
-     ("wechatpy/", "xmltodict", "bot/channels/", "cryptography/")),
+    ("WeChat wire (wechatpy, XML, AES, adapter)",
+     ("wechatpy/", "xmltodict", "bot/channels/", "cryptography/", "xml/etree")),
     ("reply templates (jinja2)", ("jinja2/", "bot/templating.py")),
-    ("inbound log + group commit", ("bot/inbound_log.py", "bot/group_commit.py")),
+    ("inbound log + group commit", ("bot/inbound_log.py", "bot/group_commit.py",
+                                    "bot/eager.py")),
     ("bot + domain code", ("bot/", "models/")),
 ]  # fmt: skip
 EVENT_LOOP = ("asyncio/", "selectors.py")

@@ -21,10 +21,11 @@ SQLAlchemy writes them) and money as integer cents (`models.types.Money`);
   writes queued meanwhile (a commit is most of a one-row write's cost); PostgreSQL:
   on its own (the server commits concurrent transactions in parallel).
 - `defer(sql, args, key)`: a write that need not be durable before the answer goes
-  out (a stored answer, a stamp). Deferred writes are committed in batches, one
-  transaction per batch (`bot.group_commit.WriteQueue`), statements grouped and
-  ordered by SQL text and `key` (two processes never lock rows in opposite orders);
-  `settle()` waits until everything deferred so far is committed.
+  out (a stored answer, a stamp). Deferred writes are committed in batches
+  (`bot.group_commit.WriteQueue`; SQLite: one transaction per batch, with the
+  `write`s queued meanwhile; PostgreSQL: one pipelined `executemany` per statement),
+  grouped and ordered by SQL text and `key` (two processes never lock rows in
+  opposite orders); `settle()` waits until everything deferred so far is committed.
 
 SQLite (file databases only; `for_engine` returns None for an in-memory one): the
 statements run on the event loop with a plain `sqlite3` connection — a read or a
@@ -39,7 +40,9 @@ passive checkpoint runs on the worker thread every `CHECKPOINT_EVERY` commits.
 PostgreSQL: a small asyncpg pool of its own (`RAW_POOL_SIZE` connections, no reset
 query on release: every statement here is one autocommit statement, so a connection
 never goes back with state on it); asyncpg prepares and caches each statement per
-connection.
+connection. Deferred writes go through one more connection of their own, without
+synchronous commit and with custom plans (see `PgRaw._write_batch`). `pace(raw)`
+bounds the deferred queue (`MAX_BACKLOG`).
 """
 
 from __future__ import annotations
@@ -188,9 +191,7 @@ class SqliteRaw:
                 raise
             self.fallbacks += 1
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(
-                self._executor, lambda: work(self._thread(), *args)
-            )
+            result = await loop.run_in_executor(self._executor, lambda: work(self._thread(), *args))
         return result
 
     async def fetch(self, sql: str, *args: Any) -> list[tuple]:
