@@ -45,64 +45,39 @@ from models.cards import OPEN
 from models.clock import local_date
 from models.types import from_cents
 
-MEMBER, SALE, EXPIRY, APPLICATION = 0, 1, 2, 3
-ADDRESS = 18
-"""The column of every row that names the openid it belongs to."""
-
-_NULLS = ", ".join(["NULL"] * 13)
-_SENDER = """
-SELECT 0, i.active, i.last_inbound_at, m.id, m.name, m.points, m.tier, m.cumulative_spend,
-       m.locale, m.birthday_month, m.birthday_day, m.birthday_calendar,
+_OPEN = ", ".join(f"'{status}'" for status in sorted(OPEN))
+FACTS = """
+SELECT i.address, i.active, i.last_inbound_at, m.id, m.name, m.points, m.tier,
+       m.cumulative_spend, m.locale, m.birthday_month, m.birthday_day, m.birthday_calendar,
        m.birthday_leap_month, m.eligible_tier,
        (SELECT COUNT(*) FROM pending_actions p
          WHERE p.channel = 'wechat' AND p.sender = i.address),
-       NULL, NULL, NULL, i.address
+       (SELECT {agg}(CAST(p.local_date AS TEXT) || ' ' || CAST(COALESCE(p.points, 0) AS TEXT)
+                     || ' ' || CAST(COALESCE(p.amount, 0) AS TEXT), ',')
+          FROM purchases p
+         WHERE p.member_id = m.id AND p.local_date >= ? AND p.local_date <= ?),
+       (SELECT CAST(l.expires_on AS TEXT) || ' ' || CAST(SUM(l.remaining) AS TEXT)
+          FROM points_lots l
+         WHERE l.member_id = m.id AND l.remaining > 0 AND l.expires_on >= ?
+         GROUP BY l.expires_on ORDER BY l.expires_on LIMIT 1),
+       {applications}
 FROM identities i LEFT JOIN members m ON m.id = i.member_id AND i.active
 WHERE i.channel = 'wechat' AND i.address {who}"""
-_SALES = f"""
-SELECT 1, {_NULLS}, NULL, p.local_date, p.points, p.amount, i.address
-FROM identities i JOIN purchases p ON p.member_id = i.member_id
-WHERE i.channel = 'wechat' AND i.address {{who}} AND i.active
-  AND p.local_date >= ? AND p.local_date <= ?"""
-_EXPIRY = f"""
-SELECT 2, {_NULLS}, NULL, l.expires_on, SUM(l.remaining), NULL, i.address
-FROM identities i JOIN points_lots l ON l.member_id = i.member_id
-WHERE i.channel = 'wechat' AND i.address {{who}} AND i.active AND l.remaining > 0
-  AND l.expires_on = (SELECT MIN(n.expires_on) FROM points_lots n
-                       WHERE n.member_id = i.member_id AND n.remaining > 0
-                         AND n.expires_on >= ?)
-GROUP BY i.address, l.expires_on"""
-_OPEN = ", ".join(f"'{status}'" for status in sorted(OPEN))
-_APPLICATIONS = f"""
-SELECT 3, NULL, NULL, NULL, NULL, NULL, c.tier, {", ".join(["NULL"] * 11)}, i.address
-FROM identities i JOIN card_applications c ON c.member_id = i.member_id
-WHERE i.channel = 'wechat' AND i.address {{who}} AND i.active AND c.status IN ({_OPEN})"""
-FACTS = _SENDER + "\nUNION ALL" + _SALES + "\nUNION ALL" + _EXPIRY
-"""SQLite, one openid. Parameters: openid; openid, first sales day, today; openid, today
-(then openid for `_APPLICATIONS`)."""
-
-# PostgreSQL reads the openids of concurrent messages together (a round trip costs more
-# than the read), with LATERAL joins so that every member's rows come from the
-# (member_id, …) indexes whatever the planner guesses about the array.
-_SALES_MANY = f"""
-SELECT 1, {_NULLS}, NULL, s.local_date, s.points, s.amount, i.address
-FROM identities i CROSS JOIN LATERAL (
-  SELECT p.local_date, p.points, p.amount FROM purchases p
-  WHERE p.member_id = i.member_id AND p.local_date >= ? AND p.local_date <= ?) s
-WHERE i.channel = 'wechat' AND i.address {{who}} AND i.active"""
-_EXPIRY_MANY = f"""
-SELECT 2, {_NULLS}, NULL, e.day, e.points, NULL, i.address
-FROM identities i CROSS JOIN LATERAL (
-  SELECT l.expires_on AS day, SUM(l.remaining) AS points FROM points_lots l
-  WHERE l.member_id = i.member_id AND l.remaining > 0 AND l.expires_on >= ?
-  GROUP BY l.expires_on ORDER BY l.expires_on LIMIT 1) e
-WHERE i.channel = 'wechat' AND i.address {{who}} AND i.active"""
-FACTS_MANY = _SENDER + "\nUNION ALL" + _SALES_MANY + "\nUNION ALL" + _EXPIRY_MANY
-"""PostgreSQL, an array of openids. Parameters: openids; first sales day, today, openids;
-today, openids (then openids for `_APPLICATIONS`). The next expiry is the smallest day
-of the open lots from today on, with their sum — what `models.points.NEXT_EXPIRY` says."""
+"""One row per openid: the identity, the member it is actively bound to (else NULLs),
+whether a confirmation is pending, and as text the member's purchases in the tier
+windows ("day points cents,…"), the next expiry ("day points": the smallest day of
+the open lots from today on and their sum — what `models.points.NEXT_EXPIRY` says)
+and the tiers of the open card applications ("gold,…"). One lookup of the identity,
+every other part by the member's id on its (member_id, …) index. Parameters: first
+sales day, today, today, the openid (or the array of openids)."""
+_APPLICATIONS = f"""(SELECT {{agg}}(c.tier, ',') FROM card_applications c
+          WHERE c.member_id = m.id AND c.status IN ({_OPEN}))"""
+AGGREGATE = {"sqlite": "group_concat", "postgresql": "string_agg"}
 MANY = "= ANY(?::text[])"
+"""PostgreSQL reads the openids of concurrent messages together (a round trip costs
+more than the read)."""
 ONE = "= ?"
+
 ANSWERS_KEPT = 4096
 """Replies remembered by everything they are made from (`QuickPoints._answer` is a pure
 function of the day and the rows read): a member who asks again while nothing of theirs
@@ -129,11 +104,12 @@ class QuickPoints:
         """False when the rules need what one read cannot give: always the normal path."""
         self._applications = tiers.needs_applications(tier_rules)
         self._batched = raw.dialect == "postgresql"
-        sql = FACTS_MANY if self._batched else FACTS
-        if self._applications:
-            sql += "\nUNION ALL" + _APPLICATIONS
-        self._sql = sql.format(who=MANY if self._batched else ONE)
-        self._reads: GroupWriter[tuple[str, date], list[tuple]] = GroupWriter(self._read_many)
+        agg = AGGREGATE[raw.dialect]
+        applications = _APPLICATIONS.format(agg=agg) if self._applications else "NULL"
+        self._sql = FACTS.format(
+            agg=agg, applications=applications, who=MANY if self._batched else ONE
+        )
+        self._reads: GroupWriter[tuple[str, date], tuple | None] = GroupWriter(self._read_many)
         self._start: tuple[date, date] | None = None
         self._compose = lru_cache(maxsize=ANSWERS_KEPT)(self._answer)
 
@@ -143,19 +119,13 @@ class QuickPoints:
         raw, dialect = self._raw, self._raw.dialect
         today = local_date(now, self._brand.tz)
         if self._batched:
-            rows = await self._reads.submit((openid, today))
+            sender = await self._reads.submit((openid, today))
         else:
             rows = await raw.fetch(self._sql, *self._args(openid, today))
-        sender = next((r for r in rows if r[0] == MEMBER), None)
+            sender = rows[0] if rows else None
         if sender is None or not sender[1] or sender[3] is None or sender[14]:
             return None  # unknown, unbound or inactive openid, or a pending confirmation
-        facts = (
-            today,
-            sender[4:14],  # name … eligible tier
-            tuple(row[15:18] for row in rows if row[0] == SALE),
-            next((row[15:17] for row in rows if row[0] == EXPIRY), None),
-            tuple(row[6] for row in rows if row[0] == APPLICATION),
-        )
+        facts = (today, sender[4:14], sender[15], sender[16], sender[17])
         reply = self._compose(facts)
         stamp = rawdb.read_time(sender[2])
         if stamp is None or stamp <= now - self._touch_every:
@@ -166,7 +136,7 @@ class QuickPoints:
 
     def _answer(self, facts: tuple) -> Reply:
         """The reply from what was read: `_compose` remembers the last `ANSWERS_KEPT`."""
-        today, member_row, sale_rows, expiry_row, applications = facts
+        today, member_row, sale_rows, expiry_row, applications = facts  # texts, see FACTS
         name, balance, tier, spend, locale, b_month, b_day, b_calendar, b_leap, eligible = (
             member_row
         )
@@ -180,10 +150,15 @@ class QuickPoints:
             birthday_calendar=b_calendar,
             birthday_leap_month=bool(b_leap),
         )
-        sales = [(rawdb.read_date(day), pts or 0, cents or 0) for day, pts, cents in sale_rows]
+        sales = []
+        for sale in sale_rows.split(",") if sale_rows else ():
+            day, pts, cents = sale.split(" ")
+            sales.append((date.fromisoformat(day), int(pts), int(cents)))
         expiring = None
         if expiry_row is not None:
-            expiring = (int(expiry_row[1]), rawdb.read_date(expiry_row[0]))
+            day, pts = expiry_row.split(" ")
+            expiring = (int(pts), date.fromisoformat(day))
+        applications = applications.split(",") if applications else []
         rules = self._rules
         pending = tiers.pending_from(
             rules.tiers, tier=tier, eligible=eligible, applications=applications
@@ -205,14 +180,7 @@ class QuickPoints:
         """The statement's parameters for `who` (an openid, or a list of them)."""
         dialect = self._raw.dialect
         day = rawdb.sql_date(today, dialect)
-        first = rawdb.sql_date(self._sales_start(today), dialect)
-        if self._batched:
-            args = [who, first, day, who, day, who]
-        else:
-            args = [who, who, first, day, who, day]
-        if self._applications:
-            args.append(who)
-        return args
+        return [rawdb.sql_date(self._sales_start(today), dialect), day, day, who]
 
     def _sales_start(self, today: date) -> date:
         """The first day of purchases the answer may need (worked out once a day)."""
@@ -221,11 +189,11 @@ class QuickPoints:
             self._start = (today, start)
         return self._start[1]
 
-    async def _read_many(self, items: list[tuple[str, date]]) -> list[list[tuple]]:
-        """The rows of several openids' reads in one statement per day (PostgreSQL)."""
-        by_openid: dict[tuple[str, date], list[tuple]] = {item: [] for item in items}
+    async def _read_many(self, items: list[tuple[str, date]]) -> list[tuple | None]:
+        """The rows of several openids in one statement per day (PostgreSQL)."""
+        found: dict[tuple[str, date], tuple] = {}
         for today in {day for _, day in items}:
             openids = sorted({openid for openid, day in items if day == today})
             for row in await self._raw.fetch(self._sql, *self._args(openids, today)):
-                by_openid[(row[ADDRESS], today)].append(row)
-        return [by_openid[item] for item in items]
+                found[(row[0], today)] = row
+        return [found.get(item) for item in items]
