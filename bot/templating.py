@@ -29,8 +29,8 @@ from decimal import Decimal
 from functools import cache
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
-from jinja2.runtime import Context
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, pass_context
+from jinja2.runtime import Context, new_context
 
 from models.phone import mask_phone
 
@@ -117,9 +117,27 @@ def template_names(locale: str = DEFAULT_LOCALE) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.txt") if not p.stem.startswith("_"))
 
 
+@cache
+def _template(name: str, locale: str) -> tuple[Template, dict]:
+    """A reply template, compiled once, and its globals as a plain dict.
+
+    `Template.render` copies `template.globals` (a ChainMap over the environment's
+    globals) into every new context, twice; the environment's globals are fixed once
+    it is built, so the copy is made here once and each render starts from it."""
+    template = environment().get_template(f"replies/{locale}/{name}.txt")
+    return template, dict(template.globals)
+
+
 def render(name: str, locale: str | None = None, /, **ctx) -> str:
     """Render reply `name` in `locale` (default zh_CN) with the values in `ctx`."""
     loc = pick_locale(locale)
-    template = environment().get_template(f"replies/{loc}/{name}.txt")
-    text = template.render(locale=loc, **ctx)
+    template, globals_ = _template(name, loc)
+    ctx["locale"] = loc
+    # What `template.render(locale=loc, **ctx)` does, with the globals copied once.
+    env = template.environment
+    context = new_context(env, template.name, template.blocks, ctx, False, globals_)
+    try:
+        text = env.concat(template.root_render_func(context))  # type: ignore[attr-defined]
+    except Exception:
+        env.handle_exception()
     return _BLANK_RUNS.sub("\n\n", text).strip()

@@ -66,6 +66,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
+from functools import lru_cache
 
 from sqlalchemy import BigInteger, bindparam, exists, func, literal_column, type_coerce, union_all
 from sqlmodel import col, select
@@ -79,6 +80,9 @@ from models.tables import CardApplication, Member, Purchase, TierChange
 from models.types import from_cents
 
 Span = tuple[date | None, date | None]
+DAYS_KEPT = 1024
+"""Windows remembered per (window, day): pure functions of the calendar, asked for the
+same few days on every "积分" (today, the days of the member's oldest purchases)."""
 
 # --------------------------------------------------------------------------- windows (pure)
 
@@ -93,6 +97,7 @@ def month_window(day: date) -> tuple[date, date]:
     return first, add_months(first, 1) - timedelta(days=1)
 
 
+@lru_cache(maxsize=DAYS_KEPT)
 def half_year_window(day: date) -> tuple[date, date]:
     """The 6 calendar months ending on `day`: 2026-08-15 → 2026-02-16 .. 2026-08-15."""
     return add_months(day, -6) + timedelta(days=1), day
@@ -117,6 +122,7 @@ def validity_window(expires: date, valid_months: int) -> tuple[date, date]:
     return add_months(expires, -valid_months), expires - timedelta(days=1)
 
 
+@lru_cache(maxsize=DAYS_KEPT)
 def window_span(window: Window, anchor: date, *, period_start: str) -> Span:
     """The days a window covers around its anchor day (None = open-ended).
 
@@ -137,6 +143,7 @@ def window_span(window: Window, anchor: date, *, period_start: str) -> Span:
     raise ValueError(f"window {window!r} needs a validity, not an anchor day")
 
 
+@lru_cache(maxsize=DAYS_KEPT)
 def leaves_half_year_on(day: date) -> date:
     """The first day whose half-year window no longer contains `day`: six months later
     (2026-03-01 → 2026-09-01), or the first of the next month when that month is too
