@@ -31,7 +31,7 @@ back), so it lands milliseconds after the answer — well inside the minute
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
 from bot import rawdb
@@ -42,7 +42,7 @@ from bot.handlers import points
 from bot.templating import pick_locale
 from models import tiers
 from models.cards import OPEN
-from models.clock import local_date
+from models.clock import day_end, day_start, local_date
 from models.types import from_cents
 
 _OPEN = ", ".join(f"'{status}'" for status in sorted(OPEN))
@@ -78,6 +78,8 @@ MANY = "= ANY(?::text[])"
 more than the read)."""
 ONE = "= ?"
 
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
 ANSWERS_KEPT = 4096
 """Replies remembered by everything they are made from (`QuickPoints._answer` is a pure
 function of the day and the rows read): a member who asks again while nothing of theirs
@@ -111,17 +113,21 @@ class QuickPoints:
         )
         self._reads: GroupWriter[tuple[str, date], tuple | None] = GroupWriter(self._read_many)
         self._start: tuple[date, date] | None = None
+        self._day: tuple[datetime, datetime, date] = (_NEVER, _NEVER, date.min)
+        """[start, end) of the brand day last seen, and that day."""
+        self._day_args: list = []
         self._compose = lru_cache(maxsize=ANSWERS_KEPT)(self._answer)
 
     async def answer(self, openid: str, now: datetime) -> Reply | None:
         if not self.usable:
             return None
         raw, dialect = self._raw, self._raw.dialect
-        today = local_date(now, self._brand.tz)
+        day = self._day
+        today = day[2] if day[0] <= now < day[1] else self._new_day(now)
         if self._batched:
             sender = await self._reads.submit((openid, today))
         else:
-            rows = await raw.fetch(self._sql, *self._args(openid, today))
+            rows = await raw.fetch(self._sql, *self._day_args, openid)
             sender = rows[0] if rows else None
         if sender is None or not sender[1] or sender[3] is None or sender[14]:
             return None  # unknown, unbound or inactive openid, or a pending confirmation
@@ -175,6 +181,23 @@ class QuickPoints:
             progress=progress,
             expiring=expiring,
         )
+
+    def _new_day(self, now: datetime) -> date:
+        """The brand day of `now`, remembered with its bounds (and, on SQLite, the
+        statement's day parameters) for the next messages of the same day."""
+        tz = self._brand.tz
+        today = local_date(now, tz)
+        start, end = day_start(today, tz), day_end(today, tz)
+        last = end - timedelta(microseconds=1)
+        if (
+            local_date(start, tz) == today == local_date(last, tz)
+            and start.astimezone(tz).utcoffset() == last.astimezone(tz).utcoffset()
+        ):  # one offset all day: every instant in [start, end) is on `today`
+            self._day = (start, end, today)
+        else:  # a zone change within the day: work the day out for every message
+            self._day = (_NEVER, _NEVER, today)
+        self._day_args = self._args(None, today)[:-1]
+        return today
 
     def _args(self, who, today: date) -> list:
         """The statement's parameters for `who` (an openid, or a list of them)."""
