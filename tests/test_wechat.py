@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from bot.app import create_app
 from bot.appkeys import INBOUND_LOG
-from bot.channels import xmlsafe
 from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
 from bot.conversation import Inbound, Reply
 from bot.wechat_api import WeChatApi
@@ -601,73 +600,3 @@ async def test_the_access_token_is_cached_until_shortly_before_it_expires(fake_a
     assert second != first
     assert len(fake_api.token_requests) == 2
     assert sorted(m["text"]["content"] for m in fake_api.sent) == ["m0", "m1", "m2"]
-
-
-# A flat document is read without a parser (`xmlsafe._flat_fields`); every other shape
-# takes ElementTree. Both must give the same fields for the same text.
-_FLAT_CASES = [
-    "<xml><A><![CDATA[ hi ]]></A><B>12</B></xml>",
-    "<xml>\n<A><![CDATA[]]]></A>\n<B></B>\n</xml>\n",
-    "<xml><A><![CDATA[a]]]]><![CDATA[>]]></A></xml>",  # two CDATA sections: ElementTree
-    "<xml><A><![CDATA[x]]>junk]]></A></xml>",  # "]]>" in text: malformed
-    "<xml><A>a]b</A></xml>",
-    "<xml><A><![CDATA[a\rb]]></A></xml>",  # CR: normalised by the parser
-    "<xml><A><![CDATA[a\x01b]]></A></xml>",  # a character XML forbids: malformed
-    "<xml><A>\u3000x\u3000</A></xml>",
-    "<xml><A>1</A><A>2</A></xml>",  # repeated
-    "<xml><A><B>1</B></A></xml>",  # nested
-    "<xml><A a='1'>1</A></xml>",  # attribute
-    "<xml><A>&amp;</A></xml>",  # entity
-    "<xml><A>1</B></xml>",  # mismatched
-    "<xml></xml>",
-    " <xml><A>1</A></xml>",
-    "<xml><A>1</A></xml>junk",
-]
-
-
-@pytest.mark.parametrize("text", _FLAT_CASES)
-def test_flat_fields_are_read_as_elementtree_reads_them(text):
-    from xml.etree.ElementTree import fromstring
-
-    def by_elementtree():
-        root = fromstring(text)
-        if root.tag != "xml" or len(root) == 0:
-            raise xmlsafe.MalformedXml("no fields")
-        fields = {}
-        for child in root:
-            if child.tag in fields:
-                fields[child.tag] = xmlsafe._REPEATED
-            elif len(child) or child.attrib:
-                fields[child.tag] = xmlsafe._NESTED
-            else:
-                fields[child.tag] = (child.text or "").strip() or None
-        return fields
-
-    try:
-        expected = by_elementtree()
-    except Exception:
-        expected = "malformed"
-    fast = xmlsafe._flat_fields(text)
-    if fast is not None:
-        assert fast == expected
-    try:
-        got = xmlsafe.parse_fields(text)
-    except xmlsafe.MalformedXml:
-        got = "malformed"
-    assert got == expected
-
-
-def test_a_wechat_message_is_read_without_a_parser():
-    text = (
-        "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o_1]]>"
-        "</FromUserName><CreateTime>1764600000</CreateTime><MsgType><![CDATA[text]]>"
-        "</MsgType><Content><![CDATA[ 积分 ]]></Content><MsgId>42</MsgId></xml>"
-    )
-    assert xmlsafe._flat_fields(text) == {
-        "ToUserName": "gh_1",
-        "FromUserName": "o_1",
-        "CreateTime": "1764600000",
-        "MsgType": "text",
-        "Content": "积分",
-        "MsgId": "42",
-    }
