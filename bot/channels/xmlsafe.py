@@ -50,9 +50,6 @@ def parse_fields(text: str) -> dict:
     ElementTree's C parser (expat): the same parser xmltodict drives, without building
     its dictionaries event by event (a third of the time)."""
     check_no_declarations(text)
-    fields = _flat_fields(text)
-    if fields is not None:
-        return fields
     try:
         root = fromstring(text)
     except (ParseError, ValueError) as exc:
@@ -68,33 +65,6 @@ def parse_fields(text: str) -> dict:
             fields[name] = _NESTED
         else:
             fields[name] = (child.text or "").strip() or None
-    return fields
-
-
-# What WeChat sends: `<xml>` and flat fields, each one CDATA section or plain text
-# without markup (`<`, `&`) or `]`. For exactly that shape the fields can be read
-# without building a parser (expat's set-up is most of the cost of such a small
-# document); anything else — a prolog, comments, attributes, entities, nested or
-# mixed content, a CR (expat normalises line ends), a character XML forbids — takes
-# ElementTree's parser, so the same text gives the same fields either way.
-_CHAR = "\x00-\x08\x0b\x0c\x0e-\x1f\r\ufffe\uffff"  # forbidden in XML, and CR
-_FIELD = (
-    r"<(?P<name>[A-Za-z][A-Za-z0-9_]*)>(?:"
-    rf"<!\[CDATA\[(?P<cdata>[^\]{_CHAR}]*(?:\](?!\]>)[^\]{_CHAR}]*)*)\]\]>"
-    rf"|(?P<plain>[^<&\]{_CHAR}]*))</(?P=name)>"
-)
-_FLAT_DOC = re.compile(r"<xml>(?:[ \t\n]*" + _FIELD + r")+[ \t\n]*</xml>[ \t\n]*")
-_FLAT_FIELD = re.compile(_FIELD)
-
-
-def _flat_fields(text: str) -> dict | None:
-    """`parse_fields` of a flat WeChat document without a parser; None if not that shape."""
-    if _FLAT_DOC.fullmatch(text) is None:
-        return None
-    fields: dict = {}
-    for name, cdata, plain in _FLAT_FIELD.findall(text):
-        # One of the two is empty; `.text` of the element is the other.
-        fields[name] = _REPEATED if name in fields else (cdata or plain).strip() or None
     return fields
 
 
