@@ -116,3 +116,13 @@ async def engine(db_url: str):
 def sessions(engine):
     """An async_sessionmaker bound to the test database."""
     return session_factory(engine)
+
+
+@pytest.fixture
+def isolated_cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For command-line tests: no MEMBERBOT_* settings from the developer's shell (but
+    the test database URL), and the working directory is a scratch directory."""
+    for key in list(os.environ):
+        if key.startswith("MEMBERBOT_") and key != PG_URL_ENV:
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)

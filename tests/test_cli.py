@@ -24,18 +24,12 @@ from bot.demo import DEMO_API_KEY, DEMO_MEMBERS, demo_token, seed_demo
 from models.db import transaction
 from models.stores import authenticate_assistant, create_or_update_assistant, upsert_store
 from models.tables import Member, Purchase
-from tests.conftest import API_KEY, PG_URL_ENV
+from tests.conftest import API_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No MEMBERBOT_* settings from the developer's shell; cwd is a scratch directory."""
-    for key in list(os.environ):
-        if key.startswith("MEMBERBOT_") and key != PG_URL_ENV:
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_cli_env")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,18 +24,13 @@ from models.errors import InvalidInput
 from models.members import MemberIn, upsert_member
 from models.stores import create_or_update_assistant, upsert_store
 from models.tables import Member, PointsEntry, Purchase, PurchaseItem
-from tests.conftest import API_KEY, PG_URL_ENV
+from tests.conftest import API_KEY
 
 MEMBER_HEADER = "phone,name,gender,birthday,birthday_calendar,store,assistant"
 PURCHASE_HEADER = "receipt_no,phone,store,assistant,amount,at,sku,name,category,qty,item_amount"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.startswith("MEMBERBOT_") and key != PG_URL_ENV:
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_cli_env")
 
 
 @pytest.fixture

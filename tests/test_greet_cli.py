@@ -16,20 +16,13 @@ from bot.cli import main
 from models.db import transaction
 from models.stores import create_or_update_assistant, upsert_store
 from models.tables import OutboxMessage
-from tests.conftest import PG_URL_ENV
 from tests.factories import make_member
 
 REPO = Path(__file__).resolve().parents[1]
 PHONE = "+8613800138000"
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No MEMBERBOT_* settings from the developer's shell; cwd is a scratch directory."""
-    for key in list(os.environ):
-        if key.startswith("MEMBERBOT_") and key != PG_URL_ENV:
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_cli_env")
 
 
 @pytest.fixture
