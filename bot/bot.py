@@ -144,6 +144,19 @@ class MemberBot:
                 reply = await self._dispatch(turn, match)
         return await self._send_outgoing(turn, reply)
 
+    async def quick(self, inbound: Inbound, key: str) -> Reply | None:
+        """The answer to a message that changes nothing, when the quick path can give it
+        from one read that also shows the inbound log does not have `key` yet; None
+        otherwise (then `handle` it, through the inbound log's claim). Today that is a
+        bound WeChat member's "积分" (`bot.quick`); its only write, the stamp, is
+        idempotent and moves forward only, so a duplicate answered the same way at the
+        same time changes nothing twice."""
+        if self._quick is None or inbound.event or inbound.channel != "wechat":
+            return None
+        if self._match(inbound.text).intent is not Intent.POINTS:
+            return None
+        return await self._quick.answer(inbound.sender, self._clock(), unseen=key)
+
     def _match(self, text: str) -> Match:
         return self._route(text) if len(text) <= 64 else self._router.route(text)
 

@@ -37,3 +37,11 @@ class Reply:
 
 class Conversation(Protocol):
     async def handle(self, inbound: Inbound) -> Reply: ...
+
+
+class QuickConversation(Conversation, Protocol):
+    """A conversation that can also answer some messages without a claim in the inbound
+    log (`bot.inbound_log.InboundLog.respond_once`, `quick=`): messages that change
+    nothing, from a read that also shows the log does not have `key` yet."""
+
+    async def quick(self, inbound: Inbound, key: str) -> Reply | None: ...

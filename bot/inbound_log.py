@@ -23,6 +23,13 @@ How (`InboundLog.respond_once`):
    polls the row.
 4. If the handler raises, the claim is released (the row deleted) and every waiting
    duplicate fails too, so the platform's next retry starts afresh.
+5. A message that changes nothing may skip the claim (`quick=`, e.g. a bound member's
+   "积分", `bot.bot.MemberBot.quick`): the conversation's one read answers it and also
+   shows the key is not in the log (else steps 1–3, so a retry still gets the stored
+   answer); the answer is stored behind the reply as an `answered` row (INSERT … ON
+   CONFLICT DO NOTHING: a copy that got there first keeps its row). A copy arriving
+   before that row lands answers from the same data again: no second effect, since
+   the only write is the forward-only `last_inbound_at` stamp.
 
 The log is on the hot path of every webhook, so it runs on the raw driver
 (`bot.rawdb`, no SQLAlchemy) with one statement per message: the claim
@@ -108,11 +115,15 @@ class InboundLog:
         handler: Callable[[], Awaitable[Reply]],
         *,
         deadline: float,
+        quick: Callable[[], Awaitable[Reply | None]] | None = None,
     ) -> Outcome:
         """Run `handler` once per (channel, key) and say what to answer now.
 
         `deadline` is a `loop.time()` by which this request must answer. Raises
         HandlingFailed if the handler (this one's or the awaited first one's) raised.
+        `quick`, when given, is tried first: a reply from it (a message that changes
+        nothing, read in a snapshot without `key`) is the answer, stored behind it, with
+        no claim; None goes the claimed way.
         """
         loop = asyncio.get_running_loop()
         first = self._local.get((channel, key))
@@ -122,6 +133,14 @@ class InboundLog:
                 return await self._wait_local(first, deadline)
             finally:
                 self.waiting -= 1
+        if quick is not None and self._raw is not None:
+            reply = await quick()
+            if reply is not None:
+                text = reply.text or None
+                now = rawdb.sql_time(utcnow(), self._raw.dialect)
+                self._raw.defer(_ANSWERED, (channel, key, ANSWERED, text, now, now), key)
+                await rawdb.pace(self._raw)
+                return Outcome("answered", text)
         mine: asyncio.Future[Outcome | None] = loop.create_future()
         self._local[(channel, key)] = mine
         try:
@@ -366,6 +385,13 @@ _CLAIM_MANY = (
     " RETURNING id, channel, dedupe_key"
 )
 """PostgreSQL: the claims of a batch (keys in sorted order: two processes never deadlock)."""
+_ANSWERED = (
+    "INSERT INTO inbound_messages"
+    " (channel, dedupe_key, status, reply_text, created_at, answered_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, dedupe_key) DO NOTHING"
+)
+"""A quick answer's row, written behind the reply: if a duplicate got there first (its
+claim, or its own quick answer), that row stays."""
 _UPDATE = "UPDATE inbound_messages SET status = ?, reply_text = ?, answered_at = ? WHERE id = ?"
 _RELEASE = "DELETE FROM inbound_messages WHERE id = ?"
 _READ = "SELECT status, reply_text FROM inbound_messages WHERE channel = ? AND dedupe_key = ?"

@@ -60,23 +60,36 @@ SELECT i.address, i.active, i.last_inbound_at, m.id, m.name, m.points, m.tier,
           FROM points_lots l
          WHERE l.member_id = m.id AND l.remaining > 0 AND l.expires_on >= ?
          GROUP BY l.expires_on ORDER BY l.expires_on LIMIT 1),
-       {applications}
-FROM identities i LEFT JOIN members m ON m.id = i.member_id AND i.active
-WHERE i.channel = 'wechat' AND i.address {who}"""
+       {applications},
+       (SELECT COUNT(*) FROM inbound_messages d WHERE d.channel = 'wechat' AND d.dedupe_key = {seen})
+       {source}"""
 """One row per openid: the identity, the member it is actively bound to (else NULLs),
 whether a confirmation is pending, and as text the member's purchases in the tier
 windows ("day points cents,…"), the next expiry ("day points": the smallest day of
 the open lots from today on and their sum — what `models.points.NEXT_EXPIRY` says)
-and the tiers of the open card applications ("gold,…"). One lookup of the identity,
-every other part by the member's id on its (member_id, …) index. Parameters: first
-sales day, today, today, the openid (or the array of openids)."""
+and the tiers of the open card applications ("gold,…"), and whether the inbound log
+already has the message (`bot.inbound_log`: its de-duplication key; a retry or a message
+another request is handling). One lookup of the identity and one of the key, every other
+part by the member's id on its (member_id, …) index. Parameters: first sales day, today,
+today, then the key and the openid (SQLite), or the arrays of openids and keys
+(PostgreSQL, which also gives the key back as the last column)."""
 _APPLICATIONS = f"""(SELECT {{agg}}(c.tier, ',') FROM card_applications c
           WHERE c.member_id = m.id AND c.status IN ({_OPEN}))"""
 AGGREGATE = {"sqlite": "group_concat", "postgresql": "string_agg"}
-MANY = "= ANY(?::text[])"
+ONE = {
+    "seen": "?",
+    "source": """FROM identities i LEFT JOIN members m ON m.id = i.member_id AND i.active
+WHERE i.channel = 'wechat' AND i.address = ?""",
+}
+MANY = {
+    "seen": "w.seen",
+    "source": """, w.seen
+FROM unnest(?::text[], ?::text[]) AS w(address, seen)
+JOIN identities i ON i.channel = 'wechat' AND i.address = w.address
+LEFT JOIN members m ON m.id = i.member_id AND i.active""",
+}
 """PostgreSQL reads the openids of concurrent messages together (a round trip costs
 more than the read)."""
-ONE = "= ?"
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -109,28 +122,35 @@ class QuickPoints:
         agg = AGGREGATE[raw.dialect]
         applications = _APPLICATIONS.format(agg=agg) if self._applications else "NULL"
         self._sql = FACTS.format(
-            agg=agg, applications=applications, who=MANY if self._batched else ONE
+            agg=agg, applications=applications, **(MANY if self._batched else ONE)
         )
-        self._reads: GroupWriter[tuple[str, date], tuple | None] = GroupWriter(self._read_many)
+        self._reads: GroupWriter[tuple[str, date, str | None], tuple | None] = GroupWriter(
+            self._read_many
+        )
         self._start: tuple[date, date] | None = None
         self._day: tuple[datetime, datetime, date] = (_NEVER, _NEVER, date.min)
         """[start, end) of the brand day last seen, and that day."""
         self._day_args: list = []
         self._compose = lru_cache(maxsize=ANSWERS_KEPT)(self._answer)
 
-    async def answer(self, openid: str, now: datetime) -> Reply | None:
+    async def answer(self, openid: str, now: datetime, unseen: str | None = None) -> Reply | None:
+        """The reply, or None for the normal path. With `unseen` (a de-duplication key of
+        `bot.inbound_log`), also None when the inbound log already has that key: the same
+        read shows whether the message is a retry (`bot.inbound_log.InboundLog.
+        respond_once` answers without a claim only when it is not)."""
         if not self.usable:
             return None
         raw, dialect = self._raw, self._raw.dialect
         day = self._day
         today = day[2] if day[0] <= now < day[1] else self._new_day(now)
         if self._batched:
-            sender = await self._reads.submit((openid, today))
+            sender = await self._reads.submit((openid, today, unseen))
         else:
-            rows = await raw.fetch(self._sql, *self._day_args, openid)
+            rows = await raw.fetch(self._sql, *self._day_args, unseen, openid)
             sender = rows[0] if rows else None
-        if sender is None or not sender[1] or sender[3] is None or sender[14]:
-            return None  # unknown, unbound or inactive openid, or a pending confirmation
+        if sender is None or not sender[1] or sender[3] is None or sender[14] or sender[18]:
+            # unknown, unbound or inactive openid, a pending confirmation, or seen before
+            return None
         facts = (today, sender[4:14], sender[15], sender[16], sender[17])
         reply = self._compose(facts)
         stamp = rawdb.read_time(sender[2])
@@ -196,14 +216,14 @@ class QuickPoints:
             self._day = (start, end, today)
         else:  # a zone change within the day: work the day out for every message
             self._day = (_NEVER, _NEVER, today)
-        self._day_args = self._args(None, today)[:-1]
+        self._day_args = self._args(today)
         return today
 
-    def _args(self, who, today: date) -> list:
-        """The statement's parameters for `who` (an openid, or a list of them)."""
+    def _args(self, today: date) -> list:
+        """The statement's day parameters (first sales day, today, today)."""
         dialect = self._raw.dialect
         day = rawdb.sql_date(today, dialect)
-        return [rawdb.sql_date(self._sales_start(today), dialect), day, day, who]
+        return [rawdb.sql_date(self._sales_start(today), dialect), day, day]
 
     def _sales_start(self, today: date) -> date:
         """The first day of purchases the answer may need (worked out once a day)."""
@@ -212,11 +232,14 @@ class QuickPoints:
             self._start = (today, start)
         return self._start[1]
 
-    async def _read_many(self, items: list[tuple[str, date]]) -> list[tuple | None]:
-        """The rows of several openids in one statement per day (PostgreSQL)."""
-        found: dict[tuple[str, date], tuple] = {}
-        for today in {day for _, day in items}:
-            openids = sorted({openid for openid, day in items if day == today})
-            for row in await self._raw.fetch(self._sql, *self._args(openids, today)):
-                found[(row[0], today)] = row
+    async def _read_many(
+        self, items: list[tuple[str, date, str | None]]
+    ) -> list[tuple | None]:
+        """The rows of several (openid, day, key) in one statement per day (PostgreSQL)."""
+        found: dict[tuple[str, date, str | None], tuple] = {}
+        for today in {day for _, day, _ in items}:
+            pairs = sorted({(openid, key or "") for openid, day, key in items if day == today})
+            openids, keys = [p[0] for p in pairs], [p[1] for p in pairs]
+            for row in await self._raw.fetch(self._sql, *self._args(today), openids, keys):
+                found[(row[0], today, row[19] or None)] = row
         return [found.get(item) for item in items]

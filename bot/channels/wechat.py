@@ -239,12 +239,15 @@ class WeChatWebhook:
             return _success()
         conversation = app[CONVERSATION]
         inbound_log = app[INBOUND_LOG]
+        key = msg.dedupe_key
+        quick = getattr(conversation, "quick", None)  # bot.conversation.QuickConversation
         try:
             outcome = await inbound_log.respond_once(
                 "wechat",
-                msg.dedupe_key,
+                key,
                 lambda: conversation.handle(inbound),
                 deadline=started + opts.reply_deadline,
+                quick=None if quick is None else lambda: quick(inbound, key),
             )
         except HandlingFailed:
             log.exception("no answer for a wechat message")

@@ -1,0 +1,183 @@
+"""A bound member's "积分" over the real WeChat webhook, answered without a claim.
+
+`InboundLog.respond_once(quick=…)` asks `MemberBot.quick` first: one read gives the
+answer and shows that the inbound log does not have the message yet; the answer is
+stored behind the reply with no `processing` claim before it. These tests check what
+that must keep: a retry gets the stored answer (even when the data changed since), a
+message another request or replica is handling is never answered on the side, and
+concurrent copies share one answer and one row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import insert, select
+
+from bot.app import create_app
+from bot.appkeys import INBOUND_LOG
+from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
+from bot.inbound_log import InboundLog
+from models.tables import InboundMessage
+from models.types import utcnow
+from tests.conftest import API_KEY
+from tests.fakes import WECHAT_APP_ID, WECHAT_APP_SECRET
+from tests.payloads import WECHAT_AES_KEY, WECHAT_TOKEN, aes, decrypt_reply, plain, reply_fields
+from tests.payloads import wechat_text
+
+PHONE = "+8613800138000"
+OPENID = "o_member_quick"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+TABLE = InboundMessage.__table__
+
+
+async def purchase(client, receipt: str, amount: str) -> None:
+    body = {
+        "receipt_no": receipt, "phone": PHONE, "store": "S001", "assistant": "A001",
+        "amount": amount, "at": "2026-11-20T15:00:00+08:00",
+    }  # fmt: skip
+    resp = await client.post("/api/purchases", json=body, headers=AUTH)
+    assert resp.status == 201, await resp.text()
+
+
+@pytest.fixture
+def build(aiohttp_client, make_settings):
+    async def make(options: WeChatOptions | None = None):
+        settings = make_settings(
+            wechat={
+                "enabled": True,
+                "app_id": WECHAT_APP_ID,
+                "app_secret": WECHAT_APP_SECRET,
+                "token": WECHAT_TOKEN,
+                "encoding_aes_key": WECHAT_AES_KEY,
+                "api_base_url": "http://127.0.0.1:9",
+            },
+        )
+        app = create_app(settings)
+        app[WECHAT_OPTIONS] = options or WeChatOptions()
+        return await aiohttp_client(app)
+
+    return make
+
+
+@pytest.fixture
+async def client(build):
+    client = await build()
+    for path, body in (
+        ("/api/stores", {"code": "S001", "name": "南京西路店", "city": "上海"}),
+        ("/api/assistants", {"code": "A001", "name": "王丽", "store": "S001"}),
+        ("/api/members", {"phone": PHONE, "name": "张三", "store": "S001",
+                          "assistant": "A001", "wechat_openid": OPENID}),
+    ):  # fmt: skip
+        resp = await client.post(path, json=body, headers=AUTH)
+        assert resp.status in (200, 201), await resp.text()
+    await purchase(client, "R1", "3500.00")
+    return client
+
+
+async def ask(client, msg_id: str, *, mode: str = "plain", text: str = "积分") -> str:
+    """The Content of the bot's passive reply, or the raw body when it is not XML."""
+    xml = wechat_text(OPENID, text, msg_id=msg_id)
+    query, data = aes(xml) if mode == "aes" else plain(xml)
+    resp = await client.post("/wechat", params=query, data=data)
+    body = await resp.text()
+    assert resp.status == 200, body
+    if body == "success":
+        return body
+    return reply_fields(decrypt_reply(body) if mode == "aes" else body)["Content"]
+
+
+async def rows(client, msg_id: str) -> list:
+    engine = client.app[INBOUND_LOG]._engine
+    async with engine.connect() as conn:
+        stmt = select(TABLE).where(TABLE.c.dedupe_key == f"msg:{msg_id}")
+        return list((await conn.execute(stmt)).all())
+
+
+@pytest.mark.parametrize("mode", ["plain", "aes"])
+async def test_points_are_answered_and_stored_without_a_claim(client, monkeypatch, mode):
+    async def no_claim(self, channel, key):
+        raise AssertionError(f"claimed {key}: the quick path takes no claim")
+
+    monkeypatch.setattr(InboundLog, "_claim", no_claim)
+    answer = await ask(client, "7001", mode=mode)
+    assert "3,500" in answer and "张三" in answer, answer
+    await client.app[INBOUND_LOG].settle()
+    [row] = await rows(client, "7001")
+    assert (row.status, row.reply_text) == ("answered", answer)
+    assert row.answered_at is not None
+
+
+async def test_a_retry_gets_the_stored_answer_even_after_the_data_changed(client):
+    first = await ask(client, "7002")
+    await client.app[INBOUND_LOG].settle()
+    await purchase(client, "R2", "100.00")  # the balance is 3,600 from now on
+    assert await ask(client, "7002") == first  # WeChat's retry of the same message
+    fresh = await ask(client, "7003")
+    assert "3,600" in fresh and "3,500" in first, (first, fresh)
+
+
+async def test_a_message_another_replica_is_handling_is_not_answered_on_the_side(build, client):
+    """The key is `processing` (claimed elsewhere): the request waits for that answer —
+    here until its deadline, answering `success` — and never computes its own."""
+    quick = await build(WeChatOptions(reply_deadline=0.3))
+    engine = client.app[INBOUND_LOG]._engine
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(TABLE).values(
+                channel="wechat", dedupe_key="msg:7004", status="processing", created_at=utcnow()
+            )
+        )
+    assert await ask(quick, "7004") == "success"
+    async with engine.begin() as conn:
+        await conn.execute(
+            TABLE.update()
+            .where(TABLE.c.dedupe_key == "msg:7004")
+            .values(status="answered", reply_text="the other replica's answer", answered_at=utcnow())
+        )
+    assert await ask(quick, "7004") == "the other replica's answer"
+
+
+async def test_concurrent_copies_share_one_answer_and_one_row(client):
+    answers = await asyncio.gather(*(ask(client, "7005") for _ in range(5)))
+    assert len(set(answers)) == 1 and "3,500" in answers[0], answers
+    await client.app[INBOUND_LOG].settle()
+    assert len(await rows(client, "7005")) == 1
+
+
+async def test_concurrent_messages_of_one_member_are_each_answered_and_stored(client):
+    """On PostgreSQL the reads of concurrent messages go in one statement: two keys of
+    one openid in the same batch are told apart."""
+    ids = [f"80{n:02d}" for n in range(8)]
+    answers = await asyncio.gather(*(ask(client, i) for i in ids))
+    assert all("3,500" in a for a in answers), answers
+    await client.app[INBOUND_LOG].settle()
+    for i in ids:
+        [row] = await rows(client, i)
+        assert row.reply_text == answers[0]
+
+
+async def test_other_keywords_still_go_through_the_claim(client, monkeypatch):
+    claimed: list[str] = []
+    claim = InboundLog._claim
+
+    async def spy(self, channel, key):
+        claimed.append(key)
+        return await claim(self, channel, key)
+
+    monkeypatch.setattr(InboundLog, "_claim", spy)
+    await ask(client, "7006", text="兑换 1")  # asks for a confirmation: a write
+    await ask(client, "7007")  # 积分 with that confirmation pending: it is cancelled
+    assert claimed == ["msg:7006", "msg:7007"]
+
+
+async def test_a_retry_and_a_new_message_read_together_are_told_apart(client):
+    """A retry (key stored) and a new message of the same member at once: on PostgreSQL
+    one statement reads both; the retry gets the stored answer, the new one fresh data."""
+    old = await ask(client, "8100")
+    await client.app[INBOUND_LOG].settle()
+    await purchase(client, "R3", "100.00")
+    for _ in range(3):
+        retry, new = await asyncio.gather(ask(client, "8100"), ask(client, f"81{_:02d}1"))
+        assert retry == old and "3,600" in new, (retry, new)
