@@ -61,33 +61,35 @@ SELECT i.address, i.active, i.last_inbound_at, m.id, m.name, m.points, m.tier,
          WHERE l.member_id = m.id AND l.remaining > 0 AND l.expires_on >= ?
          GROUP BY l.expires_on ORDER BY l.expires_on LIMIT 1),
        {applications},
-       (SELECT COUNT(*) FROM inbound_messages d WHERE d.channel = 'wechat' AND d.dedupe_key = {seen})
-       {source}"""
+       {seen}
+FROM identities i LEFT JOIN members m ON m.id = i.member_id AND i.active
+WHERE i.channel = 'wechat' AND i.address {who}"""
 """One row per openid: the identity, the member it is actively bound to (else NULLs),
 whether a confirmation is pending, and as text the member's purchases in the tier
 windows ("day points cents,…"), the next expiry ("day points": the smallest day of
 the open lots from today on and their sum — what `models.points.NEXT_EXPIRY` says)
 and the tiers of the open card applications ("gold,…"), and whether the inbound log
 already has the message (`bot.inbound_log`: its de-duplication key; a retry or a message
-another request is handling). One lookup of the identity and one of the key, every other
+another request is handling) — on PostgreSQL, which reads several messages at once,
+which of their keys it has. One lookup of the identity and one of each key, every other
 part by the member's id on its (member_id, …) index. Parameters: first sales day, today,
-today, then the key and the openid (SQLite), or the arrays of openids and keys
-(PostgreSQL, which also gives the key back as the last column)."""
+today, the key(s), the openid(s)."""
 _APPLICATIONS = f"""(SELECT {{agg}}(c.tier, ',') FROM card_applications c
           WHERE c.member_id = m.id AND c.status IN ({_OPEN}))"""
 AGGREGATE = {"sqlite": "group_concat", "postgresql": "string_agg"}
 ONE = {
-    "seen": "?",
-    "source": """FROM identities i LEFT JOIN members m ON m.id = i.member_id AND i.active
-WHERE i.channel = 'wechat' AND i.address = ?""",
+    "seen": "(SELECT COUNT(*) FROM inbound_messages d"
+    " WHERE d.channel = 'wechat' AND d.dedupe_key = ?)",
+    "who": "= ?",
 }
 MANY = {
-    "seen": "w.seen",
-    "source": """, w.seen
-FROM unnest(?::text[], ?::text[]) AS w(address, seen)
-JOIN identities i ON i.channel = 'wechat' AND i.address = w.address
-LEFT JOIN members m ON m.id = i.member_id AND i.active""",
+    "seen": "(SELECT array_agg(k) FROM unnest(?::text[]) AS k WHERE (SELECT true"
+    " FROM inbound_messages d WHERE d.channel = 'wechat' AND d.dedupe_key = k LIMIT 1))",
+    "who": "= ANY(?::text[])",
 }
+"""PostgreSQL: the keys are looked up one by one (a subplan per key, both index columns
+in the lookup). `dedupe_key = ANY(keys)` would let a plan made while the log looked
+empty scan every message of the channel for each read, as the log grows."""
 """PostgreSQL reads the openids of concurrent messages together (a round trip costs
 more than the read)."""
 
@@ -235,11 +237,19 @@ class QuickPoints:
     async def _read_many(
         self, items: list[tuple[str, date, str | None]]
     ) -> list[tuple | None]:
-        """The rows of several (openid, day, key) in one statement per day (PostgreSQL)."""
-        found: dict[tuple[str, date, str | None], tuple] = {}
+        """The rows of several (openid, day, key) in one statement per day (PostgreSQL);
+        each row's "seen" column says whether its own key is in the inbound log."""
+        rows: dict[tuple[str, date], tuple] = {}
+        seen: set[str] = set()
         for today in {day for _, day, _ in items}:
-            pairs = sorted({(openid, key or "") for openid, day, key in items if day == today})
-            openids, keys = [p[0] for p in pairs], [p[1] for p in pairs]
-            for row in await self._raw.fetch(self._sql, *self._args(today), openids, keys):
-                found[(row[0], today, row[19] or None)] = row
-        return [found.get(item) for item in items]
+            batch = [(openid, key) for openid, day, key in items if day == today]
+            keys = sorted({key for _, key in batch if key is not None})
+            openids = sorted({openid for openid, _ in batch})
+            for row in await self._raw.fetch(self._sql, *self._args(today), keys, openids):
+                rows[(row[0], today)] = row
+                seen.update(row[18] or ())
+        found: list[tuple | None] = []
+        for openid, today, key in items:
+            row = rows.get((openid, today))
+            found.append(None if row is None else (*row[:18], key in seen))
+        return found
