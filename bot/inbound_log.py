@@ -127,13 +127,7 @@ class InboundLog:
         """
         loop = asyncio.get_running_loop()
         first = self._local.get((channel, key))
-        if first is not None:  # a duplicate within this process: wait for the first one
-            self.waiting += 1
-            try:
-                return await self._wait_local(first, deadline)
-            finally:
-                self.waiting -= 1
-        if quick is not None and self._raw is not None:
+        if first is None and quick is not None and self._raw is not None:
             reply = await quick()
             if reply is not None:
                 text = reply.text or None
@@ -141,6 +135,13 @@ class InboundLog:
                 self._raw.defer(_ANSWERED, (channel, key, ANSWERED, text, now, now), key)
                 await rawdb.pace(self._raw)
                 return Outcome("answered", text)
+            first = self._local.get((channel, key))  # a copy went the claimed way meanwhile
+        if first is not None:  # a duplicate within this process: wait for the first one
+            self.waiting += 1
+            try:
+                return await self._wait_local(first, deadline)
+            finally:
+                self.waiting -= 1
         mine: asyncio.Future[Outcome | None] = loop.create_future()
         self._local[(channel, key)] = mine
         try:

@@ -24,8 +24,15 @@ from models.tables import InboundMessage
 from models.types import utcnow
 from tests.conftest import API_KEY, is_pg
 from tests.fakes import WECHAT_APP_ID, WECHAT_APP_SECRET
-from tests.payloads import WECHAT_AES_KEY, WECHAT_TOKEN, aes, decrypt_reply, plain, reply_fields
-from tests.payloads import wechat_text
+from tests.payloads import (
+    WECHAT_AES_KEY,
+    WECHAT_TOKEN,
+    aes,
+    decrypt_reply,
+    plain,
+    reply_fields,
+    wechat_text,
+)
 
 PHONE = "+8613800138000"
 OPENID = "o_member_quick"
@@ -135,9 +142,9 @@ async def test_a_message_another_replica_is_handling_is_not_answered_on_the_side
         await conn.execute(
             TABLE.update()
             .where(TABLE.c.dedupe_key == "msg:7004")
-            .values(status="answered", reply_text="the other replica's answer", answered_at=utcnow())
+            .values(status="answered", reply_text="elsewhere", answered_at=utcnow())
         )
-    assert await ask(quick, "7004") == "the other replica's answer"
+    assert await ask(quick, "7004") == "elsewhere"
 
 
 async def test_concurrent_copies_share_one_answer_and_one_row(client):
@@ -193,7 +200,7 @@ async def test_the_key_lookup_stays_a_lookup_when_planned_on_an_empty_log(settin
     With the raw pool's settings, each key must be looked up by both index columns."""
     import asyncpg
 
-    sql = quick.FACTS.format(agg="string_agg", applications="NULL", **quick.MANY)
+    sql = quick.FACTS.format(applications="NULL", **quick.POSTGRESQL)
     dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(dsn, server_settings=rawdb.MAIN_SETTINGS)
     try:
@@ -214,3 +221,39 @@ async def test_the_key_lookup_stays_a_lookup_when_planned_on_an_empty_log(settin
         details = " ".join(plan[n + 1 : n + 3])
         assert "Index Cond" in details and "dedupe_key" in details.split("Filter")[0], plan
         assert "Filter" not in details, "\n".join(plan)
+
+
+async def test_a_batched_read_gives_each_message_its_own_row(settings, engine, sessions):
+    """70 reads at once (three SQLite statements of at most 32 pairs): the same openid
+    with different keys, an unknown openid, a key the log has — each item gets what it
+    gets when read alone."""
+    from datetime import date, timedelta
+
+    from models.db import transaction
+    from models.tables import Identity
+    from tests.factories import make_member, make_store
+
+    async with transaction(sessions) as s:
+        m = await make_member(s, phone=PHONE, store=await make_store(s))
+        s.add(Identity(member_id=m.id, channel="wechat", address=OPENID))
+        s.add(Identity(member_id=None, channel="wechat", address="o_unbound"))
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(TABLE).values(
+                channel="wechat", dedupe_key="msg:seen", status="answered", created_at=utcnow()
+            )
+        )
+    reader = quick.QuickPoints(settings, rawdb.for_engine(engine), touch_every=timedelta(0))
+    today = date(2026, 11, 25)
+    items = [(OPENID, today, f"msg:{n}") for n in range(66)]
+    items += [
+        (OPENID, today, "msg:seen"),
+        ("o_unbound", today, "msg:u"),
+        ("o_never", today, "msg:n"),
+    ]
+    items += [(OPENID, today, None)]
+    together = await reader._read_many(items)
+    alone = [(await reader._read_many([item]))[0] for item in items]
+    assert together == alone
+    assert [row is None for row in together].count(True) == 1  # o_never
+    assert [bool(row[18]) for row in together if row is not None].count(True) == 1
