@@ -257,3 +257,27 @@ async def test_a_batched_read_gives_each_message_its_own_row(settings, engine, s
     assert together == alone
     assert [row is None for row in together].count(True) == 1  # o_never
     assert [bool(row[18]) for row in together if row is not None].count(True) == 1
+
+
+@pytest.mark.skipif(is_pg(), reason="SQLite's query plan")
+@pytest.mark.parametrize("pairs", [1, quick.SQLITE_BATCH])
+async def test_the_sqlite_batch_looks_each_openid_and_key_up(settings, engine, pairs):
+    """The (openid, key) rows drive the read: each identity and each key is found by its
+    unique index, never by scanning the table (a fresh database has no statistics)."""
+    import sqlite3
+    from datetime import timedelta
+
+    reader = quick.QuickPoints(settings, rawdb.for_engine(engine), touch_every=timedelta(0))
+    sql = reader._sqlite_text(pairs)
+    conn = sqlite3.connect(engine.url.database)
+    try:
+        args = ["o", "k"] * pairs + ["2026-06-01", "2026-12-01", "2026-12-01"]
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
+    finally:
+        conn.close()
+    assert "SCAN w" in plan, plan
+    assert any(p.startswith("SEARCH i USING INDEX") for p in plan), plan
+    assert any(p.startswith("SEARCH d USING COVERING INDEX") for p in plan), plan
+    assert not any(
+        p.startswith("SCAN") and p not in ("SCAN w",) and "CONSTANT" not in p for p in plan
+    ), plan
