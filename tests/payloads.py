@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import WeChatSigner
 
-from tests.fakes import TWILIO_AUTH_TOKEN, WECHAT_APP_ID
+from tests.fakes import TWILIO_AUTH_TOKEN, WECHAT_APP_ID, WECHAT_APP_SECRET
 
 WECHAT_TOKEN = "test-wechat-token"
 WECHAT_AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters
@@ -27,6 +27,23 @@ WECHAT_ACCOUNT = "gh_0123456789ab"
 """The official account's own id (`ToUserName` of inbound messages)."""
 CREATE_TIME = 1_790_000_000  # 2026-09-21 14:13:20 UTC
 TWILIO_NUMBER = "+15005550006"
+
+
+def wechat_settings(
+    *, aes_key: str = WECHAT_AES_KEY, api_base_url: str = "http://127.0.0.1:9", **more
+) -> dict:
+    """The `[wechat]` section that signs and encrypts like the payloads below. The default
+    API address refuses connections: nothing a test does leaves the machine."""
+    return {
+        "enabled": True,
+        "app_id": WECHAT_APP_ID,
+        "app_secret": WECHAT_APP_SECRET,
+        "token": WECHAT_TOKEN,
+        "encoding_aes_key": aes_key,
+        "api_base_url": api_base_url,
+        **more,
+    }
+
 
 _msg_ids = itertools.count(24_000_000_000_000_001)
 _message_sids = itertools.count(1)

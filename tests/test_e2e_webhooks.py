@@ -15,16 +15,15 @@ import pytest
 from bot.app import create_app
 from bot.appkeys import SMS_SENDER
 from tests.conftest import API_KEY
-from tests.fakes import TWILIO_AUTH_TOKEN, WECHAT_APP_ID, WECHAT_APP_SECRET
+from tests.fakes import TWILIO_AUTH_TOKEN
 from tests.payloads import (
-    WECHAT_AES_KEY,
-    WECHAT_TOKEN,
     aes,
     decrypt_reply,
     plain,
     reply_fields,
     sms,
     twilio_signature,
+    wechat_settings,
     wechat_text,
 )
 
@@ -39,14 +38,7 @@ MODES = ("wechat-plain", "wechat-aes", "sms")
 async def client(aiohttp_client, make_settings):
     settings = make_settings(
         server={"public_url": PUBLIC_URL},
-        wechat={
-            "enabled": True,
-            "app_id": WECHAT_APP_ID,
-            "app_secret": WECHAT_APP_SECRET,
-            "token": WECHAT_TOKEN,
-            "encoding_aes_key": WECHAT_AES_KEY,
-            "api_base_url": "http://127.0.0.1:9",
-        },
+        wechat=wechat_settings(),
         sms={"provider": "console", "twilio": {"auth_token": TWILIO_AUTH_TOKEN}},
     )
     client = await aiohttp_client(create_app(settings))

@@ -23,14 +23,12 @@ from bot.inbound_log import InboundLog
 from models.tables import InboundMessage
 from models.types import utcnow
 from tests.conftest import API_KEY, is_pg
-from tests.fakes import WECHAT_APP_ID, WECHAT_APP_SECRET
 from tests.payloads import (
-    WECHAT_AES_KEY,
-    WECHAT_TOKEN,
     aes,
     decrypt_reply,
     plain,
     reply_fields,
+    wechat_settings,
     wechat_text,
 )
 
@@ -52,16 +50,7 @@ async def purchase(client, receipt: str, amount: str) -> None:
 @pytest.fixture
 def build(aiohttp_client, make_settings):
     async def make(options: WeChatOptions | None = None):
-        settings = make_settings(
-            wechat={
-                "enabled": True,
-                "app_id": WECHAT_APP_ID,
-                "app_secret": WECHAT_APP_SECRET,
-                "token": WECHAT_TOKEN,
-                "encoding_aes_key": WECHAT_AES_KEY,
-                "api_base_url": "http://127.0.0.1:9",
-            },
-        )
+        settings = make_settings(wechat=wechat_settings())
         app = create_app(settings)
         app[WECHAT_OPTIONS] = options or WeChatOptions()
         return await aiohttp_client(app)

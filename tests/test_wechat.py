@@ -22,7 +22,6 @@ from tests.payloads import (
     CREATE_TIME,
     WECHAT_ACCOUNT,
     WECHAT_AES_KEY,
-    WECHAT_TOKEN,
     aes,
     decrypt_reply,
     plain,
@@ -30,6 +29,7 @@ from tests.payloads import (
     signed_query,
     wechat_event,
     wechat_media,
+    wechat_settings,
     wechat_text,
 )
 
@@ -86,15 +86,7 @@ def make_client(make_settings, aiohttp_client, fake_api, conversation):
         *, aes_key: str = "", options: WeChatOptions | None = None, conv=None, **wechat
     ):
         settings = make_settings(
-            wechat={
-                "enabled": True,
-                "app_id": WECHAT_APP_ID,
-                "app_secret": WECHAT_APP_SECRET,
-                "token": WECHAT_TOKEN,
-                "encoding_aes_key": aes_key,
-                "api_base_url": fake_api.base_url,
-                **wechat,
-            }
+            wechat=wechat_settings(aes_key=aes_key, api_base_url=fake_api.base_url, **wechat)
         )
         app = create_app(settings, conversation=conv or conversation)
         app[WECHAT_OPTIONS] = options or WeChatOptions(cs_backoff=0.01)
