@@ -149,8 +149,10 @@ class StaffSettings(_Section):
 
     session_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 12
     """A console session ends this long after sign-in (or at sign-out)."""
-    sign_in_attempts: Annotated[int, Field(ge=1, le=1000)] = 10
+    sign_in_attempts: Annotated[int, Field(ge=1, le=1000)] = 20
     """Failed sign-ins allowed per client address within `sign_in_window` seconds."""
+    sign_in_attempts_per_account: Annotated[int, Field(ge=1, le=1000)] = 10
+    """Failed sign-ins allowed per assistant code (password sign-in) within the window."""
     sign_in_window: Annotated[float, Field(ge=1, le=86_400)] = 900
 
 

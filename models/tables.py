@@ -475,3 +475,16 @@ class StaffSession(SQLModel, table=True):
     locale: str = Field(default="zh_CN", max_length=5)
     created_at: datetime = _now()
     expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))
+
+
+class StaffSignInFailure(SQLModel, table=True):
+    """One failed (or still running) staff-console sign-in, counted against a key: the
+    client address and, for a code-and-password sign-in, the account named
+    (`models.staff_lockout`). `key` is a SHA-256, so no address or code is stored.
+    Rows older than the window are swept by the next sign-in."""
+
+    __tablename__ = "staff_sign_in_failures"
+    __table_args__ = (Index("ix_staff_sign_in_failures_key_at", "key", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(sa_column=Column(String(64), nullable=False))
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False, index=True))

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.appkeys import SETTINGS
-
 
 def setup(app: web.Application) -> None:
-    """Add the console routes and its sign-in limiter. Needs `app[SETTINGS]` set."""
+    """Add the console routes. Needs `app[SETTINGS]` set."""
     from bot.staff import manager, pages
-    from bot.staff.auth import SIGN_IN_LIMITER, SignInLimiter
     from bot.staff.render import ASSETS, asset
 
-    staff = app[SETTINGS].staff
-    app[SIGN_IN_LIMITER] = SignInLimiter(staff.sign_in_attempts, staff.sign_in_window)
     for name in ASSETS:
         app.router.add_get(f"/staff/{name}", asset)
     app.router.add_routes(pages.routes)

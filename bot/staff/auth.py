@@ -8,9 +8,11 @@ sign-in attempt limit and the `console` wrapper every page goes through.
   answered 403 before anything is read or written.
 - A request without a live session is redirected (303) to the sign-in page and
   changes nothing.
-- Failed sign-ins are counted per client address (`SignInLimiter`, in memory, per
-  process): after `[staff] sign_in_attempts` failures within `sign_in_window`
-  seconds the sign-in page refuses (429) until the window has passed.
+- Failed sign-ins are counted per client address and per assistant code typed, in
+  the database (`begin_sign_in`, `models.staff_lockout`), so replicas share them:
+  after `[staff] sign_in_attempts` (address) or `sign_in_attempts_per_account`
+  failures within `sign_in_window` seconds the sign-in page refuses (429 with
+  Retry-After). A success clears no other attempt's failures.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -29,7 +31,7 @@ from multidict import MultiDictProxy
 
 from bot.appkeys import SESSIONS, SETTINGS
 from bot.staff.render import page, text
-from models import staff_auth
+from models import staff_auth, staff_lockout
 from models.db import transaction
 from models.errors import DomainError
 from models.staff_auth import SignedIn
@@ -47,47 +49,38 @@ FORM = web.RequestKey("staff_form", MultiDictProxy)
 Page = Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]
 
 
-class SignInLimiter:
-    """Failed sign-ins per client address in a sliding window (monotonic clock)."""
+@dataclass(frozen=True)
+class SignInAttempt:
+    """A sign-in attempt let through the limit: its limits and its reservation."""
 
-    MAX_ADDRESSES = 10_000
-
-    def __init__(self, attempts: int, window: float, clock: Callable[[], float] = time.monotonic):
-        self.attempts = attempts
-        self.window = window
-        self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, address: str) -> deque[float]:
-        now = self.clock()
-        failures = self._failures.get(address)
-        if failures is None:
-            return deque()
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[address]
-        return failures
-
-    def retry_after(self, address: str) -> float | None:
-        """Seconds until `address` may try again, or None when it may try now."""
-        failures = self._recent(address)
-        if len(failures) < self.attempts:
-            return None
-        return max(1.0, failures[0] + self.window - self.clock())
-
-    def failed(self, address: str) -> None:
-        if len(self._failures) >= self.MAX_ADDRESSES:
-            for key in list(self._failures):  # drop addresses whose window has passed
-                self._recent(key)
-        self._failures.setdefault(address, deque()).append(self.clock())
-
-    def succeeded(self, address: str) -> None:
-        self._failures.pop(address, None)
+    limits: list[staff_lockout.Limit]
+    reserved: list[int]
 
 
-SIGN_IN_LIMITER = web.AppKey("staff_sign_in_limiter", SignInLimiter)
-"""Failed console sign-ins per client address (one per app)."""
+async def begin_sign_in(request: web.Request, *, code: str) -> SignInAttempt | float:
+    """Count a sign-in attempt against the client address and the account `code` names
+    (`models.staff_lockout`, shared by every replica through the database). Returns the
+    attempt, or the seconds to wait when a limit is reached. A failed attempt stays
+    counted; a successful one is taken back with `staff_lockout.release`."""
+    settings = request.app[SETTINGS].staff
+    window = timedelta(seconds=settings.sign_in_window)
+    limits = staff_lockout.limits(
+        address=client_address(request),
+        account=code,
+        per_address=settings.sign_in_attempts,
+        per_account=settings.sign_in_attempts_per_account,
+    )
+    now = utcnow()
+    async with transaction(request.app[SESSIONS]) as session:
+        reserved = await staff_lockout.reserve(session, limits=limits, now=now, window=window)
+    async with transaction(request.app[SESSIONS]) as session:
+        wait = await staff_lockout.refusal(
+            session, limits=limits, reserved=reserved, now=now, window=window
+        )
+    if wait is not None:
+        log.info("staff sign-in refused: too many failures (retry in %.0f s)", wait)
+        return wait
+    return SignInAttempt(limits, reserved)
 
 
 def client_address(request: web.Request) -> str:

@@ -7,6 +7,7 @@ Each page is one `console`-wrapped handler: read the query or form, one domain c
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -18,9 +19,9 @@ from bot.staff import agenda as agenda_mod
 from bot.staff.auth import (
     COOKIE,
     FORM,
-    SIGN_IN_LIMITER,
+    SignInAttempt,
+    begin_sign_in,
     clear_session_cookie,
-    client_address,
     console,
     default_locale,
     error_page,
@@ -32,7 +33,7 @@ from bot.staff.auth import (
 )
 from bot.staff.render import page, text
 from bot.templating import pick_locale
-from models import cards, staff_auth, staff_queries
+from models import cards, staff_auth, staff_lockout, staff_queries
 from models.clock import brand_today
 from models.db import transaction
 from models.errors import Conflict, DomainError, InvalidInput
@@ -137,19 +138,18 @@ async def sign_in(request: web.Request) -> web.Response:
     locale = pick_locale(form_value(form, "locale"), default_locale(request))
     next_ = safe_next(form_value(form, "next"))
     code = form_value(form, "code").strip()[:64]
-    limiter = request.app[SIGN_IN_LIMITER]
-    address = client_address(request)
-    wait = limiter.retry_after(address)
-    if wait is not None:
-        minutes = max(1, round(wait / 60))
-        return _sign_in_page(
+    attempt = await begin_sign_in(request, code=code)
+    if not isinstance(attempt, SignInAttempt):
+        response = _sign_in_page(
             request,
             locale=locale,
             status=429,
-            error=text(locale, "signin.limited", minutes=minutes),
+            error=text(locale, "signin.limited", minutes=max(1, round(attempt / 60))),
             next_=next_,
             code=code,
         )
+        response.headers["Retry-After"] = str(math.ceil(attempt))
+        return response
     secret = form_value(form, "secret").strip()
     settings = request.app[SETTINGS]
     async with _tx(request) as session:
@@ -163,8 +163,8 @@ async def sign_in(request: web.Request) -> web.Response:
                 ttl=timedelta(hours=settings.staff.session_hours),
                 locale=locale,
             )
-    if raw is None:
-        limiter.failed(address)
+            await staff_lockout.release(session, reserved=attempt.reserved)
+    if raw is None:  # the reservation stays: it is this failure, for the address and code
         return _sign_in_page(
             request,
             locale=locale,
@@ -173,7 +173,6 @@ async def sign_in(request: web.Request) -> web.Response:
             next_=next_,
             code=code,
         )
-    limiter.succeeded(address)
     response = redirect(next_)
     set_session_cookie(request, response, raw)
     return response

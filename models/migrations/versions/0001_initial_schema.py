@@ -52,6 +52,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('provider_id')
     )
+    op.create_table('staff_sign_in_failures',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('staff_sign_in_failures', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_staff_sign_in_failures_at'), ['at'], unique=False)
+        batch_op.create_index('ix_staff_sign_in_failures_key_at', ['key', 'at'], unique=False)
+
     op.create_table('stores',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=64), nullable=False),
@@ -528,6 +538,11 @@ def downgrade() -> None:
 
     op.drop_table('assistants')
     op.drop_table('stores')
+    with op.batch_alter_table('staff_sign_in_failures', schema=None) as batch_op:
+        batch_op.drop_index('ix_staff_sign_in_failures_key_at')
+        batch_op.drop_index(batch_op.f('ix_staff_sign_in_failures_at'))
+
+    op.drop_table('staff_sign_in_failures')
     op.drop_table('sms_receipts')
     op.drop_table('plan_runs')
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
