@@ -1,5 +1,5 @@
 """Staff console pages: sign-in/out, my members, today and next month, the member
-page with the greeting preview and send, and the card pickup tracker.
+page with the greeting preview and send (the card pickup tracker: `tracker`).
 
 Each page is one `console`-wrapped handler: read the query or form, one domain call
 (or a few reads) in one transaction, render. No SQL here (`models.staff_queries`).
@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, timedelta
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -33,10 +32,10 @@ from bot.staff.auth import (
 )
 from bot.staff.render import page, text
 from bot.templating import pick_locale
-from models import cards, staff_auth, staff_lockout, staff_queries
+from models import staff_auth, staff_lockout, staff_queries
 from models.clock import brand_today
 from models.db import transaction
-from models.errors import Conflict, DomainError, InvalidInput
+from models.errors import DomainError, InvalidInput
 from models.members import format_day
 from models.phone import mask_phone
 from models.staff_auth import SignedIn
@@ -407,98 +406,3 @@ async def greeting(request: web.Request, staff: SignedIn) -> web.Response:
         form={"occasion": occasion, "note": note},
         **context,
     )
-
-
-# --------------------------------------------------------------------------- card tracker
-
-
-async def _cards_page(
-    request: web.Request,
-    staff: SignedIn,
-    *,
-    status: int = 200,
-    notice: str | None = None,
-    error: str | None = None,
-) -> web.Response:
-    locale = staff.locale
-    async with _tx(request) as session:
-        found = await staff_queries.applications(session, scope=scope_of(staff))
-    groups: dict[str, list[dict[str, Any]]] = {s: [] for s in cards.STATUSES}
-    for app, member in found:
-        groups[app.status].append(
-            {
-                "id": app.id,
-                "member_id": member.id,
-                "member_name": member.name,
-                "phone_masked": mask_phone(member.phone),
-                "tier": tier_name(request, app.tier, locale),
-                "updated": _local(request, app.updated_at),
-                "pickup_date": app.pickup_date.isoformat() if app.pickup_date else None,
-                "steps": [s for s in cards.STATUSES if cards.can_step(app.status, s)],
-            }
-        )
-    return staff_page(
-        request,
-        staff,
-        "cards.html",
-        status=status,
-        notice=notice,
-        error=error,
-        groups=[{"status": s, "rows": rows} for s, rows in groups.items() if rows],
-    )
-
-
-@routes.get("/staff/cards")
-@console()
-async def cards_page(request: web.Request, staff: SignedIn) -> web.Response:
-    notice = None
-    done = request.query.get("done", "")
-    if done in cards.STATUSES:
-        notice = text(
-            staff.locale,
-            "cards.advanced",
-            status=text(staff.locale, f"status.{done}"),
-            actor=f"assistant:{staff.code}",
-        )
-    return await _cards_page(request, staff, notice=notice)
-
-
-@routes.post("/staff/cards/{application_id}/advance")
-@console()
-async def advance_card(request: web.Request, staff: SignedIn) -> web.Response:
-    to_status = form_value(request[FORM], "status")
-    pickup_date = _optional_day(form_value(request[FORM], "pickup_date"), "pickup_date")
-    application_id = _int(request.match_info["application_id"])
-    settings = request.app[SETTINGS]
-    locale = staff.locale
-    try:
-        async with _tx(request) as session:
-            app = (
-                await staff_queries.visible_application(
-                    session, scope=scope_of(staff), application_id=application_id
-                )
-                if application_id is not None
-                else None
-            )
-            if app is None:
-                return error_page(request, staff, 404, "error.not_found")
-            current = app.status
-            await cards.advance(
-                session,
-                rules=settings.loyalty,
-                application_id=app.id,
-                to_status=cards.check_status(to_status),
-                actor=f"assistant:{staff.code}",
-                now=utcnow(),
-                tz=settings.brand.tz,
-                pickup_date=pickup_date,
-            )
-    except Conflict:
-        message = text(
-            locale,
-            "cards.illegal",
-            from_status=text(locale, f"status.{current}"),
-            to_status=text(locale, f"status.{to_status}"),
-        )
-        return await _cards_page(request, staff, status=409, error=message)
-    return redirect(f"/staff/cards?done={quote(to_status)}#application-{application_id}")
