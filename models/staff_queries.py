@@ -9,8 +9,9 @@ Reads only; nothing here commits.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import or_
 from sqlmodel import col, select
@@ -141,6 +142,31 @@ async def dormant(
         .where(_members_in(scope), col(Member.last_purchase_at) < bought_before)
         .order_by(col(Member.last_purchase_at), col(Member.id))
         .limit(limit)
+    )
+    return list((await session.exec(stmt)).all())
+
+
+async def outbox_rows(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    kinds: Collection[str],
+    planned_on: date,
+    occasions: Collection[str] = (),
+) -> list[OutboxMessage]:
+    """The outbox rows of `kinds` for the viewer's members planned on `planned_on`, or
+    for one of `occasions` (the keys a plan names, whichever day they were saved on)."""
+    if not kinds:
+        return []
+    day_or_key = col(OutboxMessage.planned_on) == planned_on
+    if occasions:
+        day_or_key = or_(day_or_key, col(OutboxMessage.occasion).in_(sorted(set(occasions))))
+    stmt = (
+        select(OutboxMessage)
+        .join(Member, Member.id == OutboxMessage.member_id)
+        .where(_members_in(scope))
+        .where(col(OutboxMessage.kind).in_(sorted(set(kinds))), day_or_key)
+        .order_by(col(OutboxMessage.member_id), col(OutboxMessage.id))
     )
     return list((await session.exec(stmt)).all())
 

@@ -3,7 +3,9 @@
 - Birthdays (solar and lunar) are resolved to Gregorian dates by
   `models.calendar.occurrences_between`, the function the planner's rules rest on.
 - Follow-ups due today are `scheduler.planner.iter_plan` for the day, kept to the
-  viewer's members and the care kinds: what the daily job plans, not a copy of it.
+  viewer's members and the care kinds: what the daily job plans, not a copy of it —
+  each shown with its outbox row's real state when it has one (sent, delivered,
+  suppressed, failed …), else as "not queued" with what the plan would do.
 - Dormant members use the planner's `dormant_range` cut-off with
   ``messaging.dormant_months``.
 """
@@ -22,7 +24,7 @@ from models.clock import add_months, day_start
 from models.staff_queries import Scope
 from models.tables import Member
 from scheduler.kinds import CARE_KINDS
-from scheduler.planner import dormant_range, iter_plan
+from scheduler.planner import Planned, dormant_range, iter_plan
 
 
 @dataclass(frozen=True)
@@ -35,10 +37,20 @@ class Birthday:
 
 @dataclass(frozen=True)
 class CareDue:
+    """A care follow-up of the day: what the outbox holds for it, if anything, and
+    what the plan says."""
+
     member: Member
     kind: str
-    status: str
-    reason: str | None
+    outbox_status: str | None
+    """The outbox row's status (queued, sent, delivered, suppressed, failed …), or
+    None when nothing is in the outbox yet (the daily job has not run)."""
+    outbox_reason: str | None
+    channel: str | None
+    plan_status: str | None
+    """queued | suppressed: what the planner would do today; None when the plan no
+    longer lists it (the message is in the outbox from an earlier run)."""
+    plan_reason: str | None
 
 
 @dataclass(frozen=True)
@@ -81,21 +93,45 @@ def birthdays_between(members: list[Member], start: date, end: date) -> list[Bir
 async def care_due(
     session: AsyncSession, *, settings: Settings, scope: Scope, today: date
 ) -> list[CareDue]:
-    """The care follow-ups the planner has for the viewer's members on `today`."""
+    """The care follow-ups of the viewer's members on `today`: each with its outbox row's
+    real state (queued, sent, delivered, suppressed with the reason, failed …) when it
+    is in the outbox, else "not queued" with what the planner would do."""
     mine = await staff_queries.member_ids(session, scope=scope)
     if not mine:
         return []
-    planned = []
+    planned: dict[tuple[int, str, str], Planned] = {}
     async for batch in iter_plan(session, settings=settings, day=today, members=mine):
-        planned.extend(p for p in batch if p.kind in CARE_KINDS)
-    if not planned:
+        planned.update((p.key, p) for p in batch if p.kind in CARE_KINDS)
+    rows = await staff_queries.outbox_rows(
+        session,
+        scope=scope,
+        kinds=CARE_KINDS,
+        planned_on=today,
+        occasions={occasion for _m, _k, occasion in planned},
+    )
+    queued = {(r.member_id, r.kind, r.occasion): r for r in rows}
+    keys = [k for k in queued if k in planned or queued[k].planned_on == today]
+    keys += [k for k in planned if k not in queued]
+    if not keys:
         return []
     members = {m.id: m for m in await staff_queries.list_members(session, scope=scope)}
     out = []
-    for p in planned:
-        member = members.get(p.member_id) or await session.get(Member, p.member_id)
-        if member is not None:
-            out.append(CareDue(member, p.kind, p.status, p.reason))
+    for key in keys:
+        row, plan = queued.get(key), planned.get(key)
+        member = members.get(key[0]) or await session.get(Member, key[0])
+        if member is None:
+            continue
+        out.append(
+            CareDue(
+                member,
+                key[1],
+                outbox_status=row.status if row else None,
+                outbox_reason=row.reason if row else None,
+                channel=(row.channel or None) if row else None,
+                plan_status=plan.status if plan else None,
+                plan_reason=plan.reason if plan else None,
+            )
+        )
     return out
 
 

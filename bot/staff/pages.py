@@ -255,10 +255,7 @@ async def today_page(request: web.Request, staff: SignedIn) -> web.Response:
             {"member": who(b.member), "on": b.on.isoformat(), "lunar": b.lunar}
             for b in a.birthdays_next_month
         ],
-        care=[
-            {"member": who(c.member), "kind": c.kind, "status": c.status, "reason": c.reason}
-            for c in a.care
-        ],
+        care=[{**vars(c), "member": who(c.member)} for c in a.care],
         dormant=[
             {"member": who(m), "last": _local_day(request, m.last_purchase_at)} for m in a.dormant
         ],
