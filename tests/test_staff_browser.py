@@ -13,6 +13,7 @@ machine; under CI (``CI=true``) it must run, so missing pieces fail instead
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 
@@ -152,3 +153,66 @@ async def test_sign_in_preview_refuse_send_sign_out(page, base_url, sessions, se
     await expect(page.locator(".notice")).to_contain_text("你已退出登录")
     await page.goto(f"{base_url}/staff/members/{member_id}")
     await expect(page.locator("h1")).to_have_text("导购登录")
+
+
+async def step_card(sessions, settings, application_id: int, *steps: str) -> None:
+    from datetime import UTC, datetime
+
+    from models import cards
+
+    for step in steps:
+        async with transaction(sessions) as s:
+            await cards.advance(
+                s, rules=settings.loyalty, application_id=application_id, to_status=step,
+                actor="api", now=datetime.now(UTC), tz=settings.brand.tz,
+            )  # fmt: skip
+
+
+async def test_manager_and_cards_pages_render_under_their_own_csp(
+    page, base_url, sessions, settings
+):
+    """No page of the console breaks its own Content-Security-Policy (an inline style
+    is refused and reported on the console); dates are date pickers; the icon loads."""
+    from playwright.async_api import expect
+
+    world = await seed(sessions, settings)
+    await step_card(sessions, settings, world.application_id,
+                    "entered", "sent_to_head_office", "approved")  # fmt: skip
+    reports: list[str] = []
+    page.on(
+        "console",
+        lambda msg: reports.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    icons: list[int] = []
+    page.on("response", lambda r: icons.append(r.status) if "favicon" in r.url else None)
+
+    await page.goto(f"{base_url}/staff/signin")
+    await page.fill("#secret", world.tokens["M01"])
+    await page.click("#signin")
+    await expect(page).to_have_url(f"{base_url}/staff/")
+
+    await page.goto(f"{base_url}/staff/manager")
+    await expect(page.locator("h1")).to_have_text("店长视图")
+    assert await page.get_attribute("#start", "type") == "date"
+    assert await page.get_attribute("#end", "type") == "date"
+    start_width = await page.eval_on_selector("#start", "e => e.getBoundingClientRect().width")
+    form_width = await page.eval_on_selector("#start", "e => e.form.getBoundingClientRect().width")
+    assert start_width < form_width / 2  # sized to its content, not the full row
+    await page.fill("#start", "2026-01-01")
+    await page.click("form.row button[type=submit]")
+    await expect(page).to_have_url(re.compile(r"start=2026-01-01"))
+
+    await page.goto(f"{base_url}/staff/cards")
+    picker = page.locator(f"#application-{world.application_id} input[name=pickup_date]")
+    await expect(picker).to_have_attribute("type", "date")
+    picker_width = await picker.evaluate("e => e.getBoundingClientRect().width")
+    row_width = await page.eval_on_selector(
+        f"#application-{world.application_id}", "e => e.getBoundingClientRect().width"
+    )
+    assert picker_width < row_width / 2
+
+    assert reports == []
+    assert icons and all(status == 200 for status in icons)
+    icon = await page.request.get(f"{base_url}/favicon.ico")
+    assert icon.status == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")

@@ -13,6 +13,7 @@ def setup(app: web.Application) -> None:
 
     for name in ASSETS:
         app.router.add_get(f"/staff/{name}", asset)
+    app.router.add_get("/favicon.ico", asset)
     app.router.add_routes(pages.routes)
     app.router.add_routes(tracker.routes)
     app.router.add_routes(manager.routes)

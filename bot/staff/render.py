@@ -21,8 +21,14 @@ from bot.templating import pick_locale
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "staff"
 STRINGS = TEMPLATES / "strings"
-ASSETS = {"console.css": "text/css", "console.js": "text/javascript"}
+ASSETS = {
+    "console.css": "text/css",
+    "console.js": "text/javascript",
+    "favicon.svg": "image/svg+xml",
+}
 """The console's own static files, served from the templates folder."""
+FAVICON = "favicon.svg"
+"""Also answers ``/favicon.ico`` (browsers and crawlers ask for it on their own)."""
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -100,8 +106,11 @@ def page(
 
 
 async def asset(request: web.Request) -> web.Response:
-    """GET /staff/{name} for the files of `ASSETS` (the stylesheet, the preview script)."""
+    """GET /staff/{name} for the files of `ASSETS` (the stylesheet, the preview script,
+    the icon), and GET /favicon.ico for the icon."""
     name = request.path.rsplit("/", 1)[1]
+    if name == "favicon.ico":
+        name = FAVICON
     response = web.Response(
         text=(TEMPLATES / name).read_text(encoding="utf-8"),
         content_type=ASSETS[name],
