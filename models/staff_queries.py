@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import or_
+from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -119,6 +119,33 @@ async def visible_application(
         .where(CardApplication.id == application_id, _applications_in(scope))
     )
     return (await session.exec(stmt)).first()
+
+
+async def unmailable_second_notices(
+    session: AsyncSession, *, scope: Scope
+) -> list[tuple[CardApplication, Member, datetime | None]]:
+    """The viewer's applications notified a second time with no address to mail the card
+    to (none on the application nor on the member), with the time of the second notice
+    (the latest ``notified_again`` step), oldest application first."""
+    last_notice = (
+        select(CardEvent.application_id, func.max(CardEvent.at).label("at"))
+        .where(CardEvent.to_status == "notified_again")
+        .group_by(col(CardEvent.application_id))
+        .subquery()
+    )
+    stmt = (
+        select(CardApplication, Member, last_notice.c.at)
+        .join(Member, Member.id == CardApplication.member_id)
+        .outerjoin(last_notice, last_notice.c.application_id == CardApplication.id)
+        .where(_applications_in(scope), CardApplication.status == "notified_again")
+        .where(_blank(CardApplication.mail_address), _blank(Member.address))
+        .order_by(col(CardApplication.created_at), col(CardApplication.id))
+    )
+    return [(a, m, at) for a, m, at in await session.exec(stmt)]
+
+
+def _blank(column):
+    return func.coalesce(func.trim(column), "") == ""
 
 
 async def with_birthdays(session: AsyncSession, *, scope: Scope) -> list[Member]:

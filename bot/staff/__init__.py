@@ -8,12 +8,13 @@ from aiohttp import web
 
 def setup(app: web.Application) -> None:
     """Add the console routes. Needs `app[SETTINGS]` set."""
-    from bot.staff import manager, pages, tracker
+    from bot.staff import manager, pages, today, tracker
     from bot.staff.render import ASSETS, asset
 
     for name in ASSETS:
         app.router.add_get(f"/staff/{name}", asset)
     app.router.add_get("/favicon.ico", asset)
     app.router.add_routes(pages.routes)
+    app.router.add_routes(today.routes)
     app.router.add_routes(tracker.routes)
     app.router.add_routes(manager.routes)

@@ -8,6 +8,8 @@
   suppressed, failed …), else as "not queued" with what the plan would do.
 - Dormant members use the planner's `dormant_range` cut-off with
   ``messaging.dormant_months``.
+- Cards nobody will mail: the second pickup notice was missed and there is no
+  address, judged by the planner's own `card_step_due` (DOMAIN.md §5).
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.config import Settings
 from models import staff_queries
 from models.calendar import LUNAR, occurrences_between
-from models.clock import add_months, day_start
+from models.clock import add_months, day_start, local_date
 from models.staff_queries import Scope
-from models.tables import Member
+from models.tables import CardApplication, Member
 from scheduler.kinds import CARE_KINDS
-from scheduler.planner import Planned, dormant_range, iter_plan
+from scheduler.planner import Planned, card_step_due, dormant_range, iter_plan
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,16 @@ class CareDue:
 
 
 @dataclass(frozen=True)
+class UnmailableCard:
+    """A card whose member missed the pickup twice and that has no address to mail it
+    to: the daily job cannot mail it, so the store must call the member for one."""
+
+    application: CardApplication
+    member: Member
+    notified_again_on: date | None
+
+
+@dataclass(frozen=True)
 class Agenda:
     today: date
     next_month_start: date
@@ -61,6 +73,7 @@ class Agenda:
     birthdays_next_month: list[Birthday]
     care: list[CareDue]
     dormant: list[Member]
+    unmailable: list[UnmailableCard]
 
 
 def next_month(today: date) -> tuple[date, date]:
@@ -135,6 +148,31 @@ async def care_due(
     return out
 
 
+async def unmailable_cards(
+    session: AsyncSession, *, settings: Settings, scope: Scope, today: date
+) -> list[UnmailableCard]:
+    """The viewer's cards whose pickup was missed after the second notice (DOMAIN.md §5)
+    and that have no address on file: exactly those the daily job would mail on
+    `today` (`card_step_due`, the planner's rule) if they had an address."""
+    tz = settings.brand.tz
+    out = []
+    for app, member, noticed_at in await staff_queries.unmailable_second_notices(
+        session, scope=scope
+    ):
+        noticed_on = local_date(noticed_at, tz) if noticed_at is not None else None
+        due = card_step_due(
+            status=app.status,
+            day=today,
+            approved_on=None,
+            pickup_date=app.pickup_date,
+            notified_again_on=noticed_on,
+            has_address=True,
+        )
+        if due is not None:
+            out.append(UnmailableCard(app, member, noticed_on))
+    return out
+
+
 async def agenda(session: AsyncSession, *, settings: Settings, scope: Scope, today: date) -> Agenda:
     with_birthday = await staff_queries.with_birthdays(session, scope=scope)
     first, last = next_month(today)
@@ -149,4 +187,5 @@ async def agenda(session: AsyncSession, *, settings: Settings, scope: Scope, tod
         birthdays_next_month=birthdays_between(with_birthday, first, last),
         care=await care_due(session, settings=settings, scope=scope, today=today),
         dormant=dormant,
+        unmailable=await unmailable_cards(session, settings=settings, scope=scope, today=today),
     )

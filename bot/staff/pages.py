@@ -1,5 +1,5 @@
-"""Staff console pages: sign-in/out, my members, today and next month, the member
-page with the greeting preview and send (the card pickup tracker: `tracker`).
+"""Staff console pages: sign-in/out, my members, the member page with the greeting
+preview and send (today and next month: `today`; the card pickup tracker: `tracker`).
 
 Each page is one `console`-wrapped handler: read the query or form, one domain call
 (or a few reads) in one transaction, render. No SQL here (`models.staff_queries`).
@@ -14,7 +14,6 @@ from typing import Any
 from aiohttp import web
 
 from bot.appkeys import SESSIONS, SETTINGS
-from bot.staff import agenda as agenda_mod
 from bot.staff.auth import (
     COOKIE,
     FORM,
@@ -224,43 +223,6 @@ async def members_page(request: web.Request, staff: SignedIn) -> web.Response:
         found = await staff_queries.list_members(session, scope=scope_of(staff), query=q)
     rows = [member_row(request, m, staff.locale) for m in found]
     return staff_page(request, staff, "members.html", q=q, rows=rows)
-
-
-@routes.get("/staff/today")
-@console()
-async def today_page(request: web.Request, staff: SignedIn) -> web.Response:
-    settings = request.app[SETTINGS]
-    today = _today(request)
-    async with _tx(request) as session:
-        a = await agenda_mod.agenda(session, settings=settings, scope=scope_of(staff), today=today)
-
-    def who(m: Member) -> dict[str, Any]:
-        return {"id": m.id, "name": m.name, "phone_masked": mask_phone(m.phone)}
-
-    month = a.next_month_start
-    month_label = (
-        f"{month.year}年{month.month}月" if staff.locale == "zh_CN" else (month.strftime("%B %Y"))
-    )
-    return staff_page(
-        request,
-        staff,
-        "today.html",
-        today=today.isoformat(),
-        next_month=month_label,
-        birthdays_today=[
-            {"member": who(b.member), "on": b.on.isoformat(), "lunar": b.lunar}
-            for b in a.birthdays_today
-        ],
-        birthdays_next_month=[
-            {"member": who(b.member), "on": b.on.isoformat(), "lunar": b.lunar}
-            for b in a.birthdays_next_month
-        ],
-        care=[{**vars(c), "member": who(c.member)} for c in a.care],
-        dormant=[
-            {"member": who(m), "last": _local_day(request, m.last_purchase_at)} for m in a.dormant
-        ],
-        dormant_months=settings.messaging.dormant_months,
-    )
 
 
 async def _member_context(

@@ -1,5 +1,6 @@
 """The card pickup tracker page of the staff console (DOMAIN.md §5): applications
-grouped by state, a button for each step allowed next (`models.cards`)."""
+grouped by state, a button for each step allowed next (`models.cards`), and an
+alert for cards missed twice with no address to mail them to (`agenda.unmailable_cards`)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,19 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.appkeys import SETTINGS
+from bot.staff import agenda
 from bot.staff.auth import FORM, console, error_page, form_value, redirect, staff_page
-from bot.staff.pages import _int, _local, _optional_day, _tx, scope_of, tier_name
+from bot.staff.pages import (
+    _int,
+    _local,
+    _optional_day,
+    _today,
+    _tx,
+    scope_of,
+    tier_name,
+)
 from bot.staff.render import text
+from bot.staff.today import unmailable_rows
 from models import cards, staff_queries
 from models.errors import Conflict
 from models.phone import mask_phone
@@ -32,6 +43,10 @@ async def _cards_page(
     locale = staff.locale
     async with _tx(request) as session:
         found = await staff_queries.applications(session, scope=scope_of(staff))
+        unmailable = await agenda.unmailable_cards(
+            session, settings=request.app[SETTINGS], scope=scope_of(staff), today=_today(request)
+        )
+    stuck = {c.application.id for c in unmailable}
     groups: dict[str, list[dict[str, Any]]] = {s: [] for s in cards.STATUSES}
     for app, member in found:
         groups[app.status].append(
@@ -44,6 +59,7 @@ async def _cards_page(
                 "updated": _local(request, app.updated_at),
                 "pickup_date": app.pickup_date.isoformat() if app.pickup_date else None,
                 "steps": [s for s in cards.STATUSES if cards.can_step(app.status, s)],
+                "unmailable": app.id in stuck,
             }
         )
     return staff_page(
@@ -54,6 +70,7 @@ async def _cards_page(
         notice=notice,
         error=error,
         groups=[{"status": s, "rows": rows} for s, rows in groups.items() if rows],
+        unmailable=unmailable_rows(request, unmailable, locale),
     )
 
 
