@@ -93,7 +93,16 @@ async def test_a_burst_of_parallel_guesses_gets_no_more_than_the_limit(
     answers = await asyncio.gather(
         *(attempt(clients[i % 2], f"guess {i}", "A001") for i in range(8))
     )
-    statuses = sorted(r.status for r in answers)
-    assert statuses.count(401) <= 3
+    statuses = [r.status for r in answers]
     assert set(statuses) <= {401, 429}
+    # Parallel attempts may refuse each other (never let more through): keep guessing
+    # one at a time — the account gets exactly 3 checked guesses in all.
+    checked = statuses.count(401)
+    for i in range(4):
+        resp = await attempt(clients[i % 2], f"late guess {i}", "A001")
+        if resp.status == 429:
+            break
+        assert resp.status == 401
+        checked += 1
+    assert checked == 3
     assert (await attempt(clients[0], PASSWORD, "A001")).status == 429
