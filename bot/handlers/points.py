@@ -6,7 +6,8 @@ The answer carries what the points notice of DOMAIN.md §2 carries, for today:
 - the next reward: the cheapest catalogue item the balance does not cover yet
   and how many points are missing ("距下一个礼品还差XX分", 003) — or, when some
   reward is already affordable, that the member can redeem now;
-- the next tier (`models.tiers.tier_progress`): the closest reach rule, what is
+- the next tier (`models.tiers.tier_progress`): the closest reach rule the member can
+  still meet in time (`models.tier_nudge`: none when every deadline is too near), what is
   missing (points or yuan) and by when, for windowed schemes; a tier waiting for
   its card is named as such;
 - the next points to expire and their last day (`models.points.expiring_soon`);
@@ -32,6 +33,7 @@ from bot.router import Intent, Match
 from bot.templating import render
 from models import calendar, tiers
 from models.rules import LoyaltyRules
+from models.tier_nudge import upgrade_nudge
 
 
 class PointsFacts(NamedTuple):
@@ -69,6 +71,8 @@ class _NextTier:
     threshold: Decimal
     missing: Decimal | int
     buy_by: date | None
+    nudge: bool = True
+    """False: only the pending card is shown (`models.tier_nudge.upgrade_nudge`: no rule)."""
 
 
 @dataclass(slots=True)
@@ -102,7 +106,14 @@ def _next_tier(
 ) -> _NextTier | None:
     if progress is None:
         return None
-    closest = progress.closest
+    closest = upgrade_nudge(progress)
+    if closest is None:  # nothing the member can still do in time: no upgrade line
+        if progress.pending is None:
+            return None
+        closest = progress.closest
+        nudge = False
+    else:
+        nudge = True
     rule = closest.rule
     missing = closest.missing
     return _NextTier(
@@ -114,6 +125,7 @@ def _next_tier(
         threshold=rule.threshold,
         missing=int(missing) if rule.measure == "points" else missing,
         buy_by=closest.buy_by,
+        nudge=nudge,
     )
 
 
