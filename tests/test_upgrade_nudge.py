@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from bot.handlers import points
 from models import tiers
-from models.tier_nudge import NUDGE_MIN_DAYS, can_still_meet, upgrade_nudge
 from models.rules import TierRule
+from models.tier_nudge import NUDGE_MIN_DAYS, can_still_meet, upgrade_nudge
 from tests.test_tiers import C, buy, member_of, session  # noqa: F401  (fixture)
 
 
