@@ -37,11 +37,12 @@ What a greeting goes through, in this order (MESSAGING.md, DOMAIN.md §7-8):
    window is open at ``send_after`` (fewer than 5 sent in it), else SMS to a number
    not marked bad, else ``suppressed`` "no_channel".
 7. Weekly cap: the member's messages not suppressed whose ``send_after`` falls in
-   the 7 brand days ending on the sending day are counted as the planner counts them;
-   at ``messaging.weekly_cap`` or more the greeting is ``suppressed`` "capped". The
-   planner never drops a greeting *due on its day* (birthday, festival…); a personal
-   greeting is the assistant's extra word, not due on any day, so the cap applies to
-   it in full — the store's promise not to message often (DOMAIN.md §7.7) wins.
+   the 7 brand days ending on the sending day are counted — every kind, other personal
+   greetings too; at ``messaging.weekly_cap`` or more the greeting is ``suppressed``
+   "capped". A personal greeting is the assistant's extra word, not due on any day, so
+   it comes last (`scheduler.policy` "Weekly cap"): the cap applies to it in full, and
+   the planner does not count it, so it never takes a slot from the member's own
+   service notices, the care calendar or a greeting due on its day.
 
 A suppressed greeting is recorded (``suppressed`` with its reason), never sent.
 No function here commits: the caller owns the transaction.
@@ -284,7 +285,8 @@ async def _phone_bad(session: AsyncSession, member: Member) -> bool:
 
 
 async def _counted(session: AsyncSession, *, member_id: int, day: date, tz) -> int:
-    """The member's messages the weekly cap counts for `day` (as the planner counts)."""
+    """The member's messages the weekly cap counts for a personal greeting on `day`: every
+    kind not suppressed in the 7 brand days ending on `day` (the planner's window)."""
     stmt = select(func.count()).where(
         OutboxMessage.member_id == member_id,
         OutboxMessage.status != outbox.SUPPRESSED,

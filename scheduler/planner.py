@@ -56,7 +56,8 @@ member's, a missing store to the brand's name), and checked by
 `scheduler.message_rules.check`. Then, per member (`scheduler.policy`):
 stopped → suppressed ``stopped``; a broken rule → ``rule:<rule>``; no channel →
 ``no_channel``; over the weekly cap → ``capped`` (counting the member's messages
-not suppressed whose send time lies in the 7 brand days ending on D). A
+not suppressed whose send time lies in the 7 brand days ending on D, except an
+assistant's personal greetings: the member's notices and care come first). A
 suppressed message is still recorded (its key taken), so it is never planned
 again.
 
