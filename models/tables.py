@@ -67,6 +67,14 @@ class Assistant(SQLModel, table=True):
     created_at: datetime = _now()
 
 
+DORMANT_PENDING = (
+    "last_purchase_at IS NOT NULL"
+    " AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)"
+)
+"""Members whose ``dormant`` greeting is not recorded for their last purchase (the partial
+index ``ix_members_dormant_due`` holds only them: `scheduler.occasion_due.dormant`)."""
+
+
 class Member(SQLModel, table=True):
     __tablename__ = "members"
     __table_args__ = (
@@ -74,6 +82,13 @@ class Member(SQLModel, table=True):
         Index("ix_members_wedding", "wedding_month", "wedding_day"),
         # Join anniversaries: the planner asks for the same month/day of past years.
         Index("ix_members_join_date", "join_date"),
+        # Dormant greetings: only members not yet greeted for their last purchase, by it.
+        Index(
+            "ix_members_dormant_due",
+            "last_purchase_at",
+            postgresql_where=text(DORMANT_PENDING),
+            sqlite_where=text(DORMANT_PENDING),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     phone: str = Field(sa_column=Column(String(20), nullable=False, unique=True))
@@ -103,6 +118,9 @@ class Member(SQLModel, table=True):
     purchases_count: int = 0
     first_purchase_at: datetime | None = _ts(nullable=True)
     last_purchase_at: datetime | None = _ts(nullable=True, index=True)
+    dormant_noted_at: datetime | None = _ts(nullable=True)
+    """The `last_purchase_at` whose ``dormant`` greeting the planner recorded (queued or
+    suppressed); a later purchase makes the member pending again (`DORMANT_PENDING`)."""
     tier: str = Field(default="", max_length=32)
     tier_since: date | None = None
     tier_expires: date | None = Field(default=None, index=True)

@@ -39,6 +39,8 @@ def plan_member(plan: PlanDay, m: MemberRow, cands: list[Due], ctx: BatchContext
             planned_on=plan.day, locale=locale, text="", channel="", via="", address="",
             send_after=at, store_id=store_id, assistant_id=assistant_id, status=QUEUED,
         )  # fmt: skip
+        if c.kind == "dormant":
+            p.dormant_for = c.data
         out.append(p)
         if m.stopped:
             p.text = render_text(plan, c.kind, locale, values)

@@ -41,10 +41,13 @@ What is due on D (DOMAIN.md §5-7, MESSAGING.md; occasion keys in brackets):
 - ``holiday`` [``<festival code>:<YYYY>``]: every member, on the first festival
   of ``[occasions]`` falling on D (`scheduler.occasions.festivals_on`);
   ``seasonal`` [``<term code>:<YYYY>``]: every member, on a season-start term.
-- ``dormant`` [``since:<last purchase day>``]: on the first day D on which the
+- ``dormant`` [``since:<last purchase day>``]: on every day D on which the
   member's last purchase is more than ``dormant_months`` calendar months before D
-  (last purchase < D - months, and not yet the day before) — once per last
-  purchase. Members who never bought are not dormant.
+  (last purchase < D - months) and no ``dormant`` was recorded for that purchase
+  (``members.dormant_noted_at``, which `save_plan` sets when it writes one, queued
+  or suppressed) — once per last purchase, but caught up after a day the daily job
+  did not run, and for members imported long dormant. Members who never bought
+  are not dormant.
 - ``points_expiry`` [``lots:<expires_on>``]: open points lots whose last day is
   D + ``points_expiry_notice_days``, summed per member.
 
@@ -64,6 +67,7 @@ again.
 Scale: every source is read through an index on the date it depends on
 (purchases.local_date, members (birthday_calendar, birthday_month,
 birthday_day), (wedding_month, wedding_day), join_date, last_purchase_at,
+the partial index of members not yet greeted as dormant for their last purchase,
 points_lots' open-lots-by-expiry index, card_applications.status); the
 context (identities, recent outbox, stores, assistants, items) is read in bulk
 for the members due only, ``chunk_size`` at a time. Holiday and seasonal days

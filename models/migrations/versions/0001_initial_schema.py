@@ -107,6 +107,7 @@ def upgrade() -> None:
     sa.Column('purchases_count', sa.Integer(), nullable=False),
     sa.Column('first_purchase_at', models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_purchase_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('dormant_noted_at', models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('tier', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('tier_since', sa.Date(), nullable=True),
     sa.Column('tier_expires', sa.Date(), nullable=True),
@@ -125,6 +126,7 @@ def upgrade() -> None:
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_members_assistant_id'), ['assistant_id'], unique=False)
         batch_op.create_index('ix_members_birthday', ['birthday_calendar', 'birthday_month', 'birthday_day'], unique=False)
+        batch_op.create_index('ix_members_dormant_due', ['last_purchase_at'], unique=False, postgresql_where=sa.text('last_purchase_at IS NOT NULL AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)'), sqlite_where=sa.text('last_purchase_at IS NOT NULL AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)'))
         batch_op.create_index(batch_op.f('ix_members_eligible_tier'), ['eligible_tier'], unique=False)
         batch_op.create_index('ix_members_join_date', ['join_date'], unique=False)
         batch_op.create_index(batch_op.f('ix_members_last_purchase_at'), ['last_purchase_at'], unique=False)
@@ -519,6 +521,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_members_last_purchase_at'))
         batch_op.drop_index('ix_members_join_date')
         batch_op.drop_index(batch_op.f('ix_members_eligible_tier'))
+        batch_op.drop_index('ix_members_dormant_due', postgresql_where=sa.text('last_purchase_at IS NOT NULL AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)'), sqlite_where=sa.text('last_purchase_at IS NOT NULL AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)'))
         batch_op.drop_index('ix_members_birthday')
         batch_op.drop_index(batch_op.f('ix_members_assistant_id'))
 
