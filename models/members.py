@@ -16,6 +16,8 @@ Input rules:
   file; a member without a store takes the assistant's). A new or different
   assistant is recorded through `models.ownership.assign` (DOMAIN.md §8).
 - `card_no` and `wechat_openid` belong to one member each (409 otherwise).
+- A stop sent from the phone number or the openid before it was a member's is
+  applied when it joins (`models.consent.adopt_address`).
 """
 
 from __future__ import annotations
@@ -266,6 +268,7 @@ async def _set_openid(session: AsyncSession, *, member: Member, openid: str | No
         await _bind_identity(
             session, member=member, channel="wechat", address=openid, field="wechat_openid"
         )
+        await consent.adopt_address(session, member=member, address=openid)
 
 
 def _apply_plain_fields(member: Member, data: MemberIn, fields: set[str]) -> None:
@@ -369,6 +372,8 @@ async def upsert_member(
         field="phone",
         authoritative=True,
     )
+    # A stop sent from this number before it was a member's applies now (models.consent).
+    await consent.adopt_address(session, member=member, address=member.phone)
     if "wechat_openid" in fields:
         await _set_openid(session, member=member, openid=data.wechat_openid)
     if assistant is not None and assistant.id != previous_assistant:

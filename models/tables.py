@@ -153,7 +153,11 @@ class ConsentEvent(SQLModel, table=True):
 
     __tablename__ = "consent_events"
     id: int | None = Field(default=None, primary_key=True)
-    member_id: int = _fk("members.id")
+    member_id: int | None = _fk("members.id", nullable=True)
+    """None: the words came from an address that is no member's yet (`models.consent`);
+    set when the address joins, the event kept as it was (time, channel, words)."""
+    address: str | None = Field(default=None, max_length=64, index=True)
+    """The phone (E.164) or openid the words came from; None for operator changes."""
     action: str = Field(max_length=10)  # "stop" | "resume"
     channel: str = Field(max_length=10)  # "wechat" | "sms" | "api" | "staff" | "provider"
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

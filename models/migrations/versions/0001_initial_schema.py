@@ -211,7 +211,8 @@ def upgrade() -> None:
 
     op.create_table('consent_events',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=True),
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('at', models.types.UTCDateTime(timezone=True), nullable=False),
@@ -220,6 +221,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('consent_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_consent_events_address'), ['address'], unique=False)
         batch_op.create_index(batch_op.f('ix_consent_events_member_id'), ['member_id'], unique=False)
 
     op.create_table('identities',
@@ -489,6 +491,7 @@ def downgrade() -> None:
     op.drop_table('identities')
     with op.batch_alter_table('consent_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consent_events_member_id'))
+        batch_op.drop_index(batch_op.f('ix_consent_events_address'))
 
     op.drop_table('consent_events')
     with op.batch_alter_table('card_applications', schema=None) as batch_op:
