@@ -268,7 +268,6 @@ async def _set_openid(session: AsyncSession, *, member: Member, openid: str | No
         await _bind_identity(
             session, member=member, channel="wechat", address=openid, field="wechat_openid"
         )
-        await consent.adopt_address(session, member=member, address=openid)
 
 
 def _apply_plain_fields(member: Member, data: MemberIn, fields: set[str]) -> None:
@@ -376,6 +375,8 @@ async def upsert_member(
     await consent.adopt_address(session, member=member, address=member.phone)
     if "wechat_openid" in fields:
         await _set_openid(session, member=member, openid=data.wechat_openid)
+    if "wechat_openid" in fields and data.wechat_openid is not None:
+        await consent.adopt_address(session, member=member, address=data.wechat_openid)
     if assistant is not None and assistant.id != previous_assistant:
         await ownership.assign(
             session,

@@ -6,8 +6,7 @@ The answer carries what the points notice of DOMAIN.md §2 carries, for today:
 - the next reward: the cheapest catalogue item the balance does not cover yet
   and how many points are missing ("距下一个礼品还差XX分", 003) — or, when some
   reward is already affordable, that the member can redeem now;
-- the next tier (`models.tiers.tier_progress`): the closest reach rule the member can
-  still meet in time (`models.tier_nudge`: none when every deadline is too near), what is
+- the next tier (`models.tiers.tier_progress`): the closest reach rule, what is
   missing (points or yuan) and by when, for windowed schemes; a tier waiting for
   its card is named as such;
 - the next points to expire and their last day (`models.points.expiring_soon`);
@@ -106,8 +105,10 @@ def _next_tier(
 ) -> _NextTier | None:
     if progress is None:
         return None
+    # Only a rule the member can still meet in time (docs/loyalty-rules.md "Upgrade
+    # nudges"); none → no upgrade line, the card waiting for pickup still shown.
     closest = upgrade_nudge(progress)
-    if closest is None:  # nothing the member can still do in time: no upgrade line
+    if closest is None:
         if progress.pending is None:
             return None
         closest = progress.closest
