@@ -11,6 +11,9 @@ What a greeting goes through, in this order (MESSAGING.md, DOMAIN.md §7-8):
    An unknown member is `NotFound` (404).
 2. The occasion must be one of `OCCASIONS` and the note at most `NOTE_MAX` characters
    (whitespace runs, newlines included, become one space): else `GreetingRefused`.
+   An occasion tied to a date (birthday, wedding or join anniversary, festival, season
+   start) must fall within ``[greetings] occasion_window_days`` of the sending day
+   (`scheduler.occasion_window`): else `GreetingRefused` "not_near_occasion" naming why.
 3. The text is rendered from ``<locale>/personal_greeting.txt`` (the occasion picks
    the wording; the note follows it) in the member's language, signed with the
    assistant's store and the assistant's name, with the stop hint, and checked by
@@ -70,6 +73,7 @@ from models.tables import Assignment, Assistant, Identity, Member, OutboxMessage
 from scheduler import message_rules, outbox, policy, render
 from scheduler.kinds import GREETING_KINDS, GREETING_OCCASIONS, LOCALES
 from scheduler.message_rules import Violation
+from scheduler.occasion_window import NOT_NEAR_OCCASION, occasion_refusal
 
 KIND = "personal_greeting"
 OCCASIONS = GREETING_OCCASIONS
@@ -348,6 +352,9 @@ async def _prepare(
         now, tz=tz, send_window=msg.send_window, preferred_contact=member.preferred_contact
     )
     planned_on = local_date(send_after, tz)
+    refusal = occasion_refusal(occasion, member=member, day=planned_on, settings=settings)
+    if refusal is not None and violation is None:  # a broken rule is named first
+        raise GreetingRefused(NOT_NEAR_OCCASION, "occasion", refusal)
     reason: str | None = None
     choice: policy.ChannelChoice | None = None
     if member.stopped:
