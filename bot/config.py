@@ -235,6 +235,10 @@ class GreetingSettings(_Section):
     per_assistant_per_hour: Annotated[int, Field(ge=1, le=10_000)] = 30
     """New greetings one assistant may queue in any hour (counted from the outbox, so the
     limit holds across replicas); more are refused with 429."""
+    occasion_window_days: Annotated[int, Field(ge=0, le=60)] = 3
+    """A greeting for a date-tied occasion (birthday, anniversaries, festival, season start)
+    is accepted only this many days before or after it (`scheduler.occasion_window`): a
+    day or two late over a weekend still reads naturally, a week off does not."""
 
 
 class KeywordSettings(_Section):

@@ -16,6 +16,8 @@ Input rules:
   file; a member without a store takes the assistant's). A new or different
   assistant is recorded through `models.ownership.assign` (DOMAIN.md §8).
 - `card_no` and `wechat_openid` belong to one member each (409 otherwise).
+- A stop sent from the phone number or the openid before it was a member's is
+  applied when it joins (`models.consent.adopt_address`).
 """
 
 from __future__ import annotations
@@ -369,8 +371,12 @@ async def upsert_member(
         field="phone",
         authoritative=True,
     )
+    # A stop sent from this number before it was a member's applies now (models.consent).
+    await consent.adopt_address(session, member=member, address=member.phone)
     if "wechat_openid" in fields:
         await _set_openid(session, member=member, openid=data.wechat_openid)
+    if "wechat_openid" in fields and data.wechat_openid is not None:
+        await consent.adopt_address(session, member=member, address=data.wechat_openid)
     if assistant is not None and assistant.id != previous_assistant:
         await ownership.assign(
             session,

@@ -67,6 +67,14 @@ class Assistant(SQLModel, table=True):
     created_at: datetime = _now()
 
 
+DORMANT_PENDING = (
+    "last_purchase_at IS NOT NULL"
+    " AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)"
+)
+"""Members whose ``dormant`` greeting is not recorded for their last purchase (the partial
+index ``ix_members_dormant_due`` holds only them: `scheduler.occasion_due.dormant`)."""
+
+
 class Member(SQLModel, table=True):
     __tablename__ = "members"
     __table_args__ = (
@@ -74,6 +82,13 @@ class Member(SQLModel, table=True):
         Index("ix_members_wedding", "wedding_month", "wedding_day"),
         # Join anniversaries: the planner asks for the same month/day of past years.
         Index("ix_members_join_date", "join_date"),
+        # Dormant greetings: only members not yet greeted for their last purchase, by it.
+        Index(
+            "ix_members_dormant_due",
+            "last_purchase_at",
+            postgresql_where=text(DORMANT_PENDING),
+            sqlite_where=text(DORMANT_PENDING),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     phone: str = Field(sa_column=Column(String(20), nullable=False, unique=True))
@@ -103,6 +118,9 @@ class Member(SQLModel, table=True):
     purchases_count: int = 0
     first_purchase_at: datetime | None = _ts(nullable=True)
     last_purchase_at: datetime | None = _ts(nullable=True, index=True)
+    dormant_noted_at: datetime | None = _ts(nullable=True)
+    """The `last_purchase_at` whose ``dormant`` greeting the planner recorded (queued or
+    suppressed); a later purchase makes the member pending again (`DORMANT_PENDING`)."""
     tier: str = Field(default="", max_length=32)
     tier_since: date | None = None
     tier_expires: date | None = Field(default=None, index=True)
@@ -135,7 +153,11 @@ class ConsentEvent(SQLModel, table=True):
 
     __tablename__ = "consent_events"
     id: int | None = Field(default=None, primary_key=True)
-    member_id: int = _fk("members.id")
+    member_id: int | None = _fk("members.id", nullable=True)
+    """None: the words came from an address that is no member's yet (`models.consent`);
+    set when the address joins, the event kept as it was (time, channel, words)."""
+    address: str | None = Field(default=None, max_length=64, index=True)
+    """The phone (E.164) or openid the words came from; None for operator changes."""
     action: str = Field(max_length=10)  # "stop" | "resume"
     channel: str = Field(max_length=10)  # "wechat" | "sms" | "api" | "staff" | "provider"
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))

@@ -492,6 +492,8 @@ class TierProgress:
     pending: str | None
     next: TierLevel
     rules: tuple[RuleProgress, ...]
+    today: date | None = None
+    """The brand day the progress is as of (`models.tier_nudge` needs it)."""
 
     @property
     def closest(self) -> RuleProgress:
@@ -567,7 +569,11 @@ async def _progress(
         await _rule_progress(session, member.id, sales, tiers, rule, today) for rule in target.reach
     ]
     return TierProgress(
-        tier=member.tier or tiers.entry.code, pending=pending, next=target, rules=tuple(progress)
+        tier=member.tier or tiers.entry.code,
+        pending=pending,
+        next=target,
+        rules=tuple(progress),
+        today=today,
     )
 
 
@@ -616,6 +622,7 @@ def progress_from_sales(
         pending=pending,
         next=target,
         rules=tuple(_window_progress(rows, tiers, rule, today) for rule in target.reach),
+        today=today,
     )
 
 

@@ -11,6 +11,9 @@ What a greeting goes through, in this order (MESSAGING.md, DOMAIN.md §7-8):
    An unknown member is `NotFound` (404).
 2. The occasion must be one of `OCCASIONS` and the note at most `NOTE_MAX` characters
    (whitespace runs, newlines included, become one space): else `GreetingRefused`.
+   An occasion tied to a date (birthday, wedding or join anniversary, festival, season
+   start) must fall within ``[greetings] occasion_window_days`` of the sending day
+   (`scheduler.occasion_window`): else `GreetingRefused` "not_near_occasion" naming why.
 3. The text is rendered from ``<locale>/personal_greeting.txt`` (the occasion picks
    the wording; the note follows it) in the member's language, signed with the
    assistant's store and the assistant's name, with the stop hint, and checked by
@@ -37,11 +40,12 @@ What a greeting goes through, in this order (MESSAGING.md, DOMAIN.md §7-8):
    window is open at ``send_after`` (fewer than 5 sent in it), else SMS to a number
    not marked bad, else ``suppressed`` "no_channel".
 7. Weekly cap: the member's messages not suppressed whose ``send_after`` falls in
-   the 7 brand days ending on the sending day are counted as the planner counts them;
-   at ``messaging.weekly_cap`` or more the greeting is ``suppressed`` "capped". The
-   planner never drops a greeting *due on its day* (birthday, festival…); a personal
-   greeting is the assistant's extra word, not due on any day, so the cap applies to
-   it in full — the store's promise not to message often (DOMAIN.md §7.7) wins.
+   the 7 brand days ending on the sending day are counted — every kind, other personal
+   greetings too; at ``messaging.weekly_cap`` or more the greeting is ``suppressed``
+   "capped". A personal greeting is the assistant's extra word, not due on any day, so
+   it comes last (`scheduler.policy` "Weekly cap"): the cap applies to it in full, and
+   the planner does not count it, so it never takes a slot from the member's own
+   service notices, the care calendar or a greeting due on its day.
 
 A suppressed greeting is recorded (``suppressed`` with its reason), never sent.
 No function here commits: the caller owns the transaction.
@@ -69,6 +73,7 @@ from models.tables import Assignment, Assistant, Identity, Member, OutboxMessage
 from scheduler import message_rules, outbox, policy, render
 from scheduler.kinds import GREETING_KINDS, GREETING_OCCASIONS, LOCALES
 from scheduler.message_rules import Violation
+from scheduler.occasion_window import NOT_NEAR_OCCASION, occasion_refusal
 
 KIND = "personal_greeting"
 OCCASIONS = GREETING_OCCASIONS
@@ -284,7 +289,8 @@ async def _phone_bad(session: AsyncSession, member: Member) -> bool:
 
 
 async def _counted(session: AsyncSession, *, member_id: int, day: date, tz) -> int:
-    """The member's messages the weekly cap counts for `day` (as the planner counts)."""
+    """The member's messages the weekly cap counts for a personal greeting on `day`: every
+    kind not suppressed in the 7 brand days ending on `day` (the planner's window)."""
     stmt = select(func.count()).where(
         OutboxMessage.member_id == member_id,
         OutboxMessage.status != outbox.SUPPRESSED,
@@ -346,6 +352,9 @@ async def _prepare(
         now, tz=tz, send_window=msg.send_window, preferred_contact=member.preferred_contact
     )
     planned_on = local_date(send_after, tz)
+    refusal = occasion_refusal(occasion, member=member, day=planned_on, settings=settings)
+    if refusal is not None and violation is None:  # a broken rule is named first
+        raise GreetingRefused(NOT_NEAR_OCCASION, "occasion", refusal)
     reason: str | None = None
     choice: policy.ChannelChoice | None = None
     if member.stopped:

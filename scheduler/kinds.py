@@ -99,6 +99,10 @@ SERVICE_KINDS = frozenset(k for k, s in KINDS.items() if s.message_class is Mess
 CARE_KINDS = frozenset(k for k, s in KINDS.items() if s.message_class is MessageClass.CARE)
 GREETING_KINDS = frozenset(k for k, s in KINDS.items() if s.message_class is MessageClass.GREETING)
 """The greeting kinds of CONTRACT.md: the no-promotion rule applies in full."""
+EXTRA_KINDS = frozenset({"personal_greeting"})
+"""An assistant's extra word, due on no day: under the weekly cap it yields to everything
+the planner sends (service notices, care, greetings of the day) — the planner does not
+count it, and it is dropped when the week is full (`scheduler.policy.apply_cap`)."""
 GREETING_OCCASIONS = (*(k for k in KINDS if k in GREETING_KINDS), "other")
 """What an assistant's ``personal_greeting`` may be for (CONTRACT.md `POST /api/greetings`):
 a greeting kind or ``other``; it picks the wording and the rules (`scheduler.greetings`)."""

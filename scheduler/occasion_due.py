@@ -11,16 +11,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from lunardate import LunarDate
-from sqlalchemy import and_, func, or_
+from sqlalchemy import and_, func, or_, text
 from sqlmodel import col, select
 
 from models.calendar import LUNAR, SOLAR
-from models.clock import add_months
-from models.tables import Member, PointsLot
-from scheduler.care_calendar import members_last_bought_on
+from models.clock import add_months, day_start, local_date
+from models.tables import DORMANT_PENDING, Member, PointsLot
 from scheduler.occasions import festivals_on, season_start_on
 from scheduler.plan_reads import rows
 from scheduler.plan_types import Due, PlanDay
@@ -142,11 +141,25 @@ async def join_anniversaries(plan: PlanDay, due: dict[int, list[Due]]) -> None:
         due[member_id].append(Due("join_anniversary", occasion, data=wanted[joined]))
 
 
+def dormant_query(bought_before: datetime):
+    """(member id, last purchase) of the members whose last purchase is before
+    `bought_before` and whose ``dormant`` greeting is not recorded for it (`dormant`)."""
+    return select(Member.id, Member.last_purchase_at).where(
+        col(Member.last_purchase_at) < bought_before, text(DORMANT_PENDING)
+    )
+
+
 async def dormant(plan: PlanDay, due: dict[int, list[Due]]) -> None:
-    first, end = dormant_range(plan.day, plan.msg.dormant_months)
-    days = [first + timedelta(days=i) for i in range((end - first).days)]
-    for member_id, last in await members_last_bought_on(plan, days):
-        due[member_id].append(Due("dormant", f"since:{last.isoformat()}"))
+    """Members whose last purchase is more than ``dormant_months`` months before the day
+    and whose ``dormant`` greeting is not recorded for it yet (``members.dormant_noted_at``,
+    set by `scheduler.plan_save.save_plan`): due on every day until it is recorded, so a
+    member imported long dormant, or a day the planner did not run, is still greeted. Read
+    through the partial index ``ix_members_dormant_due``, which holds only the members not
+    yet greeted for their last purchase: the cost follows the greetings due."""
+    _first, end = dormant_range(plan.day, plan.msg.dormant_months)
+    for member_id, last in await rows(plan, dormant_query(day_start(end, plan.tz))):
+        since = local_date(last, plan.tz)
+        due[member_id].append(Due("dormant", f"since:{since.isoformat()}", data=last))
 
 
 async def points_expiry(plan: PlanDay, due: dict[int, list[Due]]) -> None:

@@ -4,7 +4,8 @@
 kind order: the template's values (`message_values`, signed by `signer`), the
 text rendered and checked (`scheduler.message_rules.check`), then
 `scheduler.policy`: stopped → ``stopped``; a broken rule → ``rule:<rule>``; no
-channel → ``no_channel``; over the weekly cap → ``capped``.
+channel → ``no_channel``; over the weekly cap → ``capped`` (an assistant's personal
+greetings in the week are not counted: the member's notices and care come first).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def plan_member(plan: PlanDay, m: MemberRow, cands: list[Due], ctx: BatchContext
             planned_on=plan.day, locale=locale, text="", channel="", via="", address="",
             send_after=at, store_id=store_id, assistant_id=assistant_id, status=QUEUED,
         )  # fmt: skip
+        if c.kind == "dormant":
+            p.dormant_for = c.data
         out.append(p)
         if m.stopped:
             p.text = render_text(plan, c.kind, locale, values)
@@ -51,7 +54,13 @@ def plan_member(plan: PlanDay, m: MemberRow, cands: list[Due], ctx: BatchContext
             continue
         sendable.append(p)
     if sendable:
-        counted = sum(1 for key in ctx.recent.get(m.id, ()) if key not in keys)
+        # The week's messages, but not today's own (a rerun) nor an assistant's extra
+        # greetings: they never take a slot from the member's notices and care.
+        counted = sum(
+            1
+            for key in ctx.recent.get(m.id, ())
+            if key not in keys and policy.counts_for_planner(key[0])
+        )
         kept, capped = policy.apply_cap(sendable, counted, plan.msg.weekly_cap)
         for p in capped:
             suppress(p, policy.CAPPED)

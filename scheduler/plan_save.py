@@ -2,8 +2,10 @@
 
 `save_plan` inserts with ``INSERT … ON CONFLICT (member_id, kind, occasion) DO
 NOTHING``: the database, not a check-then-insert, makes a rerun or a second
-replica harmless. `pending_only` drops what the outbox already holds (the
-dry-run view of ``memberbot plan``).
+replica harmless; it also records on the member the last purchase a ``dormant``
+greeting was written for (``members.dormant_noted_at``), so it is not due again.
+`pending_only` drops what the outbox already holds (the dry-run view of
+``memberbot plan``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ async def save_plan(
     inserted = suppressed = 0
     for chunk in chunks(rows, chunk_size * 5 if pg else chunk_size):
         new = await insert_batch(session, chunk, now)
+        await _note_dormant(session, chunk, pg)
         if not new:
             continue
         inserted += len(new)
@@ -140,6 +143,32 @@ async def _insert_sqlite(session: AsyncSession, chunk: Sequence[Planned], now: d
         new.extend((await conn.exec_driver_sql(sql, params)).all())
     new.sort()
     return new
+
+
+_PG_NOTE_DORMANT = text(
+    "UPDATE members SET dormant_noted_at = u.at FROM unnest("
+    "CAST(:ids AS integer[]), CAST(:ats AS timestamptz[])) AS u(id, at) "
+    "WHERE members.id = u.id AND members.last_purchase_at = u.at"
+)
+_SQLITE_NOTE_DORMANT = (
+    "UPDATE members SET dormant_noted_at = last_purchase_at WHERE id = ? AND last_purchase_at = ?"
+)
+
+
+async def _note_dormant(session: AsyncSession, chunk: Sequence[Planned], pg: bool) -> None:
+    """Record on each member the last purchase its ``dormant`` greeting (inserted now or
+    already in the outbox) was for, so the planner does not find it due again
+    (`scheduler.occasion_due.dormant`). Only while that is still the last purchase: one
+    made meanwhile keeps the member pending for the next dormancy."""
+    noted = [(p.member_id, p.dormant_for) for p in chunk if p.dormant_for is not None]
+    if not noted:
+        return
+    if pg:
+        params = {"ids": [i for i, _ in noted], "ats": [at for _, at in noted]}
+        await session.exec(_PG_NOTE_DORMANT, params=params)
+        return
+    conn = await session.connection()
+    await conn.exec_driver_sql(_SQLITE_NOTE_DORMANT, [(i, _sqlite_datetime(at)) for i, at in noted])
 
 
 async def _insert_events(session: AsyncSession, new: list, now: datetime, pg: bool) -> None:

@@ -46,6 +46,9 @@ class Planned:
     """queued | suppressed"""
     reason: str | None = None
     """stopped | no_channel | capped | rule:<rule name> (suppressed only)"""
+    dormant_for: datetime | None = None
+    """``dormant`` only: the member's last purchase it greets after (`save_plan` records it
+    on the member, ``members.dormant_noted_at``, so it is not due again)."""
 
     @property
     def key(self) -> tuple[int, str, str]:
@@ -141,7 +144,8 @@ class Due:
     kind: str
     occasion: str
     data: Any = None
-    """Kind-specific: a Sale, a Festival, a Season, a CardApp, (points, day), years."""
+    """Kind-specific: a Sale, a Festival, a Season, a CardApp, (points, day), years, the
+    last purchase time (dormant)."""
     store_id: int | None = None
     assistant_id: int | None = None
     vip: bool | None = None

@@ -41,10 +41,13 @@ What is due on D (DOMAIN.md §5-7, MESSAGING.md; occasion keys in brackets):
 - ``holiday`` [``<festival code>:<YYYY>``]: every member, on the first festival
   of ``[occasions]`` falling on D (`scheduler.occasions.festivals_on`);
   ``seasonal`` [``<term code>:<YYYY>``]: every member, on a season-start term.
-- ``dormant`` [``since:<last purchase day>``]: on the first day D on which the
+- ``dormant`` [``since:<last purchase day>``]: on every day D on which the
   member's last purchase is more than ``dormant_months`` calendar months before D
-  (last purchase < D - months, and not yet the day before) — once per last
-  purchase. Members who never bought are not dormant.
+  (last purchase < D - months) and no ``dormant`` was recorded for that purchase
+  (``members.dormant_noted_at``, which `save_plan` sets when it writes one, queued
+  or suppressed) — once per last purchase, but caught up after a day the daily job
+  did not run, and for members imported long dormant. Members who never bought
+  are not dormant.
 - ``points_expiry`` [``lots:<expires_on>``]: open points lots whose last day is
   D + ``points_expiry_notice_days``, summed per member.
 
@@ -56,13 +59,15 @@ member's, a missing store to the brand's name), and checked by
 `scheduler.message_rules.check`. Then, per member (`scheduler.policy`):
 stopped → suppressed ``stopped``; a broken rule → ``rule:<rule>``; no channel →
 ``no_channel``; over the weekly cap → ``capped`` (counting the member's messages
-not suppressed whose send time lies in the 7 brand days ending on D). A
+not suppressed whose send time lies in the 7 brand days ending on D, except an
+assistant's personal greetings: the member's notices and care come first). A
 suppressed message is still recorded (its key taken), so it is never planned
 again.
 
 Scale: every source is read through an index on the date it depends on
 (purchases.local_date, members (birthday_calendar, birthday_month,
 birthday_day), (wedding_month, wedding_day), join_date, last_purchase_at,
+the partial index of members not yet greeted as dormant for their last purchase,
 points_lots' open-lots-by-expiry index, card_applications.status); the
 context (identities, recent outbox, stores, assistants, items) is read in bulk
 for the members due only, ``chunk_size`` at a time. Holiday and seasonal days

@@ -32,8 +32,12 @@ Channel choice (MESSAGING.md "Channels", "WeChat Official Account")
 Weekly cap (MESSAGING.md "Timing", DOMAIN.md §7.7)
     At most ``weekly_cap`` proactive messages per member per rolling 7 days.
     `apply_cap` keeps greetings due on the day whatever the count (they still
-    count), then service notices, then care messages, while slots remain;
-    the rest are capped.
+    count), then service notices, then care messages, then an assistant's extra
+    (personal) greetings, while slots remain; the rest are capped. The member's own
+    service notices and the planner's care come before an assistant's extra word:
+    the planner does not count personal greetings (`counts_for_planner`), and a
+    personal greeting is capped when the week already holds ``weekly_cap`` messages
+    of any kind (`scheduler.greetings`).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Protocol, TypeVar
 
-from scheduler.kinds import CARE_KINDS, GREETING_KINDS, SERVICE_KINDS
+from scheduler.kinds import CARE_KINDS, EXTRA_KINDS, GREETING_KINDS, SERVICE_KINDS
 
 DAY_MINUTES = 24 * 60
 CS_WINDOW = timedelta(hours=48)
@@ -250,7 +254,10 @@ T = TypeVar("T", bound=_HasKind)
 
 
 def cap_priority(kind: str) -> int:
-    """0 greetings, 1 service notices, 2 care (the order slots are given in)."""
+    """0 greetings due on the day, 1 service notices, 2 care, 3 an assistant's extra
+    greetings (the order slots are given in)."""
+    if kind in EXTRA_KINDS:
+        return 3
     if kind in GREETING_KINDS:
         return 0
     if kind in SERVICE_KINDS:
@@ -260,20 +267,27 @@ def cap_priority(kind: str) -> int:
     raise ValueError(f"unknown message kind {kind!r}")
 
 
+def counts_for_planner(kind: str) -> bool:
+    """Whether a message already in the week takes one of the planner's slots: every kind
+    but an assistant's extra greeting (module "Weekly cap")."""
+    return kind not in EXTRA_KINDS
+
+
 def apply_cap(candidates: Sequence[T], already_counted: int, cap: int) -> tuple[list[T], list[T]]:
     """Split one member's sendable messages of a day into (kept, capped).
 
     `already_counted`: the member's messages already queued or sent in the rolling
-    7 days (suppressed ones do not count). Greetings (due on the day itself) are
-    always kept and count; then service notices, then care, in the given order
-    within a class, while ``already_counted + kept < cap``.
+    7 days (suppressed ones do not count). Greetings due on the day itself are
+    always kept and count; then service notices, then care, then an assistant's
+    extra greetings, in the given order within a class, while
+    ``already_counted + kept < cap``.
     """
     ordered = sorted(candidates, key=lambda c: cap_priority(c.kind))  # stable
     kept: list[T] = []
     capped: list[T] = []
     used = already_counted
     for c in ordered:
-        if c.kind in GREETING_KINDS or used < cap:
+        if (c.kind in GREETING_KINDS and c.kind not in EXTRA_KINDS) or used < cap:
             kept.append(c)
             used += 1
         else:

@@ -389,10 +389,10 @@ async def test_stop_from_wechat_is_recorded_as_wechat(bot, sessions, store):
     assert [e.channel for e in history] == ["wechat"]
 
 
-async def test_stop_from_a_non_member_number_is_confirmed_and_records_nothing(bot, sessions):
+async def test_stop_from_a_non_member_number_is_confirmed_and_kept_by_address(bot, sessions):
     reply = await bot.handle(sms_in("STOP", sender=OTHER_PHONE))
-    assert reply.text and "不会主动给您发送消息" in reply.text
-    assert await count(sessions, ConsentEvent) == 0
+    assert reply.text and "不会主动给这个号码发送消息" in reply.text
+    assert await count(sessions, ConsentEvent) == 1  # no member yet: kept by address
 
 
 # --------------------------------------------------------------------------- vouchers

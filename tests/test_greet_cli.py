@@ -7,7 +7,9 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import select
@@ -43,7 +45,9 @@ async def seeded(sessions) -> None:
         await upsert_store(s, code="S1", name="静安店", city="上海")
         a1, _, _ = await create_or_update_assistant(s, code="A1", name="王丽", store_code="S1")
         await create_or_update_assistant(s, code="A2", name="李娜", store_code="S1")
-        await make_member(s, phone=PHONE, name="张三", assistant=a1)
+        # Born today (the command runs on the real clock): a birthday greeting is in time.
+        today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+        await make_member(s, phone=PHONE, name="张三", assistant=a1, birthday=f"{today:%m-%d}")
 
 
 def memberbot(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -140,6 +144,11 @@ async def test_refused_greeting_is_one_stderr_line_and_exit_1(seeded, sessions, 
             1,
             "prying_in_dormant",
         ),  # fmt: skip
+        (
+            ("--assistant", "A1", "--member", PHONE, "--occasion", "wedding_anniversary"),
+            1,
+            "not_near_occasion",  # no wedding day on file
+        ),
         (("--assistant", "A9", "--member", PHONE, "--occasion", "other"), 2, "unknown assistant"),
         (("--assistant", "A1", "--member", "13900000000", "--occasion", "other"), 2, "no member"),
         (("--assistant", "A1", "--member", "12", "--occasion", "other"), 2, "phone"),
@@ -173,7 +182,7 @@ async def test_stopped_member_is_suppressed_not_refused(seeded, sessions, config
         member = (await s.exec(select(Member).where(Member.phone == PHONE))).one()
         await consent.stop(s, member=member, channel="staff", at=utcnow(), source="test")
     code = await run("--config", str(config), "greet", "--assistant", "A1", "--member", PHONE,
-                     "--occasion", "holiday")  # fmt: skip
+                     "--occasion", "other")  # fmt: skip
     assert code == 0
     (row,) = await outbox_rows(sessions)
     out = capsys.readouterr().out.strip()

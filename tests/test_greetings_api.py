@@ -74,12 +74,14 @@ async def seed(client) -> dict[str, str]:
     await operator(
         client,
         "/api/members",
-        {"phone": PHONE, "name": "张三", "store": "S001", "assistant": "A001"},
+        {"phone": PHONE, "name": "张三", "store": "S001", "assistant": "A001",
+         "birthday": "12-01"},  # the test clock's day (birthday greetings go near it)
     )
     await operator(
         client,
         "/api/members",
-        {"phone": OTHER_PHONE, "name": "李四", "store": "S001", "assistant": "A002"},
+        {"phone": OTHER_PHONE, "name": "李四", "store": "S001", "assistant": "A002",
+         "birthday": "12-02"},
     )
     return tokens
 
@@ -166,7 +168,7 @@ async def test_wechat_customer_service_while_the_window_is_open(
                 last_inbound_at=clock.at - timedelta(hours=3),
             )
         )  # fmt: skip
-    status, body, _ = await call(client, {"member": PHONE, "occasion": "holiday"}, tokens["A001"])
+    status, body, _ = await call(client, {"member": PHONE, "occasion": "birthday"}, tokens["A001"])
     assert status == 202, body
     assert (body["status"], body["channel"]) == ("queued", "wechat")
     (row,) = await rows(sessions, kind="personal_greeting")
@@ -183,7 +185,7 @@ async def test_quiet_hours_shift_send_after_to_the_next_morning(
     client = await _client(aiohttp_client, make_settings)
     tokens = await seed(client)
     clock.at = datetime(2026, 12, 1, 22, 30, tzinfo=SH).astimezone(UTC)
-    status, body, _ = await call(client, {"member": PHONE, "occasion": "holiday"}, tokens["A001"])
+    status, body, _ = await call(client, {"member": PHONE, "occasion": "birthday"}, tokens["A001"])
     assert status == 202, body
     assert body["send_after"] == "2026-12-02T09:00:00+08:00"
     (row,) = await rows(sessions, kind="personal_greeting")
@@ -485,7 +487,7 @@ async def test_concurrent_identical_requests_make_one_row(
 ):
     client = await _client(aiohttp_client, make_settings)
     tokens = await seed(client)
-    body = {"member": PHONE, "occasion": "holiday", "note": "新年快乐"}
+    body = {"member": PHONE, "occasion": "birthday", "note": "天天开心"}
     answers = await asyncio.gather(*(call(client, body, tokens["A001"]) for _ in range(6)))
     statuses = sorted(a[0] for a in answers)
     assert statuses == [200, 200, 200, 200, 200, 202]

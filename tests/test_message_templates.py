@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -205,3 +206,23 @@ def test_lint_uses_the_configured_lexicon(tmp_path):
     assert {(p.parent.name, p.name, v.rule) for p, v in found} == {
         ("zh_CN", "dormant.txt", "prying_in_dormant")
     }
+
+
+_DANGLING = re.compile(
+    r"(?m)^[，,。.！!、；;：:]"  # a line opening with punctuation ("，生日快乐")
+    r"|[，,]\s*[，,。.！!?？]"  # a comma left before other punctuation ("Happy birthday, !")
+    r"| [,.!?;:]"  # a space before punctuation ("Hi , how")
+    r"|^\s"  # a text opening with blank space
+)
+
+
+@pytest.mark.parametrize(("kind", "locale"), CASES)
+def test_every_kind_reads_well_for_a_member_without_a_name(kind, locale):
+    """Iterates every kind and locale (a new kind is covered too) with each sample's branch."""
+    for ctx in render.sample_contexts(kind, locale):
+        named = render_checked(kind, locale, lexicon=LEX, **ctx)
+        assert not _DANGLING.search(named.text), named.text  # the check itself is sound
+        result = render_checked(kind, locale, lexicon=LEX, **{**ctx, "member_name": ""})
+        assert result.ok, (result.text, result.violations)
+        assert not _DANGLING.search(result.text), result.text
+        assert result.text[0].isupper() or not result.text[0].isascii(), result.text

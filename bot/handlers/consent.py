@@ -8,15 +8,17 @@ DOMAIN.md §7 rule 6: "if this message disturbs you, reply 不接受").
   "you are already unsubscribed" — an answer to the member's own message.
 - A stopped member still gets answers to whatever they ask.
 - Resume words undo it, symmetrically (confirmed once, then "you already receive").
-- A stop from a sender who is no member (an unknown phone, an unbound openid)
-  has nothing to record: we never send them proactive messages anyway; they get
-  the same short confirmation so the words never go unanswered.
+- A stop from a sender who is no member (an unknown phone, an unbound openid) is
+  kept by address (`models.consent.stop_address`, with time, channel and words)
+  and applies when the address joins: a member created with that phone, an openid
+  bound to a member. Resume words from such a sender undo it the same way.
 The pending confirmation (redeem, mail) is cancelled by `bot.bot` before a stop.
 """
 
 from __future__ import annotations
 
 from bot.conversation import Reply
+from bot.handlers.help import not_member
 from bot.handlers.turn import Route, Turn
 from bot.router import Intent, Match
 from models import consent
@@ -28,7 +30,13 @@ def _source(match: Match) -> str:
 
 async def stop(turn: Turn, match: Match) -> Reply:
     if turn.member is None:
-        return turn.reply("stop_done", member=False)
+        changed = await consent.stop_address(
+            turn.session, channel=turn.channel, address=turn.inbound.sender, at=turn.now,
+            source=_source(match),
+        )  # fmt: skip
+        if not changed:
+            return turn.reply("stop_already")
+        return turn.reply("stop_done", "stopped", member=False)
     changed = await consent.stop(
         turn.session, member=turn.member, channel=turn.channel, at=turn.now, source=_source(match)
     )
@@ -38,6 +46,14 @@ async def stop(turn: Turn, match: Match) -> Reply:
 
 
 async def resume(turn: Turn, match: Match) -> Reply:
+    if turn.member is None:
+        changed = await consent.resume_address(
+            turn.session, channel=turn.channel, address=turn.inbound.sender, at=turn.now,
+            source=_source(match),
+        )  # fmt: skip
+        if not changed:  # nothing stopped here: what anyone who is no member gets
+            return await not_member(turn, match)
+        return turn.reply("resume_done", "resumed")
     changed = await consent.resume(
         turn.session, member=turn.member, channel=turn.channel, at=turn.now, source=_source(match)
     )
@@ -48,5 +64,5 @@ async def resume(turn: Turn, match: Match) -> Reply:
 
 ROUTES = [
     Route(Intent.STOP, stop, needs_member=False),
-    Route(Intent.RESUME, resume),
+    Route(Intent.RESUME, resume, needs_member=False),
 ]

@@ -32,6 +32,7 @@ from bot.router import Intent, Match
 from bot.templating import render
 from models import calendar, tiers
 from models.rules import LoyaltyRules
+from models.tier_nudge import upgrade_nudge
 
 
 class PointsFacts(NamedTuple):
@@ -69,6 +70,8 @@ class _NextTier:
     threshold: Decimal
     missing: Decimal | int
     buy_by: date | None
+    nudge: bool = True
+    """False: only the pending card is shown (`models.tier_nudge.upgrade_nudge`: no rule)."""
 
 
 @dataclass(slots=True)
@@ -102,7 +105,16 @@ def _next_tier(
 ) -> _NextTier | None:
     if progress is None:
         return None
-    closest = progress.closest
+    # Only a rule the member can still meet in time (docs/loyalty-rules.md "Upgrade
+    # nudges"); none → no upgrade line, the card waiting for pickup still shown.
+    closest = upgrade_nudge(progress)
+    if closest is None:
+        if progress.pending is None:
+            return None
+        closest = progress.closest
+        nudge = False
+    else:
+        nudge = True
     rule = closest.rule
     missing = closest.missing
     return _NextTier(
@@ -114,6 +126,7 @@ def _next_tier(
         threshold=rule.threshold,
         missing=int(missing) if rule.measure == "points" else missing,
         buy_by=closest.buy_by,
+        nudge=nudge,
     )
 
 

@@ -117,6 +117,7 @@ def upgrade() -> None:
     sa.Column('purchases_count', sa.Integer(), nullable=False),
     sa.Column('first_purchase_at', models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_purchase_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('dormant_noted_at', models.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('tier', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.Column('tier_since', sa.Date(), nullable=True),
     sa.Column('tier_expires', sa.Date(), nullable=True),
@@ -135,6 +136,7 @@ def upgrade() -> None:
     with op.batch_alter_table('members', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_members_assistant_id'), ['assistant_id'], unique=False)
         batch_op.create_index('ix_members_birthday', ['birthday_calendar', 'birthday_month', 'birthday_day'], unique=False)
+        batch_op.create_index('ix_members_dormant_due', ['last_purchase_at'], unique=False, postgresql_where=sa.text('last_purchase_at IS NOT NULL AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)'), sqlite_where=sa.text('last_purchase_at IS NOT NULL AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)'))
         batch_op.create_index(batch_op.f('ix_members_eligible_tier'), ['eligible_tier'], unique=False)
         batch_op.create_index('ix_members_join_date', ['join_date'], unique=False)
         batch_op.create_index(batch_op.f('ix_members_last_purchase_at'), ['last_purchase_at'], unique=False)
@@ -219,7 +221,8 @@ def upgrade() -> None:
 
     op.create_table('consent_events',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=True),
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
     sa.Column('at', models.types.UTCDateTime(timezone=True), nullable=False),
@@ -228,6 +231,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('consent_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_consent_events_address'), ['address'], unique=False)
         batch_op.create_index(batch_op.f('ix_consent_events_member_id'), ['member_id'], unique=False)
 
     op.create_table('identities',
@@ -497,6 +501,7 @@ def downgrade() -> None:
     op.drop_table('identities')
     with op.batch_alter_table('consent_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consent_events_member_id'))
+        batch_op.drop_index(batch_op.f('ix_consent_events_address'))
 
     op.drop_table('consent_events')
     with op.batch_alter_table('card_applications', schema=None) as batch_op:
@@ -529,6 +534,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_members_last_purchase_at'))
         batch_op.drop_index('ix_members_join_date')
         batch_op.drop_index(batch_op.f('ix_members_eligible_tier'))
+        batch_op.drop_index('ix_members_dormant_due', postgresql_where=sa.text('last_purchase_at IS NOT NULL AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)'), sqlite_where=sa.text('last_purchase_at IS NOT NULL AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)'))
         batch_op.drop_index('ix_members_birthday')
         batch_op.drop_index(batch_op.f('ix_members_assistant_id'))
 
