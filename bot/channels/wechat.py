@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -41,11 +42,13 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.utils import check_signature
 
-from bot.appkeys import CONVERSATION, HTTP, INBOUND_LOG, SETTINGS
+from bot.appkeys import CONVERSATION, ENGINE, HTTP, INBOUND_LOG, SETTINGS
+from bot.channels import wechat_replay as replay
 from bot.channels import xmlsafe
+from bot.channels.wechat_replay import ReplayMemory
 from bot.config import WeChatSettings
 from bot.conversation import Inbound
-from bot.inbound_log import HandlingFailed
+from bot.inbound_log import HandlingFailed, bounded_key
 from bot.wechat_api import WeChatApi, WeChatApiError
 
 log = logging.getLogger("memberbot.wechat")
@@ -59,8 +62,6 @@ class WeChatOptions:
 
     reply_deadline: float = 4.0
     """Seconds after which an unfinished answer is replaced by `success` (WeChat waits 5)."""
-    max_timestamp_age: float | None = None
-    """Refuse (403) requests whose `timestamp` is further than this from our clock; None: off."""
     cs_attempts: int = 3
     """Tries of a customer-service send that failed for a retryable reason."""
     cs_backoff: float = 0.5
@@ -69,6 +70,17 @@ class WeChatOptions:
 
 WECHAT_OPTIONS = web.AppKey("wechat_options", WeChatOptions)
 WECHAT_API = web.AppKey("wechat_api", WeChatApi)
+WECHAT_REPLAY = web.AppKey("wechat_replay", ReplayMemory)
+
+MSG_TYPE_MAX = 32
+"""Longest `MsgType` / `Event` accepted (WeChat's are a few letters): longer → 400."""
+MSG_ID_MAX = 64
+"""Longest `MsgId` accepted (WeChat's is a 64-bit number): longer → 400."""
+_ENCRYPT = re.compile(
+    rb"<Encrypt>\s*(?:<!\[CDATA\[([A-Za-z0-9+/=]+)\]\]>|([A-Za-z0-9+/=]+))\s*</Encrypt>"
+)
+"""The `<Encrypt>` field of a safe-mode envelope, found without an XML parser (base64
+has no character that XML treats specially)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +98,16 @@ class WeChatMessage:
 
     @property
     def dedupe_key(self) -> str:
-        """MESSAGING.md: messages by `MsgId`, events by `FromUserName` + `CreateTime`."""
+        """MESSAGING.md: messages by sender + `MsgId` (one member's `MsgId` never finds
+        another's answer), events by `FromUserName` + `CreateTime`."""
         if self.msg_type != "event" and self.msg_id:
-            return f"msg:{self.msg_id[:64]}"
+            return bounded_key(f"msg:{self.openid}:{self.msg_id}")
         # The event and its key join the pair, so a subscribe and a menu click in the same
         # second are two events; a retry repeats all of them.
         key = (self.event_key or "")[:64]
-        return f"evt:{self.openid}:{self.create_time}:{self.event or self.msg_type}:{key}"
+        return bounded_key(
+            f"evt:{self.openid}:{self.create_time}:{self.event or self.msg_type}:{key}"
+        )
 
 
 def read_message(fields: dict) -> WeChatMessage:
@@ -106,12 +121,17 @@ def read_message(fields: dict) -> WeChatMessage:
     if not openid or len(openid) > 64:
         raise xmlsafe.MalformedXml("<FromUserName> must be an openid")
     event = field(fields, "Event", required=False)
+    msg_id = (field(fields, "MsgId", required=False) or "").strip() or None
+    if len(msg_type) > MSG_TYPE_MAX or (event is not None and len(event) > MSG_TYPE_MAX):
+        raise xmlsafe.MalformedXml(f"<MsgType> and <Event> are at most {MSG_TYPE_MAX} characters")
+    if msg_id is not None and len(msg_id) > MSG_ID_MAX:
+        raise xmlsafe.MalformedXml(f"<MsgId> is at most {MSG_ID_MAX} characters")
     return WeChatMessage(
         openid=openid,
         account=field(fields, "ToUserName", required=False) or "",
         msg_type=msg_type,
         create_time=int(created),
-        msg_id=(field(fields, "MsgId", required=False) or "").strip() or None,
+        msg_id=msg_id,
         content=field(fields, "Content", required=False) or "",
         event=event.strip().lower() if event else None,
         event_key=field(fields, "EventKey", required=False) or None,
@@ -150,6 +170,7 @@ class WeChatWebhook:
 
     def __init__(self, settings: WeChatSettings):
         self.token = settings.token
+        self.max_age = settings.max_timestamp_age
         self.crypto = (
             WeChatCrypto(settings.token, settings.encoding_aes_key, settings.app_id)
             if settings.encoding_aes_key
@@ -167,17 +188,19 @@ class WeChatWebhook:
             return False
         return True
 
-    @staticmethod
-    def _fresh(timestamp: str, opts: WeChatOptions) -> bool:
-        if opts.max_timestamp_age is None:
-            return True
-        if not timestamp.isdigit():
+    def _fresh(self, timestamp: str) -> bool:
+        """A Unix time in ASCII digits within `max_timestamp_age` of our clock."""
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
             return False
-        return abs(time.time() - int(timestamp)) <= opts.max_timestamp_age
+        return abs(time.time() - int(timestamp)) <= self.max_age
 
-    def _decrypt(self, fields: dict, query) -> str:
-        """The inner XML of a safe-mode request; raises web.HTTPForbidden / MalformedXml."""
-        encrypted = xmlsafe.field(fields, "Encrypt")
+    def _decrypt(self, body: bytes, query) -> str:
+        """The inner XML of a safe-mode request, `msg_signature` checked before any XML
+        parser sees a byte: raises web.HTTPForbidden (not signed) / MalformedXml."""
+        found = _ENCRYPT.search(body)
+        if found is None or body.count(b"<Encrypt>") != 1:
+            raise web.HTTPForbidden(text="forbidden")  # nothing the signature could cover
+        encrypted = (found[1] or found[2]).decode("ascii")
         assert self.crypto is not None
         try:
             return self.crypto.decrypt_message(
@@ -196,7 +219,10 @@ class WeChatWebhook:
     async def verify(self, request: web.Request) -> web.Response:
         """URL verification: echo `echostr` after the signature check."""
         q = request.query
-        if not self._signed(q.get("signature"), q.get("timestamp", ""), q.get("nonce", "")):
+        timestamp = q.get("timestamp", "")
+        if not self._fresh(timestamp) or not self._signed(
+            q.get("signature"), timestamp, q.get("nonce", "")
+        ):
             return _forbidden()
         return web.Response(text=q.get("echostr", ""), content_type="text/plain")
 
@@ -212,23 +238,25 @@ class WeChatWebhook:
         q = request.query
         aes = q.get("encrypt_type", "").lower() == "aes"
         timestamp, nonce = q.get("timestamp", ""), q.get("nonce", "")
+        if not self._fresh(timestamp):
+            return _forbidden()
         if aes:
-            # msg_signature (checked on decryption) is what authenticates a safe-mode
+            # msg_signature (checked before decryption) is what authenticates a safe-mode
             # request; a `signature` sent along must be right too.
             if self.crypto is None or not q.get("msg_signature"):
                 return _forbidden()
             if "signature" in q and not self._signed(q["signature"], timestamp, nonce):
                 return _forbidden()
-        elif not self._signed(q.get("signature"), timestamp, nonce):
-            return _forbidden()
-        if not self._fresh(timestamp, opts):
-            return _forbidden()
+        elif self.crypto is not None or not self._signed(q.get("signature"), timestamp, nonce):
+            return _forbidden()  # with an AES key, safe mode is the only mode
         body = await request.read()
+        if not aes and not await app[WECHAT_REPLAY].first_body(
+            replay.url_key(timestamp, nonce), replay.body_hash(body), int(timestamp)
+        ):
+            return _forbidden()  # a signed URL already used with another body
         try:
-            fields = xmlsafe.parse_fields(xmlsafe.decode(body))
-            if aes:
-                fields = xmlsafe.parse_fields(self._decrypt(fields, q))
-            msg = read_message(fields)
+            text = self._decrypt(body, q) if aes else xmlsafe.decode(body)
+            msg = read_message(xmlsafe.parse_fields(text))
         except xmlsafe.UnsafeXml:
             return _bad_request("DTD and entity declarations are not accepted")
         except xmlsafe.MalformedXml as exc:
@@ -292,6 +320,7 @@ async def _api_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WECHAT_API] = WeChatApi(
         app[HTTP], base_url=s.api_base_url, app_id=s.app_id, app_secret=s.app_secret
     )
+    app[WECHAT_REPLAY] = ReplayMemory(app[ENGINE], max_age=s.max_timestamp_age)
     yield
 
 
