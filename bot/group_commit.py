@@ -23,7 +23,9 @@ R = TypeVar("R")
 
 class GroupWriter(Generic[T, R]):
     def __init__(self, flush: Callable[[list[T]], Awaitable[list[R]]]):
-        """`flush(items)` writes the items in one transaction and returns one result each."""
+        """`flush(items)` writes the items in one transaction and returns one result each.
+        If a batch of several items fails, each item is flushed again alone, so one bad
+        item (a value the database refuses) fails only its own caller."""
         self._flush = flush
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._running: asyncio.Task | None = None
@@ -44,9 +46,11 @@ class GroupWriter(Generic[T, R]):
                 try:
                     results = await self._flush([item for item, _ in batch])
                 except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    if len(batch) == 1:
+                        _fail(batch[0][1], exc)
+                    else:
+                        log.warning("a batch of %d failed (%s); one by one", len(batch), exc)
+                        await self._one_by_one(batch)
                 else:
                     for (_, future), result in zip(batch, results, strict=True):
                         if not future.done():
@@ -60,6 +64,23 @@ class GroupWriter(Generic[T, R]):
             raise
         finally:
             self._running = None
+
+    async def _one_by_one(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        for item, future in batch:
+            if future.done():
+                continue
+            try:
+                [result] = await self._flush([item])
+            except Exception as exc:
+                _fail(future, exc)
+            else:
+                if not future.done():
+                    future.set_result(result)
+
+
+def _fail(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 class WriteQueue(Generic[T, R]):
