@@ -355,8 +355,10 @@ class InboundMessage(SQLModel, table=True):
     """Webhook messages already seen, so a platform's retry has exactly one effect.
 
     WeChat retries a message it got no answer to within 5 s (3 tries in all) and
-    may deliver one twice; MESSAGING.md: de-duplicate messages by `MsgId`, events by
-    `FromUserName` + `CreateTime`; Twilio messages by `MessageSid`. The first request
+    may deliver one twice; de-duplicate messages by `FromUserName` + `MsgId` (one
+    member's `MsgId` never finds another's answer), events by `FromUserName` +
+    `CreateTime`; Twilio messages by `MessageSid`. Keys over 200 characters are
+    hashed (`bot.inbound_log.bounded_key`). The first request
     inserts the row as `processing` (INSERT … ON CONFLICT DO NOTHING) and is the only
     one that handles it; the others read the stored answer. `bot/inbound_log.py`.
     """

@@ -4,24 +4,33 @@ CONTRACT.md "HTTP" and MESSAGING.md "WeChat Official Account". wechatpy checks t
 signatures, decrypts and encrypts (safe mode) and renders the passive reply; this
 module only turns the wire into an `Inbound` and the `Reply` back into the wire.
 
-- Signature: `signature` = sha1(sorted token, timestamp, nonce) → 403 if wrong. In safe
-  mode (`encrypt_type=aes`) `msg_signature` also covers the encrypted body → 403 if
-  wrong. `wechat.encoding_aes_key` turns safe mode on and plain requests are still
-  accepted (compatible mode); the reply is encrypted exactly when the request was.
-- Timestamps are not checked for freshness by default: the contract answers 403 for a
-  wrong signature, and an old one is still right. `WeChatOptions.max_timestamp_age`
-  turns the check on (300 s would leave room for WeChat's retries, which come within
-  about 15 s, and for clock drift). In plain mode the signature does not cover the
-  body, so a leaked signed URL can be replayed with any body: safe mode (AES) is what
-  authenticates the message itself.
-- Body: over `server.max_body_bytes` → 413; a DTD or entity declaration, in the body or
-  in the decrypted message → 400 before any parser runs (`xmlsafe`); malformed → 400.
+- Order of checks, cheapest first and nothing parsed before the caller is known:
+  `timestamp` (ASCII digits, within `wechat.max_timestamp_age` of our clock either
+  way) → signature → body size → (plain) replay memory / (safe) `msg_signature` →
+  XML. Each refusal is a 403 without details.
+- Plain mode: `signature` = sha1(sorted token, timestamp, nonce). It does not cover
+  the body, so a signed URL is accepted with one body only: the first one seen, kept
+  in the database across replicas (`bot.channels.wechat_replay`); the same URL with
+  the same body is a resend and gets the stored answer.
+- Safe mode (`encrypt_type=aes`): `msg_signature` = sha1(sorted token, timestamp,
+  nonce, Encrypt) covers the message. `wechat.encoding_aes_key` makes it the only
+  mode: a request without `encrypt_type=aes` → 403 (compatible mode sends the
+  encrypted message too and is read from it). A `signature` sent along must be right.
+  `<Encrypt>` is found in the raw body by a pattern (base64 holds nothing XML treats
+  specially; exactly one `<Encrypt>` allowed) and its signature checked before
+  decryption; the envelope itself is never parsed — nothing else in it is used —
+  and only the decrypted, authenticated message reaches the XML parser.
+- Body: over `server.max_body_bytes` → 413; a DTD or entity declaration in the message
+  → 400 before any parser runs (`xmlsafe`); malformed → 400; a `MsgType` or `Event`
+  over 32 or a `MsgId` over 64 characters → 400.
 - Text messages and the events subscribe (also by QR scene), unsubscribe and menu
   CLICK go to the conversation; other message types (image, voice, …) go as an empty
   text so the bot answers with help; other events (VIEW, LOCATION, job reports, …) are
   acknowledged with `success` and not passed on.
-- Retries and the 5-second deadline: `bot.inbound_log` (key: `MsgId`; events
-  `FromUserName` + `CreateTime`, plus the event and its key). An answer not ready
+- Retries and the 5-second deadline: `bot.inbound_log` (key: `FromUserName` + `MsgId`,
+  so one sender's `MsgId` never finds another's answer; events `FromUserName` +
+  `CreateTime`, plus the event and its key; bounded to the column by
+  `bounded_key`). An answer not ready
   within `reply_deadline` is replaced by `success` and sent through the
   customer-service API when it is ready.
 """
