@@ -235,3 +235,21 @@ async def test_the_quick_points_path_keys_by_sender_too(build, mode):
         await post(client, sign(wechat_text(VICTIM, "积分", msg_id="7"))), mode=mode
     )
     assert again == victim
+
+
+async def test_two_replicas_accept_one_body_per_url(aiohttp_client, make_settings):
+    """Two apps on one database (two replicas), the same URL with two bodies at once."""
+    settings = make_settings(wechat=wechat_settings(aes_key=""))
+    first = await aiohttp_client(create_app(settings))
+    await _setup(first)
+    second = await aiohttp_client(create_app(settings, migrate_on_start=False))
+    bodies = [wechat_text(VICTIM, "积分").encode(), wechat_text(OTHER, "积分").encode()]
+    for _ in range(5):
+        query = signed_query()
+        resps = await asyncio.gather(
+            *(
+                c.post("/wechat", params=query, data=b)
+                for c, b in zip((first, second), bodies, strict=True)
+            )
+        )
+        assert sorted(r.status for r in resps) == [200, 403], [r.status for r in resps]
