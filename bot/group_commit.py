@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -24,8 +25,9 @@ R = TypeVar("R")
 class GroupWriter(Generic[T, R]):
     def __init__(self, flush: Callable[[list[T]], Awaitable[list[R]]]):
         """`flush(items)` writes the items in one transaction and returns one result each.
-        If a batch of several items fails, each item is flushed again alone, so one bad
-        item (a value the database refuses) fails only its own caller."""
+        If a batch of several items is refused by the database (`refused`: a value too
+        long, a broken constraint), each item is flushed again alone, so one bad item
+        fails only its own caller. Other failures (a lost connection) fail the batch."""
         self._flush = flush
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._running: asyncio.Task | None = None
@@ -46,8 +48,9 @@ class GroupWriter(Generic[T, R]):
                 try:
                     results = await self._flush([item for item, _ in batch])
                 except Exception as exc:
-                    if len(batch) == 1:
-                        _fail(batch[0][1], exc)
+                    if len(batch) == 1 or not refused(exc):
+                        for _, future in batch:
+                            _fail(future, exc)
                     else:
                         log.warning("a batch of %d failed (%s); one by one", len(batch), exc)
                         await self._one_by_one(batch)
@@ -76,6 +79,23 @@ class GroupWriter(Generic[T, R]):
             else:
                 if not future.done():
                     future.set_result(result)
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether the database refused the data (SQLSTATE class 22 "data exception" or 23
+    "integrity constraint violation"; SQLite's IntegrityError), not the connection. Looks
+    through SQLAlchemy's and asyncpg's wrappers."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            break
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and state[:2] in ("22", "23"):
+            return True
+        if isinstance(seen, sqlite3.IntegrityError | sqlite3.DataError):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
 
 
 def _fail(future: asyncio.Future, exc: BaseException) -> None:

@@ -62,7 +62,7 @@ from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
-from bot.group_commit import WriteQueue
+from bot.group_commit import WriteQueue, refused
 
 log = logging.getLogger("memberbot.rawdb")
 
@@ -392,7 +392,7 @@ class PgRaw:
                 try:
                     await conn.executemany(self._text(sql), rows)
                 except Exception as exc:
-                    if len(rows) == 1 or not _refused(exc):
+                    if len(rows) == 1 or not refused(exc):
                         raise
                     await _row_by_row(conn, self._text(sql), rows, exc)
         return [None] * len(items)
@@ -408,13 +408,6 @@ class PgRaw:
                 await pool.close()
 
 
-def _refused(exc: Exception) -> bool:
-    """A row the server refused (a value too long, a broken constraint): asyncpg's errors
-    of SQLSTATE classes 22 and 23. Anything else (a lost connection) fails the batch."""
-    state = getattr(exc, "sqlstate", None) or ""
-    return state[:2] in ("22", "23")
-
-
 async def _row_by_row(conn, sql: str, rows: list[tuple], exc: Exception) -> None:
     """The rows of a refused batch again one by one: only the bad ones are dropped
     (logged), never their neighbours (they are deferred writes: nobody waits for them)."""
@@ -423,7 +416,7 @@ async def _row_by_row(conn, sql: str, rows: list[tuple], exc: Exception) -> None
         try:
             await conn.execute(sql, *row)
         except Exception as row_exc:
-            if not _refused(row_exc):
+            if not refused(row_exc):
                 raise
             log.error("a deferred write was refused and dropped: %s", row_exc)
 

@@ -19,6 +19,7 @@ from bot.app import create_app
 from bot.appkeys import SMS_SENDER
 from bot.channels.wechat import WeChatMessage
 from bot.conversation import Inbound, Reply
+from bot.group_commit import GroupWriter
 from bot.inbound_log import KEY_MAX, InboundLog, bounded_key
 from bot.sms_sender import ConsoleSmsSender
 from models.tables import InboundMessage
@@ -150,3 +151,39 @@ def test_keys_are_bounded_and_stay_distinct():
         msg_id=None, content="", event="e" * 32, event_key="k" * 200,
     )  # fmt: skip
     assert len(event.dedupe_key) <= KEY_MAX
+
+
+class Refused(Exception):
+    sqlstate = "22001"  # string data right truncation, as asyncpg reports it
+
+
+async def _batched(flush, items):
+    writer = GroupWriter(flush)
+    return await asyncio.gather(*(writer.submit(i) for i in items), return_exceptions=True)
+
+
+async def test_a_refused_batch_is_flushed_again_item_by_item():
+    flushes: list[list[str]] = []
+
+    async def flush(items: list[str]) -> list[str]:
+        flushes.append(items)
+        if "bad" in items:
+            raise Refused("value too long")
+        return [i.upper() for i in items]
+
+    results = await _batched(flush, ["a", "bad", "c"])
+    assert results[0] == "A" and results[2] == "C"
+    assert isinstance(results[1], Refused)
+    assert flushes == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+
+
+async def test_a_lost_connection_fails_the_batch_without_a_retry_per_item():
+    flushes: list[list[str]] = []
+
+    async def flush(items: list[str]) -> list[str]:
+        flushes.append(items)
+        raise ConnectionResetError("gone")
+
+    results = await _batched(flush, ["a", "b", "c"])
+    assert all(isinstance(r, ConnectionResetError) for r in results)
+    assert flushes == [["a", "b", "c"]]
