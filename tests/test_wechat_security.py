@@ -20,6 +20,7 @@ from tests.payloads import (
     WECHAT_AES_KEY,
     WECHAT_TOKEN,
     aes,
+    compatible,
     decrypt_reply,
     plain,
     reply_fields,
@@ -253,3 +254,15 @@ async def test_two_replicas_accept_one_body_per_url(aiohttp_client, make_setting
             )
         )
         assert sorted(r.status for r in resps) == [200, 403], [r.status for r in resps]
+
+
+async def test_compatible_mode_with_a_text_that_looks_like_an_encrypt_field(build):
+    """The plain copy of a compatible-mode envelope may carry anything the member typed."""
+    client = await build(aes_key=WECHAT_AES_KEY)
+    text = " ".join(["<Encrypt>QUJD</Encrypt>"] * 3)
+    query, body = compatible(wechat_text(OTHER, text))
+    escaped = text.replace("<", "&lt;").replace(">", "&gt;").encode()
+    body = body.replace(escaped, b"<![CDATA[" + text.encode() + b"]]>")  # as WeChat writes it
+    assert body.count(b"<Encrypt>") == 4
+    assert "李四" in await answer(await post(client, (query, body)), mode="aes")
+    assert await count(client, InboundMessage) == 1  # handled, not refused

@@ -17,8 +17,8 @@ module only turns the wire into an `Inbound` and the `Reply` back into the wire.
   mode: a request without `encrypt_type=aes` → 403 (compatible mode sends the
   encrypted message too and is read from it). A `signature` sent along must be right.
   `<Encrypt>` is found in the raw body by a pattern (base64 holds nothing XML treats
-  specially; exactly one `<Encrypt>` allowed) and its signature checked before
-  decryption; the envelope itself is never parsed — nothing else in it is used —
+  specially; the last few candidates tried, see `_signed_encrypt`) and its signature
+  checked before decryption; the envelope itself is never parsed — nothing else in it is used —
   and only the decrypted, authenticated message reaches the XML parser.
 - Body: over `server.max_body_bytes` → 413; a DTD or entity declaration in the message
   → 400 before any parser runs (`xmlsafe`); malformed → 400; a `MsgType` or `Event`
@@ -38,6 +38,7 @@ module only turns the wire into an `Inbound` and the `Reply` back into the wire.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import re
 import struct
@@ -49,7 +50,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-from wechatpy.utils import check_signature
+from wechatpy.utils import WeChatSigner, check_signature
 
 from bot.appkeys import CONVERSATION, ENGINE, HTTP, INBOUND_LOG, SETTINGS
 from bot.channels import wechat_replay as replay
@@ -90,6 +91,9 @@ _ENCRYPT = re.compile(
 )
 """The `<Encrypt>` field of a safe-mode envelope, found without an XML parser (base64
 has no character that XML treats specially)."""
+ENCRYPT_CANDIDATES = 4
+"""`<Encrypt>`-looking fields of one body whose signature is tried at most (the last ones:
+WeChat puts the real field last, after a compatible-mode envelope's plain copy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,22 +210,31 @@ class WeChatWebhook:
     def _decrypt(self, body: bytes, query) -> str:
         """The inner XML of a safe-mode request, `msg_signature` checked before any XML
         parser sees a byte: raises web.HTTPForbidden (not signed) / MalformedXml."""
-        found = _ENCRYPT.search(body)
-        if found is None or body.count(b"<Encrypt>") != 1:
-            raise web.HTTPForbidden(text="forbidden")  # nothing the signature could cover
-        encrypted = (found[1] or found[2]).decode("ascii")
+        signature = query.get("msg_signature", "")
+        timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
+        encrypted = self._signed_encrypt(body, signature, timestamp, nonce)
+        if encrypted is None:
+            raise web.HTTPForbidden(text="forbidden")
         assert self.crypto is not None
         try:
-            return self.crypto.decrypt_message(
-                {"Encrypt": encrypted},
-                query.get("msg_signature", ""),
-                query.get("timestamp", ""),
-                query.get("nonce", ""),
-            )
+            return self.crypto.decrypt_message({"Encrypt": encrypted}, signature, timestamp, nonce)
         except (InvalidSignatureException, InvalidAppIdException):
             raise web.HTTPForbidden(text="forbidden") from None
         except (ValueError, struct.error, IndexError, TypeError) as exc:
             raise xmlsafe.MalformedXml("cannot decrypt <Encrypt>") from exc
+
+    def _signed_encrypt(self, body: bytes, signature: str, timestamp: str, nonce: str):
+        """The `<Encrypt>` value that `msg_signature` covers, or None. A compatible-mode
+        envelope also carries the message in plain, whose text could itself look like an
+        `<Encrypt>` field: the last few candidates are tried, the last one first."""
+        candidates = list(_ENCRYPT.finditer(body))[-ENCRYPT_CANDIDATES:]
+        for found in reversed(candidates):
+            value = (found[1] or found[2]).decode("ascii")
+            signer = WeChatSigner()
+            signer.add_data(self.token, timestamp, nonce, value)
+            if hmac.compare_digest(signer.signature.encode(), signature.encode()):
+                return value
+        return None
 
     # ------------------------------------------------------------------ handlers
 
