@@ -93,6 +93,10 @@ class WeChatSettings(_Section):
     app_secret: str = ""
     token: str = ""
     encoding_aes_key: str = ""
+    """Set: safe mode is the only mode (a request without `encrypt_type=aes` → 403)."""
+    max_timestamp_age: Annotated[int, Field(ge=10, le=86_400)] = 300
+    """Seconds a signed request's `timestamp` may be from our clock (either way) → else 403;
+    also how long a signed URL is remembered with its body (`bot.channels.wechat_replay`)."""
     api_base_url: str = "https://api.weixin.qq.com"
     templates: dict[str, str] = Field(default_factory=dict)
     """WeChat template-message ids by service-notice kind (``points_notice = "tmpl-id"``).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -23,7 +24,10 @@ R = TypeVar("R")
 
 class GroupWriter(Generic[T, R]):
     def __init__(self, flush: Callable[[list[T]], Awaitable[list[R]]]):
-        """`flush(items)` writes the items in one transaction and returns one result each."""
+        """`flush(items)` writes the items in one transaction and returns one result each.
+        If a batch of several items is refused by the database (`refused`: a value too
+        long, a broken constraint), each item is flushed again alone, so one bad item
+        fails only its own caller. Other failures (a lost connection) fail the batch."""
         self._flush = flush
         self._queue: list[tuple[T, asyncio.Future[R]]] = []
         self._running: asyncio.Task | None = None
@@ -44,9 +48,12 @@ class GroupWriter(Generic[T, R]):
                 try:
                     results = await self._flush([item for item, _ in batch])
                 except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                    if len(batch) == 1 or not refused(exc):
+                        for _, future in batch:
+                            _fail(future, exc)
+                    else:
+                        log.warning("a batch of %d failed (%s); one by one", len(batch), exc)
+                        await self._one_by_one(batch)
                 else:
                     for (_, future), result in zip(batch, results, strict=True):
                         if not future.done():
@@ -60,6 +67,40 @@ class GroupWriter(Generic[T, R]):
             raise
         finally:
             self._running = None
+
+    async def _one_by_one(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        for item, future in batch:
+            if future.done():
+                continue
+            try:
+                [result] = await self._flush([item])
+            except Exception as exc:
+                _fail(future, exc)
+            else:
+                if not future.done():
+                    future.set_result(result)
+
+
+def refused(exc: BaseException) -> bool:
+    """Whether the database refused the data (SQLSTATE class 22 "data exception" or 23
+    "integrity constraint violation"; SQLite's IntegrityError), not the connection. Looks
+    through SQLAlchemy's and asyncpg's wrappers."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            break
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and state[:2] in ("22", "23"):
+            return True
+        if isinstance(seen, sqlite3.IntegrityError | sqlite3.DataError):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+def _fail(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
 
 
 class WriteQueue(Generic[T, R]):

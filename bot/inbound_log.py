@@ -49,6 +49,7 @@ driver (an in-memory SQLite database) the same steps go through SQLAlchemy Core.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -70,6 +71,16 @@ log = logging.getLogger("memberbot.inbound")
 TABLE = InboundMessage.__table__
 PROCESSING, ANSWERED, DEFERRED = "processing", "answered", "deferred"
 SENT, FAILED = "sent", "failed"
+KEY_MAX = 200
+"""`inbound_messages.dedupe_key` is a varchar(200)."""
+
+
+def bounded_key(key: str) -> str:
+    """A de-duplication key that fits the column: a longer one is replaced by its hash
+    (an over-long key would fail on PostgreSQL, and with it the batch it went in)."""
+    if len(key) <= KEY_MAX:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
 
 
 class HandlingFailed(Exception):

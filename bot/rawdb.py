@@ -62,7 +62,7 @@ from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
-from bot.group_commit import WriteQueue
+from bot.group_commit import WriteQueue, refused
 
 log = logging.getLogger("memberbot.rawdb")
 
@@ -389,7 +389,12 @@ class PgRaw:
             for sql, rows in _ordered(items):
                 # One pipelined round trip per statement, atomic on its own (asyncpg
                 # wraps executemany in an implicit transaction).
-                await conn.executemany(self._text(sql), rows)
+                try:
+                    await conn.executemany(self._text(sql), rows)
+                except Exception as exc:
+                    if len(rows) == 1 or not refused(exc):
+                        raise
+                    await _row_by_row(conn, self._text(sql), rows, exc)
         return [None] * len(items)
 
     async def close(self) -> None:
@@ -401,6 +406,19 @@ class PgRaw:
             for opening in pools.values():
                 pool = await opening
                 await pool.close()
+
+
+async def _row_by_row(conn, sql: str, rows: list[tuple], exc: Exception) -> None:
+    """The rows of a refused batch again one by one: only the bad ones are dropped
+    (logged), never their neighbours (they are deferred writes: nobody waits for them)."""
+    log.warning("a batch of %d writes was refused (%s); row by row", len(rows), exc)
+    for row in rows:
+        try:
+            await conn.execute(sql, *row)
+        except Exception as row_exc:
+            if not refused(row_exc):
+                raise
+            log.error("a deferred write was refused and dropped: %s", row_exc)
 
 
 # --------------------------------------------------------------------------- per engine

@@ -12,7 +12,17 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlmodel import Field, SQLModel
 
 from models.types import Money, UTCDateTime, utcnow
@@ -367,8 +377,10 @@ class InboundMessage(SQLModel, table=True):
     """Webhook messages already seen, so a platform's retry has exactly one effect.
 
     WeChat retries a message it got no answer to within 5 s (3 tries in all) and
-    may deliver one twice; MESSAGING.md: de-duplicate messages by `MsgId`, events by
-    `FromUserName` + `CreateTime`; Twilio messages by `MessageSid`. The first request
+    may deliver one twice; de-duplicate messages by `FromUserName` + `MsgId` (one
+    member's `MsgId` never finds another's answer), events by `FromUserName` +
+    `CreateTime`; Twilio messages by `MessageSid`. Keys over 200 characters are
+    hashed (`bot.inbound_log.bounded_key`). The first request
     inserts the row as `processing` (INSERT … ON CONFLICT DO NOTHING) and is the only
     one that handles it; the others read the stored answer. `bot/inbound_log.py`.
     """
@@ -388,6 +400,22 @@ class InboundMessage(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
     )
     answered_at: datetime | None = _ts(nullable=True)
+
+
+class WeChatSignedUrl(SQLModel, table=True):
+    """Signed WeChat URLs already used, each with the hash of the body it came with.
+
+    A plain-mode signature covers the token, timestamp and nonce, not the body: a
+    signed URL used again with another body → 403; with the same body (a retry) it is
+    handled as usual. Rows whose `signed_at` is older than `wechat.max_timestamp_age`
+    are purged (such URLs are refused as stale anyway). `bot/channels/wechat_replay.py`.
+    """
+
+    __tablename__ = "wechat_signed_urls"
+    url_key: str = Field(primary_key=True, max_length=64)  # sha256 hex of timestamp + nonce
+    body_hash: str = Field(max_length=64)  # sha256 hex of the body
+    signed_at: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    """The request's `timestamp` (Unix seconds)."""
 
 
 class SmsReceipt(SQLModel, table=True):

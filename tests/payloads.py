@@ -108,8 +108,8 @@ def signed_query(
     token: str = WECHAT_TOKEN, *, timestamp: str | None = None, nonce: str | None = None
 ) -> dict[str, str]:
     """`signature`, `timestamp`, `nonce` as WeChat puts them on the URL."""
-    timestamp = timestamp or str(int(time.time()))
-    nonce = nonce or secrets.token_hex(5)
+    timestamp = str(int(time.time())) if timestamp is None else timestamp
+    nonce = secrets.token_hex(5) if nonce is None else nonce
     signer = WeChatSigner()
     signer.add_data(token, timestamp, nonce)
     return {"signature": signer.signature, "timestamp": timestamp, "nonce": nonce}
@@ -149,6 +149,17 @@ def aes(
     query.update(encrypt_type="aes", msg_signature=fields["MsgSignature"])
     body = _xml({"ToUserName": WECHAT_ACCOUNT, "Encrypt": fields["Encrypt"]})
     return query, body.encode("utf-8")
+
+
+def compatible(xml: str, *, plain_copy: str | None = None) -> tuple[dict[str, str], bytes]:
+    """A compatible-mode (兼容模式) POST: the safe-mode request whose envelope also carries
+    the message's fields in plain (those of `plain_copy` if given). `aes` already puts the
+    plain `signature` on the URL beside `msg_signature`, as WeChat does."""
+    query, body = aes(xml)
+    encrypted = xmltodict.parse(body)["xml"]["Encrypt"]
+    fields = dict(xmltodict.parse(plain_copy or xml)["xml"])
+    fields["Encrypt"] = encrypted
+    return query, _xml(fields).encode("utf-8")
 
 
 def decrypt_reply(

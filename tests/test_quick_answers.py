@@ -24,6 +24,7 @@ from models.tables import InboundMessage
 from models.types import utcnow
 from tests.conftest import API_KEY, is_pg
 from tests.payloads import (
+    WECHAT_AES_KEY,
     aes,
     decrypt_reply,
     plain,
@@ -48,9 +49,15 @@ async def purchase(client, receipt: str, amount: str) -> None:
 
 
 @pytest.fixture
-def build(aiohttp_client, make_settings):
+def build(request, aiohttp_client, make_settings):
+    # An AES key makes safe mode the only mode: a plain test's app has none.
+    aes_mode = (
+        getattr(request.node, "callspec", None)
+        and request.node.callspec.params.get("mode") == "aes"
+    )
+
     async def make(options: WeChatOptions | None = None):
-        settings = make_settings(wechat=wechat_settings())
+        settings = make_settings(wechat=wechat_settings(aes_key=WECHAT_AES_KEY if aes_mode else ""))
         app = create_app(settings)
         app[WECHAT_OPTIONS] = options or WeChatOptions()
         return await aiohttp_client(app)
@@ -88,7 +95,7 @@ async def ask(client, msg_id: str, *, mode: str = "plain", text: str = "积分")
 async def rows(client, msg_id: str) -> list:
     engine = client.app[INBOUND_LOG]._engine
     async with engine.connect() as conn:
-        stmt = select(TABLE).where(TABLE.c.dedupe_key == f"msg:{msg_id}")
+        stmt = select(TABLE).where(TABLE.c.dedupe_key == f"msg:{OPENID}:{msg_id}")
         return list((await conn.execute(stmt)).all())
 
 
@@ -123,14 +130,17 @@ async def test_a_message_another_replica_is_handling_is_not_answered_on_the_side
     async with engine.begin() as conn:
         await conn.execute(
             insert(TABLE).values(
-                channel="wechat", dedupe_key="msg:7004", status="processing", created_at=utcnow()
+                channel="wechat",
+                dedupe_key=f"msg:{OPENID}:7004",
+                status="processing",
+                created_at=utcnow(),
             )
         )
     assert await ask(quick, "7004") == "success"
     async with engine.begin() as conn:
         await conn.execute(
             TABLE.update()
-            .where(TABLE.c.dedupe_key == "msg:7004")
+            .where(TABLE.c.dedupe_key == f"msg:{OPENID}:7004")
             .values(status="answered", reply_text="elsewhere", answered_at=utcnow())
         )
     assert await ask(quick, "7004") == "elsewhere"
@@ -166,7 +176,7 @@ async def test_other_keywords_still_go_through_the_claim(client, monkeypatch):
     monkeypatch.setattr(InboundLog, "_claim", spy)
     await ask(client, "7006", text="兑换 1")  # asks for a confirmation: a write
     await ask(client, "7007")  # 积分 with that confirmation pending: it is cancelled
-    assert claimed == ["msg:7006", "msg:7007"]
+    assert claimed == [f"msg:{OPENID}:7006", f"msg:{OPENID}:7007"]
 
 
 async def test_a_retry_and_a_new_message_read_together_are_told_apart(client):

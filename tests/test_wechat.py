@@ -23,6 +23,7 @@ from tests.payloads import (
     WECHAT_ACCOUNT,
     WECHAT_AES_KEY,
     aes,
+    compatible,
     decrypt_reply,
     plain,
     reply_fields,
@@ -181,11 +182,24 @@ async def test_aes_text_round_trip_is_answered_encrypted(make_client, conversati
     assert conversation.calls[0].text == "POINTS"
 
 
-async def test_compatible_mode_answers_a_plain_request_in_plain(make_client, conversation):
+async def test_compatible_mode_is_answered_from_the_encrypted_message(make_client, conversation):
+    """兼容模式 sends the message in plain beside <Encrypt>, with both signatures on the URL:
+    only the encrypted (signed) copy counts, and the answer is encrypted."""
+    client = await make_client(aes_key=WECHAT_AES_KEY)
+    query, body = compatible(wechat_text(OPENID, "帮助"), plain_copy=wechat_text("o_x", "TD"))
+    assert "signature" in query and b"o_x" in body
+    resp = await post(client, (query, body))
+    assert resp.status == 200
+    assert reply_fields(decrypt_reply(await resp.text()))["Content"] == "echo:帮助"
+    assert [(c.sender, c.text) for c in conversation.calls] == [(OPENID, "帮助")]
+
+
+async def test_with_an_aes_key_a_plain_request_is_403(make_client, conversation):
+    """Safe mode is the only mode: a plain signature does not cover the body."""
     client = await make_client(aes_key=WECHAT_AES_KEY)
     resp = await post(client, plain(wechat_text(OPENID, "帮助")))
-    assert resp.status == 200
-    assert reply_fields(await resp.text())["Content"] == "echo:帮助"
+    assert resp.status == 403
+    assert conversation.calls == []
 
 
 async def test_reply_text_that_looks_like_xml_survives(make_client):
@@ -312,7 +326,7 @@ XXE_VARIANTS = [
 async def test_entity_attacks_are_refused_without_expanding(
     make_client, conversation, payload, mode
 ):
-    client = await make_client(aes_key=WECHAT_AES_KEY)
+    client = await make_client(aes_key="" if mode == "plain" else WECHAT_AES_KEY)
     if mode == "plain":
         query_body = (plain(wechat_text(OPENID, "x"))[0], payload.encode())
     else:  # the attack inside a properly encrypted and signed envelope
@@ -480,7 +494,7 @@ async def test_a_slow_answer_goes_by_the_customer_service_api(make_client, conve
     assert sent["touser"] == OPENID
     assert sent["msgtype"] == "text"
     assert sent["text"] == {"content": "echo:积分"}
-    [row] = await stored(client, "msg:7001")
+    [row] = await stored(client, f"msg:{OPENID}:7001")
     assert (row.status, row.reply_text) == ("sent", "echo:积分")
 
 
@@ -546,27 +560,51 @@ async def test_a_final_customer_service_refusal_is_recorded_as_failed(make_clien
     await until(lambda: len(fake_api.refused) == 1)
     await client.app[INBOUND_LOG].drain(within=5)
     assert fake_api.sent == []
-    [row] = await stored(client, "msg:7004")
+    [row] = await stored(client, f"msg:{OPENID}:7004")
     assert row.status == "failed"
 
 
 # --------------------------------------------------------------------------- timestamps
 
 
-async def test_old_timestamps_are_accepted_by_default(make_client, conversation):
-    client = await make_client()
-    resp = await post(client, plain(wechat_text(OPENID, "积分"), timestamp="1409304348"))
-    assert resp.status == 200
-    assert len(conversation.calls) == 1
-
-
-async def test_a_freshness_window_refuses_old_timestamps(make_client, conversation):
-    client = await make_client(options=WeChatOptions(max_timestamp_age=300))
-    stale = str(int(time.time()) - 301)
-    assert (await post(client, plain(wechat_text(OPENID, "a"), timestamp=stale))).status == 403
-    fresh = str(int(time.time()) - 10)
-    assert (await post(client, plain(wechat_text(OPENID, "b"), timestamp=fresh))).status == 200
+@pytest.mark.parametrize("mode", ["plain", "aes"])
+async def test_timestamps_outside_the_window_are_403(make_client, conversation, mode):
+    """`wechat.max_timestamp_age` (default 300 s), either way from our clock."""
+    client = await make_client(aes_key=WECHAT_AES_KEY if mode == "aes" else "")
+    build = aes if mode == "aes" else plain
+    now = int(time.time())
+    for n, ts in enumerate(["1409304348", str(now - 301), str(now + 301)]):
+        resp = await post(client, build(wechat_text(OPENID, f"old{n}"), timestamp=ts))
+        assert resp.status == 403
+    fresh = str(now - 10)
+    assert (await post(client, build(wechat_text(OPENID, "b"), timestamp=fresh))).status == 200
     assert [c.text for c in conversation.calls] == ["b"]
+
+
+async def test_the_window_is_configurable(make_client, conversation):
+    client = await make_client(max_timestamp_age=30)
+    stale = str(int(time.time()) - 40)
+    assert (await post(client, plain(wechat_text(OPENID, "a"), timestamp=stale))).status == 403
+    assert conversation.calls == []
+
+
+@pytest.mark.parametrize("timestamp", ["", "abc", "１７９０", "١٧٩٠٠٠٠٠٠٠", "-1", "1e9", "9" * 40])
+async def test_a_timestamp_that_is_not_ascii_digits_is_403(make_client, conversation, timestamp):
+    client = await make_client()
+    resp = await post(client, plain(wechat_text(OPENID, "a"), timestamp=timestamp))
+    assert resp.status == 403
+    query = {**signed_query(timestamp=timestamp), "echostr": "e"}
+    verify = await client.get("/wechat", params=query)
+    assert verify.status == 403
+    assert conversation.calls == []
+
+
+async def test_url_verification_refuses_a_stale_timestamp(make_client):
+    client = await make_client()
+    query = {**signed_query(timestamp=str(int(time.time()) - 301)), "echostr": "4938274612"}
+    resp = await client.get("/wechat", params=query)
+    assert resp.status == 403
+    assert "4938274612" not in await resp.text()
 
 
 # --------------------------------------------------------------------------- the API client

@@ -38,7 +38,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.appkeys import CONVERSATION, INBOUND_LOG, SESSIONS, SETTINGS, SMS_SENDER
 from bot.conversation import Inbound
-from bot.inbound_log import HandlingFailed
+from bot.inbound_log import HandlingFailed, bounded_key
 from models.db import transaction
 from models.errors import InvalidInput
 from models.phone import normalise_phone
@@ -56,6 +56,8 @@ class SmsOptions:
 
 
 SMS_OPTIONS = web.AppKey("sms_options", SmsOptions)
+SID_MAX = 64
+"""Longest `MessageSid` accepted (Twilio's are 34 characters): longer → 400."""
 
 
 def _forbidden() -> web.Response:
@@ -98,6 +100,8 @@ async def receive(request: web.Request) -> web.Response:
     except InvalidInput:
         sender = raw_from  # still answer; the conversation finds no member for it
     sid = (form.get("MessageSid") or form.get("SmsSid") or "").strip() or None
+    if sid is not None and len(sid) > SID_MAX:
+        return web.Response(status=400, text=f"MessageSid is at most {SID_MAX} characters")
     inbound = Inbound(
         channel="sms", sender=sender, text=form.get("Body", ""), at=utcnow(), message_id=sid
     )
@@ -108,7 +112,7 @@ async def receive(request: web.Request) -> web.Response:
     try:
         outcome = await inbound_log.respond_once(
             "sms",
-            f"sid:{sid}",
+            bounded_key(f"sid:{sid}"),
             lambda: conversation.handle(inbound),
             deadline=started + app[SMS_OPTIONS].reply_deadline,
         )

@@ -4,24 +4,33 @@ CONTRACT.md "HTTP" and MESSAGING.md "WeChat Official Account". wechatpy checks t
 signatures, decrypts and encrypts (safe mode) and renders the passive reply; this
 module only turns the wire into an `Inbound` and the `Reply` back into the wire.
 
-- Signature: `signature` = sha1(sorted token, timestamp, nonce) → 403 if wrong. In safe
-  mode (`encrypt_type=aes`) `msg_signature` also covers the encrypted body → 403 if
-  wrong. `wechat.encoding_aes_key` turns safe mode on and plain requests are still
-  accepted (compatible mode); the reply is encrypted exactly when the request was.
-- Timestamps are not checked for freshness by default: the contract answers 403 for a
-  wrong signature, and an old one is still right. `WeChatOptions.max_timestamp_age`
-  turns the check on (300 s would leave room for WeChat's retries, which come within
-  about 15 s, and for clock drift). In plain mode the signature does not cover the
-  body, so a leaked signed URL can be replayed with any body: safe mode (AES) is what
-  authenticates the message itself.
-- Body: over `server.max_body_bytes` → 413; a DTD or entity declaration, in the body or
-  in the decrypted message → 400 before any parser runs (`xmlsafe`); malformed → 400.
+- Order of checks, cheapest first and nothing parsed before the caller is known:
+  `timestamp` (ASCII digits, within `wechat.max_timestamp_age` of our clock either
+  way) → signature → body size → (plain) replay memory / (safe) `msg_signature` →
+  XML. Each refusal is a 403 without details.
+- Plain mode: `signature` = sha1(sorted token, timestamp, nonce). It does not cover
+  the body, so a signed URL is accepted with one body only: the first one seen, kept
+  in the database across replicas (`bot.channels.wechat_replay`); the same URL with
+  the same body is a resend and gets the stored answer.
+- Safe mode (`encrypt_type=aes`): `msg_signature` = sha1(sorted token, timestamp,
+  nonce, Encrypt) covers the message. `wechat.encoding_aes_key` makes it the only
+  mode: a request without `encrypt_type=aes` → 403 (compatible mode sends the
+  encrypted message too and is read from it). A `signature` sent along must be right.
+  `<Encrypt>` is found in the raw body by a pattern (base64 holds nothing XML treats
+  specially; the last few candidates tried, see `_signed_encrypt`) and its signature
+  checked before decryption; the envelope itself is never parsed — nothing else in it is used —
+  and only the decrypted, authenticated message reaches the XML parser.
+- Body: over `server.max_body_bytes` → 413; a DTD or entity declaration in the message
+  → 400 before any parser runs (`xmlsafe`); malformed → 400; a `MsgType` or `Event`
+  over 32 or a `MsgId` over 64 characters → 400.
 - Text messages and the events subscribe (also by QR scene), unsubscribe and menu
   CLICK go to the conversation; other message types (image, voice, …) go as an empty
   text so the bot answers with help; other events (VIEW, LOCATION, job reports, …) are
   acknowledged with `success` and not passed on.
-- Retries and the 5-second deadline: `bot.inbound_log` (key: `MsgId`; events
-  `FromUserName` + `CreateTime`, plus the event and its key). An answer not ready
+- Retries and the 5-second deadline: `bot.inbound_log` (key: `FromUserName` + `MsgId`,
+  so one sender's `MsgId` never finds another's answer; events `FromUserName` +
+  `CreateTime`, plus the event and its key; bounded to the column by
+  `bounded_key`). An answer not ready
   within `reply_deadline` is replaced by `success` and sent through the
   customer-service API when it is ready.
 """
@@ -29,7 +38,9 @@ module only turns the wire into an `Inbound` and the `Reply` back into the wire.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
+import re
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -39,13 +50,15 @@ from datetime import UTC, datetime
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-from wechatpy.utils import check_signature
+from wechatpy.utils import WeChatSigner, check_signature
 
-from bot.appkeys import CONVERSATION, HTTP, INBOUND_LOG, SETTINGS
+from bot.appkeys import CONVERSATION, ENGINE, HTTP, INBOUND_LOG, SETTINGS
+from bot.channels import wechat_replay as replay
 from bot.channels import xmlsafe
+from bot.channels.wechat_replay import ReplayMemory
 from bot.config import WeChatSettings
 from bot.conversation import Inbound
-from bot.inbound_log import HandlingFailed
+from bot.inbound_log import HandlingFailed, bounded_key
 from bot.wechat_api import WeChatApi, WeChatApiError
 
 log = logging.getLogger("memberbot.wechat")
@@ -59,8 +72,6 @@ class WeChatOptions:
 
     reply_deadline: float = 4.0
     """Seconds after which an unfinished answer is replaced by `success` (WeChat waits 5)."""
-    max_timestamp_age: float | None = None
-    """Refuse (403) requests whose `timestamp` is further than this from our clock; None: off."""
     cs_attempts: int = 3
     """Tries of a customer-service send that failed for a retryable reason."""
     cs_backoff: float = 0.5
@@ -69,6 +80,20 @@ class WeChatOptions:
 
 WECHAT_OPTIONS = web.AppKey("wechat_options", WeChatOptions)
 WECHAT_API = web.AppKey("wechat_api", WeChatApi)
+WECHAT_REPLAY = web.AppKey("wechat_replay", ReplayMemory)
+
+MSG_TYPE_MAX = 32
+"""Longest `MsgType` / `Event` accepted (WeChat's are a few letters): longer → 400."""
+MSG_ID_MAX = 64
+"""Longest `MsgId` accepted (WeChat's is a 64-bit number): longer → 400."""
+_ENCRYPT = re.compile(
+    rb"<Encrypt>\s*(?:<!\[CDATA\[([A-Za-z0-9+/=]+)\]\]>|([A-Za-z0-9+/=]+))\s*</Encrypt>"
+)
+"""The `<Encrypt>` field of a safe-mode envelope, found without an XML parser (base64
+has no character that XML treats specially)."""
+ENCRYPT_CANDIDATES = 4
+"""`<Encrypt>`-looking fields of one body whose signature is tried at most (the last ones:
+WeChat puts the real field last, after a compatible-mode envelope's plain copy)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +111,16 @@ class WeChatMessage:
 
     @property
     def dedupe_key(self) -> str:
-        """MESSAGING.md: messages by `MsgId`, events by `FromUserName` + `CreateTime`."""
+        """MESSAGING.md: messages by sender + `MsgId` (one member's `MsgId` never finds
+        another's answer), events by `FromUserName` + `CreateTime`."""
         if self.msg_type != "event" and self.msg_id:
-            return f"msg:{self.msg_id[:64]}"
+            return bounded_key(f"msg:{self.openid}:{self.msg_id}")
         # The event and its key join the pair, so a subscribe and a menu click in the same
         # second are two events; a retry repeats all of them.
         key = (self.event_key or "")[:64]
-        return f"evt:{self.openid}:{self.create_time}:{self.event or self.msg_type}:{key}"
+        return bounded_key(
+            f"evt:{self.openid}:{self.create_time}:{self.event or self.msg_type}:{key}"
+        )
 
 
 def read_message(fields: dict) -> WeChatMessage:
@@ -106,12 +134,17 @@ def read_message(fields: dict) -> WeChatMessage:
     if not openid or len(openid) > 64:
         raise xmlsafe.MalformedXml("<FromUserName> must be an openid")
     event = field(fields, "Event", required=False)
+    msg_id = (field(fields, "MsgId", required=False) or "").strip() or None
+    if len(msg_type) > MSG_TYPE_MAX or (event is not None and len(event) > MSG_TYPE_MAX):
+        raise xmlsafe.MalformedXml(f"<MsgType> and <Event> are at most {MSG_TYPE_MAX} characters")
+    if msg_id is not None and len(msg_id) > MSG_ID_MAX:
+        raise xmlsafe.MalformedXml(f"<MsgId> is at most {MSG_ID_MAX} characters")
     return WeChatMessage(
         openid=openid,
         account=field(fields, "ToUserName", required=False) or "",
         msg_type=msg_type,
         create_time=int(created),
-        msg_id=(field(fields, "MsgId", required=False) or "").strip() or None,
+        msg_id=msg_id,
         content=field(fields, "Content", required=False) or "",
         event=event.strip().lower() if event else None,
         event_key=field(fields, "EventKey", required=False) or None,
@@ -150,6 +183,7 @@ class WeChatWebhook:
 
     def __init__(self, settings: WeChatSettings):
         self.token = settings.token
+        self.max_age = settings.max_timestamp_age
         self.crypto = (
             WeChatCrypto(settings.token, settings.encoding_aes_key, settings.app_id)
             if settings.encoding_aes_key
@@ -167,36 +201,50 @@ class WeChatWebhook:
             return False
         return True
 
-    @staticmethod
-    def _fresh(timestamp: str, opts: WeChatOptions) -> bool:
-        if opts.max_timestamp_age is None:
-            return True
-        if not timestamp.isdigit():
+    def _fresh(self, timestamp: str) -> bool:
+        """A Unix time in ASCII digits within `max_timestamp_age` of our clock."""
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
             return False
-        return abs(time.time() - int(timestamp)) <= opts.max_timestamp_age
+        return abs(time.time() - int(timestamp)) <= self.max_age
 
-    def _decrypt(self, fields: dict, query) -> str:
-        """The inner XML of a safe-mode request; raises web.HTTPForbidden / MalformedXml."""
-        encrypted = xmlsafe.field(fields, "Encrypt")
+    def _decrypt(self, body: bytes, query) -> str:
+        """The inner XML of a safe-mode request, `msg_signature` checked before any XML
+        parser sees a byte: raises web.HTTPForbidden (not signed) / MalformedXml."""
+        signature = query.get("msg_signature", "")
+        timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
+        encrypted = self._signed_encrypt(body, signature, timestamp, nonce)
+        if encrypted is None:
+            raise web.HTTPForbidden(text="forbidden")
         assert self.crypto is not None
         try:
-            return self.crypto.decrypt_message(
-                {"Encrypt": encrypted},
-                query.get("msg_signature", ""),
-                query.get("timestamp", ""),
-                query.get("nonce", ""),
-            )
+            return self.crypto.decrypt_message({"Encrypt": encrypted}, signature, timestamp, nonce)
         except (InvalidSignatureException, InvalidAppIdException):
             raise web.HTTPForbidden(text="forbidden") from None
         except (ValueError, struct.error, IndexError, TypeError) as exc:
             raise xmlsafe.MalformedXml("cannot decrypt <Encrypt>") from exc
+
+    def _signed_encrypt(self, body: bytes, signature: str, timestamp: str, nonce: str):
+        """The `<Encrypt>` value that `msg_signature` covers, or None. A compatible-mode
+        envelope also carries the message in plain, whose text could itself look like an
+        `<Encrypt>` field: the last few candidates are tried, the last one first."""
+        candidates = list(_ENCRYPT.finditer(body))[-ENCRYPT_CANDIDATES:]
+        for found in reversed(candidates):
+            value = (found[1] or found[2]).decode("ascii")
+            signer = WeChatSigner()
+            signer.add_data(self.token, timestamp, nonce, value)
+            if hmac.compare_digest(signer.signature.encode(), signature.encode()):
+                return value
+        return None
 
     # ------------------------------------------------------------------ handlers
 
     async def verify(self, request: web.Request) -> web.Response:
         """URL verification: echo `echostr` after the signature check."""
         q = request.query
-        if not self._signed(q.get("signature"), q.get("timestamp", ""), q.get("nonce", "")):
+        timestamp = q.get("timestamp", "")
+        if not self._fresh(timestamp) or not self._signed(
+            q.get("signature"), timestamp, q.get("nonce", "")
+        ):
             return _forbidden()
         return web.Response(text=q.get("echostr", ""), content_type="text/plain")
 
@@ -212,23 +260,25 @@ class WeChatWebhook:
         q = request.query
         aes = q.get("encrypt_type", "").lower() == "aes"
         timestamp, nonce = q.get("timestamp", ""), q.get("nonce", "")
+        if not self._fresh(timestamp):
+            return _forbidden()
         if aes:
-            # msg_signature (checked on decryption) is what authenticates a safe-mode
+            # msg_signature (checked before decryption) is what authenticates a safe-mode
             # request; a `signature` sent along must be right too.
             if self.crypto is None or not q.get("msg_signature"):
                 return _forbidden()
             if "signature" in q and not self._signed(q["signature"], timestamp, nonce):
                 return _forbidden()
-        elif not self._signed(q.get("signature"), timestamp, nonce):
-            return _forbidden()
-        if not self._fresh(timestamp, opts):
-            return _forbidden()
+        elif self.crypto is not None or not self._signed(q.get("signature"), timestamp, nonce):
+            return _forbidden()  # with an AES key, safe mode is the only mode
         body = await request.read()
+        if not aes and not await app[WECHAT_REPLAY].first_body(
+            replay.url_key(timestamp, nonce), replay.body_hash(body), int(timestamp)
+        ):
+            return _forbidden()  # a signed URL already used with another body
         try:
-            fields = xmlsafe.parse_fields(xmlsafe.decode(body))
-            if aes:
-                fields = xmlsafe.parse_fields(self._decrypt(fields, q))
-            msg = read_message(fields)
+            text = self._decrypt(body, q) if aes else xmlsafe.decode(body)
+            msg = read_message(xmlsafe.parse_fields(text))
         except xmlsafe.UnsafeXml:
             return _bad_request("DTD and entity declarations are not accepted")
         except xmlsafe.MalformedXml as exc:
@@ -292,6 +342,7 @@ async def _api_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WECHAT_API] = WeChatApi(
         app[HTTP], base_url=s.api_base_url, app_id=s.app_id, app_secret=s.app_secret
     )
+    app[WECHAT_REPLAY] = ReplayMemory(app[ENGINE], max_age=s.max_timestamp_age)
     yield
 
 

@@ -72,6 +72,15 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('code')
     )
+    op.create_table('wechat_signed_urls',
+    sa.Column('url_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('body_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('signed_at', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('url_key')
+    )
+    with op.batch_alter_table('wechat_signed_urls', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wechat_signed_urls_signed_at'), ['signed_at'], unique=False)
+
     op.create_table('assistants',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('code', sa.String(length=64), nullable=False),
@@ -543,6 +552,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_assistants_store_id'))
 
     op.drop_table('assistants')
+    with op.batch_alter_table('wechat_signed_urls', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wechat_signed_urls_signed_at'))
+
+    op.drop_table('wechat_signed_urls')
     op.drop_table('stores')
     with op.batch_alter_table('staff_sign_in_failures', schema=None) as batch_op:
         batch_op.drop_index('ix_staff_sign_in_failures_key_at')
