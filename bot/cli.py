@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import ConfigError, Settings, load_settings, resolve_config_path
+from models.strict import ascii_int
 
 PROG = "memberbot"
 log = logging.getLogger("memberbot.cli")
@@ -72,9 +73,10 @@ def _version() -> str:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
+    port = ascii_int(text, max_digits=5)
+    if port is None or port > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
-    return int(text)
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:

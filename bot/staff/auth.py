@@ -28,6 +28,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from bot.appkeys import SESSIONS, SETTINGS
+from bot.edge import posted_form
 from bot.staff.render import page, text
 from models import staff_auth
 from models.db import transaction
@@ -200,7 +201,7 @@ def console(*, manager_only: bool = False) -> Callable[[Page], Callable]:
             if staff is None:
                 return _to_sign_in(request)
             if request.method == "POST":
-                form = await request.post()
+                form = posted_form(request)
                 given = form_value(form, "csrf_token").encode("utf-8", "surrogateescape")
                 if not hmac.compare_digest(given, staff.csrf_token.encode("utf-8")):
                     log.info(
