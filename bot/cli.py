@@ -247,7 +247,11 @@ async def start_server(
         except TemplateRuleError as exc:
             raise CliError(str(exc)) from None
     app = create_app(settings, background=background)
-    runner = web.AppRunner(app, handle_signals=False)
+    # keepalive_timeout also bounds a request whose headers never finish arriving:
+    # aiohttp closes a connection still waiting for a complete request at that time.
+    runner = web.AppRunner(
+        app, handle_signals=False, keepalive_timeout=settings.server.idle_timeout
+    )
     try:
         await runner.setup()  # runs the cleanup contexts: engine + migration
     except (SQLAlchemyError, OSError) as exc:
@@ -321,12 +325,9 @@ def serve_settings(args: argparse.Namespace) -> tuple[Settings, str | None]:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from bot.logsetup import configure_logging
+
+    configure_logging(sys.stderr)
     settings, warning = serve_settings(args)
     if warning:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
