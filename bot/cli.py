@@ -422,7 +422,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it)."""
     from bot.csvio import CsvFileError
+    from bot.logsetup import configure_cli_logging
 
+    configure_cli_logging()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -1,5 +1,6 @@
 """Logging of `memberbot serve`: one handler on the root logger, every line with an
-ISO 8601 time carrying its UTC offset, and no phone number in any line.
+ISO 8601 time carrying its UTC offset, and no phone number in any line. The other
+commands mask their warnings the same way (`configure_cli_logging`).
 
 - `MaskingFormatter` formats a record as usual (message, arguments, exception text,
   stack) and then masks every phone-like run in the finished text: 7 or more digits,
@@ -87,3 +88,16 @@ def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -
         server_log.addFilter(BadRequestFilter())
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     return handler
+
+
+def configure_cli_logging() -> None:
+    """For the other commands: warnings and errors as bare messages on stderr, as
+    Python's last-resort handler writes them, but masked. Does nothing when the root
+    logger already has a handler (an embedding program's, or pytest's)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingFormatter("%(message)s"))
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)

@@ -125,3 +125,23 @@ async def test_a_malformed_raw_request_logs_one_short_line(log_stream, served):
     assert "Traceback" not in out
     assert out.count("malformed HTTP request from 127.0.0.1: ") == 3
     assert len([line for line in out.splitlines() if "malformed" in line]) == 3
+
+
+def test_the_other_commands_mask_their_warnings_too():
+    """A warning logged by a command (the CSV import logs a database error with its SQL
+    parameters) goes through the masking formatter, as a bare line like before."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import logging, sys; from bot.cli import main; "
+        "main(['--version']); "
+        f"logging.getLogger('memberbot.csv').warning('parameters: (%r,)', {PHONE!r})"
+    )
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, timeout=60,
+    )  # fmt: skip
+    assert done.stderr.strip() == "parameters: ('+861******8001',)"
