@@ -246,3 +246,15 @@ def test_a_reward_number_is_bounded_and_ascii():
     assert item_number("2") == 2
     assert item_number("9" * 5000) == 0  # no such reward; int() refused 4,300+ digits
     assert item_number("١") is None  # Arabic-Indic: not a number here
+
+
+@pytest.mark.parametrize("next_", ["/staff/" + "a" * 9000, "/staff/\t", "/staff/\r\nX: y"])
+async def test_the_page_to_return_to_is_a_short_console_path(client, sessions, settings, next_):
+    world = await seed_console(sessions, settings)
+    await sign_in(client, world.tokens["A001"])
+    resp = await client.post(
+        "/staff/locale",
+        data={"csrf_token": await csrf_of(client), "locale": "en", "next": next_},
+        allow_redirects=False,
+    )  # a 9,000-byte Location header was more than clients read (8,190)
+    assert (resp.status, resp.headers["Location"]) == (303, "/staff/")

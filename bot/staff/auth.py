@@ -34,6 +34,7 @@ from models import staff_auth
 from models.db import transaction
 from models.errors import DomainError
 from models.staff_auth import SignedIn
+from models.strict import bad_char
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.staff")
@@ -41,6 +42,8 @@ log = logging.getLogger("memberbot.staff")
 COOKIE = "memberbot_staff"
 COOKIE_PATH = "/staff"
 SIGN_IN = "/staff/signin"
+MAX_NEXT = 1000
+"""Longest `next` page kept: it goes back out in a Location header."""
 
 FORM = web.RequestKey("staff_form", MultiDictProxy)
 """The posted form of a console POST, read once by `console` (CSRF) and kept here."""
@@ -123,7 +126,9 @@ def safe_next(value: Any) -> str:
     if (
         isinstance(value, str)
         and value.startswith("/staff/")
-        and not any(c in value for c in ("\\", "\r", "\n"))
+        and len(value) <= MAX_NEXT
+        and "\\" not in value
+        and not bad_char(value, one_line=True)
     ):
         return value
     return "/staff/"
