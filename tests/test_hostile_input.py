@@ -242,6 +242,20 @@ async def test_an_item_count_is_written_with_the_digits_0_to_9(client, qty):
     assert (status, answer["field"]) == (422, "items.0.qty")
 
 
+def test_chat_digits_are_0_to_9_after_folding_full_width():
+    from datetime import date
+
+    from bot.handlers.daytext import parse_day
+    from bot.router import Intent, route
+
+    today = date(2026, 12, 2)
+    assert parse_day("١٢-٠٣", today) is None  # int() read Arabic-Indic digits silently
+    assert parse_day("２０２６-12-05", today) is None  # parse_day gets normalised text
+    assert parse_day("12-05", today) == date(2026, 12, 5)
+    assert route("١٢٣٤٥٦").intent is not Intent.CODE
+    assert route("１２３４５６").intent is Intent.CODE  # full-width, as a member types it
+
+
 def test_a_reward_number_is_bounded_and_ascii():
     assert item_number("2") == 2
     assert item_number("9" * 5000) == 0  # no such reward; int() refused 4,300+ digits
