@@ -28,6 +28,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -376,7 +377,10 @@ async def main() -> int:
         bad += report(f"valid key/token, hostile body/path/query on {engine}", *authed)
     in_log = log.read_text(encoding="utf-8", errors="replace").count("Traceback")
     print(f"tracebacks in the server log: {in_log}" + (f" (see {log})" if in_log else ""))
-    return 1 if (bad or in_log or changed) else 0
+    if bad or in_log or changed:
+        return 1
+    shutil.rmtree(work, ignore_errors=True)  # kept for a look when something was wrong
+    return 0
 
 
 if __name__ == "__main__":
