@@ -34,6 +34,7 @@ from models.errors import DomainError, InvalidInput, NotFound
 from models.members import MemberIn
 from models.purchases import PurchaseIn
 from models.staff_auth import hash_password
+from models.strict import find_bad_text, row_id
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.api")
@@ -108,7 +109,8 @@ def _no_constants(name: str) -> Any:
 
 async def read_object(request: web.Request, *, optional: bool = False) -> dict:
     """The body as a JSON object (any Content-Type). Numbers with a fraction become
-    Decimal, so money stays exact. Malformed → 400; not an object → 400."""
+    Decimal, so money stays exact. Malformed, not an object, or a key or string holding
+    a control character or an unpaired surrogate (`models.strict`) → 400."""
     raw = await request.read()
     if optional and not raw.strip():
         return {}
@@ -120,6 +122,9 @@ async def read_object(request: web.Request, *, optional: bool = False) -> dict:
         raise BadRequest("malformed JSON") from None
     if not isinstance(data, dict):
         raise BadRequest("the JSON body must be an object")
+    field = find_bad_text(data)
+    if field is not None:
+        raise BadRequest("control characters and unpaired surrogates are not allowed", field)
     return data
 
 
@@ -392,8 +397,8 @@ class StatusIn(_Body):
 @routes.post("/api/card-applications/{id}/status")
 @operator
 async def post_card_status(request: web.Request) -> web.Response:
-    raw_id = request.match_info["id"]
-    if not raw_id.isdigit() or len(raw_id) > 18:
+    application_id = row_id(request.match_info["id"])
+    if application_id is None:
         raise NotFound("no such card application", "id")
     data = StatusIn.model_validate(await read_object(request))
     rules, tz, _today = _context(request)
@@ -401,7 +406,7 @@ async def post_card_status(request: web.Request) -> web.Response:
         app = await cards.advance(
             session,
             rules=rules,
-            application_id=int(raw_id),
+            application_id=application_id,
             to_status=data.status,
             actor="api",
             now=utcnow(),

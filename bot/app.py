@@ -10,6 +10,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 from bot.appkeys import CONVERSATION, ENGINE, HTTP, SESSIONS, SETTINGS, SMS_SENDER
 from bot.config import Settings
 from bot.conversation import Conversation
+from bot.edge import edge_middleware
 from bot.errors import error_middleware, json_error, json_response
 from bot.sms_sender import open_sms_sender
 from models.db import make_engine, migrate, ping, session_factory
@@ -86,7 +87,8 @@ def create_app(
     """The web app. `background=True` (serve) also runs the outbox sender and the
     daily scheduler (`scheduler.service`); tests leave it off unless they test those."""
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.server.max_body_bytes
+        middlewares=[error_middleware, edge_middleware],
+        client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
     if conversation is not None:

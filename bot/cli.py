@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import ConfigError, Settings, load_settings, resolve_config_path
+from models.strict import ascii_int
 
 PROG = "memberbot"
 log = logging.getLogger("memberbot.cli")
@@ -72,9 +73,10 @@ def _version() -> str:
 
 
 def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
+    port = ascii_int(text, max_digits=5)
+    if port is None or port > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {text!r}")
-    return int(text)
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,7 +247,11 @@ async def start_server(
         except TemplateRuleError as exc:
             raise CliError(str(exc)) from None
     app = create_app(settings, background=background)
-    runner = web.AppRunner(app, handle_signals=False)
+    # keepalive_timeout also bounds a request whose headers never finish arriving:
+    # aiohttp closes a connection still waiting for a complete request at that time.
+    runner = web.AppRunner(
+        app, handle_signals=False, keepalive_timeout=settings.server.idle_timeout
+    )
     try:
         await runner.setup()  # runs the cleanup contexts: engine + migration
     except (SQLAlchemyError, OSError) as exc:
@@ -319,12 +325,9 @@ def serve_settings(args: argparse.Namespace) -> tuple[Settings, str | None]:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from bot.logsetup import configure_logging
+
+    configure_logging(sys.stderr)
     settings, warning = serve_settings(args)
     if warning:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
@@ -419,7 +422,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it)."""
     from bot.csvio import CsvFileError
+    from bot.logsetup import configure_cli_logging
 
+    configure_cli_logging()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -47,6 +47,9 @@ class ServerSettings(_Section):
     public_url: str = "http://127.0.0.1:8080"
     """The URL the platforms call (Twilio signs it): scheme://host[:port], no trailing slash."""
     max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+    idle_timeout: Annotated[float, Field(gt=0, le=3600)] = 15.0
+    """Seconds a connection may wait for its (next) request's headers: an idle keep-alive
+    connection, or a client sending its headers slowly, is closed after this."""
 
     @field_validator("public_url")
     @classmethod

@@ -60,6 +60,7 @@ from models.errors import DomainError
 from models.members import MemberIn, parse_day, upsert_member
 from models.purchases import PurchaseIn, record_purchase
 from models.rules import LoyaltyRules
+from models.strict import ascii_int
 from models.tables import Assistant, Identity, Member, Purchase, Store
 
 log = logging.getLogger("memberbot.csv")
@@ -597,8 +598,9 @@ def _purchase_in(receipt: _Receipt) -> PurchaseIn:
     items = []
     for row in receipt.rows:
         item: dict[str, Any] = {ITEM_FIELDS[k]: v for k, v in row.cells.items() if k in ITEM_FIELDS}
-        if "qty" in item and item["qty"].isdigit():
-            item["qty"] = int(item["qty"])  # ItemIn takes a strict int; CSV cells are text
+        qty = ascii_int(item["qty"].strip(), max_digits=9) if "qty" in item else None
+        if qty is not None:
+            item["qty"] = qty  # ItemIn takes a strict int; CSV cells are text
         items.append(item)
     return PurchaseIn(**head, items=items)
 

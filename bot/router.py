@@ -41,6 +41,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from models.strict import DIGITS, ascii_int
+
 
 class Intent(StrEnum):
     POINTS = "points"
@@ -94,7 +96,7 @@ MENU_KEYS: dict[str, Intent] = {
 
 _INNER_PUNCT = re.compile(r"[，。！？、；：“”‘’（）【】《》「」『』…,;:!?\"'()\[\]{}<>~]+")
 _SPACES = re.compile(r"\s+")
-_SIX_DIGITS = re.compile(r"^\d{6}$")
+_SIX_DIGITS = re.compile(r"^[0-9]{6}$")
 _KEEP_AT_EDGES = set("+")
 
 
@@ -209,7 +211,7 @@ class Router:
         for word, intent in self._glued:
             if first.startswith(word) and len(first) > len(word):
                 remainder = norm[len(word):].strip()
-                if _is_cjk(word) or remainder[:1].isdigit() or remainder[:1] == "+":
+                if _is_cjk(word) or remainder[:1] in DIGITS or remainder[:1] == "+":
                     return Match(intent, remainder, norm)
         return Match(Intent.UNKNOWN, "", norm)
 
@@ -230,14 +232,18 @@ def route_menu(key: str | None) -> Match:
 
 _CN_NUMERALS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
                 "九": 9, "十": 10}
-_NUMBER = re.compile(r"\d+")
+_NUMBER = re.compile(r"[0-9]+")
+_MAX_ITEM_DIGITS = 6
 
 
 def item_number(args: str) -> int | None:
-    """The reward number in "1", "第1个", "1号", "no 2", "三"; None if there is none."""
+    """The reward number in "1", "第1个", "1号", "no 2", "三" (digits 0-9 after the
+    NFKC folding of `normalise`); None if there is none; 0 (no such reward) for a
+    number too long to be one."""
     m = _NUMBER.search(args)
     if m:
-        return int(m.group())
+        number = ascii_int(m.group(), max_digits=_MAX_ITEM_DIGITS)
+        return 0 if number is None else number
     for ch in args:
         if ch in _CN_NUMERALS:
             return _CN_NUMERALS[ch]

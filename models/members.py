@@ -53,8 +53,8 @@ from models.types import utcnow
 
 log = logging.getLogger("memberbot.members")
 
-_DAY = re.compile(r"^(?:(\d{4})-)?(\d{2})-(\d{2})$")
-_CONTACT = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$")
+_DAY = re.compile(r"^(?:([0-9]{4})-)?([0-9]{2})-([0-9]{2})$")
+_CONTACT = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")
 _GENDERS = {"M": "M", "F": "F", "m": "M", "f": "F", "男": "M", "女": "F"}
 
 Code = Annotated[str, Field(min_length=1, max_length=64)]

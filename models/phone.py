@@ -6,15 +6,17 @@ import re
 
 from models.errors import InvalidInput
 
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_MAINLAND_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
 
 
 def normalise_phone(raw: str, field: str = "phone") -> str:
     """'138 0013 8000', '+86 138-0013-8000', '8613800138000' → '+8613800138000'.
 
     11-digit mainland mobile numbers get +86; anything else must already be
-    international (leading + or 00). Raises InvalidInput otherwise.
+    international (leading + or 00). Full-width digits are folded; any other digit
+    (Arabic-Indic ١, ², …) is refused, so one number is always spelt one way.
+    Raises InvalidInput otherwise.
     """
     if not isinstance(raw, str):
         raise InvalidInput("phone number must be a string", field)

@@ -71,6 +71,7 @@ from models.errors import InvalidInput
 from models.phone import normalise_phone
 from models.points import MEMBERS, latest, post_points, sync_member
 from models.rules import LoyaltyRules, PointsRules
+from models.strict import ascii_int, plain_decimal
 from models.tables import Assistant, Member, PointsEntry, Purchase, PurchaseItem, Store
 from models.types import CENT, UTCDateTime
 
@@ -100,18 +101,26 @@ def _iso_datetime(value: Any) -> Any:
 
 
 def _no_bool(value: Any) -> Any:
+    """A count: a number, or a string of the digits 0-9 (never `1_000`, `１０`, true)."""
     if isinstance(value, bool):
         raise ValueError("expected a number")
+    if isinstance(value, str):
+        number = ascii_int(value.strip(), max_digits=9)
+        if number is None:
+            raise ValueError("expected a whole number written with the digits 0-9")
+        return number
     return value
 
 
 Yuan = Annotated[
     Decimal,
+    BeforeValidator(plain_decimal),
     Field(ge=0, le=MAX_YUAN, decimal_places=2, allow_inf_nan=False),
     AfterValidator(_cents),
 ]
 PositiveYuan = Annotated[
     Decimal,
+    BeforeValidator(plain_decimal),
     Field(gt=0, le=MAX_YUAN, decimal_places=2, allow_inf_nan=False),
     AfterValidator(_cents),
 ]

@@ -17,6 +17,7 @@ from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.strict import DIGITS
 from models.tables import CardApplication, CardEvent, Member, OutboxMessage
 
 MAX_LIST = 500
@@ -36,7 +37,7 @@ def _members_in(scope: Scope):
 
 
 def _digits(text: str) -> str:
-    return "".join(c for c in text if c.isdigit())
+    return "".join(c for c in text if c in DIGITS)
 
 
 async def list_members(

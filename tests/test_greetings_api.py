@@ -405,7 +405,7 @@ async def test_the_same_words_pass_where_the_rule_does_not_apply(
     [
         ({"member": PHONE, "occasion": "christmas"}, "occasion", "unknown_occasion"),
         ({"member": PHONE, "occasion": "other", "note": "好" * 201}, "note", "note_too_long"),
-        ({"member": PHONE, "occasion": "other", "note": "hi\u0007"}, "note", "note_invalid"),
+        ({"member": PHONE, "occasion": "other", "note": "hi\u202e"}, "note", "note_invalid"),
     ],
 )
 async def test_unknown_occasion_or_bad_note_is_422(

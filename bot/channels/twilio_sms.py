@@ -37,7 +37,9 @@ from twilio.request_validator import (
 from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.appkeys import CONVERSATION, INBOUND_LOG, SESSIONS, SETTINGS, SMS_SENDER
+from bot.channels import xmlsafe
 from bot.conversation import Inbound
+from bot.edge import posted_form
 from bot.inbound_log import HandlingFailed, bounded_key
 from models.db import transaction
 from models.errors import InvalidInput
@@ -67,7 +69,7 @@ def _forbidden() -> web.Response:
 def _twiml(text: str | None) -> web.Response:
     resp = MessagingResponse()
     if text:
-        resp.message(text)
+        resp.message(xmlsafe.xml_chars(text))  # never invalid XML, whatever the answer holds
     return web.Response(text=str(resp), content_type="text/xml")
 
 
@@ -75,7 +77,7 @@ async def signed_form(request: web.Request) -> MultiDictProxy[str] | None:
     """The form fields if `X-Twilio-Signature` is right for them, else None."""
     settings = request.app[SETTINGS]
     token = settings.sms.twilio.auth_token
-    form = await request.post()
+    form = posted_form(request)  # parsed strictly by bot.edge
     signature = request.headers.get("X-Twilio-Signature")
     if not token or not signature:
         return None

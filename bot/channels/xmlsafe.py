@@ -96,7 +96,12 @@ _TEXT_REPLY = (
 )
 
 
+def xml_chars(value: str) -> str:
+    """`value` without the characters XML 1.0 cannot carry (NUL, most C0 controls)."""
+    return _XML_ILLEGAL.sub("", value)
+
+
 def cdata_text(value: str) -> str:
     """Text that is safe inside `<![CDATA[…]]>`: no characters XML forbids, and a
     literal `]]>` split across two CDATA sections instead of closing the first."""
-    return _XML_ILLEGAL.sub("", value).replace("]]>", "]]]]><![CDATA[>")
+    return xml_chars(value).replace("]]>", "]]]]><![CDATA[>")

@@ -32,8 +32,8 @@ _EN_WEEKDAY = {
 }
 _ZH_WEEKDAY_RE = re.compile(r"^(下个?)?(?:周|星期|礼拜|禮拜)([一二三四五六日天七])$")
 _EN_WEEKDAY_RE = re.compile(r"^(next\s+)?([a-z]+)$")
-_FULL = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*[日号號]?$")
-_SHORT = re.compile(r"^(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*[日号號]?$")
+_FULL = re.compile(r"^([0-9]{4})\s*[-/.年]\s*([0-9]{1,2})\s*[-/.月]\s*([0-9]{1,2})\s*[日号號]?$")
+_SHORT = re.compile(r"^([0-9]{1,2})\s*[-/.月]\s*([0-9]{1,2})\s*[日号號]?$")
 _LOOKBACK_DAYS = 30
 
 

@@ -30,11 +30,13 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from bot.appkeys import SESSIONS, SETTINGS
+from bot.edge import posted_form
 from bot.staff.render import page, text
 from models import staff_auth, staff_lockout
 from models.db import transaction
 from models.errors import DomainError
 from models.staff_auth import SignedIn
+from models.strict import bad_char
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.staff")
@@ -42,6 +44,8 @@ log = logging.getLogger("memberbot.staff")
 COOKIE = "memberbot_staff"
 COOKIE_PATH = "/staff"
 SIGN_IN = "/staff/signin"
+MAX_NEXT = 1000
+"""Longest `next` page kept: it goes back out in a Location header."""
 
 FORM = web.RequestKey("staff_form", MultiDictProxy)
 """The posted form of a console POST, read once by `console` (CSRF) and kept here."""
@@ -115,7 +119,9 @@ def safe_next(value: Any) -> str:
     if (
         isinstance(value, str)
         and value.startswith("/staff/")
-        and not any(c in value for c in ("\\", "\r", "\n"))
+        and len(value) <= MAX_NEXT
+        and "\\" not in value
+        and not bad_char(value, one_line=True)
     ):
         return value
     return "/staff/"
@@ -193,7 +199,7 @@ def console(*, manager_only: bool = False) -> Callable[[Page], Callable]:
             if staff is None:
                 return _to_sign_in(request)
             if request.method == "POST":
-                form = await request.post()
+                form = posted_form(request)
                 given = form_value(form, "csrf_token").encode("utf-8", "surrogateescape")
                 if not hmac.compare_digest(given, staff.csrf_token.encode("utf-8")):
                     log.info(

@@ -20,6 +20,7 @@ from models.errors import InvalidInput
 from models.phone import mask_phone
 from models.staff_auth import SignedIn
 from models.stores import assistant_codes
+from models.strict import ascii_int
 
 routes = web.RouteTableDef()
 DEFAULT_DAYS = 30
@@ -64,8 +65,9 @@ async def manager_page(request: web.Request, staff: SignedIn) -> web.Response:
             | {m.to_assistant_id for m in moved.moved},
         )
     notice = None
-    if request.query.get("redistributed", "").isdigit():
-        notice = text(staff.locale, "manager.redistributed", n=int(request.query["redistributed"]))
+    redistributed = ascii_int(request.query.get("redistributed", ""), max_digits=9)
+    if redistributed is not None:
+        notice = text(staff.locale, "manager.redistributed", n=redistributed)
     return staff_page(
         request,
         staff,

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.appkeys import SESSIONS, SETTINGS
+from bot.edge import posted_form
 from bot.staff.auth import (
     COOKIE,
     FORM,
@@ -40,6 +41,7 @@ from models.phone import mask_phone
 from models.staff_auth import SignedIn
 from models.staff_queries import Scope
 from models.stores import assistant_codes
+from models.strict import row_id
 from models.tables import Member
 from models.types import utcnow
 from scheduler import greetings
@@ -87,10 +89,6 @@ def _optional_day(value: str, field: str) -> date | None:
         raise InvalidInput("expected a date (YYYY-MM-DD)", field) from None
 
 
-def _int(value: str) -> int | None:
-    return int(value) if value.isdigit() and len(value) < 12 else None
-
-
 # --------------------------------------------------------------------------- sign-in
 
 
@@ -132,7 +130,7 @@ async def sign_in_form(request: web.Request) -> web.Response:
 
 @routes.post("/staff/signin")
 async def sign_in(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = posted_form(request)
     locale = pick_locale(form_value(form, "locale"), default_locale(request))
     next_ = safe_next(form_value(form, "next"))
     code = form_value(form, "code").strip()[:64]
@@ -278,7 +276,7 @@ async def _member_context(
 
 
 async def _visible_member(request: web.Request, staff: SignedIn, session) -> Member | None:
-    member_id = _int(request.match_info["member_id"])
+    member_id = row_id(request.match_info["member_id"])
     if member_id is None:
         return None
     return await staff_queries.visible_member(session, scope=scope_of(staff), member_id=member_id)

@@ -13,7 +13,6 @@ from bot.appkeys import SETTINGS
 from bot.staff import agenda
 from bot.staff.auth import FORM, console, error_page, form_value, redirect, staff_page
 from bot.staff.pages import (
-    _int,
     _local,
     _optional_day,
     _today,
@@ -27,6 +26,7 @@ from models import cards, staff_queries
 from models.errors import Conflict
 from models.phone import mask_phone
 from models.staff_auth import SignedIn
+from models.strict import row_id
 from models.types import utcnow
 
 routes = web.RouteTableDef()
@@ -94,7 +94,7 @@ async def cards_page(request: web.Request, staff: SignedIn) -> web.Response:
 async def advance_card(request: web.Request, staff: SignedIn) -> web.Response:
     to_status = form_value(request[FORM], "status")
     pickup_date = _optional_day(form_value(request[FORM], "pickup_date"), "pickup_date")
-    application_id = _int(request.match_info["application_id"])
+    application_id = row_id(request.match_info["application_id"])
     settings = request.app[SETTINGS]
     locale = staff.locale
     try:

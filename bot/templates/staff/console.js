@@ -12,7 +12,9 @@
     data.set("action", "preview");
     var mine = ++seq;
     // form.action is shadowed by the buttons named "action": read the attribute.
-    fetch(form.getAttribute("action"), { method: "POST", body: data, credentials: "same-origin" })
+    // URLSearchParams: posted urlencoded, as the form itself is (the server refuses multipart).
+    var body = new URLSearchParams(data);
+    fetch(form.getAttribute("action"), { method: "POST", body: body, credentials: "same-origin" })
       .then(function (r) { return r.text(); })
       .then(function (html) {
         if (mine !== seq) { return; }

@@ -1,0 +1,103 @@
+"""Logging of `memberbot serve`: one handler on the root logger, every line with an
+ISO 8601 time carrying its UTC offset, and no phone number in any line. The other
+commands mask their warnings the same way (`configure_cli_logging`).
+
+- `MaskingFormatter` formats a record as usual (message, arguments, exception text,
+  stack) and then masks every phone-like run in the finished text: 7 or more digits,
+  optionally after `+` or `%2B` (aiohttp's access log writes request paths such as
+  `/api/members/+8613800138001`; a PostgreSQL error prints its SQL parameters). The
+  run keeps its first 3 and last 4 digits, like `models.phone.mask_phone`. Runs of
+  fewer digits (dates, times, ports, counts) are left alone.
+- `BadRequestFilter` on `aiohttp.server` turns the traceback aiohttp logs for every
+  malformed raw HTTP request (a scanner, a TLS hello on the plain port) into one short
+  WARNING line, so garbage on the port cannot flood the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from datetime import datetime
+from typing import TextIO
+
+from aiohttp.http_exceptions import HttpProcessingError
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_PHONE_LIKE = re.compile(r"(?<![0-9])((?:\+|%2[bB])?[0-9]{3})([0-9]{0,8})([0-9]{4})(?![0-9])")
+"""3 + 0..8 + 4 digits: 7 to 15 digits, the length of any E.164 number."""
+_LONG_RUN = re.compile(r"[0-9]{16,}")
+
+
+def _mask_match(m: re.Match[str]) -> str:
+    head, middle, tail = m.groups()
+    if not middle:  # 7 digits: keep only the first 3
+        return head + "****"
+    return head + "*" * len(middle) + tail
+
+
+def mask_phones(text: str) -> str:
+    """`text` with every run of 7-15 digits masked but its first 3 and last 4 digits
+    (its middle is masked entirely when it has only 7); longer runs are not phone numbers
+    but are masked whole too, so no phone hides inside them."""
+    text = _LONG_RUN.sub(lambda m: "*" * len(m.group()), text)
+    return _PHONE_LIKE.sub(_mask_match, text)
+
+
+class MaskingFormatter(logging.Formatter):
+    """ISO 8601 times with the local UTC offset; phone-like numbers masked everywhere."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return (
+            datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_phones(super().format(record))
+
+
+class BadRequestFilter(logging.Filter):
+    """One short line instead of a traceback for a malformed raw HTTP request."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            reason = str(exc.message).splitlines()[0][:120] if exc.message else type(exc).__name__
+            record.msg = "malformed HTTP request from %s: %s"
+            record.args = (remote, reason)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -> logging.Handler:
+    """Install the masking handler on the root logger (replacing its handlers) and the
+    bad-request filter on aiohttp's server logger. Returns the handler."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(MaskingFormatter(FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestFilter) for f in server_log.filters):
+        server_log.addFilter(BadRequestFilter())
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    return handler
+
+
+def configure_cli_logging() -> None:
+    """For the other commands: warnings and errors as bare messages on stderr, as
+    Python's last-resort handler writes them, but masked. Does nothing when the root
+    logger already has a handler (an embedding program's, or pytest's)."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingFormatter("%(message)s"))
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
