@@ -57,7 +57,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from math import ceil
 
@@ -77,7 +77,7 @@ from scheduler.send_checks import (
     send_time_verdict,
 )
 from scheduler.send_records import DrainResult, Op, Pass, Recorder
-from scheduler.send_retry import MAX_BACKOFF, ChannelBreaker, backoff
+from scheduler.send_retry import HELD_PREFIX, MAX_BACKOFF, ChannelBreaker, backoff
 from scheduler.transports import (
     Permanent,
     Retryable,
@@ -89,6 +89,10 @@ __all__ = ["MAX_BACKOFF", "DrainResult", "Op", "Sender", "backoff", "drain_until
 
 log = logging.getLogger("memberbot.outbox")
 
+CALL_TIMEOUT = 10.0
+"""Seconds one provider call may take (the transports' own timeout): claims are sized
+by it (`Sender._claim_limit`)."""
+
 
 class Sender:
     def __init__(
@@ -99,6 +103,7 @@ class Sender:
         transports: Transports,
         clock: Callable[[], datetime] = utcnow,
         limiters: Mapping[str, RateLimiter] | None = None,
+        call_timeout: float = CALL_TIMEOUT,
     ):
         self._settings = settings
         self._opts = settings.outbox
@@ -112,7 +117,11 @@ class Sender:
             ("console", 0),
         ):
             self._limiters.setdefault(channel, RateLimiter(rate))
-        self._semaphore = asyncio.Semaphore(self._opts.concurrency)
+        self._call_timeout = call_timeout
+        # One concurrency limit per channel: a provider that hangs holds up only itself.
+        self._semaphores = {
+            ch: asyncio.Semaphore(self._opts.concurrency) for ch in ("sms", "wechat", "console")
+        }
         self._rec = Recorder(sessions=sessions, opts=self._opts, transports=transports)
         self._breaker = ChannelBreaker(self._opts.retry_backoff)
 
@@ -167,11 +176,22 @@ class Sender:
     # ------------------------------------------------------------------ claiming
 
     def _claim_limit(self, channel: str) -> int:
+        """No more than can be sent in half the claim timeout: at the channel's rate, and
+        with its `concurrency` calls at once each taking up to `call_timeout`."""
         rate = self._limiters[channel].rate if channel in self._limiters else None
+        half = self._opts.claim_timeout / 2
         limit = self._opts.batch_size
         if rate:
-            limit = min(limit, max(1, ceil(rate * self._opts.claim_timeout / 2)))
+            limit = min(limit, max(1, ceil(rate * half)))
+        if channel != "console":
+            limit = min(limit, max(1, int(self._opts.concurrency * half / self._call_timeout)))
         return limit
+
+    def _time_left(self, m: OutboxMessage, now: datetime) -> float:
+        """Seconds a call to the provider may still take while the claim on `m` surely
+        holds: what is left of `claim_timeout`, less a margin for the recording."""
+        end = m.claimed_at + timedelta(seconds=self._opts.claim_timeout)
+        return (end - now).total_seconds() - max(1.0, self._opts.claim_timeout / 10)
 
     async def _claim(
         self, session: AsyncSession, *, now: datetime, channels: set[str]
@@ -203,7 +223,7 @@ class Sender:
             return
         # The semaphore bounds the provider calls under way; the result is recorded after
         # the slot is given back, so a busy writer never holds up the sending.
-        async with self._semaphore:
+        async with self._semaphores[transport.channel]:
             record = await self._attempt(run, m, who, transport)
         if record is not None:  # the provider answered: record it even if we are stopping
             recording = asyncio.ensure_future(record())
@@ -219,25 +239,57 @@ class Sender:
         now = run.now()
         if await self._recheck(run, m, who):
             return None
-        until = self._breaker.paused_until(transport.channel, now)
+        channel = transport.channel
+        until = self._breaker.paused_until(channel, now)
         if until is not None:
-            reason = f"held: {m.channel} failing"
+            reason = f"{HELD_PREFIX}{m.channel} failing"
             return partial(self._rec.release, [m], now, send_after=until, reason=reason, run=run)
+        left = self._time_left(m, now)
+        if left < min(self._call_timeout, self._opts.claim_timeout / 4):
+            # Waited so long for the rate or a free slot that the call could outlast the
+            # claim: give it back rather than risk a second sender taking it over mid-call.
+            return partial(self._rec.release, [m], now, reason="claim running out", run=run)
+        probe = self._breaker.is_down(channel)
         run.unsent.pop(m.id, None)
         try:
-            sent = await transport.send(m)
+            async with asyncio.timeout(left):
+                sent = await transport.send(m)
         except Retryable as exc:
-            self._breaker.failed(transport.channel, run.now())
-            return partial(self._rec.failed, run, m, exc)
+            return self._failed(run, m, channel, exc, probe=probe and exc.outage)
+        except TimeoutError:
+            exc = Retryable("no answer before the claim ran out", outage=True)
+            return self._failed(run, m, channel, exc, probe=probe)
         except Permanent as exc:
-            self._breaker.answered(transport.channel)
-            return partial(self._rec.refused, run, m, who, transport, exc)
+            return self._up(
+                channel, run.now(), partial(self._rec.refused, run, m, who, transport, exc)
+            )
         except Exception as exc:
             log.exception("outbox message %s: unexpected error from %s", m.id, transport.via)
-            self._breaker.failed(transport.channel, run.now())
-            return partial(self._rec.failed, run, m, Retryable(f"error: {type(exc).__name__}"))
-        self._breaker.answered(transport.channel)
-        return partial(self._rec.sent, run, m, transport, sent)
+            exc = Retryable(f"error: {type(exc).__name__}")
+            return self._failed(run, m, channel, exc, probe=False)
+        return self._up(channel, run.now(), partial(self._rec.sent, run, m, transport, sent))
+
+    def _failed(
+        self, run: Pass, m: OutboxMessage, channel: str, exc: Retryable, *, probe: bool
+    ) -> Callable[[], Awaitable[None]]:
+        now = run.now()
+        self._breaker.failed(channel, now, retry_after=exc.retry_after)
+        until = self._breaker.paused_until(channel, now)
+        return partial(self._rec.failed, run, m, exc, probe=probe, not_before=until)
+
+    def _up(
+        self, channel: str, now: datetime, record: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """The provider answered: `record` it, and after a failure release what was
+        held for the channel (it may all go now)."""
+        if not self._breaker.answered(channel):
+            return record
+
+        async def record_and_release() -> None:
+            await record()
+            await self._rec.release_held(channel, now)
+
+        return record_and_release
 
     async def _recheck(self, run: Pass, m: OutboxMessage, who: Recipient) -> bool:
         """Apply the send-time rules (module docstring, step 2; `send_time_verdict`);
