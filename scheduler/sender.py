@@ -69,7 +69,7 @@ from models.tables import OutboxMessage
 from models.types import utcnow
 from scheduler import outbox
 from scheduler.outbox import SUPPRESSED
-from scheduler.ratelimit import RateLimiter
+from scheduler.ratelimit import RateLimiter, SharedRateLimiter
 from scheduler.send_checks import (
     Recipient,
     Suppress,
@@ -102,7 +102,7 @@ class Sender:
         settings: Settings,
         transports: Transports,
         clock: Callable[[], datetime] = utcnow,
-        limiters: Mapping[str, RateLimiter] | None = None,
+        limiters: Mapping[str, RateLimiter | SharedRateLimiter] | None = None,
         call_timeout: float = CALL_TIMEOUT,
     ):
         self._settings = settings
@@ -116,7 +116,9 @@ class Sender:
             ("wechat", self._opts.rate_wechat),
             ("console", 0),
         ):
-            self._limiters.setdefault(channel, RateLimiter(rate))
+            self._limiters.setdefault(
+                channel, SharedRateLimiter(rate, sessions=sessions, channel=channel)
+            )
         self._call_timeout = call_timeout
         # One concurrency limit per channel: a provider that hangs holds up only itself.
         self._semaphores = {

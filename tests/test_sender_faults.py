@@ -15,6 +15,7 @@ import pytest
 from bot.retry_after import parse_retry_after
 from bot.wechat_api import WeChatApi, WeChatApiError
 from scheduler.outbox import FAILED, GAVE_UP, QUEUED, SENT
+from scheduler.ratelimit import SharedRateLimiter
 from scheduler.sender import drain_until_idle
 from tests.fakes import WECHAT_APP_ID, WECHAT_APP_SECRET
 from tests.test_outbox import T0, add_member, add_message, load
@@ -209,3 +210,40 @@ async def test_waiting_callers_share_one_token_fetch_and_its_failure(fake_wechat
         fake_wechat.release()
         await api.send_text(OPENID, "again")  # the next caller fetches afresh
     assert len(fake_wechat.token_requests) == 2 and len(fake_wechat.sent) == 1
+
+
+# ------------------------------------------------------------- 24: one rate for all
+
+
+async def test_two_senders_on_one_database_hold_one_rate_together(
+    sessions, make_sender, fake_twilio
+):
+    """4 SMS/s shared by two senders: never more than 4 received in any one second."""
+    await messages(sessions, 16)
+    outbox = {"rate_sms": 4, "batch_size": 4, "concurrency": 4}
+    a, b = await make_sender(outbox=outbox), await make_sender(outbox=outbox)
+    sent = await asyncio.gather(drain_until_idle(a, now=T0), drain_until_idle(b, now=T0))
+    assert sent[0].sent + sent[1].sent == 16 and sent[0].sent and sent[1].sent
+    times = sorted(fake_twilio.received)
+    assert len(times) == 16
+    assert max(sum(1 for u in times if t <= u < t + 1) for t in times) <= 4
+
+
+async def test_shared_limiters_space_every_turn_whoever_takes_it(sessions):
+    now = {"t": 1000.0}
+
+    async def sleep(delay: float) -> None:
+        now["t"] += delay
+
+    limiters = [
+        SharedRateLimiter(10, sessions=sessions, channel="sms", clock=lambda: now["t"],
+                          sleep=sleep)
+        for _ in range(2)
+    ]  # fmt: skip
+    stamps = []
+    for i in range(6):
+        await limiters[i % 2].acquire()
+        stamps.append(now["t"])
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert gaps == pytest.approx([0.105] * 5)
+    await SharedRateLimiter(0, sessions=sessions, channel="wechat").acquire()
