@@ -26,7 +26,7 @@ from models.db import transaction
 from models.tables import OutboxMessage
 from scheduler import outbox
 from scheduler.outbox import FAILED, QUEUED, SENDING, SUPPRESSED, UNDELIVERABLE, Accepted
-from scheduler.send_checks import Recipient, next_channel
+from scheduler.send_checks import Recipient, WindowUse, next_channel
 from scheduler.send_retry import DOWN_NOTE, HELD_PREFIX, PROBE_NOTE, backoff
 from scheduler.transports import (
     BAD_ADDRESS,
@@ -72,6 +72,8 @@ class Pass:
     """Claimed messages not handed to a provider yet (released if the pass is cancelled)."""
     recording: set[asyncio.Future] = field(default_factory=set)
     """Outcomes being recorded (awaited before a cancelled pass ends)."""
+    window: WindowUse = field(default_factory=WindowUse)
+    """Customer-service messages this pass sends, by member (`send_time_channel`)."""
 
     def now(self) -> datetime:
         return self.fixed_now or self.clock()

@@ -69,11 +69,13 @@ from models.tables import OutboxMessage
 from models.types import utcnow
 from scheduler import outbox
 from scheduler.outbox import SUPPRESSED
+from scheduler.policy import Suppressed
 from scheduler.ratelimit import RateLimiter, SharedRateLimiter
 from scheduler.send_checks import (
     Recipient,
     Suppress,
     read_recipients,
+    send_time_channel,
     send_time_verdict,
 )
 from scheduler.send_records import DrainResult, Op, Pass, Recorder
@@ -217,6 +219,17 @@ class Sender:
             await self._rec.finish(run, m, SUPPRESSED, "no_member", run.now())
             return
         if await self._recheck(run, m, who):
+            return
+        now = run.now()
+        choice = send_time_channel(m, who, now=now, transports=self._transports, use=run.window)
+        if isinstance(choice, Suppressed):
+            await self._rec.finish(run, m, SUPPRESSED, choice.reason, now)
+            return
+        if choice is not None:  # the window opened or closed since planning
+            await self._rec.release(
+                [m], now, send_after=now, reason=f"channel at send time: {choice.via}",
+                run=run, channel=choice.channel, via=choice.via, address=choice.address,
+            )  # fmt: skip
             return
         transport = self._transports.for_message(m)
         if transport is None:  # e.g. WeChat switched off after planning: retried, then given up

@@ -125,6 +125,16 @@ async def make_sender(make_settings, sessions, fake_twilio):
         yield build
 
 
+async def wechat_identity(
+    sessions, member_id: int, *, wrote_at: datetime | None = T0 - timedelta(hours=1)
+) -> None:
+    """The member's WeChat identity (OPENID); by default the member wrote an hour before
+    T0, so the customer-service window is open at T0."""
+    async with transaction(sessions) as s:
+        s.add(Identity(member_id=member_id, channel="wechat", address=OPENID,
+                       last_inbound_at=wrote_at))  # fmt: skip
+
+
 async def post_status(client, form: dict) -> int:
     headers = {"X-Twilio-Signature": twilio_signature(STATUS_URL, form)}
     resp = await client.post("/sms/twilio/status", data=form, headers=headers)
@@ -408,6 +418,7 @@ async def test_a_customer_service_message_goes_to_wechat_with_a_fetched_token(
     sessions, make_sender, fake_wechat
 ):
     member_id = await add_member(sessions)
+    await wechat_identity(sessions, member_id)
     mid = await add_message(
         sessions, member_id=member_id, channel="wechat", via="customer_service", address=OPENID
     )
@@ -425,6 +436,7 @@ async def test_a_customer_service_message_goes_to_wechat_with_a_fetched_token(
 
 async def test_a_service_notice_goes_as_a_template_message(sessions, make_sender, fake_wechat):
     member_id = await add_member(sessions)
+    await wechat_identity(sessions, member_id, wrote_at=None)
     mid = await add_message(
         sessions, member_id=member_id, kind="points_notice", channel="wechat", via="template",
         address=OPENID, text="您的积分已更新：1,280 分。回复TD退订",
@@ -440,6 +452,7 @@ async def test_a_service_notice_goes_as_a_template_message(sessions, make_sender
 
 async def test_wechat_busy_is_retried(sessions, make_sender, fake_wechat):
     member_id = await add_member(sessions)
+    await wechat_identity(sessions, member_id)
     mid = await add_message(
         sessions, member_id=member_id, channel="wechat", via="customer_service", address=OPENID
     )
@@ -455,6 +468,7 @@ async def test_a_closed_window_reroutes_to_sms_once(
     sessions, make_sender, fake_wechat, fake_twilio, errcode
 ):
     member_id = await add_member(sessions)
+    await wechat_identity(sessions, member_id)
     mid = await add_message(
         sessions, member_id=member_id, channel="wechat", via="customer_service", address=OPENID
     )
@@ -476,6 +490,7 @@ async def test_a_service_notice_out_of_the_window_falls_back_to_its_template(
     sessions, make_sender, fake_wechat, fake_twilio
 ):
     member_id = await add_member(sessions)
+    await wechat_identity(sessions, member_id)
     mid = await add_message(
         sessions, member_id=member_id, kind="card_pickup", occasion="card:1", channel="wechat",
         via="customer_service", address=OPENID,
@@ -493,6 +508,7 @@ async def test_no_channel_left_after_wechat_refused_makes_it_undeliverable(
     sessions, make_sender, fake_wechat, fake_twilio
 ):
     member_id = await add_member(sessions)
+    await wechat_identity(sessions, member_id)
     async with transaction(sessions) as s:
         s.add(Identity(member_id=member_id, channel="sms", address=PHONE, bad=True))
     mid = await add_message(

@@ -19,7 +19,7 @@ from scheduler.ratelimit import SharedRateLimiter
 from scheduler.sender import drain_until_idle
 from tests.fakes import WECHAT_APP_ID, WECHAT_APP_SECRET
 from tests.test_outbox import T0, add_member, add_message, load
-from tests.test_sender import OPENID, fake_twilio, fake_wechat, make_sender  # noqa: F401 (fixtures)
+from tests.test_sender import OPENID, fake_twilio, fake_wechat, make_sender, wechat_identity  # noqa: F401 (fixtures)
 
 PHONE2 = "+8613800138002"
 
@@ -133,6 +133,7 @@ async def test_twilio_429_retry_after_is_honoured(sessions, make_sender, fake_tw
 
 async def test_wechat_429_retry_after_is_honoured(sessions, make_sender, fake_wechat):
     member_id = await add_member(sessions)
+    await wechat_identity(sessions, member_id)
     mid = await add_message(sessions, member_id=member_id, channel="wechat",
                             via="customer_service", address=OPENID)  # fmt: skip
     sender = await make_sender(wechat=fake_wechat)
@@ -183,7 +184,9 @@ async def test_a_hanging_sms_provider_does_not_hold_up_wechat(
     sessions, make_sender, fake_twilio, fake_wechat
 ):
     member_id = await add_member(sessions)
-    await add_message(sessions, member_id=member_id)
+    await wechat_identity(sessions, member_id)
+    sms_only = await add_member(sessions, phone=PHONE2)
+    await add_message(sessions, member_id=sms_only, address=PHONE2)
     await add_message(sessions, member_id=member_id, occasion="w", channel="wechat",
                       via="customer_service", address=OPENID)  # fmt: skip
     sender = await make_sender(outbox={"concurrency": 1}, wechat=fake_wechat, call_timeout=30)
