@@ -5,26 +5,34 @@ One pass (`Sender.drain_once`):
 
 1. Claim (one transaction, committed before any sending): up to `outbox.batch_size`
    due messages per channel this sender serves, never more than the channel's rate
-   lets out in half of `outbox.claim_timeout` (so a waiting claim is never taken for a
-   dead one). The members and identities the re-checks need are read in the same
-   transaction.
+   lets out in half of `outbox.claim_timeout`, nor more than its `concurrency` calls
+   of up to `call_timeout` seconds can get through in that time (so a waiting claim
+   is never taken for a dead one). The members and identities the re-checks need
+   are read in the same transaction.
 2. Re-check each message at send time, in this order: the member stopped since
    planning → `suppressed` "stopped"; its SMS number marked bad since → `suppressed`
    "bad_number"; a greeting whose brand day has passed → `suppressed` "too_late"
    (greetings are never sent late on another day); outside quiet hours now
    (`scheduler.policy.next_allowed`: send window ∩ the member's preferred time) →
    back to `queued` with `send_after` = the next allowed moment — or "too_late" when a
-   greeting's next allowed moment is on another day.
-3. Send through the channel's `RateLimiter` (`outbox.rate_sms`, `rate_wechat`
-   messages/second), at most `outbox.concurrency` calls at once.
+   greeting's next allowed moment is on another day. Then the channel is chosen again
+   with the customer-service window as it is now (`send_checks.send_time_channel`):
+   a different choice goes back to `queued` on the new channel (or `suppressed`).
+3. Send through the channel's `SharedRateLimiter` (`outbox.rate_sms`, `rate_wechat`
+   messages/second, held across every sender on the database), at most
+   `outbox.concurrency` calls at once per channel. A message whose claim could run
+   out before the call ends is released unsent, and the call is cut off before the
+   claim expires.
 4. Record (no transaction is open during the network call):
    - accepted → `sent` with the provider id (+ an SMS receipt that arrived before the
      call returned is applied at once: `scheduler.outbox.apply_receipt`);
    - `Retryable` → `failed`, attempts + 1, `next_attempt_at` = now + `retry_backoff` ×
-     2^(attempts − 1), at most 300 s; after `max_attempts` → `failed` with no next try,
-     reason "gave up". The channel pauses for the same backoff (a circuit breaker):
-     while a provider is down one message probes it and the others wait, `queued`,
-     without using up their attempts — nothing is lost, they go out when it is back;
+     2^(attempts − 1), at most 300 s (or the provider's `Retry-After`, if longer);
+     after `max_attempts` → `failed` with no next try, reason "gave up". The channel
+     pauses for the same backoff (a circuit breaker, `scheduler.send_retry`): while a
+     provider is down one message probes it and the others wait, `queued`; a probe of
+     a provider already down spends no attempt, so an outage never makes a message
+     give up. A successful probe makes everything held for the channel due at once;
    - `Permanent` → `undeliverable` with the reason; 21610 also records the member's
      stop (channel "provider", source "twilio 21610"), 21211 / 21614 mark the number
      bad (never retried). WeChat "cannot reach" refusals (45015 / 45047 window closed,
