@@ -12,8 +12,9 @@ changes:
    confirmation, in one query; SMS/console: the member with that phone. The
    identity's `last_inbound_at` opens the 48-hour customer-service window
    (MESSAGING.md) and is stamped only for a message the member sent — an event (menu
-   click, follow, scan) opens no window for proactive messages; it is rewritten only when it is older than `touch_every` (60 s),
-   so a conversation's messages within a minute cost no write. A stamp up to a
+   click, follow, scan) opens no window for proactive messages; it is rewritten
+   only when it is older than `touch_every` (60 s), so a conversation's messages
+   within a minute cost no write. A stamp up to a
    minute old closes the window up to a minute early and counts customer-service
    messages from a little earlier against its 5-message cap: both on the safe side;
 2. choose the reply language — the member's locale, else the brand's;
