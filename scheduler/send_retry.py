@@ -47,6 +47,7 @@ class ChannelBreaker:
     def __init__(self, base: float):
         self._base = base
         self._paused: dict[str, _Pause] = {}
+        self._probing: set[str] = set()
 
     def paused_until(self, channel: str, now: datetime) -> datetime | None:
         """The end of the channel's pause, or None when it is not paused at `now`."""
@@ -59,6 +60,17 @@ class ChannelBreaker:
     def is_down(self, channel: str) -> bool:
         """The channel's last call failed and none answered since: a call now is a probe."""
         return channel in self._paused
+
+    def start_probe(self, channel: str) -> bool:
+        """Become the one probe of a channel that is down; False when another call is
+        probing it already (the caller holds its message instead)."""
+        if channel in self._probing:
+            return False
+        self._probing.add(channel)
+        return True
+
+    def end_probe(self, channel: str) -> None:
+        self._probing.discard(channel)
 
     def failed(self, channel: str, now: datetime, *, retry_after: float | None = None) -> None:
         """After a retryable failure: keep off `channel` for the backoff of its

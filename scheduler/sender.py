@@ -273,6 +273,11 @@ class Sender:
             # claim: give it back rather than risk a second sender taking it over mid-call.
             return partial(self._rec.release, [m], now, reason="claim running out", run=run)
         probe = self._breaker.is_down(channel)
+        if probe and not self._breaker.start_probe(channel):
+            # One probe at a time: this one waits for its outcome (a success releases it).
+            until = now + timedelta(seconds=self._opts.retry_backoff)
+            reason = f"{HELD_PREFIX}{m.channel} failing"
+            return partial(self._rec.release, [m], now, send_after=until, reason=reason, run=run)
         run.unsent.pop(m.id, None)
         try:
             async with asyncio.timeout(left):
@@ -290,6 +295,9 @@ class Sender:
             log.exception("outbox message %s: unexpected error from %s", m.id, transport.via)
             exc = Retryable(f"error: {type(exc).__name__}")
             return self._failed(run, m, channel, exc, probe=False)
+        finally:
+            if probe:
+                self._breaker.end_probe(channel)
         return self._up(channel, run.now(), partial(self._rec.sent, run, m, transport, sent))
 
     def _failed(

@@ -250,3 +250,20 @@ async def test_shared_limiters_space_every_turn_whoever_takes_it(sessions):
     gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     assert gaps == pytest.approx([0.105] * 5)
     await SharedRateLimiter(0, sessions=sessions, channel="wechat").acquire()
+
+
+async def test_while_the_provider_is_down_one_call_at_a_time_probes_it(
+    sessions, make_sender, fake_twilio
+):
+    """The calls under way when it went down fail together; after the pause only one
+    message probes it, however many are claimed and however many calls are allowed."""
+    await messages(sessions, 8)
+    sender = await make_sender(outbox={"concurrency": 4})
+    fake_twilio.down = 503
+    await sender.drain_once(T0)
+    first = len(fake_twilio.refused)
+    for second in (1, 3, 7, 15):
+        await sender.drain_once(at(second))
+    assert len(fake_twilio.refused) == first + 4
+    fake_twilio.down = None
+    assert (await drain_until_idle(sender, now=at(31))).sent == 8
