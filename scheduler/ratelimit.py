@@ -24,7 +24,8 @@ one of them can win (a row lock on PostgreSQL, the single writer on SQLite). A t
 recorded when it is taken, not booked ahead, so a process woken late never lets the
 next one follow closely: any two turns of the channel, whoever took them, are at least
 `(1 + SHARED_MARGIN) / rate` seconds apart, and no second holds more than `rate` of
-them. The margin absorbs the spread of the few milliseconds between a turn and the
+them. A provider's `Retry-After` moves the row's time forward (`hold`), so every
+sender waits for it. The margin absorbs the spread of the few milliseconds between a turn and the
 provider receiving the call. The times are the hosts' wall clocks (one host, or hosts
 kept in step by NTP). Cost: one small write per message (none at rate 0).
 """
@@ -138,15 +139,32 @@ class SharedRateLimiter:
                     return
                 await self._sleep(wait)
 
+    async def hold(self, seconds: float) -> None:
+        """No sender takes a turn on this channel for `seconds` from now (the provider's
+        `Retry-After`): every replica waits, not only the one that was told."""
+        if self.rate is None or seconds <= 0:
+            return
+        async with transaction(self._sessions) as session:
+            await self._ensure_row(session)
+            until = self._clock() + seconds
+            await session.exec(
+                update(_RATES)
+                .where(_RATES.c.channel == self.channel, _RATES.c.next_slot < until)
+                .values(next_slot=until)
+            )
+
+    async def _ensure_row(self, session: AsyncSession) -> None:
+        if not self._row:
+            stmt = insert_ignore(session.bind.dialect.name, _RATES).values(
+                channel=self.channel, next_slot=0.0
+            )
+            await session.exec(stmt.on_conflict_do_nothing(index_elements=["channel"]))
+            self._row = True
+
     async def _take(self) -> float:
         """Take the channel's turn now (0), or say how long until it may be free."""
         async with transaction(self._sessions) as session:
-            if not self._row:
-                stmt = insert_ignore(session.bind.dialect.name, _RATES).values(
-                    channel=self.channel, next_slot=0.0
-                )
-                await session.exec(stmt.on_conflict_do_nothing(index_elements=["channel"]))
-                self._row = True
+            await self._ensure_row(session)
             now = self._clock()
             params = {"b_channel": self.channel, "b_now": now, "b_next": now + self.interval}
             if (await session.exec(_TAKE, params=params)).rowcount == 1:

@@ -306,7 +306,19 @@ class Sender:
         now = run.now()
         self._breaker.failed(channel, now, retry_after=exc.retry_after)
         until = self._breaker.paused_until(channel, now)
-        return partial(self._rec.failed, run, m, exc, probe=probe, not_before=until)
+        record = partial(self._rec.failed, run, m, exc, probe=probe, not_before=until)
+        hold = getattr(self._limiters.get(channel), "hold", None)
+        if not exc.retry_after or hold is None:
+            return record
+
+        async def hold_and_record() -> None:  # every sender waits for the Retry-After
+            try:
+                await hold(exc.retry_after)
+            except Exception:
+                log.exception("outbox: sharing the Retry-After of %s failed", channel)
+            await record()
+
+        return hold_and_record
 
     def _up(
         self, channel: str, now: datetime, record: Callable[[], Awaitable[None]]

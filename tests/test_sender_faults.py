@@ -267,3 +267,29 @@ async def test_while_the_provider_is_down_one_call_at_a_time_probes_it(
     assert len(fake_twilio.refused) == first + 4
     fake_twilio.down = None
     assert (await drain_until_idle(sender, now=at(31))).sent == 8
+
+
+async def test_a_retry_after_holds_every_sender_of_the_channel(sessions, make_sender, fake_twilio):
+    """Sender A is told `Retry-After: 30`; sender B, which was told nothing, waits too
+    (the shared rate row of the channel is held for 30 s)."""
+    ids = await messages(sessions, 2)
+    clock = {"t": 5000.0}
+    slept: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        slept.append(delay)
+        clock["t"] += delay
+
+    def limiter():
+        return SharedRateLimiter(10, sessions=sessions, channel="sms",
+                                 clock=lambda: clock["t"], sleep=sleep)  # fmt: skip
+
+    a = await make_sender(outbox={"concurrency": 1, "batch_size": 1},
+                          limiters={"sms": limiter()})  # fmt: skip
+    b = await make_sender(outbox={"concurrency": 1}, limiters={"sms": limiter()})
+    fake_twilio.failures.append((429, {"Retry-After": "30"}))
+    assert (await a.drain_once(T0)).failed == 1
+    clock["t"] += 1
+    assert (await b.drain_once(at(1))).sent == 1  # the other message, by B
+    assert sum(slept) == pytest.approx(29)
+    assert (await load(sessions, ids[1])).status == SENT
