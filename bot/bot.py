@@ -11,8 +11,10 @@ changes:
    contact), the member it is actively bound to and the sender's pending
    confirmation, in one query; SMS/console: the member with that phone. The
    identity's `last_inbound_at` opens the 48-hour customer-service window
-   (MESSAGING.md); it is rewritten only when it is older than `touch_every` (60 s),
-   so a conversation's messages within a minute cost no write. A stamp up to a
+   (MESSAGING.md) and is stamped only for a message the member sent — an event (menu
+   click, follow, scan) opens no window for proactive messages; it is rewritten
+   only when it is older than `touch_every` (60 s), so a conversation's messages
+   within a minute cost no write. A stamp up to a
    minute old closes the window up to a minute early and counts customer-service
    messages from a little earlier against its 5-message cap: both on the safe side;
 2. choose the reply language — the member's locale, else the brand's;
@@ -173,9 +175,13 @@ class MemberBot:
         row: PendingAction | None = None
         stale = now - self._touch_every
         if inbound.channel == "wechat":
-            identity, member, row = await _wechat_sender(session, inbound.sender, now)
+            # Only a message the member sent opens the 48-hour window: a click, a follow
+            # or a scan opens a one-minute allowance for replies, never for what we send
+            # on our own (MESSAGING.md "WeChat", docs/wechat.md), so events do not stamp.
+            wrote = inbound.event is None
+            identity, member, row = await _wechat_sender(session, inbound.sender, now, wrote)
             stamp = identity.last_inbound_at
-            if stamp is None or stamp <= stale:
+            if wrote and (stamp is None or stamp <= stale):
                 await _touch(session, "wechat", identity.address, now, stale)
                 set_committed_value(identity, "last_inbound_at", now)
         else:
@@ -297,16 +303,16 @@ _TOUCH = (
 
 
 async def _wechat_sender(
-    session: AsyncSession, openid: str, now: datetime
+    session: AsyncSession, openid: str, now: datetime, wrote: bool = True
 ) -> tuple[Identity, Member | None, PendingAction | None]:
     """(identity, member, pending action) of an openid; the identity is created unbound
-    (and just heard from) on first contact."""
+    on first contact (and stamped as just heard from when the member `wrote`)."""
     found = (await session.exec(_SENDER, params={"openid": openid})).first()
     if found is None:
         stmt = (
             insert_ignore(session.bind.dialect.name, _IDENTITIES)
             .values(channel="wechat", address=openid, member_id=None, active=True, bad=False,
-                    last_inbound_at=now, created_at=now)
+                    last_inbound_at=now if wrote else None, created_at=now)
             .on_conflict_do_nothing(index_elements=["channel", "address"])
         )  # fmt: skip
         await session.exec(stmt)

@@ -180,13 +180,15 @@ class OutboxSettings(_Section):
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
     retry_backoff: Annotated[float, Field(gt=0, le=300)] = 1
     rate_sms: Annotated[float, Field(ge=0, le=10_000)] = 10
-    """SMS sent per second at most (0 = no limit); Twilio queues beyond a number's rate."""
+    """SMS sent per second at most, all senders together (0 = no limit); Twilio queues
+    beyond a number's rate."""
     rate_wechat: Annotated[float, Field(ge=0, le=10_000)] = 20
     """WeChat API sends per second at most (0 = no limit)."""
     batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
     """Messages one sender claims per channel per pass."""
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 16
-    """Provider calls under way at once."""
+    """Provider calls under way at once, per channel (a hanging provider holds up only
+    its own channel)."""
     claim_timeout: Annotated[float, Field(ge=30, le=86_400)] = 300
     """Seconds after which a `sending` claim counts as dead (its process died mid-send) and
     another sender takes the message over (scheduler.outbox)."""

@@ -11,12 +11,16 @@ A refused send raises `SmsSendError`, whose `kind` tells the caller what to do
 (MESSAGING.md "SMS (Twilio)"): `retry` (429, 5xx, network — back off and try again),
 `stopped` (21610: the member replied STOP to the carrier — record a stop),
 `bad_number` (21211 / 21614 — mark the number, never retry) or `rejected` (any other
-refusal; do not retry).
+refusal; do not retry). A 429 / 503 that carried `Retry-After` says how long Twilio
+asked us to wait (`SmsSendError.retry_after`): twilio's `TwilioRestException` has no
+headers, so the HTTP client (`_RetryAfterClient`) notes the header of each answer in a
+context variable of the calling task, read when the exception is turned into ours.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import logging
 import sys
@@ -28,6 +32,7 @@ from typing import Literal, Protocol, TextIO
 import aiohttp
 
 from bot.config import SmsSettings
+from bot.retry_after import parse_retry_after
 from models.phone import mask_phone
 
 log = logging.getLogger("memberbot.sms")
@@ -53,11 +58,14 @@ class SmsSendError(Exception):
         kind: SendErrorKind,
         code: int | None = None,
         http_status: int | None = None,
+        retry_after: float | None = None,
     ):
         super().__init__(message)
         self.kind: SendErrorKind = kind
         self.code = code
         self.http_status = http_status
+        self.retry_after = retry_after
+        """Seconds the provider asked us to wait (`Retry-After`), when it said."""
 
     @property
     def retryable(self) -> bool:
@@ -127,6 +135,7 @@ class TwilioSmsSender:
         from twilio.base import values
         from twilio.base.exceptions import TwilioRestException
 
+        _RETRY_AFTER.set(None)
         try:
             async with asyncio.timeout(self._timeout):
                 message = await self._client.messages.create_async(
@@ -143,11 +152,32 @@ class TwilioSmsSender:
                 kind=kind,
                 code=exc.code,
                 http_status=exc.status,
+                retry_after=_RETRY_AFTER.get(),
             ) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SmsSendError(f"twilio unreachable: {type(exc).__name__}", kind="retry") from exc
         log.info("sms to %s accepted by twilio: %s", mask_phone(to), message.sid)
         return SentSms(provider_id=message.sid, status=message.status or "queued")
+
+
+_RETRY_AFTER: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "twilio_retry_after", default=None
+)
+"""The `Retry-After` of the last Twilio answer in this task (seconds), if it had one."""
+
+
+def _retry_after_client(timeout: float):
+    """twilio's async HTTP client, noting each answer's `Retry-After` (module docstring)."""
+    from twilio.http.async_http_client import AsyncTwilioHttpClient
+
+    class _RetryAfterClient(AsyncTwilioHttpClient):
+        async def request(self, *args, **kwargs):
+            response = await super().request(*args, **kwargs)
+            headers = response.headers or {}
+            _RETRY_AFTER.set(parse_retry_after(headers.get("Retry-After")))
+            return response
+
+    return _RetryAfterClient(timeout=timeout)
 
 
 @asynccontextmanager
@@ -158,13 +188,12 @@ async def open_sms_sender(
     if settings.provider == "console":
         yield ConsoleSmsSender()
         return
-    from twilio.http.async_http_client import AsyncTwilioHttpClient
     from twilio.rest import Client
 
     tw = settings.twilio
     if not (tw.account_sid and tw.auth_token):
         raise ValueError("sms.provider = twilio needs sms.twilio.account_sid and auth_token")
-    http_client = AsyncTwilioHttpClient(timeout=request_timeout)
+    http_client = _retry_after_client(request_timeout)
     try:
         # environment={}: the configuration is the one source (no TWILIO_* variables).
         client = Client(tw.account_sid, tw.auth_token, http_client=http_client, environment={})

@@ -5,8 +5,10 @@ app's aiohttp session. Every URL starts at `wechat.api_base_url`, the token requ
 included (CONTRACT.md: point it at a sandbox or a fake in tests).
 
 - Access token: `GET {base}/cgi-bin/token?grant_type=client_credential&appid=…&secret=…`,
-  cached until shortly before `expires_in` runs out; one fetch at a time (concurrent
-  callers share it); fetched afresh when WeChat answers 40001 / 40014 / 42001 (token
+  cached until shortly before `expires_in` runs out; one fetch at a time, and every
+  caller that arrives while it is under way shares its outcome — the token, or its
+  failure (a hanging token endpoint costs one timeout, not one per waiting message);
+  fetched afresh when WeChat answers 40001 / 40014 / 42001 (token
   invalid or expired — e.g. another process fetched a newer one), and the call retried once.
 - Customer-service text: `POST {base}/cgi-bin/message/custom/send?access_token=…` with
   `{"touser", "msgtype": "text", "text": {"content"}}` (MESSAGING.md: the answer that
@@ -18,7 +20,8 @@ included (CONTRACT.md: point it at a sandbox or a fake in tests).
 
 WeChat reports errors as HTTP 200 with `{"errcode": n, "errmsg": …}`. `WeChatApiError`
 says whether trying again later may help (`retryable`: HTTP 429/5xx, network, errcode -1
-"system busy", 45009 daily quota reached); 45015 / 45047 (the member's 48-hour window
+"system busy", 45009 daily quota reached) and, when WeChat sent one, how long it asked
+us to wait (`retry_after`, from a `Retry-After` header); 45015 / 45047 (the member's 48-hour window
 is closed, or its 5 messages are used up), 43004 (the member does not follow the
 account) and the like are final (`OUT_OF_WINDOW`, `NOT_FOLLOWING`).
 """
@@ -31,6 +34,8 @@ import time
 from collections.abc import Callable
 
 import aiohttp
+
+from bot.retry_after import parse_retry_after
 
 TOKEN_INVALID = frozenset({40001, 40014, 42001})
 BUSY = -1
@@ -45,10 +50,19 @@ REFRESH_MARGIN = 300.0
 
 
 class WeChatApiError(Exception):
-    def __init__(self, message: str, *, errcode: int | None = None, http_status: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        errcode: int | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ):
         super().__init__(message)
         self.errcode = errcode
         self.http_status = http_status
+        self.retry_after = retry_after
+        """Seconds WeChat asked us to wait (`Retry-After`), when it said."""
 
     @property
     def retryable(self) -> bool:
@@ -76,33 +90,39 @@ class WeChatApi:
         self._clock = clock
         self._token: str | None = None
         self._token_valid_until = 0.0
-        self._lock = asyncio.Lock()
+        self._fetching: asyncio.Future[str] | None = None
+        """The token fetch under way: every caller meanwhile awaits this one."""
 
     async def access_token(self) -> str:
-        """A valid access token, fetched only when the cached one is missing or stale."""
+        """A valid access token, fetched only when the cached one is missing or stale.
+        Concurrent callers share one fetch and its outcome (a failure included)."""
         token = self._token
         if token is not None and self._clock() < self._token_valid_until:
             return token
-        async with self._lock:
-            if self._token is not None and self._clock() < self._token_valid_until:
-                return self._token
-            data = await self._request(
-                "GET",
-                "/cgi-bin/token",
-                params={
-                    "grant_type": "client_credential",
-                    "appid": self._app_id,
-                    "secret": self._secret,
-                },
-            )
-            token = data.get("access_token")
-            if not isinstance(token, str) or not token:
-                raise WeChatApiError("token answer without access_token")
-            expires_in = float(data.get("expires_in") or 7200)
-            margin = min(REFRESH_MARGIN, expires_in / 2)
-            self._token = token
-            self._token_valid_until = self._clock() + expires_in - margin
-            return token
+        if self._fetching is None or self._fetching.done():
+            self._fetching = asyncio.ensure_future(self._fetch_token())
+            # A failure nobody awaits any more must not be reported as never retrieved.
+            self._fetching.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return await asyncio.shield(self._fetching)
+
+    async def _fetch_token(self) -> str:
+        data = await self._request(
+            "GET",
+            "/cgi-bin/token",
+            params={
+                "grant_type": "client_credential",
+                "appid": self._app_id,
+                "secret": self._secret,
+            },
+        )
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise WeChatApiError("token answer without access_token")
+        expires_in = float(data.get("expires_in") or 7200)
+        margin = min(REFRESH_MARGIN, expires_in / 2)
+        self._token = token
+        self._token_valid_until = self._clock() + expires_in - margin
+        return token
 
     def forget_token(self, token: str) -> None:
         """Drop `token` if it is still the cached one (WeChat said it is no longer valid)."""
@@ -158,7 +178,11 @@ class WeChatApi:
                 timeout=self._timeout,
             ) as resp:
                 if resp.status != 200:
-                    raise WeChatApiError(f"HTTP {resp.status} from {path}", http_status=resp.status)
+                    raise WeChatApiError(
+                        f"HTTP {resp.status} from {path}",
+                        http_status=resp.status,
+                        retry_after=parse_retry_after(resp.headers.get("Retry-After")),
+                    )
                 data = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
             raise WeChatApiError(f"{path}: {type(exc).__name__}") from exc

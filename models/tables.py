@@ -497,6 +497,15 @@ class OutboxEvent(SQLModel, table=True):
     reason: str | None = Field(default=None, max_length=200)
 
 
+class OutboxRate(SQLModel, table=True):
+    """A channel's send rate, shared by every sender (`scheduler.ratelimit.SharedRateLimiter`):
+    the Unix time before which no sender may let the next message through."""
+
+    __tablename__ = "outbox_rates"
+    channel: str = Field(primary_key=True, max_length=16)
+    next_slot: float = Field(default=0.0)
+
+
 class PlanRun(SQLModel, table=True):
     """One daily planning run per brand day: the unique day makes a second run a no-op
     and lets a restarted process catch up a run it missed earlier the same day."""

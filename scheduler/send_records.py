@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy import and_, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -25,8 +26,8 @@ from models.db import transaction
 from models.tables import OutboxMessage
 from scheduler import outbox
 from scheduler.outbox import FAILED, QUEUED, SENDING, SUPPRESSED, UNDELIVERABLE, Accepted
-from scheduler.send_checks import Recipient, next_channel
-from scheduler.send_retry import backoff
+from scheduler.send_checks import Recipient, WindowUse, next_channel
+from scheduler.send_retry import DOWN_NOTE, HELD_PREFIX, PROBE_NOTE, backoff
 from scheduler.transports import (
     BAD_ADDRESS,
     STOPPED,
@@ -71,6 +72,8 @@ class Pass:
     """Claimed messages not handed to a provider yet (released if the pass is cancelled)."""
     recording: set[asyncio.Future] = field(default_factory=set)
     """Outcomes being recorded (awaited before a cancelled pass ends)."""
+    window: WindowUse = field(default_factory=WindowUse)
+    """Customer-service messages this pass sends, by member (`send_time_channel`)."""
 
     def now(self) -> datetime:
         return self.fixed_now or self.clock()
@@ -184,26 +187,75 @@ class Recorder:
         if await self._record(run, m, _Sent(accepted, run.now())):
             run.result.sent += 1
 
-    async def failed(self, run: Pass, m: OutboxMessage, exc: Retryable) -> None:
-        """`failed`: tried again after the backoff, or given up after `max_attempts`."""
+    async def failed(
+        self,
+        run: Pass,
+        m: OutboxMessage,
+        exc: Retryable,
+        *,
+        probe: bool = False,
+        not_before: datetime | None = None,
+    ) -> None:
+        """`failed`: tried again after the backoff (at least `not_before`: the provider's
+        `Retry-After`, the channel's pause), or given up after `max_attempts`. A `probe`
+        of a provider already known to be down spends no attempt (`scheduler.send_retry`)
+        and goes behind the messages held meanwhile, so the next probe is another one."""
         now = run.now()
-        attempts = m.attempts + 1
-        if attempts >= self._opts.max_attempts:
-            reason, next_at = outbox.GAVE_UP, None
+        fields: dict = {}
+        if probe:
+            attempts = m.attempts
+            reason = f"{exc.reason}; {PROBE_NOTE}"
+            next_at = max(not_before or now, now + timedelta(seconds=self._opts.retry_backoff))
+            fields["send_after"] = next_at + timedelta(milliseconds=1)
         else:
-            reason = exc.reason
-            next_at = now + timedelta(seconds=backoff(attempts, self._opts.retry_backoff))
-        log.warning("outbox message %s: %s (attempt %d)", m.id, exc.reason, attempts)
+            attempts = m.attempts + 1
+            if attempts >= self._opts.max_attempts:
+                reason, next_at = outbox.GAVE_UP, None
+            else:
+                reason = f"{exc.reason}; {DOWN_NOTE}" if exc.outage else exc.reason
+                wait = max(backoff(attempts, self._opts.retry_backoff), exc.retry_after or 0)
+                next_at = max(now + timedelta(seconds=wait), not_before or now)
+        log.warning(
+            "outbox message %s: %s (attempt %d%s)", m.id, exc.reason, attempts,
+            ", not counted" if probe else "",
+        )  # fmt: skip
 
         async def op(session: AsyncSession) -> bool:
             return await outbox.transition(
                 session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
                 to_status=FAILED, now=now, reason=reason, attempts=attempts,
-                next_attempt_at=next_at, error_code=(exc.code or "")[:20] or None,
+                next_attempt_at=next_at, error_code=(exc.code or "")[:20] or None, **fields,
             )  # fmt: skip
 
         if await self._record(run, m, op):
             run.result.failed += 1
+
+    async def release_held(self, channel: str, now: datetime) -> None:
+        """The channel answered again after failing: the messages held for it and those
+        that failed meanwhile because it was down — by any sender, it is all in the database — are
+        due at once instead of at the end of each sender's pause."""
+        t = OutboxMessage.__table__
+        held = and_(t.c.status == QUEUED, t.c.send_after > now,
+                    t.c.reason.like(HELD_PREFIX + "%"))  # fmt: skip
+        probed = and_(t.c.status == FAILED, t.c.next_attempt_at > now,
+                      t.c.reason.like(f"%; {DOWN_NOTE}%"))  # fmt: skip
+
+        async def op(session: AsyncSession) -> int:
+            await session.exec(
+                update(t).where(t.c.channel == channel, held)
+                .values(send_after=now).execution_options(synchronize_session=False)
+            )  # fmt: skip
+            await session.exec(
+                update(t).where(t.c.channel == channel, probed)
+                .values(next_attempt_at=now, send_after=now)
+                .execution_options(synchronize_session=False)
+            )  # fmt: skip
+            return 1
+
+        try:
+            await self.writer.submit(op)
+        except Exception:  # the held messages still go at the end of their pause
+            log.exception("outbox: releasing the messages held for %s failed", channel)
 
     async def refused(
         self,

@@ -5,26 +5,34 @@ One pass (`Sender.drain_once`):
 
 1. Claim (one transaction, committed before any sending): up to `outbox.batch_size`
    due messages per channel this sender serves, never more than the channel's rate
-   lets out in half of `outbox.claim_timeout` (so a waiting claim is never taken for a
-   dead one). The members and identities the re-checks need are read in the same
-   transaction.
+   lets out in half of `outbox.claim_timeout`, nor more than its `concurrency` calls
+   of up to `call_timeout` seconds can get through in that time (so a waiting claim
+   is never taken for a dead one). The members and identities the re-checks need
+   are read in the same transaction.
 2. Re-check each message at send time, in this order: the member stopped since
    planning → `suppressed` "stopped"; its SMS number marked bad since → `suppressed`
    "bad_number"; a greeting whose brand day has passed → `suppressed` "too_late"
    (greetings are never sent late on another day); outside quiet hours now
    (`scheduler.policy.next_allowed`: send window ∩ the member's preferred time) →
    back to `queued` with `send_after` = the next allowed moment — or "too_late" when a
-   greeting's next allowed moment is on another day.
-3. Send through the channel's `RateLimiter` (`outbox.rate_sms`, `rate_wechat`
-   messages/second), at most `outbox.concurrency` calls at once.
+   greeting's next allowed moment is on another day. Then the channel is chosen again
+   with the customer-service window as it is now (`send_checks.send_time_channel`):
+   a different choice goes back to `queued` on the new channel (or `suppressed`).
+3. Send through the channel's `SharedRateLimiter` (`outbox.rate_sms`, `rate_wechat`
+   messages/second, held across every sender on the database), at most
+   `outbox.concurrency` calls at once per channel. A message whose claim could run
+   out before the call ends is released unsent, and the call is cut off before the
+   claim expires.
 4. Record (no transaction is open during the network call):
    - accepted → `sent` with the provider id (+ an SMS receipt that arrived before the
      call returned is applied at once: `scheduler.outbox.apply_receipt`);
    - `Retryable` → `failed`, attempts + 1, `next_attempt_at` = now + `retry_backoff` ×
-     2^(attempts − 1), at most 300 s; after `max_attempts` → `failed` with no next try,
-     reason "gave up". The channel pauses for the same backoff (a circuit breaker):
-     while a provider is down one message probes it and the others wait, `queued`,
-     without using up their attempts — nothing is lost, they go out when it is back;
+     2^(attempts − 1), at most 300 s (or the provider's `Retry-After`, if longer);
+     after `max_attempts` → `failed` with no next try, reason "gave up". The channel
+     pauses for the same backoff (a circuit breaker, `scheduler.send_retry`): while a
+     provider is down one message probes it and the others wait, `queued`; a probe of
+     a provider already down spends no attempt, so an outage never makes a message
+     give up. A successful probe makes everything held for the channel due at once;
    - `Permanent` → `undeliverable` with the reason; 21610 also records the member's
      stop (channel "provider", source "twilio 21610"), 21211 / 21614 mark the number
      bad (never retried). WeChat "cannot reach" refusals (45015 / 45047 window closed,
@@ -57,7 +65,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from math import ceil
 
@@ -69,15 +77,17 @@ from models.tables import OutboxMessage
 from models.types import utcnow
 from scheduler import outbox
 from scheduler.outbox import SUPPRESSED
-from scheduler.ratelimit import RateLimiter
+from scheduler.policy import Suppressed
+from scheduler.ratelimit import RateLimiter, SharedRateLimiter
 from scheduler.send_checks import (
     Recipient,
     Suppress,
     read_recipients,
+    send_time_channel,
     send_time_verdict,
 )
 from scheduler.send_records import DrainResult, Op, Pass, Recorder
-from scheduler.send_retry import MAX_BACKOFF, ChannelBreaker, backoff
+from scheduler.send_retry import HELD_PREFIX, MAX_BACKOFF, ChannelBreaker, backoff
 from scheduler.transports import (
     Permanent,
     Retryable,
@@ -89,6 +99,10 @@ __all__ = ["MAX_BACKOFF", "DrainResult", "Op", "Sender", "backoff", "drain_until
 
 log = logging.getLogger("memberbot.outbox")
 
+CALL_TIMEOUT = 10.0
+"""Seconds one provider call may take (the transports' own timeout): claims are sized
+by it (`Sender._claim_limit`)."""
+
 
 class Sender:
     def __init__(
@@ -98,7 +112,8 @@ class Sender:
         settings: Settings,
         transports: Transports,
         clock: Callable[[], datetime] = utcnow,
-        limiters: Mapping[str, RateLimiter] | None = None,
+        limiters: Mapping[str, RateLimiter | SharedRateLimiter] | None = None,
+        call_timeout: float = CALL_TIMEOUT,
     ):
         self._settings = settings
         self._opts = settings.outbox
@@ -111,8 +126,14 @@ class Sender:
             ("wechat", self._opts.rate_wechat),
             ("console", 0),
         ):
-            self._limiters.setdefault(channel, RateLimiter(rate))
-        self._semaphore = asyncio.Semaphore(self._opts.concurrency)
+            self._limiters.setdefault(
+                channel, SharedRateLimiter(rate, sessions=sessions, channel=channel)
+            )
+        self._call_timeout = call_timeout
+        # One concurrency limit per channel: a provider that hangs holds up only itself.
+        self._semaphores = {
+            ch: asyncio.Semaphore(self._opts.concurrency) for ch in ("sms", "wechat", "console")
+        }
         self._rec = Recorder(sessions=sessions, opts=self._opts, transports=transports)
         self._breaker = ChannelBreaker(self._opts.retry_backoff)
 
@@ -167,11 +188,22 @@ class Sender:
     # ------------------------------------------------------------------ claiming
 
     def _claim_limit(self, channel: str) -> int:
+        """No more than can be sent in half the claim timeout: at the channel's rate, and
+        with its `concurrency` calls at once each taking up to `call_timeout`."""
         rate = self._limiters[channel].rate if channel in self._limiters else None
+        half = self._opts.claim_timeout / 2
         limit = self._opts.batch_size
         if rate:
-            limit = min(limit, max(1, ceil(rate * self._opts.claim_timeout / 2)))
+            limit = min(limit, max(1, ceil(rate * half)))
+        if channel != "console":
+            limit = min(limit, max(1, int(self._opts.concurrency * half / self._call_timeout)))
         return limit
+
+    def _time_left(self, m: OutboxMessage, now: datetime) -> float:
+        """Seconds a call to the provider may still take while the claim on `m` surely
+        holds: what is left of `claim_timeout`, less a margin for the recording."""
+        end = m.claimed_at + timedelta(seconds=self._opts.claim_timeout)
+        return (end - now).total_seconds() - max(1.0, self._opts.claim_timeout / 10)
 
     async def _claim(
         self, session: AsyncSession, *, now: datetime, channels: set[str]
@@ -196,6 +228,17 @@ class Sender:
             return
         if await self._recheck(run, m, who):
             return
+        now = run.now()
+        choice = send_time_channel(m, who, now=now, transports=self._transports, use=run.window)
+        if isinstance(choice, Suppressed):
+            await self._rec.finish(run, m, SUPPRESSED, choice.reason, now)
+            return
+        if choice is not None:  # the window opened or closed since planning
+            await self._rec.release(
+                [m], now, send_after=now, reason=f"channel at send time: {choice.via}",
+                run=run, channel=choice.channel, via=choice.via, address=choice.address,
+            )  # fmt: skip
+            return
         transport = self._transports.for_message(m)
         if transport is None:  # e.g. WeChat switched off after planning: retried, then given up
             run.unsent.pop(m.id, None)
@@ -203,7 +246,7 @@ class Sender:
             return
         # The semaphore bounds the provider calls under way; the result is recorded after
         # the slot is given back, so a busy writer never holds up the sending.
-        async with self._semaphore:
+        async with self._semaphores[transport.channel]:
             record = await self._attempt(run, m, who, transport)
         if record is not None:  # the provider answered: record it even if we are stopping
             recording = asyncio.ensure_future(record())
@@ -219,25 +262,77 @@ class Sender:
         now = run.now()
         if await self._recheck(run, m, who):
             return None
-        until = self._breaker.paused_until(transport.channel, now)
+        channel = transport.channel
+        until = self._breaker.paused_until(channel, now)
         if until is not None:
-            reason = f"held: {m.channel} failing"
+            reason = f"{HELD_PREFIX}{m.channel} failing"
+            return partial(self._rec.release, [m], now, send_after=until, reason=reason, run=run)
+        left = self._time_left(m, now)
+        if left < min(self._call_timeout, self._opts.claim_timeout / 4):
+            # Waited so long for the rate or a free slot that the call could outlast the
+            # claim: give it back rather than risk a second sender taking it over mid-call.
+            return partial(self._rec.release, [m], now, reason="claim running out", run=run)
+        probe = self._breaker.is_down(channel)
+        if probe and not self._breaker.start_probe(channel):
+            # One probe at a time: this one waits for its outcome (a success releases it).
+            until = now + timedelta(seconds=self._opts.retry_backoff)
+            reason = f"{HELD_PREFIX}{m.channel} failing"
             return partial(self._rec.release, [m], now, send_after=until, reason=reason, run=run)
         run.unsent.pop(m.id, None)
         try:
-            sent = await transport.send(m)
+            async with asyncio.timeout(left):
+                sent = await transport.send(m)
         except Retryable as exc:
-            self._breaker.failed(transport.channel, run.now())
-            return partial(self._rec.failed, run, m, exc)
+            return self._failed(run, m, channel, exc, probe=probe and exc.outage)
+        except TimeoutError:
+            exc = Retryable("no answer before the claim ran out", outage=True)
+            return self._failed(run, m, channel, exc, probe=probe)
         except Permanent as exc:
-            self._breaker.answered(transport.channel)
-            return partial(self._rec.refused, run, m, who, transport, exc)
+            return self._up(
+                channel, run.now(), partial(self._rec.refused, run, m, who, transport, exc)
+            )
         except Exception as exc:
             log.exception("outbox message %s: unexpected error from %s", m.id, transport.via)
-            self._breaker.failed(transport.channel, run.now())
-            return partial(self._rec.failed, run, m, Retryable(f"error: {type(exc).__name__}"))
-        self._breaker.answered(transport.channel)
-        return partial(self._rec.sent, run, m, transport, sent)
+            exc = Retryable(f"error: {type(exc).__name__}")
+            return self._failed(run, m, channel, exc, probe=False)
+        finally:
+            if probe:
+                self._breaker.end_probe(channel)
+        return self._up(channel, run.now(), partial(self._rec.sent, run, m, transport, sent))
+
+    def _failed(
+        self, run: Pass, m: OutboxMessage, channel: str, exc: Retryable, *, probe: bool
+    ) -> Callable[[], Awaitable[None]]:
+        now = run.now()
+        self._breaker.failed(channel, now, retry_after=exc.retry_after)
+        until = self._breaker.paused_until(channel, now)
+        record = partial(self._rec.failed, run, m, exc, probe=probe, not_before=until)
+        hold = getattr(self._limiters.get(channel), "hold", None)
+        if not exc.retry_after or hold is None:
+            return record
+
+        async def hold_and_record() -> None:  # every sender waits for the Retry-After
+            try:
+                await hold(exc.retry_after)
+            except Exception:
+                log.exception("outbox: sharing the Retry-After of %s failed", channel)
+            await record()
+
+        return hold_and_record
+
+    def _up(
+        self, channel: str, now: datetime, record: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """The provider answered: `record` it, and after a failure release what was
+        held for the channel (it may all go now)."""
+        if not self._breaker.answered(channel):
+            return record
+
+        async def record_and_release() -> None:
+            await record()
+            await self._rec.release_held(channel, now)
+
+        return record_and_release
 
     async def _recheck(self, run: Pass, m: OutboxMessage, who: Recipient) -> bool:
         """Apply the send-time rules (module docstring, step 2; `send_time_verdict`);

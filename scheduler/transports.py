@@ -7,7 +7,9 @@ A transport sends one outbox message and says how it went (MESSAGING.md "Channel
   timeout, a connection error, WeChat "system busy" (-1) or daily quota (45009), and
   a refusal of our own configuration (HTTP 401/403, WeChat 40013 / 40125 / 40164:
   credentials or IP whitelist — not the message's fault, so it waits for the fix
-  instead of being thrown away);
+  instead of being thrown away). `Retryable.outage` tells a provider that is down or
+  throttling (no answer, timeout, 5xx, 429, WeChat -1 / 45009) from a refusal of ours;
+  `retry_after` is the wait the provider asked for (`Retry-After`), when it did;
 - raises `Permanent(reason, code, kind)` when it never will:
   `stopped` (Twilio 21610: the member replied STOP to the carrier),
   `bad_address` (Twilio 21211 / 21614: invalid or not a mobile number),
@@ -55,10 +57,22 @@ class SendResult:
 
 
 class Retryable(Exception):
-    def __init__(self, reason: str, *, code: str | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        code: str | None = None,
+        outage: bool = False,
+        retry_after: float | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.code = code
+        self.outage = outage
+        """The provider is down or throttling (not a refusal of this message or of our
+        configuration): the sender's circuit breaker handles it (`scheduler.sender`)."""
+        self.retry_after = retry_after
+        """Seconds the provider asked us to wait before the next call, when it said."""
 
 
 class Permanent(Exception):
@@ -117,7 +131,12 @@ def _sms_error(exc: SmsSendError) -> Retryable | Permanent:
     code = None if exc.code is None else str(exc.code)
     what = f"twilio {code}" if code else f"twilio HTTP {exc.http_status}"
     if exc.kind == "retry":
-        return Retryable(str(exc) if exc.http_status is None else what, code=code)
+        return Retryable(
+            str(exc) if exc.http_status is None else what,
+            code=code,
+            outage=True,
+            retry_after=getattr(exc, "retry_after", None),
+        )
     if exc.http_status in (401, 403):
         return Retryable(f"{what}: credentials refused (check sms.twilio)", code=code)
     if exc.kind == "stopped":
@@ -133,7 +152,9 @@ def _sms_error(exc: SmsSendError) -> Retryable | Permanent:
 def _wechat_error(exc: WeChatApiError) -> Retryable | Permanent:
     code = None if exc.errcode is None else str(exc.errcode)
     what = f"wechat {code}" if code else f"wechat: {exc}"
-    if exc.retryable or exc.http_status in (401, 403):
+    if exc.retryable:
+        return Retryable(what, code=code, outage=True, retry_after=exc.retry_after)
+    if exc.http_status in (401, 403):
         return Retryable(what, code=code)
     if exc.errcode in WECHAT_CONFIG_ERRORS:
         return Retryable(f"{what}: check wechat.app_id / app_secret / IP whitelist", code=code)

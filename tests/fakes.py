@@ -7,6 +7,9 @@ They record what they were asked and can be told to misbehave:
     fake.failures.append(500)            # the next call answers HTTP 500
     fake.failures.append(("errcode", 40001))  # … or WeChat's "invalid access token"
     fake.hangs = 1                       # the next call gets no answer until release()
+    fake.failures.append((429, {"Retry-After": "30"}))  # HTTP 429 with these headers
+    fake.down = 503                      # every call answers 503 until set back to None
+    fake.token_hangs = 1                 # WeChat: the next token request hangs likewise
     await fake.wait_sent(1)              # until one customer-service message arrived
 
 Both answer like the real services in the parts the bot uses (paths, JSON shapes,
@@ -19,6 +22,7 @@ import asyncio
 import base64
 import itertools
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -28,8 +32,18 @@ WECHAT_APP_SECRET = "test-wechat-secret"
 TWILIO_ACCOUNT_SID = "AC" + "0" * 32
 TWILIO_AUTH_TOKEN = "test-twilio-auth-token"
 
-Failure = int | tuple[str, int]
-"""An HTTP status to answer with, or ("errcode", n) / ("code", n) for an API error body."""
+Failure = int | tuple[str, int] | tuple[int, dict[str, str]]
+"""An HTTP status to answer with, or ("errcode", n) / ("code", n) for an API error body,
+or (status, headers) for an HTTP status with headers (e.g. `Retry-After`)."""
+
+
+def _status(failure: Failure) -> tuple[int, dict[str, str]] | None:
+    """(status, headers) of an HTTP failure; None for an API error body."""
+    if isinstance(failure, int):
+        return failure, {}
+    if isinstance(failure[0], int):
+        return failure[0], dict(failure[1])
+    return None
 
 
 class _Recorder:
@@ -44,6 +58,10 @@ class _Recorder:
         service never accepted."""
         self.hung = 0
         """Requests held by `hangs` so far."""
+        self.down: int | None = None
+        """While set, every send answers this HTTP status (an outage); None = up."""
+        self.received: list[float] = []
+        """When each send request arrived (`time.monotonic()`), answered or not."""
         self._released = asyncio.Event()
         self._changed = asyncio.Event()
 
@@ -101,6 +119,8 @@ class FakeWeChatApi(_Recorder):
         self._msgids = itertools.count(1_000_001)
         self.refused: list[dict] = []
         self.valid_tokens: set[str] = set()
+        self.token_hangs = 0
+        """The next N token requests get no answer until `release()` (then HTTP 503)."""
 
     def expire_tokens(self) -> None:
         """Every token issued so far becomes invalid (errcode 42001 on use)."""
@@ -124,6 +144,10 @@ class FakeWeChatApi(_Recorder):
         q = dict(request.query)
         self.token_requests.append(q)
         self._notify()
+        if self.token_hangs > 0:
+            self.token_hangs -= 1
+            await self._released.wait()
+            return web.Response(status=503, text="gave up waiting")
         if q.get("appid") != self.app_id or q.get("secret") != self.app_secret:
             return web.json_response({"errcode": 40013, "errmsg": "invalid appid"})
         token = "tok-" + secrets.token_hex(8)
@@ -139,18 +163,20 @@ class FakeWeChatApi(_Recorder):
     async def _accept(
         self, request: web.Request, into: list[dict], *, msgid: bool = False
     ) -> web.Response:
+        self.received.append(time.monotonic())
         await self._pause()
         held = await self._hang()
         if held is not None:
             return held
         payload = await request.json()
         record = {"access_token": request.query.get("access_token"), **payload}
-        if self.failures:
-            failure = self.failures.pop(0)
+        if self.down is not None or self.failures:
+            failure = self.down if self.down is not None else self.failures.pop(0)
             self.refused.append(record)
             self._notify()
-            if isinstance(failure, int):
-                return web.Response(status=failure, text="unavailable")
+            http = _status(failure)
+            if http is not None:
+                return web.Response(status=http[0], text="unavailable", headers=http[1])
             return web.json_response({"errcode": failure[1], "errmsg": "fake error"})
         if record["access_token"] not in self.valid_tokens:
             self.refused.append(record)
@@ -180,6 +206,9 @@ class FakeTwilioApi(_Recorder):
         """Awaited with each accepted message (its `Sid` set) before the API answers — e.g.
         to deliver its status callback before the send call returns."""
         self._ids = itertools.count(1)
+        self.refuse_to: dict[str, Failure] = {}
+        """Numbers every message to which gets this failure (a message the service keeps
+        refusing while it accepts others)."""
 
     async def wait_messages(self, count: int, within: float = 5.0) -> None:
         await self._until(lambda: len(self.messages) >= count, within)
@@ -194,6 +223,7 @@ class FakeTwilioApi(_Recorder):
         return request.headers.get("Authorization") == f"Basic {expected}"
 
     async def _create(self, request: web.Request) -> web.Response:
+        self.received.append(time.monotonic())
         await self._pause()
         held = await self._hang()
         if held is not None:
@@ -203,12 +233,17 @@ class FakeTwilioApi(_Recorder):
             self.refused.append(form)
             self._notify()
             return self._error(401, 20003, "Authenticate")
-        if self.failures:
-            failure = self.failures.pop(0)
+        refuse = self.refuse_to.get(form.get("To", ""))
+        if self.down is not None or self.failures or refuse is not None:
+            if refuse is not None:
+                failure: Failure = refuse
+            else:
+                failure = self.down if self.down is not None else self.failures.pop(0)
             self.refused.append(form)
             self._notify()
-            if isinstance(failure, int):
-                return self._error(failure, None, "fake failure")
+            http = _status(failure)
+            if http is not None:
+                return self._error(http[0], None, "fake failure", headers=http[1])
             return self._error(400, failure[1], "fake refusal")
         sid = f"SM{next(self._ids):032x}"
         accepted = {**form, "Sid": sid}
@@ -234,7 +269,11 @@ class FakeTwilioApi(_Recorder):
         )
 
     @staticmethod
-    def _error(status: int, code: int | None, message: str) -> web.Response:
+    def _error(
+        status: int, code: int | None, message: str, *, headers: dict[str, str] | None = None
+    ) -> web.Response:
         return web.json_response(
-            {"code": code, "message": message, "more_info": "", "status": status}, status=status
+            {"code": code, "message": message, "more_info": "", "status": status},
+            status=status,
+            headers=headers,
         )

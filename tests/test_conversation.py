@@ -668,7 +668,8 @@ async def test_subscribe_unsubscribe_and_welcome_back(bot, sessions, store):
     assert "张三，欢迎回来" in back.text
     async with sessions() as s:
         ident = (await s.exec(select(Identity).where(Identity.address == OPENID))).one()
-    assert ident.active and ident.last_inbound_at == NOW
+    # a follow opens no customer-service window for proactive messages (docs/wechat.md)
+    assert ident.active and ident.last_inbound_at != NOW
 
 
 async def test_menu_clicks_are_keywords(bot, settings, sessions, store):

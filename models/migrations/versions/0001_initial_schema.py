@@ -31,6 +31,11 @@ def upgrade() -> None:
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_inbound_messages_created_at'), ['created_at'], unique=False)
 
+    op.create_table('outbox_rates',
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('next_slot', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('channel')
+    )
     op.create_table('plan_runs',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('day', sa.Date(), nullable=False),
@@ -564,6 +569,7 @@ def downgrade() -> None:
     op.drop_table('staff_sign_in_failures')
     op.drop_table('sms_receipts')
     op.drop_table('plan_runs')
+    op.drop_table('outbox_rates')
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_inbound_messages_created_at'))
 
