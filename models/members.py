@@ -262,10 +262,16 @@ async def _set_openid(session: AsyncSession, *, member: Member, openid: str | No
         .values(active=False)
         .execution_options(synchronize_session="fetch")
     )
-    if openid is not None:
-        await _bind_identity(
-            session, member=member, channel="wechat", address=openid, field="wechat_openid"
-        )
+    if openid is None:
+        return
+    try:
+        async with session.begin_nested():
+            await _bind_identity(
+                session, member=member, channel="wechat", address=openid, field="wechat_openid"
+            )
+            await session.flush()
+    except IntegrityError:  # another WeChat account bound to the member meanwhile
+        raise Conflict("the member's WeChat account changed meanwhile", "wechat_openid") from None
 
 
 def _apply_plain_fields(member: Member, data: MemberIn, fields: set[str]) -> None:

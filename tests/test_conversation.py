@@ -831,6 +831,7 @@ SAMPLES: dict[str, dict] = {
     "bind_code_dead": {},
     "bind_code_wrong": dict(left=3),
     "bind_send_failed": {},
+    "bind_conflict": {},
     "welcome": {},
     "welcome_back": dict(name="N"),
 }
