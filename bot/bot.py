@@ -29,8 +29,9 @@ changes:
 Locks (PostgreSQL; on SQLite every transaction begins IMMEDIATE and so runs alone):
 a message that only reads (`READ_ONLY`: points, vouchers, help, anything unknown)
 takes no lock and, with a fresh `last_inbound_at`, writes nothing; any other
-message or event first locks the sender's identity row, so one sender's changing
-messages are handled one at a time; a pending confirmation that exists is re-read
+message or event first locks the sender — a WeChat sender's identity row, an SMS
+sender's address (a transaction-scoped advisory lock, `_lock_address`) — so one
+sender's changing messages are handled one at a time, on every replica; a pending confirmation that exists is re-read
 under its row lock (`bot.handlers.pending.current`).
 
 After the commit, SMS the handlers queued (binding codes) are sent through the
@@ -50,7 +51,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import and_, bindparam, or_
+from sqlalchemy import and_, bindparam, or_, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -328,10 +329,35 @@ async def _lock_sender(turn: Turn) -> None:
     concurrent message of the same sender committed meanwhile — a binding, a spent
     balance, a new pending action — is what this message then sees."""
     identity = turn.identity
-    if identity is None or turn.sender_locked or not is_postgres(turn.session):
+    if turn.sender_locked or not is_postgres(turn.session):
+        return
+    if identity is None:
+        await _lock_address(turn)
         return
     params = {"openid": turn.inbound.sender}
     identity, member, row = (await turn.session.exec(_SENDER_LOCKED, params=params)).one()
     turn.sender_locked = True
     turn.identity, turn.member, turn.pending, turn.pending_read = identity, member, row, True
     turn.locale = pick_locale(member.locale if member else None, turn.settings.brand.locale)
+
+
+_ADDRESS_LOCK = text("SELECT pg_advisory_xact_lock(:ns, hashtext(:address))")
+ADDRESS_LOCKS = 7_364_010
+"""First key of the two-key advisory locks that serialise an SMS sender (the one-key
+locks of `models.db` and `scheduler.jobs` are another key space)."""
+_MEMBER_AGAIN = select(Member).where(Member.id == bindparam("member_id")).execution_options(
+    populate_existing=True
+)
+
+
+async def _lock_address(turn: Turn) -> None:
+    """The SMS (or console) sender has no identity row to lock: a transaction-scoped
+    advisory lock on its address serialises its changing messages across replicas, as
+    the identity row lock does a WeChat sender's — a CONFIRM sent right behind a
+    REDEEM waits for it and finds what it stored. The member is read again under it."""
+    key = f"{turn.inbound.channel}:{turn.inbound.sender}"
+    await turn.session.exec(_ADDRESS_LOCK, params={"ns": ADDRESS_LOCKS, "address": key})
+    turn.sender_locked = True
+    if turn.member is not None:
+        params = {"member_id": turn.member.id}
+        turn.member = (await turn.session.exec(_MEMBER_AGAIN, params=params)).one()
