@@ -31,8 +31,8 @@ a message that only reads (`READ_ONLY`: points, vouchers, help, anything unknown
 takes no lock and, with a fresh `last_inbound_at`, writes nothing; any other
 message or event first locks the sender — a WeChat sender's identity row, an SMS
 sender's address (a transaction-scoped advisory lock, `_lock_address`) — so one
-sender's changing messages are handled one at a time, on every replica; a pending confirmation that exists is re-read
-under its row lock (`bot.handlers.pending.current`).
+sender's changing messages are handled one at a time, on every replica; a pending
+confirmation that exists is re-read under its row lock (`bot.handlers.pending.current`).
 
 After the commit, SMS the handlers queued (binding codes) are sent through the
 injected `SmsSender` (never while the transaction holds locks: the console sender
