@@ -18,11 +18,11 @@ changes:
 2. choose the reply language — the member's locale, else the brand's;
 3. route the text (`bot.router`) or the event (`bot.handlers.events`);
 4. settle the sender's pending confirmation (`bot.handlers.pending`):
-   - a stop word cancels it silently and stops (stop words always mean stop);
    - 确认/CONFIRM/YES carries it out when still inside its 10 minutes, else
      answers that it lapsed and nothing was done;
-   - anything else cancels it, is handled normally, and the answer starts with a
-     one-line "cancelled" note (unless that message itself made a new request);
+   - anything else — a stop word too (stop words always mean stop) — cancels it,
+     is handled normally, and the answer starts with a one-line "cancelled" note
+     (unless that message itself made a new request);
 5. dispatch to the handler of the intent (`ROUTES` of each handler module); a
    member-only intent from a non-member gets how to bind (WeChat) or join (SMS).
 
@@ -207,10 +207,6 @@ class MemberBot:
         if match.intent not in READ_ONLY:
             await _lock_sender(turn)
         row = await pending.current(turn)
-        if match.intent is Intent.STOP:
-            if row is not None:
-                await pending.clear(turn, row)
-            return await self._run(turn, match)
         if match.intent is Intent.CONFIRM:
             return await self._confirm(turn, row)
         cancelled = row is not None and pending.is_live(row, turn.now)

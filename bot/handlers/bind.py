@@ -132,6 +132,22 @@ async def request(turn: Turn, match: Match) -> Reply:
     return turn.reply("bind_sent", "bind_code_requested", phone=phone, minutes=CODE_VALID_MINUTES)
 
 
+async def waiting_code(turn: Turn) -> BindCode | None:
+    """The openid's code still waiting to be typed in (pending, unexpired), if any."""
+    if not turn.is_wechat:
+        return None
+    stmt = (
+        select(BindCode)
+        .where(
+            BindCode.openid == turn.inbound.sender,
+            BindCode.status == "pending",
+            BindCode.expires_at > turn.now,
+        )
+        .order_by(col(BindCode.created_at).desc(), col(BindCode.id).desc())
+    )
+    return (await turn.session.exec(stmt)).first()
+
+
 async def _pending_code(turn: Turn) -> BindCode | None:
     stmt = (
         select(BindCode)
