@@ -4,18 +4,29 @@ resume word is explained; an openid waiting for its code is asked for the code."
 
 from __future__ import annotations
 
+import pytest
+
+from bot.bot import MemberBot
 from bot.handlers import pending
-from tests.test_conversation import (  # noqa: F401  (fixtures)
-    PHONE,
-    add_member,
-    bot,
-    buy,
-    clock,
-    sms,
-    sms_in,
-    store,
-    wechat_in,
-)
+from models.db import transaction
+from tests.factories import make_store
+from tests.test_conversation import NOW, Clock, FakeSms, add_member, buy, sms_in, wechat_in
+
+
+@pytest.fixture
+def clock():
+    return Clock(NOW)
+
+
+@pytest.fixture
+def bot(settings, sessions, clock):
+    return MemberBot(settings=settings, sessions=sessions, sms_sender=FakeSms(), clock=clock)
+
+
+@pytest.fixture
+async def store(sessions):
+    async with transaction(sessions) as s:
+        return await make_store(s)
 
 
 async def test_a_stop_during_a_pending_redemption_says_it_cancelled_it(
@@ -29,7 +40,9 @@ async def test_a_stop_during_a_pending_redemption_says_it_cancelled_it(
     assert reply.text.startswith("（刚才的兑换申请已取消。）\n已为您退订")
 
 
-async def test_a_stop_after_the_window_mentions_no_cancellation(bot, settings, sessions, store, clock):
+async def test_a_stop_after_the_window_mentions_no_cancellation(
+    bot, settings, sessions, store, clock
+):
     await add_member(sessions, store)
     await buy(settings, sessions, amount="3200", receipt="R1")
     await bot.handle(sms_in("REDEEM 1"))
@@ -59,7 +72,7 @@ async def test_resume_from_an_unbound_openid_is_explained(bot):
     assert "还没有绑定会员" in text and "无需恢复" in text
 
 
-async def test_points_while_a_code_is_waiting_asks_for_the_code(bot, sessions, sms, store, clock):
+async def test_points_while_a_code_is_waiting_asks_for_the_code(bot, sessions, store, clock):
     await add_member(sessions, store)
     await bot.handle(wechat_in("绑定 13800138000"))
     text = (await bot.handle(wechat_in("积分"))).text
