@@ -465,6 +465,12 @@ async def _code(session: AsyncSession, model, row_id: int | None) -> str | None:
     return row.code if row else None
 
 
+async def _bad_number(session: AsyncSession, phone: str) -> bool:
+    """The SMS provider said the number cannot receive (Twilio 21211 / 21614)."""
+    stmt = select(Identity.bad).where(Identity.channel == "sms", Identity.address == phone)
+    return bool((await session.exec(stmt)).first())
+
+
 async def member_view(
     session: AsyncSession, *, rules: LoyaltyRules, tz: ZoneInfo, member: Member, today: date
 ) -> dict:
@@ -517,6 +523,7 @@ async def member_view(
             for v in member_vouchers
         ],
         "stopped": member.stopped,
+        "bad_number": await _bad_number(session, member.phone),
         "consent": [
             {"action": e.action, "channel": e.channel, "at": _iso(e.at, tz), "source": e.source}
             for e in events

@@ -579,3 +579,20 @@ async def test_json_answers_are_readable_utf8(client):
     raw = await resp.read()
     assert "张三".encode() in raw
     assert b"\\u" not in raw
+
+
+async def test_the_member_view_shows_a_number_the_provider_refused(client, sessions):
+    from datetime import UTC, datetime
+
+    from models.db import transaction
+    from scheduler.outbox_receipts import mark_address_bad
+
+    await seed(client)
+    await call(client, "POST", "/api/members", {"phone": "13800138000", "store": "S001"})
+    assert (await member(client))["bad_number"] is False
+    async with transaction(sessions) as s:
+        await mark_address_bad(
+            s, member_id=None, channel="sms", address=PHONE, reason="twilio 21211",
+            now=datetime(2026, 3, 10, tzinfo=UTC),
+        )  # fmt: skip
+    assert (await member(client))["bad_number"] is True
