@@ -80,3 +80,35 @@ async def test_points_while_a_code_is_waiting_asks_for_the_code(bot, sessions, s
     assert "例如" not in text  # not the whole instruction again
     clock.advance(minutes=11)  # the code expired: the instruction again
     assert "例如：绑定 13800138000" in (await bot.handle(wechat_in("积分"))).text
+
+
+async def _bind(sessions, phone: str, openid: str) -> None:
+    from sqlmodel import select
+
+    from models.tables import Identity, Member
+
+    async with transaction(sessions) as s:
+        member = (await s.exec(select(Member).where(Member.phone == phone))).one()
+        s.add(Identity(member_id=member.id, channel="wechat", address=openid))
+
+
+@pytest.mark.parametrize("quick", [True, False])
+async def test_points_past_their_last_day_are_not_counted_before_the_daily_job(
+    make_settings, sessions, clock, quick
+):
+    from datetime import timedelta
+
+    settings = make_settings(points={"expiry": {"policy": "calendar_year"}})
+    bot = MemberBot(
+        settings=settings, sessions=sessions, sms_sender=FakeSms(), clock=clock, quick=quick
+    )
+    async with transaction(sessions) as s:
+        store = await make_store(s)
+    await add_member(sessions, store)
+    await buy(settings, sessions, amount="500", receipt="OLD", at=NOW - timedelta(days=400))
+    await buy(settings, sessions, amount="800", receipt="NEW")
+    await _bind(sessions, "+8613800138000", "o-exp")
+    # 500 points lapsed on 31 Dec 2025; the daily job has not expired them.
+    quick_or_not = await bot.handle(wechat_in("积分", openid="o-exp"))
+    for reply in (quick_or_not, await bot.handle(sms_in("积分"))):
+        assert "800 分" in reply.text and "1,300" not in reply.text, reply.text
