@@ -151,6 +151,31 @@ async def test_bad_member_rows_are_rejected_by_line_and_the_rest_land(
     assert set(await members_by_phone(sessions)) == {"+8613800138001", "+8613800138007"}
 
 
+async def test_a_rejected_row_shows_all_its_errors_and_no_phone_number(
+    config, shop, sessions, tmp_path, capsys
+):
+    f = write(
+        tmp_path / "m.csv",
+        ["phone,name,gender,birthday,birthday_calendar", "138****8000,张伟,X,13-40,solar"],
+    )
+    assert await cli(config, "import", "members", str(f)) == 1
+    out = capsys.readouterr().out
+    assert "138****8000" not in out and "***********" in out
+    line = out.splitlines()[1]
+    assert line.startswith("line 2: phone: ")
+    assert "; gender: " in line and "(got 'X')" in line and "; birthday: " in line
+    p = write(
+        tmp_path / "p.csv",
+        [PURCHASE_HEADER, "R1,138****8000,S1,A001,-5,yesterday,K1,衬衫,shirts,1,x"],
+    )
+    assert await cli(config, "import", "purchases", str(p)) == 1
+    out = capsys.readouterr().out
+    assert "138****8000" not in out
+    line = out.splitlines()[1]
+    assert line.startswith("line 2: phone: ")
+    assert all(f"; {column}: " in line for column in ("amount", "at", "item_amount")), line
+
+
 async def test_unknown_columns_are_ignored_with_a_warning(config, shop, sessions, tmp_path, capsys):
     f = write(tmp_path / "m.csv", ["phone,name,notes", "13800138001,张伟,VIP 客户"])
     assert await cli(config, "import", "members", str(f)) == 0
