@@ -4,7 +4,7 @@ The file format is CONTRACT.md "CSV files": UTF-8 (a BOM is accepted, as
 spreadsheet programs write one) with a header row.
 
 - Members: the member JSON field names as columns (`phone` required, the others
-  optional). An empty cell means "not given" (the stored value is kept). The
+  optional; `locale`, the member's reply language, is exported and read back too). An empty cell means "not given" (the stored value is kept). The
   export-only columns (`points`, `tier`, `cumulative_spend`, `last_purchase`,
   `stopped`) are ignored, so an export can be imported back unchanged; other
   unknown columns are ignored with a warning.
@@ -77,6 +77,7 @@ MEMBER_COLUMNS = (
     "card_no",
     "preferred_contact",
     "wechat_openid",
+    "locale",
 )
 EXPORT_EXTRA_COLUMNS = ("points", "tier", "cumulative_spend", "last_purchase", "stopped")
 EXPORT_COLUMNS = MEMBER_COLUMNS + EXPORT_EXTRA_COLUMNS
@@ -465,7 +466,7 @@ async def _current_rows(
         row: dict[str, Any] = member_row(
             m, stores=stores, assistants=assistants, openid=openids.get(m.id, ""), tz=tz
         )
-        row.update(birthday_leap_month=m.birthday_leap_month, address=m.address, locale=m.locale)
+        row.update(birthday_leap_month=m.birthday_leap_month, address=m.address)
         rows[m.phone] = row
     return rows
 
@@ -808,6 +809,7 @@ def member_row(
         "card_no": member.card_no or "",
         "preferred_contact": member.preferred_contact or "",
         "wechat_openid": openid,
+        "locale": member.locale or "",
         "points": str(member.points),
         "tier": member.tier or "",
         "cumulative_spend": f"{member.cumulative_spend:.2f}",

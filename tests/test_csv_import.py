@@ -416,7 +416,7 @@ async def test_export_writes_the_member_sheet(config, shop, sessions, tmp_path, 
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
     assert tuple(rows[0]) == (
         "phone", "name", "gender", "birthday", "birthday_calendar", "wedding_anniversary",
-        "store", "assistant", "card_no", "preferred_contact", "wechat_openid",
+        "store", "assistant", "card_no", "preferred_contact", "wechat_openid", "locale",
         "points", "tier", "cumulative_spend", "last_purchase", "stopped",
     )  # fmt: skip
     by_phone = {r["phone"]: r for r in rows}
@@ -432,6 +432,7 @@ async def test_export_writes_the_member_sheet(config, shop, sessions, tmp_path, 
         "card_no": "",
         "preferred_contact": "",
         "wechat_openid": "",
+        "locale": "",
         "points": "1380",
         "tier": "points",
         "cumulative_spend": "1380.50",
@@ -470,6 +471,7 @@ async def test_export_then_import_is_a_no_op(config, shop, sessions, settings, t
                 card_no="VIP-9",
                 preferred_contact="19:00-21:00",
                 wechat_openid="oABC123",
+                locale="en",
                 store="S2",
                 assistant="A002",
             ),
@@ -489,6 +491,7 @@ async def test_export_then_import_is_a_no_op(config, shop, sessions, settings, t
     }
     sheet = {r["phone"]: r for r in csv.DictReader(io.StringIO(out.read_text("utf-8-sig")))}
     assert sheet["+8613800138009"]["wechat_openid"] == "oABC123"
+    assert sheet["+8613800138009"]["locale"] == "en"
     assert sheet["+8613800138009"]["wedding_anniversary"] == "2015-10-01"
 
 
@@ -521,3 +524,13 @@ async def test_repeated_phone_in_one_file_is_still_unchanged_on_rerun(
     assert "0 created, 0 updated, 2 unchanged" in capsys.readouterr().out
     after = (await members_by_phone(sessions))["+8613800138001"]
     assert after.model_dump() == before.model_dump()
+
+
+async def test_the_member_locale_is_imported(config, shop, sessions, tmp_path, capsys):
+    f = write(tmp_path / "m.csv", ["phone,name,locale", "13800138001,Lee,en", "13800138002,王,"])
+    assert await cli(config, "import", "members", str(f)) == 0
+    members = await members_by_phone(sessions)
+    assert (members["+8613800138001"].locale, members["+8613800138002"].locale) == ("en", None)
+    bad = write(tmp_path / "bad.csv", ["phone,locale", "13800138003,fr"])
+    assert await cli(config, "import", "members", str(bad)) == 1
+    assert "line 2: locale: " in capsys.readouterr().out
