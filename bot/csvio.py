@@ -4,7 +4,8 @@ The file format is CONTRACT.md "CSV files": UTF-8 (a BOM is accepted, as
 spreadsheet programs write one) with a header row.
 
 - Members: the member JSON field names as columns (`phone` required, the others
-  optional; `locale`, the member's reply language, is exported and read back too). An empty cell means "not given" (the stored value is kept). The
+  optional; `locale`, the member's reply language, is exported and read back
+  too). An empty cell means "not given" (the stored value is kept). The
   export-only columns (`points`, `tier`, `cumulative_spend`, `last_purchase`,
   `stopped`) are ignored, so an export can be imported back unchanged; other
   unknown columns are ignored with a warning.
