@@ -341,8 +341,10 @@ _ADDRESS_LOCK = text("SELECT pg_advisory_xact_lock(:ns, hashtext(:address))")
 ADDRESS_LOCKS = 7_364_010
 """First key of the two-key advisory locks that serialise an SMS sender (the one-key
 locks of `models.db` and `scheduler.jobs` are another key space)."""
-_MEMBER_AGAIN = select(Member).where(Member.id == bindparam("member_id")).execution_options(
-    populate_existing=True
+_MEMBER_AGAIN = (
+    select(Member)
+    .where(Member.id == bindparam("member_id"))
+    .execution_options(populate_existing=True)
 )
 
 
