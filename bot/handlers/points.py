@@ -172,16 +172,8 @@ async def show(turn: Turn, match: Match) -> Reply:
         turn.session, rules=turn.rules, member=member, today=turn.today
     )
     if lapsed:  # lots past their last day, not yet expired by the daily job: not counted
-        member = PointsFacts(
-            name=member.name,
-            points=member.points - lapsed,
-            tier=member.tier,
-            cumulative_spend=member.cumulative_spend,
-            birthday_month=member.birthday_month,
-            birthday_day=member.birthday_day,
-            birthday_calendar=member.birthday_calendar,
-            birthday_leap_month=member.birthday_leap_month,
-        )
+        facts = PointsFacts(*(getattr(member, name) for name in PointsFacts._fields))
+        member = facts._replace(points=member.points - lapsed)
     return answer(
         rules=turn.rules,
         brand=turn.settings.brand.name,
