@@ -101,3 +101,35 @@ async def test_the_later_of_two_simultaneous_bindings_is_told_and_may_retry(
     assert await _active(sessions, member.id) == ["o-late"]
     async with sessions() as s:
         assert (await s.exec(select(func.count()).select_from(BindCode))).one() == 1
+
+
+@pytest.mark.skipif(not is_pg(), reason="SQLite runs one writing transaction at a time")
+async def test_an_operator_setting_the_openid_during_a_binding_gets_409(
+    aiohttp_client, settings, sessions, engine
+):
+    from bot.app import create_app
+    from tests.conftest import API_KEY
+
+    (member,) = await _members(sessions, 1)
+    client = await aiohttp_client(create_app(settings))
+    async with engine.connect() as conn:
+        await conn.execute(
+            Identity.__table__.insert().values(
+                member_id=member.id, channel="wechat", address="o-first", active=True,
+                bad=False, created_at=NOW,
+            )
+        )  # fmt: skip
+        put = asyncio.create_task(
+            client.post(
+                "/api/members",
+                json={"phone": member.phone, "wechat_openid": "o-api"},
+                headers={"Authorization": f"Bearer {API_KEY}"},
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not put.done()
+        await conn.commit()
+    resp = await put
+    assert resp.status == 409
+    assert (await resp.json())["field"] == "wechat_openid"
+    assert await _active(sessions, member.id) == ["o-first"]
