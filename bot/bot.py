@@ -20,20 +20,21 @@ changes:
 2. choose the reply language — the member's locale, else the brand's;
 3. route the text (`bot.router`) or the event (`bot.handlers.events`);
 4. settle the sender's pending confirmation (`bot.handlers.pending`):
-   - a stop word cancels it silently and stops (stop words always mean stop);
    - 确认/CONFIRM/YES carries it out when still inside its 10 minutes, else
      answers that it lapsed and nothing was done;
-   - anything else cancels it, is handled normally, and the answer starts with a
-     one-line "cancelled" note (unless that message itself made a new request);
+   - anything else — a stop word too (stop words always mean stop) — cancels it,
+     is handled normally, and the answer starts with a one-line "cancelled" note
+     (unless that message itself made a new request);
 5. dispatch to the handler of the intent (`ROUTES` of each handler module); a
    member-only intent from a non-member gets how to bind (WeChat) or join (SMS).
 
 Locks (PostgreSQL; on SQLite every transaction begins IMMEDIATE and so runs alone):
 a message that only reads (`READ_ONLY`: points, vouchers, help, anything unknown)
 takes no lock and, with a fresh `last_inbound_at`, writes nothing; any other
-message or event first locks the sender's identity row, so one sender's changing
-messages are handled one at a time; a pending confirmation that exists is re-read
-under its row lock (`bot.handlers.pending.current`).
+message or event first locks the sender — a WeChat sender's identity row, an SMS
+sender's address (a transaction-scoped advisory lock, `_lock_address`) — so one
+sender's changing messages are handled one at a time, on every replica; a pending
+confirmation that exists is re-read under its row lock (`bot.handlers.pending.current`).
 
 After the commit, SMS the handlers queued (binding codes) are sent through the
 injected `SmsSender` (never while the transaction holds locks: the console sender
@@ -52,7 +53,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import and_, bindparam, or_
+from sqlalchemy import and_, bindparam, or_, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -212,10 +213,6 @@ class MemberBot:
         if match.intent not in READ_ONLY:
             await _lock_sender(turn)
         row = await pending.current(turn)
-        if match.intent is Intent.STOP:
-            if row is not None:
-                await pending.clear(turn, row)
-            return await self._run(turn, match)
         if match.intent is Intent.CONFIRM:
             return await self._confirm(turn, row)
         cancelled = row is not None and pending.is_live(row, turn.now)
@@ -334,10 +331,37 @@ async def _lock_sender(turn: Turn) -> None:
     concurrent message of the same sender committed meanwhile — a binding, a spent
     balance, a new pending action — is what this message then sees."""
     identity = turn.identity
-    if identity is None or turn.sender_locked or not is_postgres(turn.session):
+    if turn.sender_locked or not is_postgres(turn.session):
+        return
+    if identity is None:
+        await _lock_address(turn)
         return
     params = {"openid": turn.inbound.sender}
     identity, member, row = (await turn.session.exec(_SENDER_LOCKED, params=params)).one()
     turn.sender_locked = True
     turn.identity, turn.member, turn.pending, turn.pending_read = identity, member, row, True
     turn.locale = pick_locale(member.locale if member else None, turn.settings.brand.locale)
+
+
+_ADDRESS_LOCK = text("SELECT pg_advisory_xact_lock(:ns, hashtext(:address))")
+ADDRESS_LOCKS = 7_364_010
+"""First key of the two-key advisory locks that serialise an SMS sender (the one-key
+locks of `models.db` and `scheduler.jobs` are another key space)."""
+_MEMBER_AGAIN = (
+    select(Member)
+    .where(Member.id == bindparam("member_id"))
+    .execution_options(populate_existing=True)
+)
+
+
+async def _lock_address(turn: Turn) -> None:
+    """The SMS (or console) sender has no identity row to lock: a transaction-scoped
+    advisory lock on its address serialises its changing messages across replicas, as
+    the identity row lock does a WeChat sender's — a CONFIRM sent right behind a
+    REDEEM waits for it and finds what it stored. The member is read again under it."""
+    key = f"{turn.inbound.channel}:{turn.inbound.sender}"
+    await turn.session.exec(_ADDRESS_LOCK, params={"ns": ADDRESS_LOCKS, "address": key})
+    turn.sender_locked = True
+    if turn.member is not None:
+        params = {"member_id": turn.member.id}
+        turn.member = (await turn.session.exec(_MEMBER_AGAIN, params=params)).one()

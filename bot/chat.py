@@ -11,6 +11,10 @@ Lines starting with "/" are terminal commands, not messages:
 
 SMS the bot sends (binding codes) go through the configured sender; with the
 embedded default (console) they are printed here, masked.
+
+The command says which database it uses (one stderr line) and refuses a SQLite file
+that does not exist (`chat_database`) unless given ``--demo`` (seed the demo data,
+`bot.demo`, as ``serve --demo`` does, and use the demo brand name) or ``--create``.
 """
 
 from __future__ import annotations
@@ -19,13 +23,18 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TextIO
+
+from sqlalchemy.engine import make_url
 
 from bot.bot import MemberBot
 from bot.config import Settings
 from bot.conversation import Inbound
+from bot.demo import seed_demo
 from bot.sms_sender import ConsoleSmsSender, SmsSender, open_sms_sender
-from models.db import make_engine, migrate, session_factory
+from models.clock import brand_today
+from models.db import make_engine, migrate, session_factory, transaction
 from models.errors import InvalidInput
 from models.phone import normalise_phone
 
@@ -72,6 +81,35 @@ async def _sms_sender(settings: Settings, out: TextIO) -> AsyncIterator[SmsSende
         yield sender
 
 
+class ChatRefused(Exception):
+    """`memberbot chat` cannot start as asked (one line for the user)."""
+
+
+def chat_database(settings: Settings, *, channel: str, sender: str, create: bool) -> str | None:
+    """Check a chat before it starts; the absolute path of its SQLite file (None for
+    another database) for the "which database" line.
+
+    A SQLite file that does not exist is refused unless `create` (--demo / --create):
+    the default `memberbot.db` is relative to the working folder, and a chat started in
+    another folder than `serve --demo` would otherwise talk to a new, empty database.
+    """
+    if channel == "sms":
+        try:
+            normalise_phone(sender)
+        except InvalidInput as exc:
+            raise ChatRefused(f"--from: {exc.message}") from None
+    url = make_url(settings.database.url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database).resolve()
+    if not path.exists() and not create:
+        raise ChatRefused(
+            f"no database at {path}: run `memberbot serve --demo` there first, point "
+            "--config / database.url at yours, or give --demo (demo data) or --create (empty)"
+        )
+    return str(path)
+
+
 async def run_chat(
     settings: Settings,
     *,
@@ -79,8 +117,10 @@ async def run_chat(
     sender: str,
     input_lines: Iterable[str] | None = None,
     out: TextIO = sys.stdout,
+    demo: bool = False,
 ) -> int:
-    """Run a terminal conversation; the exit status (2 for a sender that is no phone on SMS)."""
+    """Run a terminal conversation; the exit status (2 for a sender that is no phone on SMS).
+    `demo`: seed the demo data first (`bot.demo`, idempotent)."""
     if channel not in ("sms", "wechat"):
         print(f"memberbot: error: unknown channel {channel!r} (sms or wechat)", file=sys.stderr)
         return 2
@@ -94,8 +134,12 @@ async def run_chat(
     engine = make_engine(settings.database.url, echo=settings.database.echo)
     try:
         await migrate(engine)
+        sessions = session_factory(engine)
+        if demo:
+            async with transaction(sessions) as session:
+                await seed_demo(session, settings=settings, today=brand_today(settings.brand.tz))
         async with _sms_sender(settings, out) as sms:
-            bot = MemberBot(settings=settings, sessions=session_factory(engine), sms_sender=sms)
+            bot = MemberBot(settings=settings, sessions=sessions, sms_sender=sms)
             print(f"chatting as {sender} on {channel}; /quit to leave", file=out, flush=True)
             if interactive:
                 print(PROMPT, end="", file=out, flush=True)

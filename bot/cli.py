@@ -122,6 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--channel", choices=("sms", "wechat"), default="sms")
     chat.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed the demo store, assistants and members first (as serve --demo; "
+        "creates the database if needed)",
+    )
+    chat.add_argument(
+        "--create",
+        action="store_true",
+        help="create the configured SQLite database if it does not exist (else refused)",
+    )
+    chat.add_argument(
         "--from",
         dest="sender",
         metavar="ID",
@@ -141,13 +152,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_chat(args: argparse.Namespace) -> int:
-    from bot.chat import run_chat
+    from bot.chat import ChatRefused, chat_database, run_chat
 
     settings = _settings(args)
+    if args.demo:
+        from bot.demo import demo_overrides
+
+        overrides = demo_overrides(settings)
+        settings = _settings(args, overrides=overrides) if overrides else settings
     sender = args.sender or ("+8613800138001" if args.channel == "sms" else "o_chat_demo")
     _check_sqlite_file(settings)
     try:
-        return asyncio.run(run_chat(settings, channel=args.channel, sender=sender))
+        shown = chat_database(
+            settings, channel=args.channel, sender=sender, create=args.demo or args.create
+        )
+    except ChatRefused as exc:
+        raise CliError(str(exc)) from None
+    print(f"{PROG} chat: database {shown or masked_url(settings.database.url)}", file=sys.stderr)
+    try:
+        return asyncio.run(run_chat(settings, channel=args.channel, sender=sender, demo=args.demo))
     except (SQLAlchemyError, OSError) as exc:
         raise _db_error(exc, settings) from None
 
@@ -310,14 +333,18 @@ async def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def serve_settings(args: argparse.Namespace) -> tuple[Settings, str | None]:
-    """The settings for `serve`, and a warning to print. With --demo and no api.keys
-    configured, the demo operator key is added (an override, the settings stay frozen)."""
+    """The settings for `serve`, and a warning to print. With --demo, the demo brand name
+    when none is configured, and with no api.keys configured the demo operator key (as
+    overrides: the settings stay frozen)."""
     settings = _settings(args)
-    if not args.demo or settings.api.keys:
+    if not args.demo:
         return settings, None
-    from bot.demo import DEMO_API_KEY
+    from bot.demo import DEMO_API_KEY, demo_overrides
 
-    settings = _settings(args, overrides={"api": {"keys": [DEMO_API_KEY]}})
+    overrides = demo_overrides(settings)
+    if settings.api.keys:
+        return (_settings(args, overrides=overrides) if overrides else settings), None
+    settings = _settings(args, overrides={**overrides, "api": {"keys": [DEMO_API_KEY]}})
     return settings, (
         f"no api.keys configured; --demo accepts the demo operator key {DEMO_API_KEY!r} "
         "- do not expose this server"

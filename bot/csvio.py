@@ -4,7 +4,8 @@ The file format is CONTRACT.md "CSV files": UTF-8 (a BOM is accepted, as
 spreadsheet programs write one) with a header row.
 
 - Members: the member JSON field names as columns (`phone` required, the others
-  optional). An empty cell means "not given" (the stored value is kept). The
+  optional; `locale`, the member's reply language, is exported and read back
+  too). An empty cell means "not given" (the stored value is kept). The
   export-only columns (`points`, `tier`, `cumulative_spend`, `last_purchase`,
   `stopped`) are ignored, so an export can be imported back unchanged; other
   unknown columns are ignored with a warning.
@@ -58,6 +59,7 @@ from tqdm import tqdm
 from models.clock import local_date
 from models.errors import DomainError
 from models.members import MemberIn, parse_day, upsert_member
+from models.phone import mask_phone
 from models.purchases import PurchaseIn, record_purchase
 from models.rules import LoyaltyRules
 from models.strict import ascii_int
@@ -77,6 +79,7 @@ MEMBER_COLUMNS = (
     "card_no",
     "preferred_contact",
     "wechat_openid",
+    "locale",
 )
 EXPORT_EXTRA_COLUMNS = ("points", "tier", "cumulative_spend", "last_purchase", "stopped")
 EXPORT_COLUMNS = MEMBER_COLUMNS + EXPORT_EXTRA_COLUMNS
@@ -274,16 +277,27 @@ def _read_rows(path: Path, *, known: tuple[str, ...], summary: ImportSummary) ->
             yield _Row(line, cells)
 
 
+PHONE_COLUMNS = frozenset({"phone", "referrer"})
+"""Cells holding a phone number: a rejection never repeats them (the reason of a bad
+number already shows it masked)."""
+
+
 def _validation_reason(
     exc: ValidationError, column_of: Callable[[tuple], str] | None = None
 ) -> str:
-    err = exc.errors()[0]
+    """Every error of the row, "; "-separated, each naming its column."""
+    return "; ".join(_error_reason(err, column_of) for err in exc.errors())
+
+
+def _error_reason(err: Any, column_of: Callable[[tuple], str] | None) -> str:
     loc = tuple(err["loc"])
     name = column_of(loc) if column_of else ".".join(str(p) for p in loc)
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
         return f"{name}: missing"
     given = err.get("input")
+    if name in PHONE_COLUMNS:
+        given = None
     if isinstance(given, str | int) and not isinstance(given, bool) and len(str(given)) <= 40:
         return f"{name}: {msg} (got {given!r})" if name else msg
     return f"{name}: {msg}" if name else msg
@@ -319,6 +333,8 @@ def _reason(exc: Exception, data: Any = None) -> str:
     if isinstance(exc, DomainError):
         value = getattr(data, exc.field, None) if exc.field and data is not None else None
         if isinstance(value, str) and value and value not in exc.message:
+            if exc.field in PHONE_COLUMNS:
+                value = mask_phone(value)
             return f"{exc.message} {value!r}"
         return exc.message
     if isinstance(exc, ValidationError):
@@ -452,7 +468,7 @@ async def _current_rows(
         row: dict[str, Any] = member_row(
             m, stores=stores, assistants=assistants, openid=openids.get(m.id, ""), tz=tz
         )
-        row.update(birthday_leap_month=m.birthday_leap_month, address=m.address, locale=m.locale)
+        row.update(birthday_leap_month=m.birthday_leap_month, address=m.address)
         rows[m.phone] = row
     return rows
 
@@ -606,15 +622,29 @@ def _purchase_in(receipt: _Receipt) -> PurchaseIn:
 
 
 def _purchase_reason(receipt: _Receipt, exc: ValidationError) -> Rejection:
-    err = exc.errors()[0]
-    loc = tuple(err["loc"])
-    line = receipt.first.line
-    column = ".".join(str(p) for p in loc)
-    if loc and loc[0] == "items" and len(loc) >= 2 and isinstance(loc[1], int):
-        line = receipt.rows[loc[1]].line if loc[1] < len(receipt.rows) else line
+    """All the receipt's errors, on the line of the first (an item's own line)."""
+    errors = exc.errors()
+    return Rejection(
+        _error_line(receipt, tuple(errors[0]["loc"])),
+        _validation_reason(exc, _purchase_column),
+    )
+
+
+def _is_item(loc: tuple) -> bool:
+    return bool(loc) and loc[0] == "items" and len(loc) >= 2 and isinstance(loc[1], int)
+
+
+def _error_line(receipt: _Receipt, loc: tuple) -> int:
+    if _is_item(loc) and loc[1] < len(receipt.rows):
+        return receipt.rows[loc[1]].line
+    return receipt.first.line
+
+
+def _purchase_column(loc: tuple) -> str:
+    if _is_item(loc):
         sub = str(loc[2]) if len(loc) > 2 else "items"
-        column = "item_amount" if sub == "amount" else sub
-    return Rejection(line, _validation_reason(exc, lambda _loc: column))
+        return "item_amount" if sub == "amount" else sub
+    return ".".join(str(p) for p in loc)
 
 
 async def _existing(session: AsyncSession, column, values: set[str]) -> set[str]:
@@ -782,6 +812,7 @@ def member_row(
         "card_no": member.card_no or "",
         "preferred_contact": member.preferred_contact or "",
         "wechat_openid": openid,
+        "locale": member.locale or "",
         "points": str(member.points),
         "tier": member.tier or "",
         "cumulative_spend": f"{member.cumulative_spend:.2f}",

@@ -9,6 +9,7 @@ members that already exist are left as they are.
 
 What a newcomer can use (documented in the README):
 
+- Brand ``云衫服饰`` (`DEMO_BRAND`) when `brand.name` is not configured.
 - Store ``DEMO01`` 演示店·南京西路 (上海).
 - Assistants ``A001`` 王丽 and ``A002`` 李娜, with the fixed tokens
   ``demo-token-A001`` and ``demo-token-A002`` (for `POST /api/greetings` and the
@@ -47,9 +48,19 @@ from models.purchases import ItemIn, PurchaseIn, record_purchase
 from models.stores import create_or_update_assistant, hash_token, upsert_store
 
 DEMO_API_KEY = "demo-api-key-please-change"
+DEMO_BRAND = "云衫服饰"
+"""The demo's brand name (members are greeted by it), unless `brand.name` is configured."""
 DEMO_STORE = ("DEMO01", "演示店·南京西路", "上海")
 DEMO_ASSISTANTS = (("A001", "王丽"), ("A002", "李娜"))
 DEMO_MANAGER = "A002"
+
+
+def demo_overrides(settings: Settings) -> dict:
+    """Settings overrides of a demo run: the demo brand name when `brand.name` is not
+    configured (else every greeting would come from "memberbot")."""
+    if "name" in settings.brand.model_fields_set:
+        return {}
+    return {"brand": {"name": DEMO_BRAND}}
 
 
 def demo_token(code: str) -> str:

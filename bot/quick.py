@@ -50,7 +50,10 @@ from models.types import from_cents
 
 _OPEN = ", ".join(f"'{status}'" for status in sorted(OPEN))
 FACTS = """
-SELECT i.address, i.active, i.last_inbound_at, m.id, m.name, m.points, m.tier,
+SELECT i.address, i.active, i.last_inbound_at, m.id, m.name,
+       m.points - (SELECT COALESCE(SUM(l.remaining), 0) FROM points_lots l
+                    WHERE l.member_id = m.id AND l.remaining > 0 AND l.expires_on < ?),
+       m.tier,
        m.cumulative_spend, m.locale, m.birthday_month, m.birthday_day, m.birthday_calendar,
        m.birthday_leap_month, m.eligible_tier,
        (SELECT COUNT(*) FROM pending_actions p
@@ -72,14 +75,15 @@ the driver's and the database's fixed costs outweigh the lookups themselves: on 
 ~25 µs of CPU per message in the server when each message had its own statement).
 
 One row per openid: the identity, the member it is actively bound to (else NULLs),
-whether a confirmation is pending, and as text the member's purchases in the tier
+whether a confirmation is pending, the balance less the lots already past their last
+day (the daily job may not have expired them yet), and as text the member's purchases in the tier
 windows ("day points cents,…"), the next expiry ("day points": the smallest day of
 the open lots from today on and their sum — what `models.points.NEXT_EXPIRY` says),
 the tiers of the open card applications ("gold,…"), and whether the inbound log
 already has the message (`bot.inbound_log`: its de-duplication key; a retry, or a
 message another request is handling). Each identity and each key looked up once,
-every other part by the member's id on its (member_id, …) index. Parameters: first
-sales day, today, today, then those of `SQLITE` or `POSTGRESQL`."""
+every other part by the member's id on its (member_id, …) index. Parameters: today,
+first sales day, today, today, then those of `SQLITE` or `POSTGRESQL`."""
 _APPLICATIONS = f"""(SELECT {{agg}}(c.tier, ',') FROM card_applications c
           WHERE c.member_id = m.id AND c.status IN ({_OPEN}))"""
 SQLITE = {
@@ -227,10 +231,10 @@ class QuickPoints:
         return today
 
     def _args(self, today: date) -> list:
-        """The statement's day parameters (first sales day, today, today)."""
+        """The statement's day parameters (today, first sales day, today, today)."""
         dialect = self._raw.dialect
         day = rawdb.sql_date(today, dialect)
-        return [rawdb.sql_date(self._sales_start(today), dialect), day, day]
+        return [day, rawdb.sql_date(self._sales_start(today), dialect), day, day]
 
     def _sales_start(self, today: date) -> date:
         """The first day of purchases the answer may need (worked out once a day)."""

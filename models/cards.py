@@ -77,7 +77,7 @@ ACTIVE: frozenset[str] = OPEN | {"approved", "notified", "notified_again", "mail
 
 def check_status(name: str) -> str:
     if name not in TRANSITIONS:
-        raise InvalidInput(f"unknown status {name!r}", "status")
+        raise InvalidInput(f"unknown status {name!r}; valid: {', '.join(STATUSES)}", "status")
     return name
 
 

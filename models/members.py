@@ -264,10 +264,16 @@ async def _set_openid(session: AsyncSession, *, member: Member, openid: str | No
         .values(active=False)
         .execution_options(synchronize_session="fetch")
     )
-    if openid is not None:
-        await _bind_identity(
-            session, member=member, channel="wechat", address=openid, field="wechat_openid"
-        )
+    if openid is None:
+        return
+    try:
+        async with session.begin_nested():
+            await _bind_identity(
+                session, member=member, channel="wechat", address=openid, field="wechat_openid"
+            )
+            await session.flush()
+    except IntegrityError:  # another WeChat account bound to the member meanwhile
+        raise Conflict("the member's WeChat account changed meanwhile", "wechat_openid") from None
 
 
 def _apply_plain_fields(member: Member, data: MemberIn, fields: set[str]) -> None:
@@ -465,6 +471,12 @@ async def _code(session: AsyncSession, model, row_id: int | None) -> str | None:
     return row.code if row else None
 
 
+async def _bad_number(session: AsyncSession, phone: str) -> bool:
+    """The SMS provider said the number cannot receive (Twilio 21211 / 21614)."""
+    stmt = select(Identity.bad).where(Identity.channel == "sms", Identity.address == phone)
+    return bool((await session.exec(stmt)).first())
+
+
 async def member_view(
     session: AsyncSession, *, rules: LoyaltyRules, tz: ZoneInfo, member: Member, today: date
 ) -> dict:
@@ -517,6 +529,7 @@ async def member_view(
             for v in member_vouchers
         ],
         "stopped": member.stopped,
+        "bad_number": await _bad_number(session, member.phone),
         "consent": [
             {"action": e.action, "channel": e.channel, "at": _iso(e.at, tz), "source": e.source}
             for e in events

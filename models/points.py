@@ -43,7 +43,7 @@ from __future__ import annotations
 from calendar import monthrange
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import bindparam, case, func, literal
+from sqlalchemy import bindparam, case, func, literal, literal_column, union_all
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 from sqlmodel import select
@@ -352,6 +352,41 @@ NEXT_EXPIRY = (
 `today`. Built once: the chat bot's "积分" runs it on every call (building a statement
 costs more than running it); `models.tiers.tier_progress_and_expiry` reads it along
 with the member's purchases."""
+
+
+LAPSED = (
+    select(func.coalesce(func.sum(LOTS.c.remaining), 0))
+    .where(
+        LOTS.c.member_id == bindparam("member_id"),
+        LOTS.c.remaining > 0,
+        LOTS.c.expires_on < bindparam("today"),
+    )
+    .scalar_subquery()
+)
+"""Points of the member's lots past their last day that the daily job has not expired
+yet: no longer the member's, though still in `members.points` until it runs."""
+_NEXT = NEXT_EXPIRY.subquery()
+EXPIRY_AND_LAPSED = union_all(
+    select(literal_column("'lot'"), _NEXT.c.day, _NEXT.c.points),
+    select(literal_column("'lapsed'"), literal_column("NULL"), LAPSED),
+)
+"""`NEXT_EXPIRY` and `LAPSED` in one read: ('lot', day, points) when something expires,
+and ('lapsed', NULL, points)."""
+
+
+async def expiry_and_lapsed(
+    session: AsyncSession, *, member_id: int, today: date
+) -> tuple[tuple[int, date] | None, int]:
+    """(`expiring_soon`, the points of lots already past their last day): what the
+    balance of "积分" leaves out until the daily job expires them."""
+    params = {"member_id": member_id, "today": today}
+    expiry, lapsed = None, 0
+    for kind, day, points in await session.exec(EXPIRY_AND_LAPSED, params=params):
+        if kind == "lot":
+            expiry = (int(points), day)
+        else:
+            lapsed = int(points or 0)
+    return expiry, lapsed
 
 
 async def expiring_soon(

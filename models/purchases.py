@@ -67,7 +67,7 @@ from models import ownership, tiers
 from models.calendar import is_birthday
 from models.clock import local_date as brand_date
 from models.db import insert_ignore
-from models.errors import InvalidInput
+from models.errors import Conflict, InvalidInput
 from models.phone import normalise_phone
 from models.points import MEMBERS, latest, post_points, sync_member
 from models.rules import LoyaltyRules, PointsRules
@@ -309,6 +309,28 @@ async def _resolve_member(
     return found
 
 
+async def _check_same(
+    session: AsyncSession, existing: Purchase, data: PurchaseIn, at: datetime
+) -> None:
+    """A receipt number sent again must describe the same sale (a retry); another
+    amount, time or store under a recorded number is a `Conflict` naming the difference."""
+    store = await session.get(Store, existing.store_id)
+    differences = [
+        f"{name} {was} (not {now})"
+        for name, was, now in (
+            ("amount", existing.amount, data.amount),
+            ("at", existing.at.isoformat(), at.astimezone(existing.at.tzinfo).isoformat()),
+            ("store", store.code if store else None, data.store),
+        )
+        if was != now
+    ]
+    if differences:
+        field = "amount" if existing.amount != data.amount else "receipt_no"
+        raise Conflict(
+            f"receipt {data.receipt_no} is already recorded with " + ", ".join(differences), field
+        )
+
+
 async def record_purchase(
     session: AsyncSession, *, rules: LoyaltyRules, tz: ZoneInfo, data: PurchaseIn
 ) -> tuple[Purchase, bool]:
@@ -318,14 +340,16 @@ async def record_purchase(
     assistant of another store may serve: staff float); unknown card → "card_no".
     A new phone is enrolled (join date = the sale's brand day, entry tier, the
     sale's store). A receipt already recorded returns (existing, False) and
-    changes nothing.
+    changes nothing when it is the same sale (amount, time, store); another amount,
+    time or store under that number raises `Conflict` naming the difference.
     """
     existing = (
         await session.exec(select(Purchase).where(Purchase.receipt_no == data.receipt_no))
     ).first()
-    if existing is not None:
-        return existing, False
     at = data.at if data.at.tzinfo is not None else data.at.replace(tzinfo=tz)
+    if existing is not None:
+        await _check_same(session, existing, data, at)
+        return existing, False
     day = brand_date(at, tz)
     store, assistant = await _store_and_assistant(
         session, store_code=data.store, assistant_code=data.assistant
@@ -356,6 +380,7 @@ async def record_purchase(
         winner = (
             await session.exec(select(Purchase).where(Purchase.receipt_no == data.receipt_no))
         ).one()
+        await _check_same(session, winner, data, at)
         return winner, False
     purchase.id = purchase_id
     _attach(session, purchase)

@@ -145,7 +145,17 @@ class Identity(SQLModel, table=True):
     """A channel address of a member: a WeChat openid or a phone number for SMS."""
 
     __tablename__ = "identities"
-    __table_args__ = (UniqueConstraint("channel", "address", name="uq_identities_channel_address"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "address", name="uq_identities_channel_address"),
+        # One active WeChat account per member, also when two openids bind at once.
+        Index(
+            "uq_identities_member_active_wechat",
+            "member_id",
+            unique=True,
+            postgresql_where=text("channel = 'wechat' AND active AND member_id IS NOT NULL"),
+            sqlite_where=text("channel = 'wechat' AND active AND member_id IS NOT NULL"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     member_id: int | None = _fk("members.id", nullable=True)
     channel: str = Field(max_length=10)  # "wechat" | "sms"

@@ -74,7 +74,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import cards
 from models.clock import add_months
-from models.points import NEXT_EXPIRY, expiring_soon
+from models.points import LAPSED, NEXT_EXPIRY, expiry_and_lapsed
 from models.rules import LoyaltyRules, Measure, TierLevel, TierRule, TierRules, Window
 from models.tables import CardApplication, Member, Purchase, TierChange
 from models.types import from_cents
@@ -528,20 +528,22 @@ async def tier_progress(
 
 async def tier_progress_and_expiry(
     session: AsyncSession, *, rules: LoyaltyRules, member: Member, today: date
-) -> tuple[TierProgress | None, tuple[int, date] | None]:
-    """`tier_progress` and `models.points.expiring_soon` together, for the chat bot's
+) -> tuple[TierProgress | None, tuple[int, date] | None, int]:
+    """`tier_progress`, `models.points.expiring_soon` and the points already past their
+    last day (not yet expired by the daily job) together, for the chat bot's
     "积分": when the next level has calendar windows, the purchases they need and the
     member's next expiry come back from one statement (UNION ALL) — on this stack a round
     trip costs more CPU than the rest of the answer."""
     found = await _next_level(session, rules, member)
     start = _earliest_start(rules.tiers, found[1], today) if found else None
     if start is None:
-        expiry = await expiring_soon(session, member_id=member.id, today=today)
+        expiry, lapsed = await expiry_and_lapsed(session, member_id=member.id, today=today)
         if found is None:
-            return None, expiry
-        return await _progress(session, rules.tiers, member, found, _Sales(), today), expiry
-    sales, expiry = await _Sales.load_with_expiry(session, member.id, start, today)
-    return await _progress(session, rules.tiers, member, found, sales, today), expiry
+            return None, expiry, lapsed
+        progress = await _progress(session, rules.tiers, member, found, _Sales(), today)
+        return progress, expiry, lapsed
+    sales, expiry, lapsed = await _Sales.load_with_expiry(session, member.id, start, today)
+    return await _progress(session, rules.tiers, member, found, sales, today), expiry, lapsed
 
 
 async def _next_level(
@@ -642,6 +644,7 @@ _EXPIRY = NEXT_EXPIRY.subquery()
 _SALES_AND_EXPIRY = union_all(
     _SALES,
     select(literal_column("'lot'"), _EXPIRY.c.day, _EXPIRY.c.points, literal_column("0")),
+    select(literal_column("'lapsed'"), literal_column("NULL"), LAPSED, literal_column("0")),
 )
 
 
@@ -668,17 +671,21 @@ class _Sales:
     @classmethod
     async def load_with_expiry(
         cls, session: AsyncSession, member_id: int, start: date, today: date
-    ) -> tuple[_Sales, tuple[int, date] | None]:
-        """The purchases, and (points, day) of the next expiry like `expiring_soon`."""
+    ) -> tuple[_Sales, tuple[int, date] | None, int]:
+        """The purchases, (points, day) of the next expiry like `expiring_soon`, and the
+        points already past their last day (`models.points.expiry_and_lapsed`)."""
         params = {"member_id": member_id, "start": start, "today": today}
         rows: list[tuple[date, int, int]] = []
         expiry: tuple[int, date] | None = None
+        lapsed = 0
         for kind, day, points, cents in await session.exec(_SALES_AND_EXPIRY, params=params):
             if kind == "lot":
                 expiry = (int(points), day)
+            elif kind == "lapsed":
+                lapsed = int(points or 0)
             else:
                 rows.append((day, points or 0, cents or 0))
-        return cls(tuple(rows)), expiry
+        return cls(tuple(rows)), expiry, lapsed
 
     def total(self, what: Measure, start: date, end: date) -> Decimal:
         """Like `measure_total` over [start, end]: whole points, or yuan."""

@@ -354,6 +354,21 @@ async def test_purchase_recorded_once(client):
     assert view["last_purchase"] == AT
 
 
+async def test_a_recorded_receipt_with_another_amount_is_a_conflict(client):
+    await seed(client)
+    await call(client, "POST", "/api/purchases", purchase())
+    status, body = await call(client, "POST", "/api/purchases", purchase(amount="1234.5"))
+    assert status == 200  # the same sale, written another way
+    status, body = await call(client, "POST", "/api/purchases", purchase(amount="1300"))
+    assert (status, body["field"]) == (409, "amount")
+    assert "already recorded" in body["error"] and "1234.50" in body["error"]
+    assert "1300" in body["error"]
+    status, body = await call(client, "POST", "/api/purchases", purchase(at="2026-03-11T10:00:00"))
+    assert (status, body["field"]) == (409, "receipt_no") and "at " in body["error"]
+    view = await member(client)
+    assert (view["points"], view["cumulative_spend"]) == (1234, "1234.50")
+
+
 async def test_purchase_for_an_unknown_phone_enrols_the_member(client):
     await seed(client)
     status, _ = await call(
@@ -507,6 +522,11 @@ async def test_card_application_steps(client):
     ]:
         status, body = await call(client, "POST", path, bad)
         assert (status, body["field"]) == (code, field)
+    status, body = await call(client, "POST", path, {"status": "flying"})
+    assert body["error"].endswith(
+        "valid: applied, entered, sent_to_head_office, approved, notified, notified_again, "
+        "mailed, picked_up, rejected, cancelled"
+    )
     for missing in ("/api/card-applications/999/status", "/api/card-applications/x/status"):
         status, body = await call(client, "POST", missing, {"status": "entered"})
         assert (status, body["field"]) == (404, "id")
@@ -559,3 +579,20 @@ async def test_json_answers_are_readable_utf8(client):
     raw = await resp.read()
     assert "张三".encode() in raw
     assert b"\\u" not in raw
+
+
+async def test_the_member_view_shows_a_number_the_provider_refused(client, sessions):
+    from datetime import UTC, datetime
+
+    from models.db import transaction
+    from scheduler.outbox_receipts import mark_address_bad
+
+    await seed(client)
+    await call(client, "POST", "/api/members", {"phone": "13800138000", "store": "S001"})
+    assert (await member(client))["bad_number"] is False
+    async with transaction(sessions) as s:
+        await mark_address_bad(
+            s, member_id=None, channel="sms", address=PHONE, reason="twilio 21211",
+            now=datetime(2026, 3, 10, tzinfo=UTC),
+        )  # fmt: skip
+    assert (await member(client))["bad_number"] is True

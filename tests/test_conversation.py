@@ -524,7 +524,7 @@ async def _bind_directly(sessions, member: Member, openid: str = OPENID) -> None
 async def test_unbound_wechat_user_gets_only_bind_instructions(bot, settings, sessions, store):
     await add_member(sessions, store)
     await buy(settings, sessions, amount="3200", receipt="R1")
-    for text in ("积分", "兑换", "兑换 1", "券", "领卡", "寄卡", "确认", "帮助", "你好", "接受"):
+    for text in ("积分", "兑换", "兑换 1", "券", "领卡", "寄卡", "确认", "你好"):
         reply = await bot.handle(wechat_in(text))
         assert "绑定" in reply.text, text
         assert "3,200" not in reply.text and "3200" not in reply.text
@@ -816,7 +816,7 @@ SAMPLES: dict[str, dict] = {
     "stop_already": {},
     "resume_done": {},
     "resume_already": {},
-    "help": dict(wechat=True, store="S", store_phone="1"),
+    "help": dict(wechat=True, member=True, store="S", store_phone="1"),
     "fallback": dict(name="N", wechat=False),
     "unbound": {},
     "not_member": {},
@@ -832,6 +832,9 @@ SAMPLES: dict[str, dict] = {
     "bind_code_dead": {},
     "bind_code_wrong": dict(left=3),
     "bind_send_failed": {},
+    "bind_conflict": {},
+    "bind_waiting": dict(phone=PHONE),
+    "resume_unbound": {},
     "welcome": {},
     "welcome_back": dict(name="N"),
 }

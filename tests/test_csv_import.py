@@ -151,6 +151,31 @@ async def test_bad_member_rows_are_rejected_by_line_and_the_rest_land(
     assert set(await members_by_phone(sessions)) == {"+8613800138001", "+8613800138007"}
 
 
+async def test_a_rejected_row_shows_all_its_errors_and_no_phone_number(
+    config, shop, sessions, tmp_path, capsys
+):
+    f = write(
+        tmp_path / "m.csv",
+        ["phone,name,gender,birthday,birthday_calendar", "138****8000,张伟,X,13-40,solar"],
+    )
+    assert await cli(config, "import", "members", str(f)) == 1
+    out = capsys.readouterr().out
+    assert "138****8000" not in out and "***********" in out
+    line = out.splitlines()[1]
+    assert line.startswith("line 2: phone: ")
+    assert "; gender: " in line and "(got 'X')" in line and "; birthday: " in line
+    p = write(
+        tmp_path / "p.csv",
+        [PURCHASE_HEADER, "R1,138****8000,S1,A001,-5,yesterday,K1,衬衫,shirts,1,x"],
+    )
+    assert await cli(config, "import", "purchases", str(p)) == 1
+    out = capsys.readouterr().out
+    assert "138****8000" not in out
+    line = out.splitlines()[1]
+    assert line.startswith("line 2: phone: ")
+    assert all(f"; {column}: " in line for column in ("amount", "at", "item_amount")), line
+
+
 async def test_unknown_columns_are_ignored_with_a_warning(config, shop, sessions, tmp_path, capsys):
     f = write(tmp_path / "m.csv", ["phone,name,notes", "13800138001,张伟,VIP 客户"])
     assert await cli(config, "import", "members", str(f)) == 0
@@ -391,7 +416,7 @@ async def test_export_writes_the_member_sheet(config, shop, sessions, tmp_path, 
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"))))
     assert tuple(rows[0]) == (
         "phone", "name", "gender", "birthday", "birthday_calendar", "wedding_anniversary",
-        "store", "assistant", "card_no", "preferred_contact", "wechat_openid",
+        "store", "assistant", "card_no", "preferred_contact", "wechat_openid", "locale",
         "points", "tier", "cumulative_spend", "last_purchase", "stopped",
     )  # fmt: skip
     by_phone = {r["phone"]: r for r in rows}
@@ -407,6 +432,7 @@ async def test_export_writes_the_member_sheet(config, shop, sessions, tmp_path, 
         "card_no": "",
         "preferred_contact": "",
         "wechat_openid": "",
+        "locale": "",
         "points": "1380",
         "tier": "points",
         "cumulative_spend": "1380.50",
@@ -445,6 +471,7 @@ async def test_export_then_import_is_a_no_op(config, shop, sessions, settings, t
                 card_no="VIP-9",
                 preferred_contact="19:00-21:00",
                 wechat_openid="oABC123",
+                locale="en",
                 store="S2",
                 assistant="A002",
             ),
@@ -464,6 +491,7 @@ async def test_export_then_import_is_a_no_op(config, shop, sessions, settings, t
     }
     sheet = {r["phone"]: r for r in csv.DictReader(io.StringIO(out.read_text("utf-8-sig")))}
     assert sheet["+8613800138009"]["wechat_openid"] == "oABC123"
+    assert sheet["+8613800138009"]["locale"] == "en"
     assert sheet["+8613800138009"]["wedding_anniversary"] == "2015-10-01"
 
 
@@ -496,3 +524,13 @@ async def test_repeated_phone_in_one_file_is_still_unchanged_on_rerun(
     assert "0 created, 0 updated, 2 unchanged" in capsys.readouterr().out
     after = (await members_by_phone(sessions))["+8613800138001"]
     assert after.model_dump() == before.model_dump()
+
+
+async def test_the_member_locale_is_imported(config, shop, sessions, tmp_path, capsys):
+    f = write(tmp_path / "m.csv", ["phone,name,locale", "13800138001,Lee,en", "13800138002,王,"])
+    assert await cli(config, "import", "members", str(f)) == 0
+    members = await members_by_phone(sessions)
+    assert (members["+8613800138001"].locale, members["+8613800138002"].locale) == ("en", None)
+    bad = write(tmp_path / "bad.csv", ["phone,locale", "13800138003,fr"])
+    assert await cli(config, "import", "members", str(bad)) == 1
+    assert "line 2: locale: " in capsys.readouterr().out

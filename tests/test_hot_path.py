@@ -198,7 +198,8 @@ async def test_progress_and_expiry_match_the_separate_answers(sessions, rules, s
             both = await tiers.tier_progress_and_expiry(s, rules=rules, member=member, today=today)
             progress = await tiers.tier_progress(s, rules=rules, member=member, today=today)
             expiry = await points.expiring_soon(s, member_id=member.id, today=today)
-            assert both == (progress, expiry), today
+            again, lapsed = await points.expiry_and_lapsed(s, member_id=member.id, today=today)
+            assert both == (progress, expiry, lapsed) and again == expiry, today
             assert progress is not None
 
 
@@ -212,7 +213,7 @@ async def test_progress_and_expiry_at_the_top_level(sessions):
         found = await tiers.tier_progress_and_expiry(
             s, rules=rules, member=await s.get(Member, top.id), today=date(2026, 6, 1)
         )
-    assert found == (None, (1200, date(2026, 12, 31)))
+    assert found == (None, (1200, date(2026, 12, 31)), 0)
 
 
 # --------------------------------------------------------------------------- the quick path

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import func, select
 
-from models.errors import InsufficientPoints, InvalidInput
+from models.errors import Conflict, InsufficientPoints, InvalidInput
 from models.points import balance_check
 from models.purchases import PurchaseIn, adjust_points, record_purchase, record_visit
 from models.rules import LoyaltyRules, PointsRules
@@ -348,7 +348,10 @@ async def test_same_receipt_twice_records_once(sessions):
         await _shop(s)
         first, new = await _record(s, buy("R1", amount="100"))
         again, new_again = await _record(s, buy("R1", amount="100"))
-        other_phone, _ = await _record(s, buy("R1", phone="13900139000", amount="500"))
+        other_phone, _ = await _record(s, buy("R1", phone="13900139000", amount="100"))
+        with pytest.raises(Conflict) as err:
+            await _record(s, buy("R1", amount="500"))
+        assert err.value.field == "amount" and "amount 100.00 (not 500.00)" in err.value.message
         assert (new, new_again) == (True, False)
         assert again.id == first.id == other_phone.id
         assert (await s.exec(select(func.count()).select_from(Member))).one() == 1

@@ -19,7 +19,10 @@ minutes and 5 wrong tries; other messages in between neither cancel nor use it.
 - A message of exactly six digits while the openid has a pending code is an
   attempt. Right → the openid's `Identity` is linked to the member (created if
   missing; the member's other WeChat identities are deactivated: one WeChat
-  account per member, as `models.members` keeps it). Wrong → attempts + 1; the
+  account per member, as `models.members` keeps it and the database enforces:
+  when two openids send a valid code for one member at the same moment, the
+  later gets `bind_conflict` and its code stays pending, so sending it again
+  moves the membership to it, as a later binding would). Wrong → attempts + 1; the
   fifth wrong try kills the code (ask for a new one). After 10 minutes the code
   is expired. Six digits with no pending code are just an unknown message.
 - The SMS itself leaves after the commit (`turn.outgoing`, sent by `bot.bot`); if
@@ -42,9 +45,10 @@ from bot.handlers.turn import OutgoingSms, Route, Turn
 from bot.router import Intent, Match
 from bot.templating import pick_locale, render
 from models.errors import InvalidInput
+from models.identities import activate_wechat
 from models.members import get_member_by_phone
 from models.phone import normalise_phone
-from models.tables import BindCode, Identity, Member
+from models.tables import BindCode, Member
 
 CODE_VALID_MINUTES = 10
 MAX_WRONG_TRIES = 5
@@ -128,6 +132,22 @@ async def request(turn: Turn, match: Match) -> Reply:
     return turn.reply("bind_sent", "bind_code_requested", phone=phone, minutes=CODE_VALID_MINUTES)
 
 
+async def waiting_code(turn: Turn) -> BindCode | None:
+    """The openid's code still waiting to be typed in (pending, unexpired), if any."""
+    if not turn.is_wechat:
+        return None
+    stmt = (
+        select(BindCode)
+        .where(
+            BindCode.openid == turn.inbound.sender,
+            BindCode.status == "pending",
+            BindCode.expires_at > turn.now,
+        )
+        .order_by(col(BindCode.created_at).desc(), col(BindCode.id).desc())
+    )
+    return (await turn.session.exec(stmt)).first()
+
+
 async def _pending_code(turn: Turn) -> BindCode | None:
     stmt = (
         select(BindCode)
@@ -139,25 +159,13 @@ async def _pending_code(turn: Turn) -> BindCode | None:
     return (await turn.session.exec(stmt)).first()
 
 
-async def _link(turn: Turn, member: Member) -> None:
-    """Make the sender's openid the member's (one active WeChat identity per member)."""
-    identity = turn.identity
-    await turn.session.exec(
-        update(Identity)
-        .where(
-            Identity.member_id == member.id,
-            Identity.channel == "wechat",
-            Identity.active == True,  # noqa: E712
-            Identity.id != identity.id,
-        )
-        .values(active=False)
-        .execution_options(synchronize_session=False)
-    )
-    identity.member_id = member.id
-    identity.active = True
-    turn.session.add(identity)
-    await turn.session.flush()
+async def _link(turn: Turn, member: Member) -> bool:
+    """Make the sender's openid the member's (one active WeChat identity per member,
+    `models.identities`); False when another openid bound the member at the same moment."""
+    if not await activate_wechat(turn.session, identity=turn.identity, member_id=member.id):
+        return False
     turn.member = member
+    return True
 
 
 async def attempt(turn: Turn, match: Match) -> Reply | None:
@@ -176,9 +184,11 @@ async def attempt(turn: Turn, match: Match) -> Reply | None:
     )
     if good and row.member_id is not None:
         member = await turn.session.get(Member, row.member_id)
+        if not await _link(turn, member):
+            # The code stays pending: sent again, it moves the membership here.
+            return turn.reply("bind_conflict")
         row.status = "used"
         turn.session.add(row)
-        await _link(turn, member)
         turn.locale = pick_locale(member.locale, turn.locale)
         return turn.reply("bind_done", "bound", name=member.name, phone=member.phone)
     row.attempts += 1

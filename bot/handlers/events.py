@@ -21,6 +21,7 @@ from bot.conversation import Reply
 from bot.handlers.turn import Turn
 from bot.router import Match, route_menu
 from bot.templating import pick_locale
+from models.identities import activate_wechat
 from models.tables import Identity, Member
 
 Dispatch = Callable[[Turn, Match], Awaitable[Reply]]
@@ -39,10 +40,10 @@ async def _other_active(turn: Turn, member_id: int) -> bool:
 async def subscribe(turn: Turn) -> Reply:
     identity = turn.identity
     if not identity.active and identity.member_id is not None:
-        if not await _other_active(turn, identity.member_id):
-            identity.active = True
-            turn.session.add(identity)
-            await turn.session.flush()
+        member_id = identity.member_id
+        if not await _other_active(turn, member_id) and await activate_wechat(
+            turn.session, identity=identity, member_id=member_id, take_over=False
+        ):
             turn.member = await turn.session.get(Member, identity.member_id)
             turn.locale = pick_locale(turn.member.locale, turn.locale)
     elif not identity.active:

@@ -1,14 +1,23 @@
 """Help (帮助 / HELP / INFO / ?) and the answer to anything else (CONTRACT.md):
 a short list of what the member can send — never an error, never silence.
 
-Who is asking decides the text: a member gets the keywords; an unbound WeChat
-user gets how to bind first; an SMS number that is no member gets how to join.
-The same texts answer a member-only keyword from a non-member (`not_member`).
+Who is asking decides the text. Help (帮助) always lists what the bot can do; for
+an unbound WeChat user it starts with how to bind, for an SMS number that is no
+member with how to join. A member-only keyword (or anything unknown) from a
+non-member gets just how to bind (WeChat) or join (SMS) — `not_member` — except:
+
+- an openid waiting for its binding code is asked for the code (`bind_waiting`),
+  not given the whole instruction again;
+- a resume word (接受) from an unbound openid is explained (`resume_unbound`):
+  nothing was stopped for it and nothing is recorded — we send an unbound openid
+  no proactive messages, and a stop from it records nothing either
+  (`bot.handlers.consent`); once bound, the member's own choice applies.
 """
 
 from __future__ import annotations
 
 from bot.conversation import Reply
+from bot.handlers import bind
 from bot.handlers.turn import Route, Turn
 from bot.router import Intent, Match
 
@@ -20,15 +29,20 @@ async def _store_ctx(turn: Turn) -> dict:
 
 async def not_member(turn: Turn, match: Match | None = None) -> Reply:
     """What a sender who is no member gets instead of member data."""
-    if turn.is_wechat:
-        return turn.reply("unbound")
-    return turn.reply("not_member")
+    if not turn.is_wechat:
+        return turn.reply("not_member")
+    if match is not None and match.intent is Intent.RESUME:
+        return turn.reply("resume_unbound")
+    waiting = await bind.waiting_code(turn)
+    if waiting is not None:
+        return turn.reply("bind_waiting", phone=waiting.phone)
+    return turn.reply("unbound")
 
 
 async def help_(turn: Turn, match: Match) -> Reply:
-    if turn.member is None:
-        return await not_member(turn, match)
-    return turn.reply("help", wechat=turn.is_wechat, **await _store_ctx(turn))
+    return turn.reply(
+        "help", wechat=turn.is_wechat, member=turn.member is not None, **await _store_ctx(turn)
+    )
 
 
 async def fallback(turn: Turn, match: Match) -> Reply:

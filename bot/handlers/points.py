@@ -9,7 +9,9 @@ The answer carries what the points notice of DOMAIN.md §2 carries, for today:
 - the next tier (`models.tiers.tier_progress`): the closest reach rule, what is
   missing (points or yuan) and by when, for windowed schemes; a tier waiting for
   its card is named as such;
-- the next points to expire and their last day (`models.points.expiring_soon`);
+- the balance without the lots already past their last day (the daily job may not
+  have expired them yet), the next points to expire and their last day
+  (`models.points.expiry_and_lapsed`);
   both read by `models.tiers.tier_progress_and_expiry`, in one statement when it can;
 - on the member's birthday (`models.calendar.is_birthday`, solar or lunar), the
   birthday multiplier of their tier when it is above 1 (DOMAIN.md §2, 000/004).
@@ -179,9 +181,12 @@ def answer(
 
 async def show(turn: Turn, match: Match) -> Reply:
     member = turn.member
-    progress, expiring = await tiers.tier_progress_and_expiry(
+    progress, expiring, lapsed = await tiers.tier_progress_and_expiry(
         turn.session, rules=turn.rules, member=member, today=turn.today
     )
+    if lapsed:  # lots past their last day, not yet expired by the daily job: not counted
+        facts = PointsFacts(*(getattr(member, name) for name in PointsFacts._fields))
+        member = facts._replace(points=member.points - lapsed)
     return answer(
         rules=turn.rules,
         brand=turn.settings.brand.name,

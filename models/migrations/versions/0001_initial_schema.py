@@ -264,6 +264,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('identities', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_identities_member_id'), ['member_id'], unique=False)
+        batch_op.create_index('uq_identities_member_active_wechat', ['member_id'], unique=True, postgresql_where=sa.text("channel = 'wechat' AND active AND member_id IS NOT NULL"), sqlite_where=sa.text("channel = 'wechat' AND active AND member_id IS NOT NULL"))
 
     op.create_table('outbox',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -510,6 +511,7 @@ def downgrade() -> None:
 
     op.drop_table('outbox')
     with op.batch_alter_table('identities', schema=None) as batch_op:
+        batch_op.drop_index('uq_identities_member_active_wechat', postgresql_where=sa.text("channel = 'wechat' AND active AND member_id IS NOT NULL"), sqlite_where=sa.text("channel = 'wechat' AND active AND member_id IS NOT NULL"))
         batch_op.drop_index(batch_op.f('ix_identities_member_id'))
 
     op.drop_table('identities')
