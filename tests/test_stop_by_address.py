@@ -7,18 +7,23 @@ replaced), then the planner; and the domain calls the CSV import and the API sha
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from bot.app import create_app
+from bot.bot import MemberBot
+from bot.conversation import Inbound
+from bot.sms_sender import SentSms
 from models import consent
 from models.db import transaction
-from models.members import MemberIn, upsert_member
+from models.members import MemberIn, get_member_by_phone, upsert_member
 from models.rules import LoyaltyRules
 from scheduler.planner import plan_day
 from tests.conftest import API_KEY
+from tests.factories import make_member, make_store
 from tests.fakes import TWILIO_AUTH_TOKEN
 from tests.payloads import sms, twilio_signature
 
@@ -150,3 +155,35 @@ async def test_the_members_own_later_resume_wins_over_an_older_address_stop(sess
             today=date(2026, 11, 2),
         )  # fmt: skip
         assert not member.stopped
+
+
+class _CodeSms:
+    """Records the binding code the bot sends by SMS."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, str]] = []
+
+    async def send(self, to: str, body: str, *, status_callback: str | None = None):
+        self.sent.append((to, body))
+        return SentSms(provider_id=f"fake-{len(self.sent)}", status="queued")
+
+
+async def test_a_stop_sent_from_an_openid_applies_when_it_binds(settings, sessions):
+    codes = _CodeSms()
+    bot = MemberBot(settings=settings, sessions=sessions, sms_sender=codes)
+    async with transaction(sessions) as s:
+        store = await make_store(s)
+        await make_member(s, phone=NEWCOMER, name="新会员", store=store)
+
+    def wechat(text: str) -> Inbound:
+        return Inbound(channel="wechat", sender="o_early_stop", text=text)
+
+    assert (await bot.handle(wechat("TD"))).effects == ("stopped",)
+    await bot.handle(wechat(f"绑定 {NEWCOMER}"))
+    code = re.search(r"\b(\d{6})\b", codes.sent[-1][1]).group(1)
+    assert (await bot.handle(wechat(code))).effects == ("bound",)
+    async with sessions() as s:
+        member = await get_member_by_phone(s, phone=NEWCOMER)
+        history = await consent.history(s, member_id=member.id)
+    assert member.stopped
+    assert [e.channel for e in history] == ["wechat"]

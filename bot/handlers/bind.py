@@ -44,6 +44,7 @@ from bot.conversation import Reply
 from bot.handlers.turn import OutgoingSms, Route, Turn
 from bot.router import Intent, Match
 from bot.templating import pick_locale, render
+from models import consent
 from models.errors import InvalidInput
 from models.identities import activate_wechat
 from models.members import get_member_by_phone
@@ -164,6 +165,8 @@ async def _link(turn: Turn, member: Member) -> bool:
     `models.identities`); False when another openid bound the member at the same moment."""
     if not await activate_wechat(turn.session, identity=turn.identity, member_id=member.id):
         return False
+    # A stop this openid sent before it was a member's applies now (models.consent).
+    await consent.adopt_address(turn.session, member=member, address=turn.identity.address)
     turn.member = member
     return True
 

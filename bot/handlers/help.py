@@ -8,10 +8,10 @@ non-member gets just how to bind (WeChat) or join (SMS) — `not_member` — exc
 
 - an openid waiting for its binding code is asked for the code (`bind_waiting`),
   not given the whole instruction again;
-- a resume word (接受) from an unbound openid is explained (`resume_unbound`):
-  nothing was stopped for it and nothing is recorded — we send an unbound openid
-  no proactive messages, and a stop from it records nothing either
-  (`bot.handlers.consent`); once bound, the member's own choice applies.
+- a resume word (接受) from an unbound openid with no stop on record is explained
+  (`resume_unbound`): we send an unbound openid no proactive messages, so there is
+  nothing to resume. A stop it sent is kept by address and a later resume undoes it
+  (`bot.handlers.consent`); once bound, that choice becomes the member's.
 """
 
 from __future__ import annotations
