@@ -252,7 +252,7 @@ class WeChatWebhook:
         except HandlingFailed:
             log.exception("no answer for a wechat message")
             raise web.HTTPInternalServerError(text="internal error") from None
-        if outcome.late is not None:
+        if outcome.delivers_late:
             inbound_log.spawn(
                 inbound_log.deliver_late(
                     outcome, lambda text: self._send_customer_service(app, msg.openid, text)
