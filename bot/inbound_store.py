@@ -122,11 +122,11 @@ class InboundStore:
 
     async def release(self, claim: Claim) -> bool:
         """Delete a claim whose handler failed, so that the platform's next retry starts
-        afresh; tried `RELEASE_TRIES` times (a failed connection is replaced by the pool).
-        False if it could not be done: the lease frees the row when it expires."""
+        afresh; tried `RELEASE_TRIES` times, the later tries on a fresh connection. False
+        if it could not be done: the lease frees the row when it expires."""
         for attempt in range(1, RELEASE_TRIES + 1):
             try:
-                await self._delete(claim)
+                await self._delete(claim, fresh=attempt > 1)
                 return True
             except Exception as exc:  # noqa: BLE001 — logged; the lease is the fallback
                 if attempt >= RELEASE_TRIES:
@@ -136,7 +136,10 @@ class InboundStore:
             await asyncio.sleep(RELEASE_BACKOFF * 2 ** (attempt - 1))
         return False
 
-    async def _delete(self, claim: Claim) -> None:
+    async def _delete(self, claim: Claim, *, fresh: bool = False) -> None:
+        if self.raw is not None and fresh:
+            await self.raw.once(_RELEASE, claim.id, claim.lease)
+            return
         if self.raw is not None:
             await self.raw.settle()
             await self.raw.write(_RELEASE, claim.id, claim.lease, key=claim.id)
