@@ -93,6 +93,8 @@ __all__ = ["ANSWERED", "DEFERRED", "FAILED", "PROCESSING", "SENT", "HandlingFail
 
 LEASE_MARGIN = 4.0
 """Seconds a claim's lease lasts beyond the deadline of the request that took it."""
+MAX_HANDLERS = 32
+"""Handlers of one process under way at once (see `InboundLog._handlers`)."""
 
 
 class HandlingFailed(Exception):
@@ -139,12 +141,17 @@ class InboundLog:
         *,
         poll_interval: float = 0.05,
         lease_margin: float = LEASE_MARGIN,
+        max_handlers: int = MAX_HANDLERS,
     ):
         self._engine = engine
         self._store = InboundStore(engine)
         self._raw = self._store.raw
         self.poll_interval = poll_interval
         self.lease_margin = lease_margin
+        self._handlers = asyncio.Semaphore(max_handlers)
+        """Handlers under way at once: beyond that, messages wait for a slot (at most
+        until their deadline, then they go the late way), so that however many requests
+        come at once, the event loop's turns stay short and every deadline is kept."""
         self._local: dict[tuple[str, str], asyncio.Future[Outcome | None]] = {}
         self._deadlines: dict[tuple[str, str], float] = {}
         self._background: set[asyncio.Future] = set()
@@ -237,7 +244,13 @@ class InboundLog:
             claim = await self._store.take_over(seen, self._lease_until(channel, key))
             if claim is not None:
                 log.warning("took over %s %s: its holder's lease expired", channel, key)
-        task = eager.start(handler())
+        if self._handlers.locked():  # as many handlers under way as the loop can serve
+            queued = asyncio.ensure_future(self._handlers.acquire())
+            if request.replied or not await _finished_by(queued, request.deadline):
+                return await self._start_late(claim, handler, queued)
+        else:
+            await self._handlers.acquire()  # free: no wait
+        task = self._start(handler)
         finished = await _finished_by(task, request.deadline)
         if request.replied or not finished:
             await self._store.record(claim, DEFERRED, None)
@@ -249,6 +262,30 @@ class InboundLog:
         text = task.result().text or None
         self._track(self._store.record_later(claim, ANSWERED, text))
         return Outcome("answered", text)
+
+    def _start(self, handler: Callable[[], Awaitable[Reply]]) -> asyncio.Future[Reply]:
+        """Run a handler that holds a slot of `_handlers` (given back when it is done)."""
+        task = eager.start(handler())
+        task.add_done_callback(lambda _: self._handlers.release())
+        return task
+
+    async def _start_late(
+        self, claim: Claim, handler: Callable[[], Awaitable[Reply]], queued: asyncio.Future
+    ) -> Outcome:
+        """No handler slot came free by the deadline (an overload): the message goes the
+        late way — marked `deferred` first, so that a retry meanwhile knows — and its
+        handler runs when a slot is free."""
+        try:
+            await self._store.record(claim, DEFERRED, None)
+        except BaseException:
+            queued.add_done_callback(self._give_back)
+            raise
+        await queued
+        return Outcome("deferred", late=self._start(handler), claim=claim)
+
+    def _give_back(self, acquired: asyncio.Future) -> None:
+        if not acquired.cancelled() and acquired.exception() is None:
+            self._handlers.release()
 
     async def deliver_late(
         self, outcome: Outcome, deliver: Callable[[str], Awaitable[None]]

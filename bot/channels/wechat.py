@@ -23,7 +23,9 @@ module only turns the wire into an `Inbound` and the `Reply` back into the wire.
 - Retries and the 5-second deadline: `bot.inbound_log` (key: `MsgId`; events
   `FromUserName` + `CreateTime`, plus the event and its key). An answer not ready
   within `reply_deadline` is replaced by `success` and sent through the
-  customer-service API when it is ready.
+  customer-service API when it is ready. The deadline counts from when the request
+  arrived as well as the adapter can tell (`bot.loop_lag`: the time it waited for the
+  event loop) and bounds the whole request, database writes included.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from bot.channels import xmlsafe
 from bot.config import WeChatSettings
 from bot.conversation import Inbound
 from bot.inbound_log import HandlingFailed
+from bot.loop_lag import LoopLag
 from bot.wechat_api import WeChatApi, WeChatApiError
 
 log = logging.getLogger("memberbot.wechat")
@@ -69,6 +72,7 @@ class WeChatOptions:
 
 WECHAT_OPTIONS = web.AppKey("wechat_options", WeChatOptions)
 WECHAT_API = web.AppKey("wechat_api", WeChatApi)
+LOOP_LAG = web.AppKey("loop_lag", LoopLag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +206,9 @@ class WeChatWebhook:
 
     async def receive(self, request: web.Request) -> web.Response:
         loop = asyncio.get_running_loop()
-        started = loop.time()
         app = request.app
+        # The request waited about as long as the loop's queue is before it got here.
+        started = loop.time() - app[LOOP_LAG].lag
         opts = app[WECHAT_OPTIONS]
         if request.content_length is not None and request.content_length > request.client_max_size:
             raise web.HTTPRequestEntityTooLarge(
@@ -292,7 +297,10 @@ async def _api_ctx(app: web.Application) -> AsyncIterator[None]:
     app[WECHAT_API] = WeChatApi(
         app[HTTP], base_url=s.api_base_url, app_id=s.app_id, app_secret=s.app_secret
     )
+    lag = app[LOOP_LAG] = LoopLag()
+    lag.start()
     yield
+    lag.stop()
 
 
 def setup(app: web.Application) -> None:
