@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
+import sys
 import time
 
 import pytest
@@ -14,7 +16,9 @@ from sqlalchemy import select
 
 from bot.appkeys import INBOUND_LOG
 from bot.channels.wechat import WeChatOptions
+from bot.conversation import Reply
 from bot.inbound_store import InboundStore
+from bot.loop_lag import LoopLag
 from models.tables import InboundMessage
 from tests import test_wechat
 from tests.conftest import is_pg
@@ -119,7 +123,7 @@ async def test_a_stalled_deferred_record_does_not_hold_the_answer(
 def release_fails(monkeypatch):
     """Releasing a claim fails (the holder lost its database connection)."""
 
-    async def broken(self, claim):
+    async def broken(self, claim, *, fresh=False):
         raise ConnectionError("another operation is in progress")
 
     monkeypatch.setattr(InboundStore, "_delete", broken)
@@ -147,6 +151,28 @@ async def test_a_claim_whose_release_failed_is_taken_over_after_its_lease(
     await client.app[INBOUND_LOG].settle()
     [row] = await rows(client, "msg:9501")
     assert (row.status, row.reply_text) == ("answered", "echo:兑换 1")
+
+
+async def test_a_release_that_failed_on_its_connection_is_retried_on_a_fresh_one(
+    engine, monkeypatch
+):
+    store = InboundStore(engine)
+    if store.raw is None:
+        pytest.skip("the raw driver's connections")
+    from models.types import utcnow
+
+    claim = await store.claim("wechat", "k", utcnow())
+    usual_write = type(store.raw).write
+
+    async def write(self, sql, *args, key=None):
+        if sql.startswith("DELETE"):
+            raise ConnectionError("another operation is in progress")
+        return await usual_write(self, sql, *args, key=key)
+
+    monkeypatch.setattr(type(store.raw), "write", write)
+    monkeypatch.setattr("bot.inbound_store.RELEASE_BACKOFF", 0.01)
+    assert await store.release(claim)
+    assert await store.read("wechat", "k") is None
 
 
 async def test_a_live_holder_is_not_taken_over(make_client, conversation, fake_api):
@@ -186,3 +212,112 @@ async def test_a_late_write_of_a_robbed_holder_changes_nothing(engine):
     assert (await store.read("wechat", "k")).text == "fresh"
     await store.record(old, "failed", None)
     assert (await store.read("wechat", "k")).status == "answered"
+
+
+# --------------------------------------------------------------------------- 29: a flood
+
+
+class BusyConversation(FakeConversation):
+    """Each answer waits for the database three times and keeps the event loop busy for
+    a few milliseconds after each (rules, rendering): a flood of them overloads the
+    process — 400 of them are more work than it can do in the 4-second deadline."""
+
+    async def handle(self, inbound):
+        self.calls.append(inbound)
+        for _ in range(3):
+            await asyncio.sleep(0.02)
+            time.sleep(0.003)  # noqa: ASYNC251 — work that holds the event loop
+        return Reply(f"echo:{inbound.text}")
+
+
+FLOOD_CLIENT = """
+import asyncio, json, sys, time
+import aiohttp
+
+async def main():
+    url, requests = json.load(sys.stdin)
+
+    async def one(session, query, body):
+        started = time.monotonic()
+        async with session.post(url, params=query, data=body.encode()) as resp:
+            text = await resp.text()
+        return time.monotonic() - started, resp.status, text
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        results = await asyncio.gather(*(one(session, q, b) for q, b in requests))
+    json.dump(results, sys.stdout)
+
+asyncio.run(main())
+"""
+
+
+async def flood(url: str, requests: list[tuple[dict, bytes]]) -> list[tuple[float, int, str]]:
+    """Send every request at once from another process (an outside client); per request:
+    seconds to the answer as that client saw them, status, body."""
+    client = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        FLOOD_CLIENT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    payload = json.dumps([url, [(q, b.decode()) for q, b in requests]]).encode()
+    out, _ = await client.communicate(payload)
+    assert client.returncode == 0
+    return [tuple(r) for r in json.loads(out)]
+
+
+async def test_a_flood_is_answered_in_time_with_one_effect_and_one_answer_each(
+    make_client, fake_api
+):
+    conv = BusyConversation()
+    client = await make_client(conv=conv)  # the real 4-second reply deadline
+    count = 500
+    requests = [
+        plain(wechat_text(f"o_flood_{n:04d}", f"m{n}", msg_id=str(9_900_000 + n)))
+        for n in range(count)
+    ]
+    results = await flood(str(client.make_url("/wechat")), requests)
+    times = sorted(t for t, _, _ in results)
+    print(f"flood: median {times[count // 2]:.2f} s, max {times[-1]:.2f} s")  # noqa: T201
+    assert {status for _, status, _ in results} == {200}
+    assert times[-1] < 5.0, times[-20:]  # WeChat gives up after 5 s
+    passive = {}
+    for (_, _, text), n in zip(results, range(count), strict=True):
+        if text != "success":
+            passive[f"o_flood_{n:04d}"] = reply_fields(text)["Content"]
+    late_count = count - len(passive)
+    await fake_api.wait_sent(late_count, within=60)
+    await client.app[INBOUND_LOG].drain(within=30)
+    late = {s["touser"]: s["text"]["content"] for s in fake_api.sent}
+    assert len(fake_api.sent) == late_count  # nobody got a passive and a late answer
+    answers = passive | late
+    assert answers == {f"o_flood_{n:04d}": f"echo:m{n}" for n in range(count)}
+    assert sorted(i.sender for i in conv.calls) == sorted(answers)  # one effect each
+
+
+async def test_the_loop_lag_is_measured():
+    lag = LoopLag(interval=0.01)
+    lag.start()
+    try:
+        await asyncio.sleep(0.05)
+        time.sleep(0.2)  # noqa: ASYNC251 — the loop is held: callbacks wait
+        await asyncio.sleep(0.03)
+        assert lag.lag >= 0.1
+    finally:
+        lag.stop()
+
+
+async def test_time_spent_queued_counts_against_the_deadline(
+    make_client, conversation, monkeypatch
+):
+    """A request that waited for the loop before its handler ran has less time left."""
+    monkeypatch.setattr(LoopLag, "lag", property(lambda self: 0.4))  # the loop's queue
+    client = await make_client(options=WeChatOptions(reply_deadline=0.6))
+    conversation.gate = asyncio.Event()
+    started = time.perf_counter()
+    resp = await post(client, plain(wechat_text(OPENID, "积分", msg_id="9601")))
+    assert await resp.text() == "success"
+    assert time.perf_counter() - started < 0.5  # 0.6 s after it arrived, 0.4 s ago
+    conversation.gate.set()
