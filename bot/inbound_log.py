@@ -75,8 +75,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import eager, rawdb
 from bot.conversation import Reply
+from bot.handler_slots import HOLD_MAX, MAX_HANDLERS, HandlerSlots
 from bot.inbound_store import (
     ANSWERED,
+    ANSWERED_ROW,
     DEFERRED,
     FAILED,
     PROCESSING,
@@ -93,8 +95,6 @@ __all__ = ["ANSWERED", "DEFERRED", "FAILED", "PROCESSING", "SENT", "HandlingFail
 
 LEASE_MARGIN = 4.0
 """Seconds a claim's lease lasts beyond the deadline of the request that took it."""
-MAX_HANDLERS = 32
-"""Handlers of one process under way at once (see `InboundLog._handlers`)."""
 
 
 class HandlingFailed(Exception):
@@ -142,13 +142,14 @@ class InboundLog:
         poll_interval: float = 0.05,
         lease_margin: float = LEASE_MARGIN,
         max_handlers: int = MAX_HANDLERS,
+        handler_hold_max: float = HOLD_MAX,
     ):
         self._engine = engine
         self._store = InboundStore(engine)
         self._raw = self._store.raw
         self.poll_interval = poll_interval
         self.lease_margin = lease_margin
-        self._handlers = asyncio.Semaphore(max_handlers)
+        self._handlers = HandlerSlots(max_handlers, hold_max=handler_hold_max)
         """Handlers under way at once: beyond that, messages wait for a slot (at most
         until their deadline, then they go the late way), so that however many requests
         come at once, the event loop's turns stay short and every deadline is kept."""
@@ -181,7 +182,7 @@ class InboundLog:
         """
         request = _Request(deadline)
         work = eager.start(self._work(channel, key, handler, quick, request))
-        if await _finished_by(work, deadline):
+        if await eager.finished_by(work, deadline):
             return work.result()
         request.replied = True
         if request.failing:
@@ -205,7 +206,7 @@ class InboundLog:
             if reply is not None and not request.replied:
                 text = reply.text or None
                 now = rawdb.sql_time(utcnow(), self._raw.dialect)
-                self._raw.defer(_ANSWERED, (channel, key, ANSWERED, text, now, now), key)
+                self._raw.defer(ANSWERED_ROW, (channel, key, ANSWERED, text, now, now), key)
                 return Outcome("answered", text)
             # Too late to answer it in the reply (it goes the claimed way, delivered
             # late), or a copy went the claimed way meanwhile.
@@ -244,14 +245,14 @@ class InboundLog:
             claim = await self._store.take_over(seen, self._lease_until(channel, key))
             if claim is not None:
                 log.warning("took over %s %s: its holder's lease expired", channel, key)
-        if self._handlers.locked():  # as many handlers under way as the loop can serve
+        if self._handlers.full():  # as many handlers under way as the loop can serve
             queued = asyncio.ensure_future(self._handlers.acquire())
-            if request.replied or not await _finished_by(queued, request.deadline):
+            if request.replied or not await eager.finished_by(queued, request.deadline):
                 return await self._start_late(claim, handler, queued)
         else:
             await self._handlers.acquire()  # free: no wait
-        task = self._start(handler)
-        finished = await _finished_by(task, request.deadline)
+        task = self._handlers.start(handler)
+        finished = await eager.finished_by(task, request.deadline)
         if request.replied or not finished:
             await self._store.record(claim, DEFERRED, None)
             return Outcome("deferred", late=task, claim=claim)
@@ -263,12 +264,6 @@ class InboundLog:
         self._track(self._store.record_later(claim, ANSWERED, text))
         return Outcome("answered", text)
 
-    def _start(self, handler: Callable[[], Awaitable[Reply]]) -> asyncio.Future[Reply]:
-        """Run a handler that holds a slot of `_handlers` (given back when it is done)."""
-        task = eager.start(handler())
-        task.add_done_callback(lambda _: self._handlers.release())
-        return task
-
     async def _start_late(
         self, claim: Claim, handler: Callable[[], Awaitable[Reply]], queued: asyncio.Future
     ) -> Outcome:
@@ -278,14 +273,10 @@ class InboundLog:
         try:
             await self._store.record(claim, DEFERRED, None)
         except BaseException:
-            queued.add_done_callback(self._give_back)
+            self._handlers.give_back_when_acquired(queued)
             raise
         await queued
-        return Outcome("deferred", late=self._start(handler), claim=claim)
-
-    def _give_back(self, acquired: asyncio.Future) -> None:
-        if not acquired.cancelled() and acquired.exception() is None:
-            self._handlers.release()
+        return Outcome("deferred", late=self._handlers.start(handler), claim=claim)
 
     async def deliver_late(
         self, outcome: Outcome, deliver: Callable[[str], Awaitable[None]]
@@ -394,41 +385,10 @@ class InboundLog:
             await asyncio.sleep(self.poll_interval)
 
 
-async def _finished_by(task: asyncio.Future, deadline: float) -> bool:
-    """Wait for `task` until the loop time `deadline`; whether it finished (it keeps
-    running either way). What `asyncio.wait` does for one task, without its sets."""
-    if task.done():
-        return True
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
-
-    def wake(_=None) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    timer = loop.call_at(deadline, wake)
-    task.add_done_callback(wake)
-    try:
-        await waiter
-    finally:
-        timer.cancel()
-        task.remove_done_callback(wake)
-    return task.done()
-
-
 def _consume(future: asyncio.Future) -> None:
     """Mark the error of work nobody awaits any more as seen (it was answered already)."""
     if not future.cancelled():
         future.exception()
-
-
-_ANSWERED = (
-    "INSERT INTO inbound_messages"
-    " (channel, dedupe_key, status, reply_text, created_at, answered_at)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, dedupe_key) DO NOTHING"
-)
-"""A quick answer's row, written behind the reply: if a duplicate got there first (its
-claim, or its own quick answer), that row stays."""
 
 
 async def prune(engine: AsyncEngine, *, before: datetime) -> int:

@@ -258,3 +258,10 @@ _READ = (
     "SELECT status, reply_text, id, lease_until FROM inbound_messages"
     " WHERE channel = ? AND dedupe_key = ?"
 )
+ANSWERED_ROW = (
+    "INSERT INTO inbound_messages"
+    " (channel, dedupe_key, status, reply_text, created_at, answered_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, dedupe_key) DO NOTHING"
+)
+"""A quick answer's row, written behind the reply: if a duplicate got there first (its
+claim, or its own quick answer), that row stays."""

@@ -20,6 +20,7 @@ from bot.appkeys import INBOUND_LOG
 from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
 from bot.cli import LISTEN_BACKLOG
 from bot.conversation import Reply
+from bot.handler_slots import HandlerSlots
 from bot.inbound_store import InboundStore
 from bot.loop_lag import LoopLag
 from models.tables import InboundMessage
@@ -341,3 +342,19 @@ async def test_time_spent_queued_counts_against_the_deadline(
     assert await resp.text() == "success"
     assert time.perf_counter() - started < 0.5  # 0.6 s after it arrived, 0.4 s ago
     conversation.gate.set()
+
+
+async def test_a_handler_slot_is_given_back_when_done_or_after_its_hold_limit():
+    slots = HandlerSlots(1, hold_max=0.2)
+    await slots.acquire()
+    done = slots.start(lambda: asyncio.sleep(0))
+    assert slots.full()
+    await done
+    await asyncio.sleep(0)  # its done callbacks
+    assert not slots.full()
+    await slots.acquire()
+    stuck = slots.start(asyncio.Event().wait)  # never answers
+    assert slots.full()
+    await asyncio.wait_for(slots.acquire(), 2)  # freed by the hold limit
+    assert not stuck.done()
+    stuck.cancel()
