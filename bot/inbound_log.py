@@ -21,21 +21,22 @@ How (`InboundLog.respond_once`):
    the caller answers "success" all the same and the request's work goes on behind
    it (`Outcome.rest`); if that work turns out to hold the claim, the handler's answer
    is delivered late as above, else (another request has the message) nothing is.
+   At most `max_handlers` handlers run at once (`bot.handler_slots`); a message
+   finding none free waits for one until its deadline, then goes the late way.
 3. Any other request for the key (a retry, a duplicate, another replica) waits —
    up to its own deadline — for the row to leave `processing`, then gives the stored
    answer (`answered`) or nothing (`deferred`: the answer goes or went by the API,
    so a retry never causes a second send). A duplicate within one process waits on
-   the first request's future without touching the database; across processes it
-   polls the row.
-4. If the handler raises, the claim is released (the row deleted; tried again on a
-   fresh connection) and every waiting duplicate fails too, so the platform's next
-   retry starts afresh. If the release cannot be done (the database connection is
-   gone) or the holder dies, the row stays `processing` only until its lease
-   expires: a retry that then finds it takes it over (a conditional UPDATE that gives
-   it a new lease, so only one retry wins) and runs the handler. A live holder is
-   never taken over: it leaves `processing` by its deadline, before its lease ends;
-   and each write of a holder names its lease, so one that was taken over changes
-   nothing any more (`bot.inbound_store`).
+   the first request's future; across processes it polls the row, and goes on
+   polling behind its `success` until the holder's lease runs out (step 4).
+4. If the handler raises, the claim is released (the row deleted; retried on a fresh
+   connection): duplicates in the process fail too, a copy polling elsewhere claims
+   the message afresh, and so does the platform's next retry. If the release fails
+   or the holder dies, the row stays `processing` until its lease expires; a copy
+   that then finds it takes it over (a conditional UPDATE giving it a new lease: one
+   copy wins) and runs the handler. A live holder leaves `processing` by its deadline,
+   before its lease ends; each of its writes names its lease, so a holder that was
+   taken over changes nothing any more (`bot.inbound_store`).
 5. A message that changes nothing may skip the claim (`quick=`, e.g. a bound member's
    "积分", `bot.bot.MemberBot.quick`): the conversation's one read answers it and also
    shows the key is not in the log (else steps 1–3, so a retry still gets the stored
@@ -53,10 +54,8 @@ stored *behind* the reply (`RawDb.defer`, batched with other writes): a retry th
 meanwhile finds the row `processing` waits for it (step 3), exactly as for a message
 still being handled; `settle()` waits until the stored answers are committed, and
 the final statuses of step 2's late path (`deferred`, `sent`, `failed`) are awaited.
-If the process dies between the reply and that write, the row stays `processing`:
-retries answer nothing until its lease expires (step 3), then a retry takes it over
-(step 4). A platform retries only what it got no answer to, so that second run
-happens only if the reply that went out was lost as well.
+If the process dies between the reply and that write, a retry after the lease takes
+the message over (step 4) — one that comes only if that reply was lost as well.
 Keys are written in sorted order, so two processes never deadlock. Without a raw
 driver (an in-memory SQLite database) the same steps go through SQLAlchemy Core.
 """
@@ -86,6 +85,7 @@ from bot.inbound_store import (
     TABLE,
     Claim,
     InboundStore,
+    Seen,
 )
 from models.types import utcnow
 
@@ -95,6 +95,8 @@ __all__ = ["ANSWERED", "DEFERRED", "FAILED", "PROCESSING", "SENT", "HandlingFail
 
 LEASE_MARGIN = 4.0
 """Seconds a claim's lease lasts beyond the deadline of the request that took it."""
+LATE_POLL_INTERVAL = 0.25
+"""Seconds between the reads of a copy still waiting for a holder after its deadline."""
 
 
 class HandlingFailed(Exception):
@@ -106,10 +108,9 @@ class Outcome:
     """What to answer the platform now.
 
     `answered`: `text` is the answer (None: answer nothing). `deferred`: answer nothing
-    now; the answer goes, or went, another way. If this request is the one that must
-    deliver it (`delivers_late`), `late` is the handler's task and `claim` its row — or,
-    when the request's own work (the claim, the records) outlived its deadline, `rest`
-    is that work, whose outcome says later what to deliver (`deliver_late`).
+    now; the answer goes, or went, another way. If this request must deliver it
+    (`delivers_late`): `late` is the handler's task and `claim` its row, or `rest` is
+    the request's own work that outlived its deadline (its outcome says what to do).
     """
 
     kind: Literal["answered", "deferred"]
@@ -208,8 +209,8 @@ class InboundLog:
                 now = rawdb.sql_time(utcnow(), self._raw.dialect)
                 self._raw.defer(ANSWERED_ROW, (channel, key, ANSWERED, text, now, now), key)
                 return Outcome("answered", text)
-            # Too late to answer it in the reply (it goes the claimed way, delivered
-            # late), or a copy went the claimed way meanwhile.
+            # Too late for the reply (so the claimed way, answered late), or a copy
+            # went the claimed way meanwhile.
             first = self._local.get((channel, key))
         if first is not None:  # a duplicate within this process: wait for the first one
             self.waiting += 1
@@ -242,6 +243,9 @@ class InboundLog:
                 self.waiting -= 1
             if isinstance(seen, Outcome):
                 return seen
+            if seen is None:  # released: its handler failed; this copy starts afresh
+                claim = await self._claim(channel, key)
+                continue
             claim = await self._store.take_over(seen, self._lease_until(channel, key))
             if claim is not None:
                 log.warning("took over %s %s: its holder's lease expired", channel, key)
@@ -366,23 +370,26 @@ class InboundLog:
             raise HandlingFailed("the first request for this message failed")
         return outcome
 
-    async def _poll(self, channel: str, key: str, deadline: float):
-        """The stored answer of a message claimed before, once it is known (or the
-        deadline); or the row itself if its holder's lease expired (to take it over)."""
+    async def _poll(self, channel: str, key: str, deadline: float) -> Outcome | Seen | None:
+        """The stored answer of a message claimed before; the row if its holder's lease
+        expired (to take it over); None if the holder let it go (its handler failed).
+        Still `processing` at the deadline: this goes on behind the `success` answer
+        until the lease runs out, so a dead holder's message is still answered."""
         loop = asyncio.get_running_loop()
         while True:
             seen = await self._store.read(channel, key)
-            if seen is None:
-                raise HandlingFailed(f"the first request for {channel} {key} failed")
+            if seen is None or seen.expired(utcnow()):
+                return seen
             if seen.status == ANSWERED:
                 return Outcome("answered", seen.text)
             if seen.status != PROCESSING:
                 return Outcome("deferred")
-            if seen.expired(utcnow()):
-                return seen
-            if loop.time() + self.poll_interval > deadline:
-                return Outcome("deferred")
-            await asyncio.sleep(self.poll_interval)
+            interval = self.poll_interval
+            if loop.time() + interval > deadline:
+                if seen.lease_until is None:
+                    return Outcome("deferred")
+                interval = max(interval, LATE_POLL_INTERVAL)
+            await asyncio.sleep(interval)
 
 
 def _consume(future: asyncio.Future) -> None:

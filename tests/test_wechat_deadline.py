@@ -21,6 +21,7 @@ from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
 from bot.cli import LISTEN_BACKLOG
 from bot.conversation import Reply
 from bot.handler_slots import HandlerSlots
+from bot.inbound_log import HandlingFailed
 from bot.inbound_store import InboundStore
 from bot.loop_lag import LoopLag
 from models.tables import InboundMessage
@@ -145,16 +146,39 @@ async def test_a_claim_whose_release_failed_is_taken_over_after_its_lease(
     [row] = await rows(client, "msg:9501")
     assert row.status == "processing"  # the release failed: the row stays claimed
     conv.fail = False
-    early = await post(client, plain(xml))  # within the lease: the holder may be alive
-    assert await early.text() == "success"
-    assert len(conv.calls) == 1
-    await asyncio.sleep(0.6)  # the lease (deadline + 0.5 s) runs out
+    await asyncio.sleep(0.9)  # the lease (deadline + 0.5 s) runs out
     retry = await post(client, plain(xml))
     assert reply_fields(await retry.text())["Content"] == "echo:兑换 1"
     assert len(conv.calls) == 2
     await client.app[INBOUND_LOG].settle()
     [row] = await rows(client, "msg:9501")
     assert (row.status, row.reply_text) == ("answered", "echo:兑换 1")
+
+
+async def test_a_retry_within_the_lease_takes_the_message_over_behind_its_answer(
+    make_client, release_fails, fake_api
+):
+    """The retry finds the claim still live: it answers `success` by its deadline (the
+    holder might be alive) and goes on waiting; when the lease runs out it handles the
+    message and sends the answer by the API — even if WeChat never retries again."""
+    conv = FakeConversation(fail=True)
+    client = await make_client(conv=conv, options=WeChatOptions(reply_deadline=0.3))
+    client.app[INBOUND_LOG].lease_margin = 0.5
+    xml = wechat_text(OPENID, "兑换 1", msg_id="9503")
+    assert (await post(client, plain(xml))).status == 500
+    conv.fail = False
+    early = await post(client, plain(xml))
+    assert await early.text() == "success"
+    assert len(conv.calls) == 1  # within the lease: not taken over yet
+    await fake_api.wait_sent(1)
+    await client.app[INBOUND_LOG].drain(within=5)
+    assert [s["text"]["content"] for s in fake_api.sent] == ["echo:兑换 1"]
+    assert len(conv.calls) == 2
+    [row] = await rows(client, "msg:9503")
+    assert row.status == "sent"
+    again = await post(client, plain(xml))
+    assert await again.text() == "success"
+    assert len(conv.calls) == 2 and len(fake_api.sent) == 1
 
 
 async def test_a_release_that_failed_on_its_connection_is_retried_on_a_fresh_one(
@@ -358,3 +382,39 @@ async def test_a_handler_slot_is_given_back_when_done_or_after_its_hold_limit():
     await asyncio.wait_for(slots.acquire(), 2)  # freed by the hold limit
     assert not stuck.done()
     stuck.cancel()
+
+
+async def test_a_copy_waiting_at_another_replica_handles_a_message_whose_holder_failed(db_url):
+    """The holder's handler fails and its claim is released while a copy at another
+    process waits: the copy claims the message afresh and answers it."""
+    from bot.inbound_log import InboundLog
+    from models.db import make_engine
+
+    engines = [make_engine(db_url), make_engine(db_url)]
+    try:
+        first, second = (InboundLog(e) for e in engines)
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Event()
+
+        async def broken() -> Reply:
+            await gate.wait()
+            raise RuntimeError("the conversation broke")
+
+        async def fine() -> Reply:
+            return Reply("ok")
+
+        holder = asyncio.ensure_future(
+            first.respond_once("wechat", "msg:9701", broken, deadline=loop.time() + 5)
+        )
+        await asyncio.sleep(0.2)  # claimed by the first
+        copy = asyncio.ensure_future(
+            second.respond_once("wechat", "msg:9701", fine, deadline=loop.time() + 5)
+        )
+        await asyncio.sleep(0.2)  # the copy polls
+        gate.set()
+        with pytest.raises(HandlingFailed):
+            await holder
+        assert (await copy).text == "ok"
+    finally:
+        for e in engines:
+            await e.dispose()
