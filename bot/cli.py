@@ -240,6 +240,13 @@ async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[
 
 # --------------------------------------------------------------------------- serve
 
+LISTEN_BACKLOG = 1024
+"""Connections the kernel queues before the server accepts them (aiohttp's default is
+128). When more arrive at once — a burst of WeChat messages — the rest of the
+connection attempts are dropped and retried by the sender a second later: a second
+of WeChat's five gone before the bot sees the request. (Capped by the kernel's
+`net.core.somaxconn`.)"""
+
 
 async def start_server(
     settings: Settings,
@@ -283,7 +290,7 @@ async def start_server(
     try:
         if demo:
             await _seed_demo(app[SESSIONS], settings)
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG)
         try:
             await site.start()
         except OSError as exc:

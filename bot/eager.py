@@ -13,6 +13,9 @@ Unlike 3.12's eager tasks, the part before the first wait runs as part of the
 caller's task (`asyncio.current_task()` is the caller's there): nothing in it may
 arm a timeout that cancels "the current task" later. The bot's handlers do their
 first wait on the database, before any HTTP call with a timeout.
+
+`finished_by(task, deadline)` waits for such a future until a loop time and says
+whether it finished (it keeps running either way).
 """
 
 from __future__ import annotations
@@ -63,3 +66,25 @@ async def _resume(coro: Coroutine[Any, Any, T], waiting_for: Any) -> T:
             waiting_for = coro.throw(throw) if throw is not None else coro.send(None)
         except StopIteration as done:
             return done.value
+
+
+async def finished_by(task: asyncio.Future, deadline: float) -> bool:
+    """Wait for `task` until the loop time `deadline`; whether it finished (it keeps
+    running either way). What `asyncio.wait` does for one task, without its sets."""
+    if task.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def wake(_=None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_at(deadline, wake)
+    task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()

@@ -8,21 +8,35 @@ customer-service API". Twilio wants an answer within 15 s and may deliver twice.
 How (`InboundLog.respond_once`):
 
 1. The first request for a key inserts an `inbound_messages` row as `processing`
-   (INSERT … ON CONFLICT DO NOTHING, committed at once). Only the request whose
-   insert took effect runs the handler; so a message has one effect even when its
-   retries land on other processes, because the state is in the database.
+   (INSERT … ON CONFLICT DO NOTHING, committed at once) with a lease: the request's
+   deadline plus `lease_margin`. Only the request whose insert took effect runs the
+   handler; so a message has one effect even when its retries land on other
+   processes, because the state is in the database.
 2. It waits for the handler until the deadline. In time: the answer is stored
    (`answered`) and returned. Too late: the row becomes `deferred`, the caller answers
    the platform at once ("success" / empty TwiML) and delivers the answer itself when
    the handler finishes (`deliver_late`), ending in `sent` or `failed`.
+   The deadline bounds the whole request, not only the handler: when the database
+   stalls (a held lock, a slow disk) and the claim or a record is not done by then,
+   the caller answers "success" all the same and the request's work goes on behind
+   it (`Outcome.rest`); if that work turns out to hold the claim, the handler's answer
+   is delivered late as above, else (another request has the message) nothing is.
+   At most `max_handlers` handlers run at once (`bot.handler_slots`); a message
+   finding none free waits for one until its deadline, then goes the late way.
 3. Any other request for the key (a retry, a duplicate, another replica) waits —
    up to its own deadline — for the row to leave `processing`, then gives the stored
    answer (`answered`) or nothing (`deferred`: the answer goes or went by the API,
    so a retry never causes a second send). A duplicate within one process waits on
-   the first request's future without touching the database; across processes it
-   polls the row.
-4. If the handler raises, the claim is released (the row deleted) and every waiting
-   duplicate fails too, so the platform's next retry starts afresh.
+   the first request's future; across processes it polls the row, and goes on
+   polling behind its `success` until the holder's lease runs out (step 4).
+4. If the handler raises, the claim is released (the row deleted; retried on a fresh
+   connection): duplicates in the process fail too, a copy polling elsewhere claims
+   the message afresh, and so does the platform's next retry. If the release fails
+   or the holder dies, the row stays `processing` until its lease expires; a copy
+   that then finds it takes it over (a conditional UPDATE giving it a new lease: one
+   copy wins) and runs the handler. A live holder leaves `processing` by its deadline,
+   before its lease ends; each of its writes names its lease, so a holder that was
+   taken over changes nothing any more (`bot.inbound_store`).
 5. A message that changes nothing may skip the claim (`quick=`, e.g. a bound member's
    "积分", `bot.bot.MemberBot.quick`): the conversation's one read answers it and also
    shows the key is not in the log (else steps 1–3, so a retry still gets the stored
@@ -40,8 +54,8 @@ stored *behind* the reply (`RawDb.defer`, batched with other writes): a retry th
 meanwhile finds the row `processing` waits for it (step 3), exactly as for a message
 still being handled; `settle()` waits until the stored answers are committed, and
 the final statuses of step 2's late path (`deferred`, `sent`, `failed`) are awaited.
-If the process dies between the reply and that write, the row stays `processing` and
-retries answer nothing (step 3's deadline) — the member already has the answer.
+If the process dies between the reply and that write, a retry after the lease takes
+the message over (step 4) — one that comes only if that reply was lost as well.
 Keys are written in sorted order, so two processes never deadlock. Without a raw
 driver (an in-memory SQLite database) the same steps go through SQLAlchemy Core.
 """
@@ -53,24 +67,37 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import eager, rawdb
 from bot.conversation import Reply
-from bot.group_commit import GroupWriter
-from models.db import insert_ignore
-from models.tables import InboundMessage
+from bot.handler_slots import HOLD_MAX, MAX_HANDLERS, HandlerSlots
+from bot.inbound_store import (
+    ANSWERED,
+    ANSWERED_ROW,
+    DEFERRED,
+    FAILED,
+    PROCESSING,
+    SENT,
+    TABLE,
+    Claim,
+    InboundStore,
+    Seen,
+)
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.inbound")
 
-TABLE = InboundMessage.__table__
-PROCESSING, ANSWERED, DEFERRED = "processing", "answered", "deferred"
-SENT, FAILED = "sent", "failed"
+__all__ = ["ANSWERED", "DEFERRED", "FAILED", "PROCESSING", "SENT", "HandlingFailed", "InboundLog"]
+
+LEASE_MARGIN = 4.0
+"""Seconds a claim's lease lasts beyond the deadline of the request that took it."""
+LATE_POLL_INTERVAL = 0.25
+"""Seconds between the reads of a copy still waiting for a holder after its deadline."""
 KEY_MAX = 200
 """`inbound_messages.dedupe_key` is a varchar(200)."""
 
@@ -92,28 +119,55 @@ class Outcome:
     """What to answer the platform now.
 
     `answered`: `text` is the answer (None: answer nothing). `deferred`: answer nothing
-    now; the answer goes, or went, another way. If this request is the one that must
-    deliver it, `late` is the handler's task and `claim_id` its row.
+    now; the answer goes, or went, another way. If this request must deliver it
+    (`delivers_late`): `late` is the handler's task and `claim` its row, or `rest` is
+    the request's own work that outlived its deadline (its outcome says what to do).
     """
 
     kind: Literal["answered", "deferred"]
     text: str | None = None
     late: asyncio.Future[Reply] | None = None
-    claim_id: int | None = None
+    claim: Claim | None = None
+    rest: asyncio.Future[Outcome] | None = None
+
+    @property
+    def delivers_late(self) -> bool:
+        return self.late is not None or self.rest is not None
+
+
+@dataclass(slots=True)
+class _Request:
+    """One request's progress, shared by its answer (`respond_once`) and its work."""
+
+    deadline: float
+    replied: bool = False
+    """The platform got its answer at the deadline: an answer found from now on goes late."""
+    failing: bool = False
+    """The handler raised (its claim is being released): the answer is an error."""
 
 
 class InboundLog:
-    def __init__(self, engine: AsyncEngine, *, poll_interval: float = 0.05):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        poll_interval: float = 0.05,
+        lease_margin: float = LEASE_MARGIN,
+        max_handlers: int = MAX_HANDLERS,
+        handler_hold_max: float = HOLD_MAX,
+    ):
         self._engine = engine
-        self._dialect = engine.dialect.name
-        self._raw = rawdb.for_engine(engine)
+        self._store = InboundStore(engine)
+        self._raw = self._store.raw
         self.poll_interval = poll_interval
+        self.lease_margin = lease_margin
+        self._handlers = HandlerSlots(max_handlers, hold_max=handler_hold_max)
+        """Handlers under way at once: beyond that, messages wait for a slot (at most
+        until their deadline, then they go the late way), so that however many requests
+        come at once, the event loop's turns stay short and every deadline is kept."""
         self._local: dict[tuple[str, str], asyncio.Future[Outcome | None]] = {}
-        self._background: set[asyncio.Task] = set()
-        self._claims: GroupWriter[tuple[str, str], int | None] = GroupWriter(self._write_claims)
-        self._updates: GroupWriter[tuple[int, str, str | None], None] = GroupWriter(
-            self._write_updates
-        )
+        self._deadlines: dict[tuple[str, str], float] = {}
+        self._background: set[asyncio.Future] = set()
         self.waiting = 0
         """Duplicates waiting for the first request's answer right now (in this process)."""
 
@@ -130,73 +184,135 @@ class InboundLog:
     ) -> Outcome:
         """Run `handler` once per (channel, key) and say what to answer now.
 
-        `deadline` is a `loop.time()` by which this request must answer. Raises
+        `deadline` is a `loop.time()` by which this request answers, whatever the database
+        does: work not done by then (the claim, a stored record, the handler) goes on
+        behind the answer, which is then `deferred` (`delivers_late`). Raises
         HandlingFailed if the handler (this one's or the awaited first one's) raised.
         `quick`, when given, is tried first: a reply from it (a message that changes
         nothing, read in a snapshot without `key`) is the answer, stored behind it, with
         no claim; None goes the claimed way.
         """
-        loop = asyncio.get_running_loop()
+        request = _Request(deadline)
+        work = eager.start(self._work(channel, key, handler, quick, request))
+        if await eager.finished_by(work, deadline):
+            return work.result()
+        request.replied = True
+        if request.failing:
+            work.add_done_callback(_consume)
+            raise HandlingFailed(f"{channel} {key}")
+        return Outcome("deferred", rest=work)
+
+    async def _work(
+        self,
+        channel: str,
+        key: str,
+        handler: Callable[[], Awaitable[Reply]],
+        quick: Callable[[], Awaitable[Reply | None]] | None,
+        request: _Request,
+    ) -> Outcome:
+        if self._raw is not None:
+            await rawdb.pace(self._raw)
         first = self._local.get((channel, key))
         if first is None and quick is not None and self._raw is not None:
             reply = await quick()
-            if reply is not None:
+            if reply is not None and not request.replied:
                 text = reply.text or None
                 now = rawdb.sql_time(utcnow(), self._raw.dialect)
-                self._raw.defer(_ANSWERED, (channel, key, ANSWERED, text, now, now), key)
-                await rawdb.pace(self._raw)
+                self._raw.defer(ANSWERED_ROW, (channel, key, ANSWERED, text, now, now), key)
                 return Outcome("answered", text)
-            first = self._local.get((channel, key))  # a copy went the claimed way meanwhile
+            # Too late for the reply (so the claimed way, answered late), or a copy
+            # went the claimed way meanwhile.
+            first = self._local.get((channel, key))
         if first is not None:  # a duplicate within this process: wait for the first one
             self.waiting += 1
             try:
-                return await self._wait_local(first, deadline)
+                return await self._wait_local(first, request.deadline)
             finally:
                 self.waiting -= 1
-        mine: asyncio.Future[Outcome | None] = loop.create_future()
+        mine: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
         self._local[(channel, key)] = mine
+        self._deadlines[(channel, key)] = request.deadline
         try:
-            outcome = await self._respond(channel, key, handler, deadline)
+            outcome = await self._respond(channel, key, handler, request)
             mine.set_result(Outcome(outcome.kind, outcome.text))
             return outcome
         finally:
             if not mine.done():
                 mine.set_result(None)  # failed: the duplicates fail too
             del self._local[(channel, key)]
+            del self._deadlines[(channel, key)]
 
     async def _respond(
-        self, channel: str, key: str, handler: Callable[[], Awaitable[Reply]], deadline: float
+        self, channel: str, key: str, handler: Callable[[], Awaitable[Reply]], request: _Request
     ) -> Outcome:
-        claim_id = await self._claim(channel, key)
-        if claim_id is None:  # seen before, or being handled by another process
+        claim = await self._claim(channel, key)
+        while claim is None:  # seen before, or being handled by another process
             self.waiting += 1
             try:
-                return await self._poll(channel, key, deadline)
+                seen = await self._poll(channel, key, request.deadline)
             finally:
                 self.waiting -= 1
-        task = eager.start(handler())
-        if not await _finished_by(task, deadline):
-            await self._record(claim_id, DEFERRED, None)
-            return Outcome("deferred", late=task, claim_id=claim_id)
+            if isinstance(seen, Outcome):
+                return seen
+            if seen is None:  # released: its handler failed; this copy starts afresh
+                claim = await self._claim(channel, key)
+                continue
+            claim = await self._store.take_over(seen, self._lease_until(channel, key))
+            if claim is not None:
+                log.warning("took over %s %s: its holder's lease expired", channel, key)
+        if self._handlers.full():  # as many handlers under way as the loop can serve
+            queued = asyncio.ensure_future(self._handlers.acquire())
+            if request.replied or not await eager.finished_by(queued, request.deadline):
+                return await self._start_late(claim, handler, queued)
+        else:
+            await self._handlers.acquire()  # free: no wait
+        task = self._handlers.start(handler)
+        finished = await eager.finished_by(task, request.deadline)
+        if request.replied or not finished:
+            await self._store.record(claim, DEFERRED, None)
+            return Outcome("deferred", late=task, claim=claim)
         if task.exception() is not None:
-            await self._release(claim_id)
+            request.failing = True
+            await self._store.release(claim)
             raise HandlingFailed(f"{channel} {key}") from task.exception()
         text = task.result().text or None
-        self._record_later(claim_id, ANSWERED, text)
-        if self._raw is not None:
-            await rawdb.pace(self._raw)
+        self._track(self._store.record_later(claim, ANSWERED, text))
         return Outcome("answered", text)
+
+    async def _start_late(
+        self, claim: Claim, handler: Callable[[], Awaitable[Reply]], queued: asyncio.Future
+    ) -> Outcome:
+        """No handler slot came free by the deadline (an overload): the message goes the
+        late way — marked `deferred` first, so that a retry meanwhile knows — and its
+        handler runs when a slot is free."""
+        try:
+            await self._store.record(claim, DEFERRED, None)
+        except BaseException:
+            self._handlers.give_back_when_acquired(queued)
+            raise
+        await queued
+        return Outcome("deferred", late=self._handlers.start(handler), claim=claim)
 
     async def deliver_late(
         self, outcome: Outcome, deliver: Callable[[str], Awaitable[None]]
     ) -> None:
-        """Await a deferred handler and hand its answer to `deliver` (once); record how it went."""
-        assert outcome.late is not None and outcome.claim_id is not None
+        """Await a deferred handler and hand its answer to `deliver` (once); record how it
+        went. For a request that answered before its own work was done (`rest`), first
+        that work: what it finds to deliver (nothing if another request handled it)."""
+        if outcome.rest is not None:
+            try:
+                outcome = await outcome.rest
+            except Exception:
+                log.exception("a message answered `success` at its deadline got no answer")
+                return
+        if outcome.late is None:
+            return
+        assert outcome.claim is not None
         try:
             reply = await outcome.late
         except Exception:
             log.exception("late handler failed")
-            await self._record(outcome.claim_id, FAILED, None)
+            await self._store.record(outcome.claim, FAILED, None)
             return
         text = reply.text or None
         status = SENT
@@ -206,18 +322,21 @@ class InboundLog:
             except Exception:
                 log.exception("late answer could not be delivered")
                 status = FAILED
-        await self._record(outcome.claim_id, status, text)
+        await self._store.record(outcome.claim, status, text)
 
     def spawn(self, coro: Awaitable[None]) -> None:
         """Run background work (late deliveries) that `aclose` waits for."""
-        task = asyncio.ensure_future(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._track(asyncio.ensure_future(coro))
 
-    async def drain(self, within: float | None = None) -> set[asyncio.Task]:
+    def _track(self, task: asyncio.Future | None) -> None:
+        if task is not None:
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def drain(self, within: float | None = None) -> set[asyncio.Future]:
         """Wait until the late deliveries under way are done and the answers stored; the
         deliveries still running after `within` seconds are returned."""
-        pending: set[asyncio.Task] = set()
+        pending: set[asyncio.Future] = set()
         if self._background:
             _, pending = await asyncio.wait(set(self._background), timeout=within)
         await self.settle()
@@ -239,101 +358,17 @@ class InboundLog:
 
     # ------------------------------------------------------------------ the rows
 
-    async def _claim(self, channel: str, key: str) -> int | None:
-        """Insert the `processing` row of a key, committed; its id, or None if the key was
-        seen before. One statement on the raw driver when there is one."""
-        raw = self._raw
-        if raw is None or raw.dialect == "postgresql":
-            return await self._claims.submit((channel, key))
-        now = rawdb.sql_time(utcnow(), raw.dialect)
-        rows = await raw.write(_CLAIM, channel, key, PROCESSING, now, key=(channel, key))
-        return rows[0][0] if rows else None
+    async def _claim(self, channel: str, key: str) -> Claim | None:
+        """Insert the `processing` row of a key, committed, with its lease; its claim, or
+        None if the key was seen before."""
+        return await self._store.claim(channel, key, self._lease_until(channel, key))
 
-    def _record_later(self, claim_id: int, status: str, text: str | None) -> None:
-        """Store a status (and answer) behind the reply: a retry that meanwhile finds the
-        row `processing` waits for it (`_poll`), as for a message still being handled."""
-        if self._raw is None:
-            self.spawn(self._updates.submit((claim_id, status, text)))
-            return
-        at = None if status == DEFERRED else rawdb.sql_time(utcnow(), self._raw.dialect)
-        self._raw.defer(_UPDATE, (status, text, at, claim_id), claim_id)
-
-    async def _record(self, claim_id: int, status: str, text: str | None) -> None:
-        """Store a status now (after everything written behind before it)."""
-        if self._raw is None:
-            await self._updates.submit((claim_id, status, text))
-            return
-        self._record_later(claim_id, status, text)
-        await self._raw.settle()
-
-    async def _write_claims(self, items: list[tuple[str, str]]) -> list[int | None]:
-        """Insert `processing` rows; per item its row id if it won, None if the key was seen
-        (a key twice in one batch: the first one wins)."""
-        now = utcnow()
-        if self._raw is not None:  # PostgreSQL: the batch in one statement, one round trip
-            keys = sorted(set(items))
-            rows = await self._raw.write(
-                _CLAIM_MANY, PROCESSING, now, [c for c, _ in keys], [k for _, k in keys]
-            )
-            won = {(channel, key): claim_id for claim_id, channel, key in rows}
-            return [won.pop(item, None) for item in items]
-        rows = [
-            {"channel": c, "dedupe_key": k, "status": PROCESSING, "created_at": now}
-            for c, k in sorted(set(items))
-        ]
-        # One statement for every batch size (executemany + RETURNING: SQLAlchemy's
-        # "insertmanyvalues"), so it is compiled once, not once per batch size.
-        stmt = (
-            insert_ignore(self._dialect, TABLE)
-            .on_conflict_do_nothing(index_elements=["channel", "dedupe_key"])
-            .returning(TABLE.c.id, TABLE.c.channel, TABLE.c.dedupe_key)
-        )
-        async with self._engine.begin() as conn:
-            won = {(r.channel, r.dedupe_key): r.id for r in await conn.execute(stmt, rows)}
-        return [won.pop(item, None) for item in items]
-
-    async def _write_updates(self, items: list[tuple[int, str, str | None]]) -> list[None]:
-        """Set (row id, status, reply text) of each item; `answered_at` once it is final."""
-        now = utcnow()
-        rows = [
-            {
-                "b_id": claim_id,
-                "b_status": status,
-                "b_text": text,
-                "b_at": None if status == DEFERRED else now,
-            }
-            for claim_id, status, text in sorted(items, key=lambda i: i[0])
-        ]
-        stmt = (
-            update(TABLE)
-            .where(TABLE.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                reply_text=bindparam("b_text"),
-                answered_at=bindparam("b_at"),
-            )
-        )
-        async with self._engine.begin() as conn:
-            await conn.execute(stmt, rows)
-        return [None] * len(items)
-
-    async def _release(self, claim_id: int) -> None:
-        if self._raw is not None:
-            await self._raw.settle()
-            await self._raw.write(_RELEASE, claim_id, key=claim_id)
-            return
-        async with self._engine.begin() as conn:
-            await conn.execute(delete(TABLE).where(TABLE.c.id == claim_id))
-
-    async def _read(self, channel: str, key: str) -> tuple[str, str | None] | None:
-        if self._raw is not None:
-            return await rawdb.fetch_one(self._raw, _READ, channel, key)
-        stmt = select(TABLE.c.status, TABLE.c.reply_text).where(
-            TABLE.c.channel == channel, TABLE.c.dedupe_key == key
-        )
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt)).first()
-        return None if row is None else (row.status, row.reply_text)
+    def _lease_until(self, channel: str, key: str) -> datetime:
+        """A claim lasts until the deadline of the request taking it, plus `lease_margin`:
+        a live holder has left `processing` by then (answered or deferred)."""
+        deadline = self._deadlines.get((channel, key))
+        left = 0.0 if deadline is None else deadline - asyncio.get_running_loop().time()
+        return utcnow() + timedelta(seconds=max(0.0, left) + self.lease_margin)
 
     async def _wait_local(self, first: asyncio.Future[Outcome | None], deadline: float) -> Outcome:
         """The outcome of the first request in this process, or nothing if not ready in time."""
@@ -346,67 +381,32 @@ class InboundLog:
             raise HandlingFailed("the first request for this message failed")
         return outcome
 
-    async def _poll(self, channel: str, key: str, deadline: float) -> Outcome:
-        """The stored answer of a message claimed before, once it is known (or the deadline)."""
+    async def _poll(self, channel: str, key: str, deadline: float) -> Outcome | Seen | None:
+        """The stored answer of a message claimed before; the row if its holder's lease
+        expired (to take it over); None if the holder let it go (its handler failed).
+        Still `processing` at the deadline: this goes on behind the `success` answer
+        until the lease runs out, so a dead holder's message is still answered."""
         loop = asyncio.get_running_loop()
         while True:
-            row = await self._read(channel, key)
-            if row is None:
-                raise HandlingFailed(f"the first request for {channel} {key} failed")
-            status, text = row
-            if status == ANSWERED:
-                return Outcome("answered", text)
-            if status != PROCESSING:
+            seen = await self._store.read(channel, key)
+            if seen is None or seen.expired(utcnow()):
+                return seen
+            if seen.status == ANSWERED:
+                return Outcome("answered", seen.text)
+            if seen.status != PROCESSING:
                 return Outcome("deferred")
-            if loop.time() + self.poll_interval > deadline:
-                return Outcome("deferred")
-            await asyncio.sleep(self.poll_interval)
+            interval = self.poll_interval
+            if loop.time() + interval > deadline:
+                if seen.lease_until is None:
+                    return Outcome("deferred")
+                interval = max(interval, LATE_POLL_INTERVAL)
+            await asyncio.sleep(interval)
 
 
-async def _finished_by(task: asyncio.Future, deadline: float) -> bool:
-    """Wait for `task` until the loop time `deadline`; whether it finished (it keeps
-    running either way). What `asyncio.wait` does for one task, without its sets."""
-    if task.done():
-        return True
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
-
-    def wake(_=None) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    timer = loop.call_at(deadline, wake)
-    task.add_done_callback(wake)
-    try:
-        await waiter
-    finally:
-        timer.cancel()
-        task.remove_done_callback(wake)
-    return task.done()
-
-
-# The raw-driver statements (`bot.rawdb`): one each per message.
-_CLAIM = (
-    "INSERT INTO inbound_messages (channel, dedupe_key, status, created_at) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (channel, dedupe_key) DO NOTHING RETURNING id"
-)
-_CLAIM_MANY = (
-    "INSERT INTO inbound_messages (channel, dedupe_key, status, created_at)"
-    " SELECT c, k, ?::varchar, ?::timestamptz FROM unnest(?::text[], ?::text[]) AS t(c, k)"
-    " ORDER BY c, k ON CONFLICT (channel, dedupe_key) DO NOTHING"
-    " RETURNING id, channel, dedupe_key"
-)
-"""PostgreSQL: the claims of a batch (keys in sorted order: two processes never deadlock)."""
-_ANSWERED = (
-    "INSERT INTO inbound_messages"
-    " (channel, dedupe_key, status, reply_text, created_at, answered_at)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, dedupe_key) DO NOTHING"
-)
-"""A quick answer's row, written behind the reply: if a duplicate got there first (its
-claim, or its own quick answer), that row stays."""
-_UPDATE = "UPDATE inbound_messages SET status = ?, reply_text = ?, answered_at = ? WHERE id = ?"
-_RELEASE = "DELETE FROM inbound_messages WHERE id = ?"
-_READ = "SELECT status, reply_text FROM inbound_messages WHERE channel = ? AND dedupe_key = ?"
+def _consume(future: asyncio.Future) -> None:
+    """Mark the error of work nobody awaits any more as seen (it was answered already)."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def prune(engine: AsyncEngine, *, before: datetime) -> int:

@@ -26,6 +26,8 @@ SQLAlchemy writes them) and money as integer cents (`models.types.Money`);
   `write`s queued meanwhile; PostgreSQL: one pipelined `executemany` per statement),
   grouped and ordered by SQL text and `key` (two processes never lock rows in
   opposite orders); `settle()` waits until everything deferred so far is committed.
+- `once(sql, *args)`: one statement on a connection opened for it alone — a retry
+  that must not meet the pooled connection that just failed.
 
 SQLite (file databases only; `for_engine` returns None for an in-memory one): the
 statements run on the event loop with a plain `sqlite3` connection — a read or a
@@ -86,6 +88,8 @@ class RawDb(Protocol):
     async def write(self, sql: str, *args: Any, key: Any = None) -> list[tuple]: ...
 
     def defer(self, sql: str, args: tuple, key: Any = None) -> None: ...
+
+    async def once(self, sql: str, *args: Any) -> list[tuple]: ...
 
     def backlog(self) -> int: ...
 
@@ -206,6 +210,19 @@ class SqliteRaw:
 
     def defer(self, sql: str, args: tuple, key: Any = None) -> None:
         self._writes.add((sql, args, key))
+
+    async def once(self, sql: str, *args: Any) -> list[tuple]:
+        """One statement, committed, on a connection of its own (opened for it, on a
+        thread): for a retry after the usual way failed."""
+
+        def run() -> list[tuple]:
+            conn = self._connect(on_loop=False)
+            try:
+                return conn.execute(sql, args).fetchall()
+            finally:
+                conn.close()
+
+        return await asyncio.get_running_loop().run_in_executor(None, run)
 
     def backlog(self) -> int:
         return len(self._writes)
@@ -364,6 +381,18 @@ class PgRaw:
 
     def defer(self, sql: str, args: tuple, key: Any = None) -> None:
         self._writes.add((sql, args, key))
+
+    async def once(self, sql: str, *args: Any) -> list[tuple]:
+        """One statement on a connection of its own, opened for it and closed after:
+        for a retry after a pooled connection failed (lost, or "another operation is
+        in progress")."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            return [tuple(r) for r in await conn.fetch(self._text(sql), *args)]
+        finally:
+            await conn.close()
 
     def backlog(self) -> int:
         return len(self._writes)

@@ -410,6 +410,10 @@ class InboundMessage(SQLModel, table=True):
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)
     )
     answered_at: datetime | None = _ts(nullable=True)
+    lease_until: datetime | None = _ts(nullable=True)
+    """While `processing`: the holder's claim lasts until then; after it a retry may take
+    the message over (its holder died or lost the database). Also the holder's fence: its
+    later writes apply only while the row still carries its lease."""
 
 
 class WeChatSignedUrl(SQLModel, table=True):

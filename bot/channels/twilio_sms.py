@@ -121,7 +121,7 @@ async def receive(request: web.Request) -> web.Response:
     except HandlingFailed:
         log.exception("no answer for an sms")
         raise web.HTTPInternalServerError(text="internal error") from None
-    if outcome.late is not None:
+    if outcome.delivers_late:
         sms_sender = app[SMS_SENDER]
 
         async def deliver(text: str) -> None:

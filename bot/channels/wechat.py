@@ -32,7 +32,9 @@ module only turns the wire into an `Inbound` and the `Reply` back into the wire.
   `CreateTime`, plus the event and its key; bounded to the column by
   `bounded_key`). An answer not ready
   within `reply_deadline` is replaced by `success` and sent through the
-  customer-service API when it is ready.
+  customer-service API when it is ready. The deadline counts from when the request
+  arrived as well as the adapter can tell (`bot.loop_lag`: the time it waited for the
+  event loop) and bounds the whole request, database writes included.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from bot.channels.wechat_replay import ReplayMemory
 from bot.config import WeChatSettings
 from bot.conversation import Inbound
 from bot.inbound_log import HandlingFailed, bounded_key
+from bot.loop_lag import LoopLag
 from bot.wechat_api import WeChatApi, WeChatApiError
 
 log = logging.getLogger("memberbot.wechat")
@@ -94,6 +97,8 @@ has no character that XML treats specially)."""
 ENCRYPT_CANDIDATES = 4
 """`<Encrypt>`-looking fields of one body whose signature is tried at most (the last ones:
 WeChat puts the real field last, after a compatible-mode envelope's plain copy)."""
+
+LOOP_LAG = web.AppKey("loop_lag", LoopLag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,8 +255,9 @@ class WeChatWebhook:
 
     async def receive(self, request: web.Request) -> web.Response:
         loop = asyncio.get_running_loop()
-        started = loop.time()
         app = request.app
+        # The request waited about as long as the loop's queue is before it got here.
+        started = loop.time() - app[LOOP_LAG].lag
         opts = app[WECHAT_OPTIONS]
         if request.content_length is not None and request.content_length > request.client_max_size:
             raise web.HTTPRequestEntityTooLarge(
@@ -302,7 +308,7 @@ class WeChatWebhook:
         except HandlingFailed:
             log.exception("no answer for a wechat message")
             raise web.HTTPInternalServerError(text="internal error") from None
-        if outcome.late is not None:
+        if outcome.delivers_late:
             inbound_log.spawn(
                 inbound_log.deliver_late(
                     outcome, lambda text: self._send_customer_service(app, msg.openid, text)
@@ -343,7 +349,10 @@ async def _api_ctx(app: web.Application) -> AsyncIterator[None]:
         app[HTTP], base_url=s.api_base_url, app_id=s.app_id, app_secret=s.app_secret
     )
     app[WECHAT_REPLAY] = ReplayMemory(app[ENGINE], max_age=s.max_timestamp_age)
+    lag = app[LOOP_LAG] = LoopLag()
+    lag.start()
     yield
+    lag.stop()
 
 
 def setup(app: web.Application) -> None:

@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('reply_text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
     sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('answered_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('lease_until', models.types.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('channel', 'dedupe_key', name='uq_inbound_messages_channel_key')
     )
