@@ -181,6 +181,7 @@ class InboundLog:
         *,
         deadline: float,
         quick: Callable[[], Awaitable[Reply | None]] | None = None,
+        answered: bool = False,
     ) -> Outcome:
         """Run `handler` once per (channel, key) and say what to answer now.
 
@@ -190,11 +191,12 @@ class InboundLog:
         HandlingFailed if the handler (this one's or the awaited first one's) raised.
         `quick`, when given, is tried first: a reply from it (a message that changes
         nothing, read in a snapshot without `key`) is the answer, stored behind it, with
-        no claim; None goes the claimed way.
+        no claim; None goes the claimed way. `answered`: the platform already has its
+        answer (`success`), so whatever is found goes late, as after a missed deadline.
         """
-        request = _Request(deadline)
+        request = _Request(deadline, replied=answered)
         work = eager.start(self._work(channel, key, handler, quick, request))
-        if await eager.finished_by(work, deadline):
+        if not answered and await eager.finished_by(work, deadline):
             return work.result()
         request.replied = True
         if request.failing:

@@ -93,7 +93,7 @@ async def test_a_stalled_claim_is_answered_success_by_the_deadline_and_delivered
     await client.app[INBOUND_LOG].drain(within=5)
     assert [s["text"]["content"] for s in fake_api.sent] == ["echo:积分"]
     assert len(conversation.calls) == 1
-    [row] = await rows(client, "msg:9401")
+    [row] = await rows(client, f"msg:{OPENID}:9401")
     assert (row.status, row.reply_text) == ("sent", "echo:积分")
     retry = await post(client, plain(xml))  # a copy after all that: no second effect
     assert await retry.text() == "success"
@@ -117,7 +117,7 @@ async def test_a_stalled_deferred_record_does_not_hold_the_answer(
     await fake_api.wait_sent(1)
     await client.app[INBOUND_LOG].drain(within=5)
     assert [s["text"]["content"] for s in fake_api.sent] == ["echo:积分"]
-    [row] = await rows(client, "msg:9402")
+    [row] = await rows(client, f"msg:{OPENID}:9402")
     assert row.status == "sent"
 
 
@@ -143,7 +143,7 @@ async def test_a_claim_whose_release_failed_is_taken_over_after_its_lease(
     client.app[INBOUND_LOG].lease_margin = 0.5
     xml = wechat_text(OPENID, "兑换 1", msg_id="9501")
     assert (await post(client, plain(xml))).status == 500
-    [row] = await rows(client, "msg:9501")
+    [row] = await rows(client, f"msg:{OPENID}:9501")
     assert row.status == "processing"  # the release failed: the row stays claimed
     conv.fail = False
     await asyncio.sleep(0.9)  # the lease (deadline + 0.5 s) runs out
@@ -151,7 +151,7 @@ async def test_a_claim_whose_release_failed_is_taken_over_after_its_lease(
     assert reply_fields(await retry.text())["Content"] == "echo:兑换 1"
     assert len(conv.calls) == 2
     await client.app[INBOUND_LOG].settle()
-    [row] = await rows(client, "msg:9501")
+    [row] = await rows(client, f"msg:{OPENID}:9501")
     assert (row.status, row.reply_text) == ("answered", "echo:兑换 1")
 
 
@@ -174,7 +174,7 @@ async def test_a_retry_within_the_lease_takes_the_message_over_behind_its_answer
     await client.app[INBOUND_LOG].drain(within=5)
     assert [s["text"]["content"] for s in fake_api.sent] == ["echo:兑换 1"]
     assert len(conv.calls) == 2
-    [row] = await rows(client, "msg:9503")
+    [row] = await rows(client, f"msg:{OPENID}:9503")
     assert row.status == "sent"
     again = await post(client, plain(xml))
     assert await again.text() == "success"

@@ -54,6 +54,7 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.utils import WeChatSigner, check_signature
 
+from bot import eager
 from bot.appkeys import CONVERSATION, ENGINE, HTTP, INBOUND_LOG, SETTINGS
 from bot.channels import wechat_replay as replay
 from bot.channels import xmlsafe
@@ -278,10 +279,22 @@ class WeChatWebhook:
         elif self.crypto is not None or not self._signed(q.get("signature"), timestamp, nonce):
             return _forbidden()  # with an AES key, safe mode is the only mode
         body = await request.read()
-        if not aes and not await app[WECHAT_REPLAY].first_body(
-            replay.url_key(timestamp, nonce), replay.body_hash(body), int(timestamp)
-        ):
-            return _forbidden()  # a signed URL already used with another body
+        deadline = started + opts.reply_deadline
+        if not aes:
+            verdict = eager.start(
+                app[WECHAT_REPLAY].first_body(
+                    replay.url_key(timestamp, nonce), replay.body_hash(body), int(timestamp)
+                )
+            )
+            if not await eager.finished_by(verdict, deadline):
+                # The database cannot say in time whether this body is the signed URL's
+                # first: answer `success` now, and handle the message behind it if it is
+                # (its answer then goes by the customer-service API) — the deadline
+                # bounds the whole request (ISSUE 10.14).
+                app[INBOUND_LOG].spawn(self._after_slow_verdict(app, verdict, body))
+                return _success()
+            if not verdict.result():
+                return _forbidden()  # a signed URL already used with another body
         try:
             text = self._decrypt(body, q) if aes else xmlsafe.decode(body)
             msg = read_message(xmlsafe.parse_fields(text))
@@ -289,34 +302,58 @@ class WeChatWebhook:
             return _bad_request("DTD and entity declarations are not accepted")
         except xmlsafe.MalformedXml as exc:
             return _bad_request(str(exc))
+        try:
+            outcome = await self._respond(app, msg, deadline)
+        except HandlingFailed:
+            log.exception("no answer for a wechat message")
+            raise web.HTTPInternalServerError(text="internal error") from None
+        if outcome is None or outcome.text is None:
+            return _success()
+        return self._reply(msg, outcome.text, aes=aes, nonce=nonce, timestamp=timestamp)
 
+    async def _respond(
+        self, app: web.Application, msg: WeChatMessage, deadline: float, *, answered=False
+    ):
+        """Handle `msg` once (`bot.inbound_log`) and say what to answer by `deadline`: the
+        Outcome (its late part already on its way), or None for an event not passed on.
+        `answered`: WeChat already got `success`, so the answer goes by the API."""
         inbound = to_inbound(msg)
         if inbound is None:
-            return _success()
+            return None
         conversation = app[CONVERSATION]
         inbound_log = app[INBOUND_LOG]
         key = msg.dedupe_key
         quick = getattr(conversation, "quick", None)  # bot.conversation.QuickConversation
-        try:
-            outcome = await inbound_log.respond_once(
-                "wechat",
-                key,
-                lambda: conversation.handle(inbound),
-                deadline=started + opts.reply_deadline,
-                quick=None if quick is None else lambda: quick(inbound, key),
-            )
-        except HandlingFailed:
-            log.exception("no answer for a wechat message")
-            raise web.HTTPInternalServerError(text="internal error") from None
+        outcome = await inbound_log.respond_once(
+            "wechat",
+            key,
+            lambda: conversation.handle(inbound),
+            deadline=deadline,
+            quick=None if quick is None else lambda: quick(inbound, key),
+            answered=answered,
+        )
         if outcome.delivers_late:
             inbound_log.spawn(
                 inbound_log.deliver_late(
                     outcome, lambda text: self._send_customer_service(app, msg.openid, text)
                 )
             )
-        if outcome.text is None:
-            return _success()
-        return self._reply(msg, outcome.text, aes=aes, nonce=nonce, timestamp=timestamp)
+        return outcome
+
+    async def _after_slow_verdict(
+        self, app: web.Application, verdict: asyncio.Future, body: bytes
+    ) -> None:
+        """A plain request answered `success` before its replay verdict: once the verdict
+        says the body is the URL's first, handle it; the answer goes by the API."""
+        try:
+            if not await verdict:
+                return  # a signed URL reused with another body: nothing happens
+            msg = read_message(xmlsafe.parse_fields(xmlsafe.decode(body)))
+            await self._respond(app, msg, asyncio.get_running_loop().time(), answered=True)
+        except (xmlsafe.UnsafeXml, xmlsafe.MalformedXml):
+            log.warning("a wechat message answered `success` while slow was malformed")
+        except Exception:
+            log.exception("no answer for a wechat message answered `success` while slow")
 
     def _reply(self, msg: WeChatMessage, text: str, *, aes: bool, nonce: str, timestamp: str):
         xml = xmlsafe.text_reply(
