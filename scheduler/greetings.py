@@ -58,6 +58,7 @@ import hmac
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -103,6 +104,9 @@ class GreetingRefused(DomainError):
         super().__init__(detail or rule.replace("_", " "), field)
         self.rule = rule
 
+    def details(self) -> dict[str, Any]:
+        return {"rule": self.rule}
+
 
 class RateLimited(DomainError):
     """The assistant queued `limit` greetings in the last hour: 429, nothing saved."""
@@ -117,6 +121,9 @@ class RateLimited(DomainError):
         self.reason = RATE_LIMITED
         self.limit = limit
         self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"reason": self.reason}
 
 
 class NotOwner(DomainError):
