@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import ClientSession, ClientTimeout, web
 
+from bot import background as background_work
 from bot.appkeys import CONVERSATION, ENGINE, HTTP, SESSIONS, SETTINGS, SMS_SENDER
 from bot.config import Settings
 from bot.conversation import Conversation
@@ -85,7 +86,7 @@ def create_app(
     background: bool = False,
 ) -> web.Application:
     """The web app. `background=True` (serve) also runs the outbox sender and the
-    daily scheduler (`scheduler.service`); tests leave it off unless they test those."""
+    daily scheduler (`bot.background`); tests leave it off unless they test those."""
     app = web.Application(
         middlewares=[error_middleware, edge_middleware],
         client_max_size=settings.server.max_body_bytes,
@@ -110,7 +111,5 @@ def create_app(
 
     staff.setup(app)  # the staff console, /staff/
     if background:
-        from scheduler import service
-
-        service.setup(app)
+        background_work.setup(app)
     return app
