@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import ClientSession, ClientTimeout, web
 
+from bot import api, channels, staff
 from bot import background as background_work
 from bot.appkeys import CONVERSATION, ENGINE, HTTP, SESSIONS, SETTINGS, SMS_SENDER
+from bot.bot import MemberBot
 from bot.config import Settings
 from bot.conversation import Conversation
 from bot.edge import edge_middleware
@@ -49,8 +51,6 @@ async def _sms_sender_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _conversation_ctx(app: web.Application) -> AsyncIterator[None]:
     """The member bot the webhooks talk to, unless the caller gave one (tests)."""
     if CONVERSATION not in app:
-        from bot.bot import MemberBot
-
         app[CONVERSATION] = MemberBot(
             settings=app[SETTINGS], sessions=app[SESSIONS], sms_sender=app[SMS_SENDER]
         )
@@ -101,14 +101,8 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.on_startup.append(_freeze_heap)  # after the cleanup contexts have started
     app.on_cleanup.append(_unfreeze_heap)
-    from bot import api
-
     api.setup(app)
-    from bot import channels
-
     channels.setup(app)
-    from bot import staff
-
     staff.setup(app)  # the staff console, /staff/
     if background:
         background_work.setup(app)
