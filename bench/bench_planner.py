@@ -436,7 +436,8 @@ async def _run_case(
 ) -> dict:
     from bot.config import load_settings
     from models.db import make_engine, session_factory
-    from scheduler.planner import iter_plan, plan_day, save_day, save_plan
+    from scheduler.plan_save import save_plan
+    from scheduler.planner import iter_plan, plan_day, save_day
 
     settings = load_settings(None, environ={}, overrides={"database": {"url": url}})
     engine = make_engine(url)

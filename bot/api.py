@@ -1,10 +1,10 @@
 """The operator API: the `/api/*` routes of CONTRACT.md that take an API key.
 
-Every handler is wrapped by `operator`, which
-- checks `Authorization: Bearer <key>` against `settings.api.keys` before anything
-  is read or written (401 + `WWW-Authenticate: Bearer` otherwise);
-- turns bad input and domain errors into `{"error", "field"}` with their 4xx status,
-  logging one INFO line per error (route pattern only: no phone numbers).
+Every handler is wrapped by `operator`, which checks `Authorization: Bearer <key>`
+against `settings.api.keys` before anything is read or written (401 +
+`WWW-Authenticate: Bearer` otherwise). Bad input and domain errors are raised;
+`bot.errors.error_middleware` answers them as `{"error", "field"}` with their 4xx
+status, logging one INFO line per error (route pattern only: no phone numbers).
 
 A handler parses the body (`read_object`, then a pydantic model), makes one domain
 call inside one transaction (`models.db.transaction`: a domain error rolls all of it
@@ -15,45 +15,36 @@ from __future__ import annotations
 
 import functools
 import hmac
-import json
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
+from bot import greetings_api
+from bot.api_common import bearer_token, read_object
 from bot.appkeys import LOYALTY, SESSIONS, SETTINGS
-from bot.errors import describe_validation, json_error, json_response
+from bot.errors import Unauthorized, json_response
 from models import cards, consent, members, purchases, stores, tiers
 from models.clock import brand_today, parse_aware
 from models.db import transaction
-from models.errors import DomainError, InvalidInput, NotFound
+from models.errors import InvalidInput, NotFound
 from models.members import MemberIn
 from models.purchases import PurchaseIn
 from models.staff_auth import hash_password
-from models.strict import find_bad_text, row_id
+from models.strict import row_id
 from models.types import utcnow
 
-log = logging.getLogger("memberbot.api")
 routes = web.RouteTableDef()
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^\S+$")]
 
 
-class BadRequest(DomainError):
-    """The body is not a JSON object."""
-
-    status = 400
-
-
 def setup(app: web.Application) -> None:
-    """Add the operator routes. Needs `app[SETTINGS]` set."""
-    from bot import greetings_api  # the assistant-token route, POST /api/greetings
-
+    """Add the operator routes and the assistant-token route (POST /api/greetings).
+    Needs `app[SETTINGS]` set."""
     app[LOYALTY] = app[SETTINGS].loyalty
     app.router.add_routes(routes)
     greetings_api.setup(app)
@@ -63,9 +54,8 @@ def setup(app: web.Application) -> None:
 
 
 def _authorised(request: web.Request) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    given = given.strip()
-    if scheme.lower() != "bearer" or not given:
+    given = bearer_token(request)
+    if not given:
         return False
     token = given.encode("utf-8", "surrogateescape")
     match = False
@@ -74,58 +64,16 @@ def _authorised(request: web.Request) -> bool:
     return match
 
 
-def _fail(request: web.Request, status: int, error: str, field: str | None) -> web.Response:
-    route = request.match_info.route.resource
-    pattern = route.canonical if route is not None else "?"
-    log.info("%s %s -> %d %s (field %s)", request.method, pattern, status, error, field)
-    return json_error(status, error, field)
-
-
 def operator(handler: Handler) -> Handler:
-    """API-key auth and error translation for one operator route."""
+    """API-key auth for one operator route (checked before the body is read)."""
 
     @functools.wraps(handler)
     async def wrapped(request: web.Request) -> web.StreamResponse:
         if not _authorised(request):
-            response = _fail(request, 401, "missing or wrong API key", "authorization")
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
-        try:
-            return await handler(request)
-        except DomainError as exc:
-            return _fail(request, exc.status, exc.message, exc.field)
-        except ValidationError as exc:
-            return _fail(request, 422, *describe_validation(exc))
-        except web.HTTPRequestEntityTooLarge:
-            limit = request.client_max_size
-            return _fail(request, 413, f"body larger than {limit} bytes", None)
+            raise Unauthorized("missing or wrong API key", "authorization")
+        return await handler(request)
 
     return wrapped
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-async def read_object(request: web.Request, *, optional: bool = False) -> dict:
-    """The body as a JSON object (any Content-Type). Numbers with a fraction become
-    Decimal, so money stays exact. Malformed, not an object, or a key or string holding
-    a control character or an unpaired surrogate (`models.strict`) → 400."""
-    raw = await request.read()
-    if optional and not raw.strip():
-        return {}
-    try:
-        data = json.loads(
-            raw.decode("utf-8-sig"), parse_float=Decimal, parse_constant=_no_constants
-        )
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
-        raise BadRequest("malformed JSON") from None
-    if not isinstance(data, dict):
-        raise BadRequest("the JSON body must be an object")
-    field = find_bad_text(data)
-    if field is not None:
-        raise BadRequest("control characters and unpaired surrogates are not allowed", field)
-    return data
 
 
 def _context(request: web.Request):

@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import ClientSession, ClientTimeout, web
 
+from bot import api, channels, staff
+from bot import background as background_work
 from bot.appkeys import CONVERSATION, ENGINE, HTTP, SESSIONS, SETTINGS, SMS_SENDER
+from bot.bot import MemberBot
 from bot.config import Settings
 from bot.conversation import Conversation
 from bot.edge import edge_middleware
@@ -48,8 +51,6 @@ async def _sms_sender_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _conversation_ctx(app: web.Application) -> AsyncIterator[None]:
     """The member bot the webhooks talk to, unless the caller gave one (tests)."""
     if CONVERSATION not in app:
-        from bot.bot import MemberBot
-
         app[CONVERSATION] = MemberBot(
             settings=app[SETTINGS], sessions=app[SESSIONS], sms_sender=app[SMS_SENDER]
         )
@@ -85,7 +86,7 @@ def create_app(
     background: bool = False,
 ) -> web.Application:
     """The web app. `background=True` (serve) also runs the outbox sender and the
-    daily scheduler (`scheduler.service`); tests leave it off unless they test those."""
+    daily scheduler (`bot.background`); tests leave it off unless they test those."""
     app = web.Application(
         middlewares=[error_middleware, edge_middleware],
         client_max_size=settings.server.max_body_bytes,
@@ -100,17 +101,9 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.on_startup.append(_freeze_heap)  # after the cleanup contexts have started
     app.on_cleanup.append(_unfreeze_heap)
-    from bot import api
-
     api.setup(app)
-    from bot import channels
-
     channels.setup(app)
-    from bot import staff
-
     staff.setup(app)  # the staff console, /staff/
     if background:
-        from scheduler import service
-
-        service.setup(app)
+        background_work.setup(app)
     return app

@@ -191,7 +191,7 @@ class OutboxSettings(_Section):
     its own channel)."""
     claim_timeout: Annotated[float, Field(ge=30, le=86_400)] = 300
     """Seconds after which a `sending` claim counts as dead (its process died mid-send) and
-    another sender takes the message over (scheduler.outbox)."""
+    another sender takes the message over (scheduler.outbox_claims)."""
 
 
 class CareDays(_Section):

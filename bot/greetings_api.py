@@ -15,29 +15,29 @@ Body `{"member": "+86…" | 11 digits, "occasion": …, "note": "…" (optional)
 - 429 `{"error", "field", "reason": "rate_limited"}` with `Retry-After`.
 
 The logic lives in `scheduler.greetings` (shared with `memberbot greet` and the staff
-console); this module only parses, authenticates and serialises.
+console); this module only parses, authenticates and serialises. Errors are raised and
+answered by `bot.errors.error_middleware` (the refused rule and the rate limit's reason
+are their `details()`, its `Retry-After` their `retry_after`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from bot.api import read_object
+from bot.api_common import bearer_token, read_object
 from bot.appkeys import SESSIONS, SETTINGS
-from bot.errors import describe_validation, json_response
+from bot.errors import Unauthorized, json_response
 from models.db import transaction
-from models.errors import DomainError, NotFound
+from models.errors import NotFound
 from models.members import get_member_by_phone
 from models.phone import normalise_phone
 from models.tables import OutboxMessage
 from models.types import utcnow
 from scheduler import greetings
 
-log = logging.getLogger("memberbot.api")
 routes = web.RouteTableDef()
 PATH = "/api/greetings"
 
@@ -54,16 +54,6 @@ class GreetingIn(BaseModel):
     occasion: Annotated[str, Field(min_length=1, max_length=40)]
     note: Annotated[str, Field(max_length=2000)] | None = None
     """Checked by `scheduler.greetings.clean_note` (at most NOTE_MAX characters)."""
-
-
-def _error(status: int, error: str, field: str | None, **extra: Any) -> web.Response:
-    log.info("POST %s -> %d %s (field %s)", PATH, status, error, field)
-    return json_response({"error": error, "field": field, **extra}, status=status)
-
-
-def _bearer(request: web.Request) -> str:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return given.strip() if scheme.lower() == "bearer" else ""
 
 
 def message_view(message: OutboxMessage, tz) -> dict[str, Any]:
@@ -87,41 +77,26 @@ def message_view(message: OutboxMessage, tz) -> dict[str, Any]:
 async def post_greeting(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     sessions = request.app[SESSIONS]
-    token = _bearer(request)
+    token = bearer_token(request)
     async with transaction(sessions) as session:
         assistant = await greetings.authenticate_assistant(session, token=token)
         assistant_id = assistant.id if assistant is not None else None
     if assistant_id is None:
-        response = _error(401, "missing, unknown or inactive assistant token", "authorization")
-        response.headers["WWW-Authenticate"] = "Bearer"
-        return response
-    try:
-        data = GreetingIn.model_validate(await read_object(request))
-        phone = normalise_phone(data.member, "member")
-        async with transaction(sessions) as session:
-            member = await get_member_by_phone(session, phone=phone)
-            if member is None:
-                raise NotFound("no member with this phone", "member")
-            message, created = await greetings.queue_greeting(
-                session,
-                settings=settings,
-                assistant_id=assistant_id,
-                member_id=member.id,
-                occasion=data.occasion,
-                note=data.note or "",
-                now=utcnow(),
-            )
-            body = message_view(message, settings.brand.tz)
-    except greetings.GreetingRefused as exc:
-        return _error(422, exc.message, exc.field, rule=exc.rule)
-    except greetings.RateLimited as exc:
-        response = _error(429, exc.message, exc.field, reason=exc.reason)
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-    except DomainError as exc:
-        return _error(exc.status, exc.message, exc.field)
-    except ValidationError as exc:
-        return _error(422, *describe_validation(exc))
-    except web.HTTPRequestEntityTooLarge:
-        return _error(413, f"body larger than {request.client_max_size} bytes", None)
+        raise Unauthorized("missing, unknown or inactive assistant token", "authorization")
+    data = GreetingIn.model_validate(await read_object(request))
+    phone = normalise_phone(data.member, "member")
+    async with transaction(sessions) as session:
+        member = await get_member_by_phone(session, phone=phone)
+        if member is None:
+            raise NotFound("no member with this phone", "member")
+        message, created = await greetings.queue_greeting(
+            session,
+            settings=settings,
+            assistant_id=assistant_id,
+            member_id=member.id,
+            occasion=data.occasion,
+            note=data.note or "",
+            now=utcnow(),
+        )
+        body = message_view(message, settings.brand.tz)
     return json_response(body, status=202 if created else 200)

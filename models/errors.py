@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DomainError(Exception):
     """Base class. `field` names the input at fault, when there is one."""
 
     status = 422
+    retry_after: int | None = None
+    """Seconds after which the same request may succeed (a rate limit), when known."""
 
     def __init__(self, message: str, field: str | None = None):
         super().__init__(message)
         self.message = message
         self.field = field
+
+    def details(self) -> dict[str, Any]:
+        """More facts for the answer, beside the message and the field (none here)."""
+        return {}
 
 
 class InvalidInput(DomainError):

@@ -8,7 +8,7 @@ Twilio's callbacks can arrive out of order (a late `sent` after `delivered`), tw
 or before our own send call has returned. So each receipt is kept by the provider's
 message id (`sms_receipts.provider_id`) and changed only forward, by one conditional
 statement, which makes concurrent callbacks for one message safe on both engines.
-The outbox follows these receipts (`scheduler.outbox.apply_receipt`): the status
+The outbox follows these receipts (`scheduler.outbox_receipts.apply_receipt`): the status
 callback applies each forward move to the message sent as that provider id, and the
 sender, when it records the provider id, first records the send call's own answer here
 (INSERT … ON CONFLICT DO NOTHING on the unique provider id) and then applies whatever

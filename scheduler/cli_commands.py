@@ -86,7 +86,7 @@ def _runner(func: Command) -> Callable[[argparse.Namespace], int]:
 
 def add_commands(subparsers, parent_parser: argparse.ArgumentParser) -> None:
     """Add ``plan``, ``outbox``, ``lint`` and ``report`` to `bot.cli`'s subparsers."""
-    from scheduler.outbox import STATUSES
+    from scheduler.outbox_states import STATUSES
 
     plan = subparsers.add_parser(
         "plan", parents=[parent_parser], help="run the daily planner for a date"
@@ -147,7 +147,9 @@ async def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _dry_run(sessions, settings: Settings, args: argparse.Namespace) -> int:
-    from scheduler.planner import QUEUED, pending_only, plan_day
+    from scheduler.plan_save import pending_only
+    from scheduler.plan_types import QUEUED
+    from scheduler.planner import plan_day
 
     async with sessions() as session:  # read only; closing rolls the transaction back
         planned = await plan_day(session, settings=settings, day=args.date)
@@ -221,7 +223,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], out: TextIO | N
 async def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
     from bot.cli import open_database
     from models.tables import Member, OutboxMessage
-    from scheduler.outbox import STATUSES
+    from scheduler.outbox_states import STATUSES
 
     if args.status is not None and args.status not in STATUSES:
         raise _cli_error(f"unknown status {args.status!r} (expected one of: {', '.join(STATUSES)})")

@@ -58,6 +58,7 @@ import hmac
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -70,10 +71,11 @@ from models.errors import DomainError, InvalidInput, NotFound
 from models.stores import authenticate_assistant as _lookup_assistant
 from models.stores import hash_token
 from models.tables import Assignment, Assistant, Identity, Member, OutboxMessage, Store
-from scheduler import message_rules, outbox, policy, render
+from scheduler import message_rules, policy, render
 from scheduler.kinds import GREETING_KINDS, GREETING_OCCASIONS, LOCALES
 from scheduler.message_rules import Violation
 from scheduler.occasion_window import NOT_NEAR_OCCASION, occasion_refusal
+from scheduler.outbox_states import QUEUED, SUPPRESSED, enqueue
 
 KIND = "personal_greeting"
 OCCASIONS = GREETING_OCCASIONS
@@ -102,6 +104,9 @@ class GreetingRefused(DomainError):
         super().__init__(detail or rule.replace("_", " "), field)
         self.rule = rule
 
+    def details(self) -> dict[str, Any]:
+        return {"rule": self.rule}
+
 
 class RateLimited(DomainError):
     """The assistant queued `limit` greetings in the last hour: 429, nothing saved."""
@@ -116,6 +121,9 @@ class RateLimited(DomainError):
         self.reason = RATE_LIMITED
         self.limit = limit
         self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"reason": self.reason}
 
 
 class NotOwner(DomainError):
@@ -272,7 +280,7 @@ async def _wechat(session: AsyncSession, member_id: int) -> policy.WeChatIdentit
         count = select(func.count()).where(
             OutboxMessage.member_id == member_id,
             OutboxMessage.via == "customer_service",
-            OutboxMessage.status != outbox.SUPPRESSED,
+            OutboxMessage.status != SUPPRESSED,
             col(OutboxMessage.send_after) >= last_in,
         )
         used = (await session.exec(count)).one()
@@ -293,7 +301,7 @@ async def _counted(session: AsyncSession, *, member_id: int, day: date, tz) -> i
     kind not suppressed in the 7 brand days ending on `day` (the planner's window)."""
     stmt = select(func.count()).where(
         OutboxMessage.member_id == member_id,
-        OutboxMessage.status != outbox.SUPPRESSED,
+        OutboxMessage.status != SUPPRESSED,
         col(OutboxMessage.send_after) >= day_start(day - timedelta(days=6), tz),
         col(OutboxMessage.send_after) < day_end(day, tz),
     )
@@ -483,7 +491,7 @@ async def queue_greeting(
         return found, False
     await _check_rate(session, settings=settings, assistant_id=p.assistant.id, now=now)
     reason = p.draft.suppressed_reason
-    message = await outbox.enqueue(
+    message = await enqueue(
         session,
         member_id=p.member.id,
         kind=KIND,
@@ -498,7 +506,7 @@ async def queue_greeting(
         locale=p.locale,
         store_id=p.assistant.store_id,
         assistant_id=p.assistant.id,
-        status=outbox.SUPPRESSED if reason else outbox.QUEUED,
+        status=SUPPRESSED if reason else QUEUED,
         reason=reason,
     )
     if message is not None:

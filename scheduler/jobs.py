@@ -190,7 +190,7 @@ async def plan_and_save(session: AsyncSession, *, settings: Settings, day: date,
 async def _card_steps(
     session: AsyncSession, *, settings: Settings, day: date, now: datetime
 ) -> int:
-    from scheduler.planner import due_card_steps
+    from scheduler.card_steps import due_card_steps
 
     moved = 0
     for step in await due_card_steps(session, day=day, tz=settings.brand.tz):

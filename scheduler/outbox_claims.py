@@ -2,8 +2,25 @@
 
 `claim` takes due messages (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and marks
 them ``sending``; `record_sent` moves many accepted messages to ``sent`` in a
-handful of statements (the sender's hot path). The delivery guarantee is
-described in `scheduler.outbox`.
+handful of statements (the sender's hot path). The states and moves are in
+`scheduler.outbox_states`.
+
+Claims (`claim`): due messages are `queued` with `send_after <= now`, `failed` with
+`next_attempt_at <= now` (attempts left), or `sending` with a claim older than
+`claim_timeout` (the process died mid-send). On PostgreSQL they are selected
+`FOR UPDATE SKIP LOCKED`, so concurrent claimers get disjoint rows; on SQLite every
+transaction is `BEGIN IMMEDIATE` (models/db.py), which serialises claimers.
+
+Delivery guarantee (claim → send → record, each its own transaction; no transaction is
+held across the network call): a message is sent exactly once, except at one boundary —
+the provider accepted it but we never learnt so. That happens when the process dies
+(or loses its database) between the provider's acceptance and our record: the claim
+expires after `claim_timeout` and the message is sent again; and when the provider's
+answer does not arrive in time (a timeout is retried, but the provider may have
+accepted it). The send calls used here carry no idempotency key that could close that
+gap, so the outbox is at-least-once there and exactly once everywhere else. A stale claim counts
+as an attempt, so a message that kills the process every time gives up after
+`max_attempts`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,31 @@
 """Outbox states and moves: the state machine, one message's transition, a new message.
 
-The rules are described in `scheduler.outbox`: every move is one conditional
-UPDATE plus an `outbox_events` row (`transition`); `enqueue` adds a message
-unless its (member, kind, occasion) exists; `events` reads a message's history.
+MESSAGING.md "States of an outgoing message":
+
+    planned → queued → sending → sent → delivered
+                         │  ↑
+                         ↓  │ (retry, when next_attempt_at comes)
+                        failed            undeliverable, suppressed, delivered: final
+
+- `failed` is retryable: it carries `attempts` and `next_attempt_at`; after
+  `outbox.max_attempts` it stays `failed` with no next try and reason "gave up".
+- `undeliverable`: the provider refused for good (Twilio 21610 stop, 21211/21614 bad
+  number, any other refusal). `suppressed`: decided before sending (stopped, no channel,
+  a broken rule, capped, a greeting whose day has passed).
+- `sending → queued` is the one move "back": the message is released without anything
+  having left (deferred to the next allowed moment, re-routed to another channel, or
+  held while a provider is failing). Nothing else ever moves backwards; a late `sent`
+  callback after `delivered` changes nothing.
+
+Every change is one conditional UPDATE (`… WHERE status = <from>`) plus an
+`outbox_events` row, so two writers racing for one message (a sender and a status
+callback, two replicas) cannot both move it. A new message's first event is
+`planned → <status>`.
+
+`transition` makes one move; `enqueue` adds a message unless its (member, kind,
+occasion) exists; `events` reads a message's history. Claims and the delivery
+guarantee: `scheduler.outbox_claims`; refusals and SMS receipts:
+`scheduler.outbox_receipts`.
 """
 
 from __future__ import annotations

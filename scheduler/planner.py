@@ -81,7 +81,8 @@ The parts: `scheduler.care_calendar` (purchase follow-ups, quarterly fallback),
 expiry), `scheduler.card_steps`, `scheduler.plan_reads` (batch reads),
 `scheduler.plan_compose` (one member's messages), `scheduler.plan_save`
 (`save_plan`, `pending_only`) and `scheduler.plan_types` (the values passed
-between them). This module runs them in order and re-exports their public names.
+between them). This module runs them in order; each part's names are imported from
+its own module.
 """
 
 from __future__ import annotations
@@ -98,35 +99,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.config import Settings
 from scheduler import care_calendar, occasion_due
-from scheduler.card_steps import card_messages, card_step_due, due_card_steps
-from scheduler.care_calendar import QUARTER_DAYS, quarter_occasion, quarterly_sale_days, sale_day
-from scheduler.occasion_due import (
-    JOIN_YEARS_BACK,
-    dormant_range,
-    join_dates,
-    lunar_days,
-    solar_days,
-)
+from scheduler.card_steps import card_messages
 from scheduler.plan_compose import plan_member
-from scheduler.plan_reads import CHUNK, BatchContext, among, chunks, members_after, members_by_ids
-from scheduler.plan_save import FIRST_EVENT_FROM, pending_only, save_plan
-from scheduler.plan_types import (
-    QUEUED,
-    SUPPRESSED,
-    CardStep,
-    Due,
-    MemberRow,
-    PlanDay,
-    Planned,
-    SaveResult,
-)
-
-__all__ = [
-    "CHUNK", "FIRST_EVENT_FROM", "JOIN_YEARS_BACK", "QUARTER_DAYS", "QUEUED", "SUPPRESSED",
-    "CardStep", "Planned", "SaveResult", "card_step_due", "dormant_range", "due_card_steps",
-    "iter_plan", "join_dates", "lunar_days", "pending_only", "plan_day", "quarter_occasion",
-    "quarterly_sale_days", "sale_day", "save_day", "save_plan", "solar_days",
-]  # fmt: skip
+from scheduler.plan_reads import BatchContext, among, chunks, members_after, members_by_ids
+from scheduler.plan_save import save_plan
+from scheduler.plan_types import Due, MemberRow, PlanDay, Planned, SaveResult
 
 _SOURCES = (
     care_calendar.purchase_followups,

@@ -1,7 +1,7 @@
 """Recording what became of each claimed message, through one `GroupWriter`.
 
 Whatever results are waiting share one transaction (`Recorder`): the ``sent`` ones
-as one bulk conditional UPDATE (`scheduler.outbox.record_sent`), the others each
+as one bulk conditional UPDATE (`scheduler.outbox_claims.record_sent`), the others each
 by its own conditional write (`transition` under the claim the sender held), so a
 message whose claim was taken over is counted as lost, never written twice.
 `Pass` is one drain pass: its time, its tally (`DrainResult`), the messages not
@@ -24,8 +24,17 @@ from bot.config import OutboxSettings
 from bot.group_commit import GroupWriter
 from models.db import transaction
 from models.tables import OutboxMessage
-from scheduler import outbox
-from scheduler.outbox import FAILED, QUEUED, SENDING, SUPPRESSED, UNDELIVERABLE, Accepted
+from scheduler.outbox_claims import Accepted, record_sent
+from scheduler.outbox_receipts import record_refusal
+from scheduler.outbox_states import (
+    FAILED,
+    GAVE_UP,
+    QUEUED,
+    SENDING,
+    SUPPRESSED,
+    UNDELIVERABLE,
+    transition,
+)
 from scheduler.send_checks import Recipient, WindowUse, next_channel
 from scheduler.send_retry import DOWN_NOTE, HELD_PREFIX, PROBE_NOTE, backoff
 from scheduler.transports import (
@@ -105,12 +114,12 @@ class Recorder:
 
     async def _flush(self, items: list[Op | _Sent]) -> list[object]:
         """One transaction for whatever records are waiting: the `sent` ones in bulk
-        (`outbox.record_sent`), every other one by its own conditional write."""
+        (`record_sent`), every other one by its own conditional write."""
         sent = [i for i in items if isinstance(i, _Sent)]
         async with transaction(self._sessions) as session:
             moved: set[int] = set()
             if sent:
-                moved = await outbox.record_sent(
+                moved = await record_sent(
                     session, accepted=[i.accepted for i in sent], now=max(i.at for i in sent)
                 )
             return [
@@ -133,7 +142,7 @@ class Recorder:
         run.unsent.pop(m.id, None)
 
         async def op(session: AsyncSession) -> bool:
-            return await outbox.transition(
+            return await transition(
                 session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
                 to_status=status, now=now, reason=reason, **fields,
             )  # fmt: skip
@@ -159,7 +168,7 @@ class Recorder:
         async def op(session: AsyncSession) -> bool:
             moved = False
             for m in messages:
-                moved = await outbox.transition(
+                moved = await transition(
                     session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
                     to_status=QUEUED, now=now, reason=reason,
                     send_after=send_after or m.send_after, **fields,
@@ -210,7 +219,7 @@ class Recorder:
         else:
             attempts = m.attempts + 1
             if attempts >= self._opts.max_attempts:
-                reason, next_at = outbox.GAVE_UP, None
+                reason, next_at = GAVE_UP, None
             else:
                 reason = f"{exc.reason}; {DOWN_NOTE}" if exc.outage else exc.reason
                 wait = max(backoff(attempts, self._opts.retry_backoff), exc.retry_after or 0)
@@ -221,7 +230,7 @@ class Recorder:
         )  # fmt: skip
 
         async def op(session: AsyncSession) -> bool:
-            return await outbox.transition(
+            return await transition(
                 session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
                 to_status=FAILED, now=now, reason=reason, attempts=attempts,
                 next_attempt_at=next_at, error_code=(exc.code or "")[:20] or None, **fields,
@@ -282,16 +291,14 @@ class Recorder:
             return
 
         async def op(session: AsyncSession) -> bool:
-            moved = await outbox.transition(
+            moved = await transition(
                 session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
                 to_status=UNDELIVERABLE, now=now, reason=exc.reason,
                 attempts=m.attempts + 1, next_attempt_at=None, error_code=code,
             )  # fmt: skip
             if moved and exc.kind in (STOPPED, BAD_ADDRESS):
                 source = f"{transport.via} {exc.code}" if exc.code else transport.via
-                await outbox.record_refusal(
-                    session, message=m, kind=exc.kind, source=source, now=now
-                )
+                await record_refusal(session, message=m, kind=exc.kind, source=source, now=now)
             return moved
 
         if await self._record(run, m, op):

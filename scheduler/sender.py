@@ -25,7 +25,7 @@ One pass (`Sender.drain_once`):
    claim expires.
 4. Record (no transaction is open during the network call):
    - accepted → `sent` with the provider id (+ an SMS receipt that arrived before the
-     call returned is applied at once: `scheduler.outbox.apply_receipt`);
+     call returned is applied at once: `scheduler.outbox_receipts.apply_receipt`);
    - `Retryable` → `failed`, attempts + 1, `next_attempt_at` = now + `retry_backoff` ×
      2^(attempts − 1), at most 300 s (or the provider's `Retry-After`, if longer);
      after `max_attempts` → `failed` with no next try, reason "gave up". The channel
@@ -44,15 +44,15 @@ One pass (`Sender.drain_once`):
 
 Records go through one `GroupWriter` (bot/group_commit.py): whatever results are waiting
 share one transaction — the `sent` ones as one bulk conditional UPDATE
-(`outbox.record_sent`), the others each by its own conditional write — so under load
-the cost per message is a fraction of a transaction, and when idle a lone result is
-committed at once.
+(`scheduler.outbox_claims.record_sent`), the others each by its own conditional write —
+so under load the cost per message is a fraction of a transaction, and when idle a lone
+result is committed at once.
 
 `run()` repeats passes (at once while there is work, else every `outbox.poll_interval`
 seconds) and stops cleanly when cancelled: answers already received are still recorded,
 claimed messages not yet handed to a provider are released to `queued`, and a call
-under way is the at-least-once boundary of `scheduler.outbox` (its claim expires and
-it is sent again). The semaphore is given back as soon as the provider answered, so a
+under way is the at-least-once boundary of `scheduler.outbox_claims` (its claim expires
+and it is sent again). The semaphore is given back as soon as the provider answered, so a
 busy database never holds up the sending.
 
 The send-time rules and the re-route are in `scheduler.send_checks`, the backoff and
@@ -75,8 +75,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.config import Settings
 from models.tables import OutboxMessage
 from models.types import utcnow
-from scheduler import outbox
-from scheduler.outbox import SUPPRESSED
+from scheduler.outbox_claims import claim
+from scheduler.outbox_states import SUPPRESSED
 from scheduler.policy import Suppressed
 from scheduler.ratelimit import RateLimiter, SharedRateLimiter
 from scheduler.send_checks import (
@@ -86,16 +86,14 @@ from scheduler.send_checks import (
     send_time_channel,
     send_time_verdict,
 )
-from scheduler.send_records import DrainResult, Op, Pass, Recorder
-from scheduler.send_retry import HELD_PREFIX, MAX_BACKOFF, ChannelBreaker, backoff
+from scheduler.send_records import DrainResult, Pass, Recorder
+from scheduler.send_retry import HELD_PREFIX, ChannelBreaker
 from scheduler.transports import (
     Permanent,
     Retryable,
     Transport,
     Transports,
 )
-
-__all__ = ["MAX_BACKOFF", "DrainResult", "Op", "Sender", "backoff", "drain_until_idle"]
 
 log = logging.getLogger("memberbot.outbox")
 
@@ -210,7 +208,7 @@ class Sender:
     ) -> tuple[list[OutboxMessage], dict[int, Recipient]]:
         claimed: list[OutboxMessage] = []
         for channel in sorted(channels):
-            claimed += await outbox.claim(
+            claimed += await claim(
                 session,
                 now=now,
                 limit=self._claim_limit(channel),

@@ -14,8 +14,9 @@ import bot.greetings_api
 from bot.app import create_app
 from models.db import transaction
 from models.tables import Assistant, Identity, Member, OutboxEvent, OutboxMessage
-from scheduler import greetings, message_rules, outbox, render
+from scheduler import greetings, message_rules, render
 from scheduler.kinds import GREETING_OCCASIONS, LOCALES
+from scheduler.outbox_states import enqueue
 from tests.conftest import API_KEY
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -224,7 +225,7 @@ async def test_weekly_cap_suppresses_the_greeting(aiohttp_client, make_settings,
     async with transaction(sessions) as s:
         for i, days_ago in enumerate((2, 5)):
             at = clock.at - timedelta(days=days_ago)
-            await outbox.enqueue(
+            await enqueue(
                 s, member_id=mid, kind="care_d30", occasion=f"purchase:{i}",
                 planned_on=at.astimezone(SH).date(), text="…", channel="sms", via="console",
                 address=PHONE, send_after=at, now=at,
@@ -248,7 +249,7 @@ async def test_a_message_older_than_seven_days_does_not_count(
     mid = await member_id(sessions, PHONE)
     at = clock.at - timedelta(days=8)
     async with transaction(sessions) as s:
-        await outbox.enqueue(
+        await enqueue(
             s, member_id=mid, kind="care_d30", occasion="purchase:1",
             planned_on=at.astimezone(SH).date(), text="…", channel="sms", via="console",
             address=PHONE, send_after=at, now=at,

@@ -1,5 +1,6 @@
-"""scheduler.jobs and scheduler.service: the daily run (claim, upkeep, plan, card steps),
-catch-up, the APScheduler wiring and the birthday report — explicit dates, both engines."""
+"""scheduler.jobs, scheduler.service and bot.background: the daily run (claim, upkeep,
+plan, card steps), catch-up, the APScheduler wiring and the birthday report — explicit
+dates, both engines."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from lunardate import LunarDate
 from sqlalchemy import text
 from sqlmodel import func, select
 
+from bot import appkeys, background
 from bot.app import create_app
 from models import vouchers
 from models.db import transaction
@@ -33,6 +35,7 @@ from models.tables import (
 from scheduler import jobs, planner, service
 from scheduler.jobs import month_end_birthdays, run_daily, run_finished
 from scheduler.service import due_catch_up
+from scheduler.transports import Transports
 from tests.conftest import is_pg
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -250,11 +253,11 @@ async def test_catch_up_on_start_runs_today_only(aiohttp_client, settings, sessi
     """Started at 10:00 brand time on 1 April with no run yet: 1 April is planned at
     once; the run missed on 31 March (the service was down) is not."""
     app = create_app(settings)
-    app[service.CLOCK] = lambda: datetime(2027, 4, 1, 2, 0, tzinfo=UTC)
-    app[service.TRANSPORTS] = service.Transports()  # nothing to send on
-    service.setup(app)
+    app[appkeys.CLOCK] = lambda: datetime(2027, 4, 1, 2, 0, tzinfo=UTC)
+    app[appkeys.TRANSPORTS] = Transports()  # nothing to send on
+    background.setup(app)
     await aiohttp_client(app)
-    await app[service.CATCH_UP]
+    await app[appkeys.CATCH_UP]
     assert (await plan_run(sessions, DAY)).finished_at is not None
     assert await plan_run(sessions, DAY - timedelta(days=1)) is None
 
@@ -262,17 +265,17 @@ async def test_catch_up_on_start_runs_today_only(aiohttp_client, settings, sessi
 async def test_scheduler_starts_with_the_job_in_brand_time_and_stops(aiohttp_client, make_settings):
     settings = make_settings(brand={"timezone": "America/New_York"}, scheduler={"plan_at": "07:45"})
     app = create_app(settings)
-    app[service.CLOCK] = lambda: datetime(2027, 4, 1, 10, 0, tzinfo=UTC)  # 06:00 in New York
-    app[service.TRANSPORTS] = service.Transports()
-    service.setup(app)
+    app[appkeys.CLOCK] = lambda: datetime(2027, 4, 1, 10, 0, tzinfo=UTC)  # 06:00 in New York
+    app[appkeys.TRANSPORTS] = Transports()
+    background.setup(app)
     client = await aiohttp_client(app)
-    scheduler = app[service.SCHEDULER]
+    scheduler = app[appkeys.SCHEDULER]
     assert scheduler.running
-    job = scheduler.get_job(service.DAILY_JOB_ID)
+    job = scheduler.get_job(background.DAILY_JOB_ID)
     assert isinstance(job.trigger, CronTrigger)
     assert str(job.trigger.timezone) == "America/New_York"
     assert str(job.trigger) == "cron[hour='7', minute='45']"
-    assert service.CATCH_UP not in app  # before plan_at: nothing to catch up
+    assert appkeys.CATCH_UP not in app  # before plan_at: nothing to catch up
     sender_task = [t for t in asyncio.all_tasks() if t.get_name() == "outbox-sender"]
     assert len(sender_task) == 1
     await client.close()
@@ -282,10 +285,10 @@ async def test_scheduler_starts_with_the_job_in_brand_time_and_stops(aiohttp_cli
 
 async def test_disabled_scheduler_still_runs_the_sender(aiohttp_client, make_settings):
     app = create_app(make_settings(scheduler={"enabled": False}), background=True)
-    app[service.CLOCK] = lambda: datetime(2027, 4, 1, 12, 0, tzinfo=UTC)
+    app[appkeys.CLOCK] = lambda: datetime(2027, 4, 1, 12, 0, tzinfo=UTC)
     await aiohttp_client(app)
-    assert service.SCHEDULER not in app and service.CATCH_UP not in app
-    assert "console" in app[service.SENDER]._transports.channels()
+    assert appkeys.SCHEDULER not in app and appkeys.CATCH_UP not in app
+    assert "console" in app[appkeys.SENDER]._transports.channels()
     assert [t for t in asyncio.all_tasks() if t.get_name() == "outbox-sender"]
 
 
@@ -342,33 +345,33 @@ async def test_an_unfinished_run_is_retried_until_taken_over_but_never_on_anothe
     """Restarted at 08:10 while the run a dead process started at 08:05 is unfinished:
     the catch-up looks again until the run is stale, then takes it over. Each clock
     read advances 10 minutes; RETRY_EVERY is 0 so the loop does not wait."""
-    monkeypatch.setattr(service, "RETRY_EVERY", timedelta(0))
+    monkeypatch.setattr(background, "RETRY_EVERY", timedelta(0))
     async with transaction(sessions) as s:
         s.add(PlanRun(day=DAY, started_at=NOW + timedelta(minutes=5), replica="dead"))
     reads = itertools.count()
     app = create_app(settings)
-    app[service.CLOCK] = lambda: NOW + timedelta(minutes=10 * (1 + next(reads)))
-    app[service.TRANSPORTS] = service.Transports()
-    service.setup(app)
+    app[appkeys.CLOCK] = lambda: NOW + timedelta(minutes=10 * (1 + next(reads)))
+    app[appkeys.TRANSPORTS] = Transports()
+    background.setup(app)
     await aiohttp_client(app)
-    await app[service.CATCH_UP]
+    await app[appkeys.CATCH_UP]
     run = await plan_run(sessions, DAY)
     assert run.finished_at is not None and run.replica != "dead"
     assert run.started_at - (NOW + timedelta(minutes=5)) > jobs.STALE_AFTER
 
 
 async def test_a_retry_stops_when_the_day_is_over(aiohttp_client, settings, sessions, monkeypatch):
-    monkeypatch.setattr(service, "RETRY_EVERY", timedelta(0))
+    monkeypatch.setattr(background, "RETRY_EVERY", timedelta(0))
     late = datetime(2027, 4, 1, 15, 50, tzinfo=UTC)  # 23:50 in Shanghai
     async with transaction(sessions) as s:
         s.add(PlanRun(day=DAY, started_at=late - timedelta(minutes=1), replica="busy"))
     reads = itertools.count()
     app = create_app(settings)
-    app[service.CLOCK] = lambda: late + timedelta(minutes=5 * next(reads))
-    app[service.TRANSPORTS] = service.Transports()
-    service.setup(app)
+    app[appkeys.CLOCK] = lambda: late + timedelta(minutes=5 * next(reads))
+    app[appkeys.TRANSPORTS] = Transports()
+    background.setup(app)
     await aiohttp_client(app)
-    await app[service.CATCH_UP]
+    await app[appkeys.CATCH_UP]
     run = await plan_run(sessions, DAY)
     assert (run.replica, run.finished_at) == ("busy", None)  # never taken over on 2 April
     assert await plan_run(sessions, DAY + timedelta(days=1)) is None

@@ -1,6 +1,7 @@
-"""The outbox state machine and claims (scheduler/outbox.py): enqueue once per occasion,
-every change an event, never backwards, due-message claims, stale claims taken over,
-concurrent claimers getting disjoint rows, and SMS receipts applied forward only.
+"""The outbox state machine and claims (scheduler/outbox_states.py, outbox_claims.py,
+outbox_receipts.py): enqueue once per occasion, every change an event, never backwards,
+due-message claims, stale claims taken over, concurrent claimers getting disjoint rows,
+and SMS receipts applied forward only.
 
 The helpers at the top are shared with tests/test_sender.py."""
 
@@ -17,19 +18,21 @@ from models import consent
 from models.db import transaction
 from models.sms_receipts import record_receipt
 from models.tables import ConsentEvent, Identity, Member, OutboxMessage
-from scheduler import outbox
-from scheduler.outbox import (
+from scheduler.outbox_claims import Accepted, claim, record_sent
+from scheduler.outbox_receipts import apply_receipt
+from scheduler.outbox_states import (
+    CLAIM_EXPIRED,
     DELIVERED,
     FAILED,
     QUEUED,
     SENDING,
     SENT,
+    STATUSES,
     SUPPRESSED,
     UNDELIVERABLE,
-    apply_receipt,
     can_transition,
-    claim,
     enqueue,
+    events,
     transition,
 )
 from tests.conftest import is_pg
@@ -88,8 +91,7 @@ async def load(sessions, message_id: int) -> OutboxMessage:
 async def history(sessions, message_id: int) -> list[tuple[str, str, str | None]]:
     async with sessions() as s:
         return [
-            (e.from_status, e.to_status, e.reason)
-            for e in await outbox.events(s, message_id=message_id)
+            (e.from_status, e.to_status, e.reason) for e in await events(s, message_id=message_id)
         ]
 
 
@@ -151,7 +153,7 @@ def test_the_allowed_moves():
     assert not can_transition("sent", "queued")
     assert not can_transition("failed", "sent")
     for final in ("delivered", "undeliverable", "suppressed"):
-        assert not any(can_transition(final, to) for to in outbox.STATUSES)
+        assert not any(can_transition(final, to) for to in STATUSES)
 
 
 async def test_every_change_is_an_event_and_nothing_moves_backwards(sessions):
@@ -273,7 +275,7 @@ async def test_a_stale_claim_is_taken_over_and_counts_as_an_attempt(sessions):
     msg = await load(sessions, stale)
     assert (msg.status, msg.claimed_at, msg.attempts) == (SENDING, T0, 1)
     assert (await history(sessions, stale))[-1] == (
-        "sending", "sending", f"reclaimed: {outbox.CLAIM_EXPIRED}"
+        "sending", "sending", f"reclaimed: {CLAIM_EXPIRED}"
     )  # fmt: skip
     gone = await load(sessions, dead)
     assert (gone.status, gone.attempts, gone.next_attempt_at) == (FAILED, 3, None)
@@ -364,11 +366,11 @@ async def test_a_failed_receipt_with_21211_marks_the_number_bad(sessions):
     assert await receipt(sessions, "failed", code="21211")
     async with sessions() as s:
         [ident] = (await s.exec(select(Identity))).all()
-        events = (await s.exec(select(ConsentEvent))).all()
+        consent_events = (await s.exec(select(ConsentEvent))).all()
     assert (ident.channel, ident.address, ident.member_id, ident.bad) == (
         "sms", PHONE, member_id, True
     )  # fmt: skip
-    assert ident.bad_reason == "twilio 21211" and events == []
+    assert ident.bad_reason == "twilio 21211" and consent_events == []
 
 
 # ----------------------------------------------------------------------------- callback races
@@ -381,8 +383,8 @@ async def _claimed(sessions) -> int:
     return mid
 
 
-def _accepted(mid: int) -> outbox.Accepted:
-    return outbox.Accepted(
+def _accepted(mid: int) -> Accepted:
+    return Accepted(
         message_id=mid,
         claimed_at=T0,
         via="twilio",
@@ -400,7 +402,7 @@ async def test_a_callback_committed_while_the_sender_records_is_applied(sessions
 
     async def record() -> set[int]:
         async with transaction(sessions) as s:
-            return await outbox.record_sent(s, accepted=[_accepted(mid)], now=T0)
+            return await record_sent(s, accepted=[_accepted(mid)], now=T0)
 
     async with sessions() as cb, cb.begin():
         assert await record_receipt(
@@ -418,7 +420,7 @@ async def test_a_callback_arriving_while_the_sender_records_waits_and_applies(se
     it to commit, then moves the receipt forward and finds the message `sent`."""
     mid = await _claimed(sessions)
     async with sessions() as snd, snd.begin():
-        assert await outbox.record_sent(snd, accepted=[_accepted(mid)], now=T0) == {mid}
+        assert await record_sent(snd, accepted=[_accepted(mid)], now=T0) == {mid}
         task = asyncio.ensure_future(receipt(sessions, "delivered", provider_id="SM9"))
     assert await asyncio.wait_for(task, 10) is True
     assert (await load(sessions, mid)).status == DELIVERED
@@ -428,6 +430,6 @@ async def test_record_sent_skips_a_message_whose_claim_was_taken_over(sessions):
     mid = await _claimed(sessions)
     await set_status(sessions, mid, claimed_at=T0 + timedelta(minutes=6))  # another sender
     async with transaction(sessions) as s:
-        assert await outbox.record_sent(s, accepted=[_accepted(mid)], now=T0) == set()
+        assert await record_sent(s, accepted=[_accepted(mid)], now=T0) == set()
     assert (await load(sessions, mid)).status == SENDING
     assert (await history(sessions, mid))[-1][:2] == ("queued", "sending")

@@ -29,16 +29,11 @@ from models.tables import (
     Store,
 )
 from scheduler import planner
-from scheduler.planner import (
-    card_step_due,
-    due_card_steps,
-    join_dates,
-    lunar_days,
-    pending_only,
-    plan_day,
-    save_plan,
-    solar_days,
-)
+from scheduler.card_steps import card_step_due, due_card_steps
+from scheduler.occasion_due import dormant_range, join_dates, lunar_days, solar_days
+from scheduler.plan_save import pending_only, save_plan
+from scheduler.plan_types import Planned, SaveResult
+from scheduler.planner import plan_day
 from tests.conftest import is_pg
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -116,19 +111,19 @@ async def buy(
     return p
 
 
-async def plan(sessions, settings, day: date) -> list[planner.Planned]:
+async def plan(sessions, settings, day: date) -> list[Planned]:
     async with sessions() as session, session.begin():
         return await plan_day(session, settings=settings, day=day)
 
 
-async def plan_and_save(sessions, settings, day: date) -> list[planner.Planned]:
+async def plan_and_save(sessions, settings, day: date) -> list[Planned]:
     async with sessions() as session, session.begin():
         planned = await plan_day(session, settings=settings, day=day)
         await save_plan(session, planned=planned, now=local(day, 8))
         return planned
 
 
-def of(planned, m: Member) -> list[planner.Planned]:
+def of(planned, m: Member) -> list[Planned]:
     return [p for p in planned if p.member_id == m.id]
 
 
@@ -136,7 +131,7 @@ def kinds(planned, m: Member) -> list[str]:
     return sorted(p.kind for p in of(planned, m))
 
 
-def one(planned, m: Member, kind: str) -> planner.Planned:
+def one(planned, m: Member, kind: str) -> Planned:
     found = [p for p in of(planned, m) if p.kind == kind]
     assert len(found) == 1, (kind, of(planned, m))
     return found[0]
@@ -193,10 +188,10 @@ def test_join_dates_cover_29_february_in_common_years():
 
 
 def test_dormant_range_is_the_first_day_past_the_months():
-    assert planner.dormant_range(date(2026, 11, 16), 10) == (date(2026, 1, 15), date(2026, 1, 16))
+    assert dormant_range(date(2026, 11, 16), 10) == (date(2026, 1, 15), date(2026, 1, 16))
     # month ends: 31 Jan + 10 months clamps; the range never overlaps between days
-    assert planner.dormant_range(date(2026, 12, 1), 10) == (date(2026, 1, 30), date(2026, 2, 1))
-    assert planner.dormant_range(date(2026, 12, 31), 10) == (date(2026, 2, 28), date(2026, 2, 28))
+    assert dormant_range(date(2026, 12, 1), 10) == (date(2026, 1, 30), date(2026, 2, 1))
+    assert dormant_range(date(2026, 12, 31), 10) == (date(2026, 2, 28), date(2026, 2, 28))
 
 
 def test_card_step_rules():
@@ -752,7 +747,7 @@ async def test_wechat_window_template_and_sms(sessions, make_settings):
 # --------------------------------------------------------------------------- quarterly fallback
 
 
-async def run_days(sessions, settings, start: date, end: date) -> list[planner.Planned]:
+async def run_days(sessions, settings, start: date, end: date) -> list[Planned]:
     out = []
     day = start
     while day <= end:
@@ -871,7 +866,7 @@ async def test_two_concurrent_saves_store_each_message_once(sessions, settings):
         planned = await plan_day(session, settings=settings, day=day)
     assert len(planned) == 54
 
-    async def save() -> planner.SaveResult:
+    async def save() -> SaveResult:
         async with sessions() as session, session.begin():
             return await save_plan(session, planned=planned, now=NOW, chunk_size=7)
 

@@ -21,9 +21,18 @@ from models import consent
 from models.db import transaction
 from models.sms_receipts import get_receipt
 from models.tables import Identity, Member
-from scheduler.outbox import DELIVERED, FAILED, QUEUED, SENDING, SENT, SUPPRESSED, UNDELIVERABLE
+from scheduler.outbox_states import (
+    DELIVERED,
+    FAILED,
+    QUEUED,
+    SENDING,
+    SENT,
+    SUPPRESSED,
+    UNDELIVERABLE,
+)
 from scheduler.ratelimit import RateLimiter
-from scheduler.sender import Sender, backoff, drain_until_idle
+from scheduler.send_retry import backoff
+from scheduler.sender import Sender, drain_until_idle
 from scheduler.transports import (
     ConsoleTransport,
     SmsTransport,

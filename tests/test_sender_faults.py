@@ -14,7 +14,7 @@ import pytest
 
 from bot.retry_after import parse_retry_after
 from bot.wechat_api import WeChatApi, WeChatApiError
-from scheduler.outbox import FAILED, GAVE_UP, QUEUED, SENT
+from scheduler.outbox_states import FAILED, GAVE_UP, QUEUED, SENT
 from scheduler.ratelimit import SharedRateLimiter
 from scheduler.sender import drain_until_idle
 from tests.fakes import WECHAT_APP_ID, WECHAT_APP_SECRET

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.staff import manager, pages, today, tracker
+from bot.staff.render import ASSETS, asset
+
 
 def setup(app: web.Application) -> None:
     """Add the console routes. Needs `app[SETTINGS]` set."""
-    from bot.staff import manager, pages, today, tracker
-    from bot.staff.render import ASSETS, asset
-
     for name in ASSETS:
         app.router.add_get(f"/staff/{name}", asset)
     app.router.add_get("/favicon.ico", asset)

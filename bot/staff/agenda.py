@@ -25,8 +25,11 @@ from models.calendar import LUNAR, occurrences_between
 from models.clock import add_months, day_start, local_date
 from models.staff_queries import Scope
 from models.tables import CardApplication, Member
+from scheduler.card_steps import card_step_due
 from scheduler.kinds import CARE_KINDS
-from scheduler.planner import Planned, card_step_due, dormant_range, iter_plan
+from scheduler.occasion_due import dormant_range
+from scheduler.plan_types import Planned
+from scheduler.planner import iter_plan
 
 
 @dataclass(frozen=True)
