@@ -15,7 +15,7 @@ CONTRACT.md "HTTP" and MESSAGING.md "SMS (Twilio)":
   configured SMS sender when it is ready.
 - A status callback (`MessageSid`, `MessageStatus`, `ErrorCode`) is recorded in
   `sms_receipts`, never moving a state backwards (`models.sms_receipts`), and moves the
-  outbox message sent as that sid forward (`scheduler.outbox.apply_receipt`: delivered,
+  outbox message sent as that sid forward (`scheduler.outbox_receipts.apply_receipt`: delivered,
   or undeliverable with the error code) → 204. A callback that arrives before the send
   call has returned waits in `sms_receipts` until the sender records the sid.
 - Stop words need nothing here: the conversation handles them like any text.
@@ -46,7 +46,7 @@ from models.errors import InvalidInput
 from models.phone import normalise_phone
 from models.sms_receipts import record_receipt
 from models.types import utcnow
-from scheduler.outbox import apply_receipt
+from scheduler.outbox_receipts import apply_receipt
 
 log = logging.getLogger("memberbot.sms")
 
