@@ -59,7 +59,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import rawdb
 from bot.config import Settings
 from bot.conversation import Inbound, Reply
 from bot.handlers import bind, card, consent, events, pending, points, rewards, vouchers
@@ -69,6 +68,7 @@ from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
 from bot.sms_sender import SmsSender, SmsSendError
 from bot.templating import pick_locale, render
+from models import rawdb
 from models.clock import local_date
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import InvalidInput

@@ -46,10 +46,10 @@ How (`InboundLog.respond_once`):
    the only write is the forward-only `last_inbound_at` stamp.
 
 The log is on the hot path of every webhook, so it runs on the raw driver
-(`bot.rawdb`, no SQLAlchemy) with one statement per message: the claim
+(`models.rawdb`, no SQLAlchemy) with one statement per message: the claim
 (INSERT … ON CONFLICT DO NOTHING RETURNING id), committed before the handler runs —
 on SQLite in the batch transaction of the writes queued meanwhile, on PostgreSQL as
-one multi-row statement per batch (`bot.group_commit`). The answer of step 2 is
+one multi-row statement per batch (`models.group_commit`). The answer of step 2 is
 stored *behind* the reply (`RawDb.defer`, batched with other writes): a retry that
 meanwhile finds the row `processing` waits for it (step 3), exactly as for a message
 still being handled; `settle()` waits until the stored answers are committed, and
@@ -73,7 +73,7 @@ from typing import Literal
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import eager, rawdb
+from bot import eager
 from bot.conversation import Reply
 from bot.handler_slots import HOLD_MAX, MAX_HANDLERS, HandlerSlots
 from bot.inbound_store import (
@@ -88,6 +88,7 @@ from bot.inbound_store import (
     InboundStore,
     Seen,
 )
+from models import rawdb
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.inbound")
