@@ -70,7 +70,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import eager
@@ -83,7 +82,6 @@ from bot.inbound_store import (
     FAILED,
     PROCESSING,
     SENT,
-    TABLE,
     Claim,
     InboundStore,
     Seen,
@@ -410,11 +408,3 @@ def _consume(future: asyncio.Future) -> None:
     """Mark the error of work nobody awaits any more as seen (it was answered already)."""
     if not future.cancelled():
         future.exception()
-
-
-async def prune(engine: AsyncEngine, *, before: datetime) -> int:
-    """Forget inbound messages created before `before` (platform retries come within
-    minutes; a day or more of history is plenty). Returns the number of rows removed."""
-    async with engine.begin() as conn:
-        result = await conn.execute(delete(TABLE).where(TABLE.c.created_at < before))
-    return result.rowcount

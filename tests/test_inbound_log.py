@@ -11,10 +11,11 @@ from sqlalchemy import insert, select
 
 from bot import eager
 from bot.conversation import Reply
-from bot.inbound_log import HandlingFailed, InboundLog, prune
+from bot.inbound_log import HandlingFailed, InboundLog
 from models import rawdb
 from models.db import make_engine
 from models.group_commit import GroupWriter, WriteQueue
+from models.inbound import prune
 from models.tables import InboundMessage
 
 
