@@ -66,7 +66,6 @@ from bot.handlers import help as help_
 from bot.handlers.turn import Route, Turn
 from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
-from bot.sms_sender import SmsSender, SmsSendError
 from bot.templating import pick_locale, render
 from models import rawdb
 from models.clock import local_date
@@ -75,6 +74,7 @@ from models.errors import InvalidInput
 from models.members import get_member_by_phone
 from models.phone import mask_phone
 from models.tables import Identity, Member, PendingAction
+from scheduler.providers import SmsSender, SmsSendError
 
 log = logging.getLogger("memberbot.bot")
 

@@ -19,10 +19,10 @@ from bot.appkeys import SMS_SENDER
 from bot.channels.wechat import WeChatMessage
 from bot.conversation import Inbound, Reply
 from bot.inbound_log import KEY_MAX, InboundLog, bounded_key
-from bot.sms_sender import ConsoleSmsSender
 from models import rawdb
 from models.group_commit import GroupWriter
 from models.tables import InboundMessage
+from scheduler.providers import ConsoleSmsSender
 from tests.fakes import TWILIO_AUTH_TOKEN
 from tests.payloads import (
     WECHAT_ACCOUNT,

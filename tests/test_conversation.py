@@ -16,7 +16,6 @@ from sqlmodel import col, func, select
 from bot.bot import MemberBot
 from bot.chat import run_chat
 from bot.conversation import Inbound, Reply
-from bot.sms_sender import SentSms, SmsSendError
 from models import cards, consent
 from models.db import transaction
 from models.purchases import PurchaseIn, record_purchase
@@ -32,6 +31,7 @@ from models.tables import (
     Voucher,
 )
 from models.vouchers import redeem
+from scheduler.providers import SentSms, SmsSendError
 from tests.factories import make_member, make_store
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # Wednesday 25 Nov 2026, 10:00 in Shanghai
