@@ -606,7 +606,7 @@ CATEGORIES = [
     ("aiohttp (HTTP server)", ("aiohttp/", "multidict/", "yarl/")),
     ("WeChat wire (wechatpy, XML, AES, adapter)",
      ("wechatpy/", "xmltodict", "bot/channels/", "cryptography/", "xml/etree")),
-    ("reply templates (jinja2)", ("jinja2/", "bot/templating.py")),
+    ("reply templates (jinja2)", ("jinja2/", "scheduler/text.py")),
     ("inbound log + group commit", ("bot/inbound_log.py", "models/group_commit.py",
                                     "bot/eager.py")),
     ("bot + domain code", ("bot/", "models/")),

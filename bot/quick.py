@@ -40,11 +40,11 @@ from functools import lru_cache
 from bot.config import Settings
 from bot.conversation import Reply
 from bot.handlers import points
-from bot.templating import pick_locale
 from models import rawdb, tiers
 from models.cards import OPEN
 from models.clock import day_end, day_start, local_date
 from models.group_commit import GroupWriter
+from models.locale_format import pick_locale
 from models.types import from_cents
 
 _OPEN = ", ".join(f"'{status}'" for status in sorted(OPEN))

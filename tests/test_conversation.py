@@ -841,7 +841,7 @@ SAMPLES: dict[str, dict] = {
 
 
 def test_every_reply_exists_in_both_locales():
-    from bot.templating import template_names
+    from scheduler.text import template_names
 
     assert template_names("zh_CN") == template_names("en") == sorted(SAMPLES)
 
@@ -849,7 +849,7 @@ def test_every_reply_exists_in_both_locales():
 @pytest.mark.parametrize("locale", ["zh_CN", "en"])
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_every_reply_renders(name, locale):
-    from bot.templating import render
+    from scheduler.text import render
 
     text = render(name, locale, brand="B", **SAMPLES[name])
     assert text and "\n\n" not in text
