@@ -601,13 +601,13 @@ def start_py_spy(pid: int, name: str, duration: int) -> subprocess.Popen:
 IDLE = "event loop idle (epoll wait)"
 CATEGORIES = [
     ("database driver (sqlite3 on the loop or aiosqlite's thread / asyncpg)",
-     ("aiosqlite/", "asyncpg/", "_connection_worker_thread", "bot/rawdb.py")),
+     ("aiosqlite/", "asyncpg/", "_connection_worker_thread", "models/rawdb.py")),
     ("SQLAlchemy (session, ORM, Core, greenlet bridge)", ("sqlalchemy/", "sqlmodel/")),
     ("aiohttp (HTTP server)", ("aiohttp/", "multidict/", "yarl/")),
     ("WeChat wire (wechatpy, XML, AES, adapter)",
      ("wechatpy/", "xmltodict", "bot/channels/", "cryptography/", "xml/etree")),
-    ("reply templates (jinja2)", ("jinja2/", "bot/templating.py")),
-    ("inbound log + group commit", ("bot/inbound_log.py", "bot/group_commit.py",
+    ("reply templates (jinja2)", ("jinja2/", "scheduler/text.py")),
+    ("inbound log + group commit", ("bot/inbound_log.py", "models/group_commit.py",
                                     "bot/eager.py")),
     ("bot + domain code", ("bot/", "models/")),
 ]  # fmt: skip

@@ -14,8 +14,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from bot.config import Settings
 from bot.conversation import Conversation
 from bot.inbound_log import InboundLog
-from bot.sms_sender import SmsSender
 from models.rules import LoyaltyRules
+from scheduler.providers import SmsSender
 from scheduler.sender import Sender
 from scheduler.transports import Transports
 

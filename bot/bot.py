@@ -59,7 +59,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot import rawdb
 from bot.config import Settings
 from bot.conversation import Inbound, Reply
 from bot.handlers import bind, card, consent, events, pending, points, rewards, vouchers
@@ -67,14 +66,16 @@ from bot.handlers import help as help_
 from bot.handlers.turn import Route, Turn
 from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
-from bot.sms_sender import SmsSender, SmsSendError
-from bot.templating import pick_locale, render
+from models import rawdb
 from models.clock import local_date
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import InvalidInput
+from models.locale_format import pick_locale
 from models.members import get_member_by_phone
 from models.phone import mask_phone
 from models.tables import Identity, Member, PendingAction
+from scheduler.providers import SmsSender, SmsSendError
+from scheduler.text import render
 
 log = logging.getLogger("memberbot.bot")
 

@@ -32,11 +32,12 @@ from bot.bot import MemberBot
 from bot.config import Settings
 from bot.conversation import Inbound
 from bot.demo import seed_demo
-from bot.sms_sender import ConsoleSmsSender, SmsSender, open_sms_sender
+from bot.sms_sender import open_sms_sender
 from models.clock import brand_today
 from models.db import make_engine, migrate, session_factory, transaction
 from models.errors import InvalidInput
 from models.phone import normalise_phone
+from scheduler.providers import ConsoleSmsSender, SmsSender
 
 PROMPT = "> "
 _EVENTS = {"/subscribe": "subscribe", "/unsubscribe": "unsubscribe"}

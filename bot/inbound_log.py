@@ -46,10 +46,10 @@ How (`InboundLog.respond_once`):
    the only write is the forward-only `last_inbound_at` stamp.
 
 The log is on the hot path of every webhook, so it runs on the raw driver
-(`bot.rawdb`, no SQLAlchemy) with one statement per message: the claim
+(`models.rawdb`, no SQLAlchemy) with one statement per message: the claim
 (INSERT … ON CONFLICT DO NOTHING RETURNING id), committed before the handler runs —
 on SQLite in the batch transaction of the writes queued meanwhile, on PostgreSQL as
-one multi-row statement per batch (`bot.group_commit`). The answer of step 2 is
+one multi-row statement per batch (`models.group_commit`). The answer of step 2 is
 stored *behind* the reply (`RawDb.defer`, batched with other writes): a retry that
 meanwhile finds the row `processing` waits for it (step 3), exactly as for a message
 still being handled; `settle()` waits until the stored answers are committed, and
@@ -70,10 +70,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import eager, rawdb
+from bot import eager
 from bot.conversation import Reply
 from bot.handler_slots import HOLD_MAX, MAX_HANDLERS, HandlerSlots
 from bot.inbound_store import (
@@ -83,11 +82,11 @@ from bot.inbound_store import (
     FAILED,
     PROCESSING,
     SENT,
-    TABLE,
     Claim,
     InboundStore,
     Seen,
 )
+from models import rawdb
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.inbound")
@@ -409,11 +408,3 @@ def _consume(future: asyncio.Future) -> None:
     """Mark the error of work nobody awaits any more as seen (it was answered already)."""
     if not future.cancelled():
         future.exception()
-
-
-async def prune(engine: AsyncEngine, *, before: datetime) -> int:
-    """Forget inbound messages created before `before` (platform retries come within
-    minutes; a day or more of history is plenty). Returns the number of rows removed."""
-    async with engine.begin() as conn:
-        result = await conn.execute(delete(TABLE).where(TABLE.c.created_at < before))
-    return result.rowcount

@@ -6,7 +6,7 @@ holder's later writes (its answer, `deferred`, `sent`, the release) name the row
 expired and a retry took the message over (`take_over`, a conditional UPDATE that gives
 the row a new lease), a late write of the old holder changes nothing.
 
-The hot statements run on the raw driver (`bot.rawdb`); without one (an in-memory
+The hot statements run on the raw driver (`models.rawdb`); without one (an in-memory
 SQLite database) the same statements go through SQLAlchemy Core.
 """
 
@@ -22,8 +22,8 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import rawdb
-from bot.group_commit import GroupWriter
+from models import rawdb
+from models.group_commit import GroupWriter
 from models.tables import InboundMessage
 from models.types import utcnow
 
@@ -231,7 +231,7 @@ class InboundStore:
         return [None] * len(items)
 
 
-# The raw-driver statements (`bot.rawdb`): one each per message.
+# The raw-driver statements (`models.rawdb`): one each per message.
 _CLAIM = (
     "INSERT INTO inbound_messages (channel, dedupe_key, status, created_at, lease_until)"
     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (channel, dedupe_key) DO NOTHING"

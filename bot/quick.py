@@ -6,7 +6,7 @@ CPU of everything else the webhook does. `QuickPoints.answer` reads what the ans
 needs — the sender's identity, the member it is actively bound to, whether the
 sender has a pending confirmation, the member's purchases in the tier windows, the
 next expiry and (when a level takes effect on approval) the open card
-applications — in one statement on the raw driver (`bot.rawdb`), one snapshot, and
+applications — in one statement on the raw driver (`models.rawdb`), one snapshot, and
 builds the reply with the same code as the normal path (`models.tiers.
 progress_from_sales`, `bot.handlers.points.answer`), so the text is the same. The
 reads of concurrent messages share that statement (`FACTS`). Given the message's
@@ -37,15 +37,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
-from bot import rawdb
 from bot.config import Settings
 from bot.conversation import Reply
-from bot.group_commit import GroupWriter
 from bot.handlers import points
-from bot.templating import pick_locale
-from models import tiers
+from models import rawdb, tiers
 from models.cards import OPEN
 from models.clock import day_end, day_start, local_date
+from models.group_commit import GroupWriter
+from models.locale_format import pick_locale
 from models.types import from_cents
 
 _OPEN = ", ".join(f"'{status}'" for status in sorted(OPEN))

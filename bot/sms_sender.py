@@ -7,9 +7,10 @@ pointing at Twilio or a fake). `open_sms_sender(settings.sms)` is an async conte
 manager: the Twilio HTTP client must be created inside the running loop and closed
 on shutdown (LIBRARIES.md), so the app opens it in a `cleanup_ctx`.
 
-A refused send raises `SmsSendError`, whose `kind` tells the caller what to do
-(MESSAGING.md "SMS (Twilio)"): `retry` (429, 5xx, network — back off and try again),
-`stopped` (21610: the member replied STOP to the carrier — record a stop),
+A refused send raises `SmsSendError` (`scheduler.providers`, with the `SmsSender`
+protocol and the console sender: what the outbox needs of SMS), whose `kind` tells
+the caller what to do (MESSAGING.md "SMS (Twilio)"): `retry` (429, 5xx, network —
+back off and try again), `stopped` (21610: the member replied STOP to the carrier — record a stop),
 `bad_number` (21211 / 21614 — mark the number, never retry) or `rejected` (any other
 refusal; do not retry). A 429 / 503 that carried `Retry-After` says how long Twilio
 asked us to wait (`SmsSendError.retry_after`): twilio's `TwilioRestException` has no
@@ -21,55 +22,21 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import itertools
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Literal, Protocol, TextIO
 
 import aiohttp
 
 from bot.config import SmsSettings
 from bot.retry_after import parse_retry_after
 from models.phone import mask_phone
+from scheduler.providers import ConsoleSmsSender, SendErrorKind, SentSms, SmsSender, SmsSendError
 
 log = logging.getLogger("memberbot.sms")
 
 STOPPED_CODES = frozenset({21610})
 BAD_NUMBER_CODES = frozenset({21211, 21614})
-SendErrorKind = Literal["retry", "stopped", "bad_number", "rejected"]
-
-
-@dataclass(frozen=True, slots=True)
-class SentSms:
-    provider_id: str
-    """The provider's message id (Twilio `SM…`), the key of later status callbacks."""
-    status: str
-    """The provider's state right after the send call (Twilio: `queued`, `accepted`, …)."""
-
-
-class SmsSendError(Exception):
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: SendErrorKind,
-        code: int | None = None,
-        http_status: int | None = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message)
-        self.kind: SendErrorKind = kind
-        self.code = code
-        self.http_status = http_status
-        self.retry_after = retry_after
-        """Seconds the provider asked us to wait (`Retry-After`), when it said."""
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind == "retry"
 
 
 def classify(http_status: int | None, code: int | None) -> SendErrorKind:
@@ -81,35 +48,6 @@ def classify(http_status: int | None, code: int | None) -> SendErrorKind:
     if http_status is None or http_status == 429 or http_status >= 500:
         return "retry"
     return "rejected"
-
-
-class SmsSender(Protocol):
-    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SentSms: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleSms:
-    to: str
-    body: str
-    status_callback: str | None
-    provider_id: str
-
-
-@dataclass
-class ConsoleSmsSender:
-    """Prints one line per message (the number masked) and remembers what it sent."""
-
-    out: TextIO | None = None
-    """Where to print; None = the current `sys.stdout`."""
-    sent: list[ConsoleSms] = field(default_factory=list)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1), repr=False)
-
-    async def send(self, to: str, body: str, *, status_callback: str | None = None) -> SentSms:
-        provider_id = f"console-{next(self._ids)}"
-        self.sent.append(ConsoleSms(to, body, status_callback, provider_id))
-        out = self.out or sys.stdout
-        print(f"[sms to {mask_phone(to)}] {body}", file=out, flush=True)
-        return SentSms(provider_id=provider_id, status="sent")
 
 
 class TwilioSmsSender:

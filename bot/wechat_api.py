@@ -19,7 +19,8 @@ included (CONTRACT.md: point it at a sandbox or a fake in tests).
   MESSAGING.md); the answer's `msgid` identifies it.
 
 WeChat reports errors as HTTP 200 with `{"errcode": n, "errmsg": …}`. `WeChatApiError`
-says whether trying again later may help (`retryable`: HTTP 429/5xx, network, errcode -1
+(`scheduler.providers`, with the codes below and the `WeChatSender` protocol) says
+whether trying again later may help (`retryable`: HTTP 429/5xx, network, errcode -1
 "system busy", 45009 daily quota reached) and, when WeChat sent one, how long it asked
 us to wait (`retry_after`, from a `Retry-After` header); 45015 / 45047 (the member's 48-hour window
 is closed, or its 5 messages are used up), 43004 (the member does not follow the
@@ -36,39 +37,11 @@ from collections.abc import Callable
 import aiohttp
 
 from bot.retry_after import parse_retry_after
+from scheduler.providers import WeChatApiError
 
 TOKEN_INVALID = frozenset({40001, 40014, 42001})
-BUSY = -1
-QUOTA_REACHED = 45009
-OUT_OF_WINDOW = frozenset({45015, 45047})
-"""The customer-service window is closed (48 hours since the member's last message) or
-its 5 messages are used up: the message cannot go this way now."""
-NOT_FOLLOWING = frozenset({43004})
-"""The member no longer follows the Official Account."""
 REFRESH_MARGIN = 300.0
 """Seconds before `expires_in` runs out at which the cached token is replaced."""
-
-
-class WeChatApiError(Exception):
-    def __init__(
-        self,
-        message: str,
-        *,
-        errcode: int | None = None,
-        http_status: int | None = None,
-        retry_after: float | None = None,
-    ):
-        super().__init__(message)
-        self.errcode = errcode
-        self.http_status = http_status
-        self.retry_after = retry_after
-        """Seconds WeChat asked us to wait (`Retry-After`), when it said."""
-
-    @property
-    def retryable(self) -> bool:
-        if self.errcode is not None:
-            return self.errcode in (BUSY, QUOTA_REACHED)
-        return self.http_status is None or self.http_status == 429 or self.http_status >= 500
 
 
 class WeChatApi:

@@ -23,7 +23,7 @@ on a later day what an earlier day missed):
    validity ended are reviewed (`models.tiers.review_tiers`), members whose
    probation ended without a purchase are handed out again (`models.ownership.
    redistribute`, DOMAIN.md §8), inbound-message history older than
-   `INBOUND_KEEP` is pruned (`bot.inbound_log.prune`). Upkeep runs before the plan
+   `INBOUND_KEEP` is pruned (`models.inbound.prune`). Upkeep runs before the plan
    so that messages are signed by the member's current assistant and care follows
    the current tier.
 2. the plan: `scheduler.planner.save_day` — `plan_day` + `save_plan` a batch of
@@ -63,6 +63,7 @@ from models import cards, ownership, points, tiers, vouchers
 from models.calendar import LUNAR, SOLAR, occurrences_between
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
+from models.inbound import prune
 from models.tables import Assistant, Member, PlanRun, Store
 
 log = logging.getLogger("memberbot.jobs")
@@ -238,8 +239,6 @@ async def run_daily(
     for name, fn in upkeep_steps(settings=settings, day=day, now=now).items():
         await _step(sessions, result, name, fn)
     try:
-        from bot.inbound_log import prune
-
         result.upkeep["prune_inbound"] = await prune(_engine(sessions), before=now - INBOUND_KEEP)
     except Exception:
         log.exception("daily job %s: step prune_inbound failed", day)

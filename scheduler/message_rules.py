@@ -38,7 +38,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from bot.templating import format_money
+from models.locale_format import format_money
 from scheduler import render
 from scheduler.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
 from scheduler.lexicon import (
@@ -50,6 +50,7 @@ from scheduler.lexicon import (
     may_hit,
     normalize,
 )
+from scheduler.text import finish
 
 # --------------------------------------------------------------------------- the check
 
@@ -231,7 +232,7 @@ def check_template_source(
     seen = {(v.rule, v.detail) for v in out}
     for ctx in render.sample_contexts(kind, locale):
         try:
-            text = render.finish(template.render(**render.full_context(kind, locale, ctx)))
+            text = finish(template.render(**render.full_context(kind, locale, ctx)))
         except (TemplateError, TypeError, ValueError) as exc:
             return [*out, Violation("render_error", f"{type(exc).__name__}: {exc}")]
         for v in check(

@@ -19,6 +19,7 @@ from scheduler import message_rules, policy, render
 from scheduler.kinds import KINDS, LOCALES
 from scheduler.plan_reads import BatchContext
 from scheduler.plan_types import QUEUED, Due, MemberRow, PlanDay, Planned, Sale, suppress
+from scheduler.text import finish
 
 _KIND_ORDER = {k: i for i, k in enumerate(KINDS)}
 
@@ -131,7 +132,7 @@ def _template(plan: PlanDay, kind: str, locale: str) -> Template:
 
 def render_text(plan: PlanDay, kind: str, locale: str, values: dict[str, Any]) -> str:
     template = _template(plan, kind, locale)
-    return render.finish(template.render(render.full_context(kind, locale, values)))
+    return finish(template.render(render.full_context(kind, locale, values)))
 
 
 def render_checked(

@@ -8,7 +8,7 @@ off, `StrictUndefined`, so a missing value fails loudly). Every template gets
 ``locale`` and ``stop_hint`` (`scheduler.kinds.STOP_HINTS`, never passed by the
 caller), and defaults for the optional values ``note`` ("") and ``years``
 (None). The filters of the reply templates apply: ``money``, ``day``,
-``short_day``, ``points`` (`bot.templating`).
+``short_day``, ``points`` (`scheduler.text.LOCALE_FILTERS`).
 
 Variables per kind are listed in `KIND_FIELDS`; `sample_contexts` gives
 representative values used by the lint (`scheduler.message_rules`). Values in
@@ -22,7 +22,6 @@ purchase item's category to a table entry, `care_tips` returns its text.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from datetime import date
 from decimal import Decimal
@@ -30,11 +29,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
-from jinja2.runtime import Context
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from bot.templating import TEMPLATES, format_day, format_money, format_short_day
 from scheduler.kinds import GREETING_KINDS, GREETING_OCCASIONS, kind_spec, stop_hint
+from scheduler.text import LOCALE_FILTERS, TEMPLATES, finish
 
 MESSAGES_DIR = TEMPLATES / "messages"
 CARE_TIPS_FILE = MESSAGES_DIR / "care_tips.toml"
@@ -81,27 +79,6 @@ DATA_FIELDS = (
 
 # fmt: on
 
-_BLANK_RUNS = re.compile(r"\n\s*\n(\s*\n)+")
-
-
-@pass_context
-def _money(ctx: Context, value: Decimal | int) -> str:
-    return format_money(value, ctx.get("locale", "zh_CN"))
-
-
-@pass_context
-def _day(ctx: Context, value: date) -> str:
-    return format_day(value, ctx.get("locale", "zh_CN"))
-
-
-@pass_context
-def _short_day(ctx: Context, value: date) -> str:
-    return format_short_day(value, ctx.get("locale", "zh_CN"))
-
-
-def _points(value: int) -> str:
-    return f"{int(value):,}"
-
 
 @cache
 def _environment(root: Path) -> Environment:
@@ -113,18 +90,13 @@ def _environment(root: Path) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
-    env.filters.update(money=_money, day=_day, short_day=_short_day, points=_points)
+    env.filters.update(LOCALE_FILTERS)
     return env
 
 
 def environment(template_dir: Path | None = None) -> Environment:
     """The jinja2 environment over `template_dir` (default bot/templates/messages), shared."""
     return _environment(Path(template_dir or MESSAGES_DIR).resolve())
-
-
-def finish(text: str) -> str:
-    """Collapse blank-line runs and strip, so templates can use {% if %} blocks freely."""
-    return _BLANK_RUNS.sub("\n\n", text).strip()
 
 
 def full_context(kind: str, locale: str, ctx: dict[str, Any]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ One pass (`Sender.drain_once`):
      delivered, so this is still one channel per message; a message is re-routed at
      most twice and never back to WeChat. No other channel left → `undeliverable`.
 
-Records go through one `GroupWriter` (bot/group_commit.py): whatever results are waiting
+Records go through one `GroupWriter` (models/group_commit.py): whatever results are waiting
 share one transaction — the `sent` ones as one bulk conditional UPDATE
 (`scheduler.outbox_claims.record_sent`), the others each by its own conditional write —
 so under load the cost per message is a fraction of a transaction, and when idle a lone

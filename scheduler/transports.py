@@ -18,9 +18,10 @@ A transport sends one outbox message and says how it went (MESSAGING.md "Channel
   re-route these to another channel, nothing was delivered —,
   `rejected` (any other refusal, e.g. another Twilio 4xx).
 
-Implementations: `SmsTransport` (any `bot.sms_sender.SmsSender`: Twilio's async REST
-client with the status callback URL, or the console SMS sender), the WeChat
-customer-service and template transports (`bot.wechat_api.WeChatApi`) and
+Implementations: `SmsTransport` (any `scheduler.providers.SmsSender`: Twilio's async
+REST client `bot.sms_sender` with the status callback URL, or the console SMS sender),
+the WeChat customer-service and template transports (any `scheduler.providers.
+WeChatSender`: the app's `bot.wechat_api.WeChatApi`) and
 `ConsoleTransport` (one masked line on stdout). `Transports.for_message` picks one.
 
 What a template message carries: `{"touser": openid, "template_id": <wechat.templates
@@ -37,10 +38,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
-from bot.sms_sender import ConsoleSmsSender, SmsSender, SmsSendError
-from bot.wechat_api import NOT_FOLLOWING, OUT_OF_WINDOW, WeChatApi, WeChatApiError
 from models.phone import mask_phone
 from models.tables import OutboxMessage
+from scheduler.providers import (
+    NOT_FOLLOWING,
+    OUT_OF_WINDOW,
+    ConsoleSmsSender,
+    SmsSender,
+    SmsSendError,
+    WeChatApiError,
+    WeChatSender,
+)
 
 STOPPED, BAD_ADDRESS, UNREACHABLE, REJECTED = "stopped", "bad_address", "unreachable", "rejected"
 STATUS_CALLBACK_PATH = "/sms/twilio/status"
@@ -173,7 +181,7 @@ class WeChatCustomerServiceTransport:
     via = "customer_service"
     receipts = False
 
-    def __init__(self, api: WeChatApi):
+    def __init__(self, api: WeChatSender):
         self._api = api
 
     async def send(self, message: OutboxMessage) -> SendResult:
@@ -192,7 +200,7 @@ class WeChatTemplateTransport:
     via = "template"
     receipts = False
 
-    def __init__(self, api: WeChatApi, templates: Mapping[str, str]):
+    def __init__(self, api: WeChatSender, templates: Mapping[str, str]):
         self._api = api
         self.templates = dict(templates)
 
@@ -272,7 +280,7 @@ class Transports:
         *,
         sms_sender: SmsSender,
         public_url: str,
-        wechat_api: WeChatApi | None = None,
+        wechat_api: WeChatSender | None = None,
         templates: Mapping[str, str] | None = None,
         out: TextIO | None = None,
     ) -> Transports:

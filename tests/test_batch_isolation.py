@@ -14,15 +14,15 @@ import io
 
 from sqlalchemy import select
 
-from bot import rawdb
 from bot.app import create_app
 from bot.appkeys import SMS_SENDER
 from bot.channels.wechat import WeChatMessage
 from bot.conversation import Inbound, Reply
-from bot.group_commit import GroupWriter
 from bot.inbound_log import KEY_MAX, InboundLog, bounded_key
-from bot.sms_sender import ConsoleSmsSender
+from models import rawdb
+from models.group_commit import GroupWriter
 from models.tables import InboundMessage
+from scheduler.providers import ConsoleSmsSender
 from tests.fakes import TWILIO_AUTH_TOKEN
 from tests.payloads import (
     WECHAT_ACCOUNT,

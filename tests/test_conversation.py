@@ -16,7 +16,6 @@ from sqlmodel import col, func, select
 from bot.bot import MemberBot
 from bot.chat import run_chat
 from bot.conversation import Inbound, Reply
-from bot.sms_sender import SentSms, SmsSendError
 from models import cards, consent
 from models.db import transaction
 from models.purchases import PurchaseIn, record_purchase
@@ -32,6 +31,7 @@ from models.tables import (
     Voucher,
 )
 from models.vouchers import redeem
+from scheduler.providers import SentSms, SmsSendError
 from tests.factories import make_member, make_store
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # Wednesday 25 Nov 2026, 10:00 in Shanghai
@@ -841,7 +841,7 @@ SAMPLES: dict[str, dict] = {
 
 
 def test_every_reply_exists_in_both_locales():
-    from bot.templating import template_names
+    from scheduler.text import template_names
 
     assert template_names("zh_CN") == template_names("en") == sorted(SAMPLES)
 
@@ -849,7 +849,7 @@ def test_every_reply_exists_in_both_locales():
 @pytest.mark.parametrize("locale", ["zh_CN", "en"])
 @pytest.mark.parametrize("name", sorted(SAMPLES))
 def test_every_reply_renders(name, locale):
-    from bot.templating import render
+    from scheduler.text import render
 
     text = render(name, locale, brand="B", **SAMPLES[name])
     assert text and "\n\n" not in text

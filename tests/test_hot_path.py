@@ -17,12 +17,12 @@ from sqlmodel import select
 from bot.bot import MemberBot
 from bot.config import load_settings
 from bot.conversation import Inbound
-from bot.sms_sender import SentSms
 from models import points, tiers
 from models.db import transaction
 from models.purchases import PurchaseIn, record_purchase
 from models.rules import LoyaltyRules
 from models.tables import Identity, Member, PendingAction
+from scheduler.providers import SentSms
 from tests.factories import make_member, make_store
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai

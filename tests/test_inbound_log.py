@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import insert, select
 
-from bot import eager, rawdb
+from bot import eager
 from bot.conversation import Reply
-from bot.group_commit import GroupWriter, WriteQueue
-from bot.inbound_log import HandlingFailed, InboundLog, prune
+from bot.inbound_log import HandlingFailed, InboundLog
+from models import rawdb
 from models.db import make_engine
+from models.group_commit import GroupWriter, WriteQueue
+from models.inbound import prune
 from models.tables import InboundMessage
 
 

@@ -15,11 +15,12 @@ import asyncio
 import pytest
 from sqlalchemy import insert, select
 
-from bot import quick, rawdb
+from bot import quick
 from bot.app import create_app
 from bot.appkeys import INBOUND_LOG
 from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
 from bot.inbound_log import InboundLog
+from models import rawdb
 from models.tables import InboundMessage
 from models.types import utcnow
 from tests.conftest import API_KEY, is_pg

@@ -730,7 +730,7 @@ async def test_the_console_transport_prints_one_masked_line():
 
 
 async def test_console_sms_in_the_embedded_default(sessions, make_settings):
-    from bot.sms_sender import ConsoleSmsSender
+    from scheduler.providers import ConsoleSmsSender
 
     out = io.StringIO()
     console = ConsoleSmsSender(out=out)

@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 
 from bot.retry_after import parse_retry_after
-from bot.wechat_api import WeChatApi, WeChatApiError
+from bot.wechat_api import WeChatApi
 from scheduler.outbox_states import FAILED, GAVE_UP, QUEUED, SENT
+from scheduler.providers import WeChatApiError
 from scheduler.ratelimit import SharedRateLimiter
 from scheduler.sender import drain_until_idle
 from tests.fakes import WECHAT_APP_ID, WECHAT_APP_SECRET

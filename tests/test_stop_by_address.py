@@ -16,12 +16,12 @@ import pytest
 from bot.app import create_app
 from bot.bot import MemberBot
 from bot.conversation import Inbound
-from bot.sms_sender import SentSms
 from models import consent
 from models.db import transaction
 from models.members import MemberIn, get_member_by_phone, upsert_member
 from models.rules import LoyaltyRules
 from scheduler.planner import plan_day
+from scheduler.providers import SentSms
 from tests.conftest import API_KEY
 from tests.factories import make_member, make_store
 from tests.fakes import TWILIO_AUTH_TOKEN

@@ -63,7 +63,8 @@ from bot.config import WeChatSettings
 from bot.conversation import Inbound
 from bot.inbound_log import HandlingFailed, bounded_key
 from bot.loop_lag import LoopLag
-from bot.wechat_api import WeChatApi, WeChatApiError
+from bot.wechat_api import WeChatApi
+from scheduler.providers import WeChatApiError
 
 log = logging.getLogger("memberbot.wechat")
 

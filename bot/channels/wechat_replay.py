@@ -14,8 +14,8 @@ a different body under the same URL already fails the signature check.
 `ReplayMemory.first_body(url_key, body_hash, signed_at)` stores the pair unless the
 URL is known and says whether the body is the URL's own. One statement, committed
 before the message is handled: on SQLite in the batch transaction of the writes
-queued meanwhile (`bot.rawdb`), on PostgreSQL one multi-row statement per batch of
-concurrent requests (`bot.group_commit`). Under concurrency the database decides:
+queued meanwhile (`models.rawdb`), on PostgreSQL one multi-row statement per batch of
+concurrent requests (`models.group_commit`). Under concurrency the database decides:
 of two copies of a URL with different bodies, the second insert waits for the
 first's row and then finds it (ON CONFLICT), so at most one body is accepted.
 
@@ -31,8 +31,8 @@ import time
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bot import rawdb
-from bot.group_commit import GroupWriter
+from models import rawdb
+from models.group_commit import GroupWriter
 from models.tables import WeChatSignedUrl
 
 TABLE = WeChatSignedUrl.__table__

@@ -43,13 +43,14 @@ from sqlmodel import col, select
 from bot.conversation import Reply
 from bot.handlers.turn import OutgoingSms, Route, Turn
 from bot.router import Intent, Match
-from bot.templating import pick_locale, render
 from models import consent
 from models.errors import InvalidInput
 from models.identities import activate_wechat
+from models.locale_format import pick_locale
 from models.members import get_member_by_phone
 from models.phone import normalise_phone
 from models.tables import BindCode, Member
+from scheduler.text import render
 
 CODE_VALID_MINUTES = 10
 MAX_WRONG_TRIES = 5

@@ -20,8 +20,8 @@ from sqlmodel import select
 from bot.conversation import Reply
 from bot.handlers.turn import Turn
 from bot.router import Match, route_menu
-from bot.templating import pick_locale
 from models.identities import activate_wechat
+from models.locale_format import pick_locale
 from models.tables import Identity, Member
 
 Dispatch = Callable[[Turn, Match], Awaitable[Reply]]

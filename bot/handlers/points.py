@@ -31,10 +31,10 @@ from typing import NamedTuple
 from bot.conversation import Reply
 from bot.handlers.turn import Route, Turn, reward_name, tier_name
 from bot.router import Intent, Match
-from bot.templating import render
 from models import calendar, tiers
 from models.rules import LoyaltyRules
 from models.tier_nudge import upgrade_nudge
+from scheduler.text import render
 
 
 class PointsFacts(NamedTuple):

@@ -21,9 +21,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.conversation import Inbound, Reply
 from bot.router import Intent, Match
-from bot.templating import render
 from models.rules import LoyaltyRules, Reward
 from models.tables import Identity, Member, PendingAction, Store
+from scheduler.text import render
 
 if TYPE_CHECKING:
     from bot.config import Settings

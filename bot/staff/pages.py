@@ -31,11 +31,11 @@ from bot.staff.auth import (
     staff_page,
 )
 from bot.staff.render import page, text
-from bot.templating import pick_locale
 from models import staff_auth, staff_lockout, staff_queries
 from models.clock import brand_today
 from models.db import transaction
 from models.errors import DomainError, InvalidInput
+from models.locale_format import pick_locale
 from models.members import format_day
 from models.phone import mask_phone
 from models.staff_auth import SignedIn

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from bot.templating import pick_locale
+from models.locale_format import pick_locale
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "staff"
 STRINGS = TEMPLATES / "strings"

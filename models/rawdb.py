@@ -22,7 +22,7 @@ SQLAlchemy writes them) and money as integer cents (`models.types.Money`);
   on its own (the server commits concurrent transactions in parallel).
 - `defer(sql, args, key)`: a write that need not be durable before the answer goes
   out (a stored answer, a stamp). Deferred writes are committed in batches
-  (`bot.group_commit.WriteQueue`; SQLite: one transaction per batch, with the
+  (`models.group_commit.WriteQueue`; SQLite: one transaction per batch, with the
   `write`s queued meanwhile; PostgreSQL: one pipelined `executemany` per statement),
   grouped and ordered by SQL text and `key` (two processes never lock rows in
   opposite orders); `settle()` waits until everything deferred so far is committed.
@@ -64,7 +64,7 @@ from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
-from bot.group_commit import WriteQueue, refused
+from models.group_commit import WriteQueue, refused
 
 log = logging.getLogger("memberbot.rawdb")
 

@@ -5,17 +5,21 @@
 reads ``bot/templates/replies/<locale>/<name>.txt``. The environment uses
 `StrictUndefined`, so a template that names a value the handler did not pass
 fails loudly in the tests instead of printing an empty hole. Locales: ``zh_CN``
-(the default) and ``en``; an unknown locale falls back to ``zh_CN``.
+(the default) and ``en``; an unknown locale falls back to ``zh_CN``
+(`models.locale_format.pick_locale`).
 
 Filters, aware of the locale being rendered (so a template says
-``{{ expires|day }}`` and gets "2026年12月31日" or "31 Dec 2026"):
+``{{ expires|day }}`` and gets "2026年12月31日" or "31 Dec 2026"): `LOCALE_FILTERS`,
+the formatters of `models.locale_format` — also the filters of the proactive
+message templates (`scheduler.render`):
 
 - ``money``: Decimal yuan → "300元" / "¥300" (cents only when there are some);
 - ``day``: a date → "2026年12月31日" / "31 Dec 2026"; ``short_day`` leaves out the year
   and adds the weekday ("12月5日 周六" / "Sat 5 Dec");
-- ``phone``: a phone number masked (`models.phone.mask_phone`) — replies never
-  show a full number;
-- ``points``: an integer with thousands separators ("3,000").
+- ``points``: an integer with thousands separators ("3,000");
+
+and, in replies only, ``phone``: a phone number masked (`models.phone.mask_phone`) —
+replies never show a full number.
 
 The output is stripped of surrounding blank lines and runs of blank lines are
 collapsed, so templates can use ``{% if %}`` blocks freely.
@@ -32,42 +36,20 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, pass_context
 from jinja2.runtime import Context, new_context
 
+from models.locale_format import (
+    DEFAULT_LOCALE,
+    format_day,
+    format_money,
+    format_points,
+    format_short_day,
+    pick_locale,
+)
 from models.phone import mask_phone
 
-TEMPLATES = Path(__file__).with_name("templates")
-LOCALES = ("zh_CN", "en")
-DEFAULT_LOCALE = "zh_CN"
+TEMPLATES = Path(__file__).parent.parent / "bot" / "templates"
+"""The template files, shipped as package data of `bot`."""
 
-_EN_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_EN_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_ZH_WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 _BLANK_RUNS = re.compile(r"\n\s*\n(\s*\n)+")
-
-
-def pick_locale(*candidates: str | None) -> str:
-    """The first candidate that is a supported locale, else the default."""
-    for c in candidates:
-        if c in LOCALES:
-            return c
-    return DEFAULT_LOCALE
-
-
-def format_money(value: Decimal | int, locale: str) -> str:
-    amount = Decimal(value)
-    text = f"{amount:,.0f}" if amount == amount.to_integral_value() else f"{amount:,.2f}"
-    return f"¥{text}" if locale == "en" else f"{text.replace(',', '')}元"
-
-
-def format_day(d: date, locale: str) -> str:
-    if locale == "en":
-        return f"{d.day} {_EN_MONTHS[d.month - 1]} {d.year}"
-    return f"{d.year}年{d.month}月{d.day}日"
-
-
-def format_short_day(d: date, locale: str) -> str:
-    if locale == "en":
-        return f"{_EN_WEEKDAYS[d.weekday()]} {d.day} {_EN_MONTHS[d.month - 1]}"
-    return f"{d.month}月{d.day}日 {_ZH_WEEKDAYS[d.weekday()]}"
 
 
 def _locale(ctx: Context) -> str:
@@ -75,7 +57,7 @@ def _locale(ctx: Context) -> str:
 
 
 @pass_context
-def _money(ctx: Context, value) -> str:
+def _money(ctx: Context, value: Decimal | int) -> str:
     return format_money(value, _locale(ctx))
 
 
@@ -89,8 +71,13 @@ def _short_day(ctx: Context, value: date) -> str:
     return format_short_day(value, _locale(ctx))
 
 
-def _points(value: int) -> str:
-    return f"{int(value):,}"
+def finish(text: str) -> str:
+    """Collapse blank-line runs and strip, so templates can use {% if %} blocks freely."""
+    return _BLANK_RUNS.sub("\n\n", text).strip()
+
+
+LOCALE_FILTERS = {"money": _money, "day": _day, "short_day": _short_day, "points": format_points}
+"""The filters of every text template (replies and proactive messages)."""
 
 
 @cache
@@ -105,9 +92,7 @@ def environment() -> Environment:
         keep_trailing_newline=False,
         auto_reload=False,  # templates are data shipped with the code: compiled once
     )
-    env.filters.update(
-        money=_money, day=_day, short_day=_short_day, phone=mask_phone, points=_points
-    )
+    env.filters.update(LOCALE_FILTERS, phone=mask_phone)
     return env
 
 
@@ -140,4 +125,4 @@ def render(name: str, locale: str | None = None, /, **ctx) -> str:
         text = env.concat(template.root_render_func(context))  # type: ignore[attr-defined]
     except Exception:
         env.handle_exception()
-    return _BLANK_RUNS.sub("\n\n", text).strip()
+    return finish(text)
