@@ -53,7 +53,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import and_, bindparam, or_, text
+from sqlalchemy import and_, bindparam, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -69,6 +69,7 @@ from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
 from bot.sms_sender import SmsSender, SmsSendError
 from bot.templating import pick_locale, render
+from models import identities
 from models.clock import local_date
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import InvalidInput
@@ -183,7 +184,9 @@ class MemberBot:
             identity, member, row = await _wechat_sender(session, inbound.sender, now, wrote)
             stamp = identity.last_inbound_at
             if wrote and (stamp is None or stamp <= stale):
-                await _touch(session, "wechat", identity.address, now, stale)
+                await identities.stamp(
+                    session, channel="wechat", address=identity.address, now=now, stale=stale
+                )
                 set_committed_value(identity, "last_inbound_at", now)
         else:
             try:
@@ -191,7 +194,9 @@ class MemberBot:
             except InvalidInput:
                 member = None  # a sender id that is no phone number: nobody we know
             if member is not None:
-                await _touch(session, "sms", member.phone, now, stale)
+                await identities.stamp(
+                    session, channel="sms", address=member.phone, now=now, stale=stale
+                )
         brand = self._settings.brand
         return Turn(
             session=session,
@@ -284,19 +289,6 @@ _SENDER = (
 )
 """The openid's identity, the member it is actively bound to and its pending action."""
 _SENDER_LOCKED = _SENDER.with_for_update(of=Identity).execution_options(populate_existing=True)
-_TOUCH = (
-    _IDENTITIES.update()
-    .where(
-        _IDENTITIES.c.channel == bindparam("b_channel"),
-        _IDENTITIES.c.address == bindparam("b_address"),
-        or_(
-            _IDENTITIES.c.last_inbound_at.is_(None),
-            _IDENTITIES.c.last_inbound_at <= bindparam("b_stale"),
-        ),
-    )
-    .values(last_inbound_at=bindparam("b_now"))
-)
-"""Record that an address just wrote, if its stamp is older than `stale`."""
 
 
 async def _wechat_sender(
@@ -316,13 +308,6 @@ async def _wechat_sender(
         found = (await session.exec(_SENDER, params={"openid": openid})).one()
     identity, member, row = found
     return identity, member, row
-
-
-async def _touch(
-    session: AsyncSession, channel: str, address: str, now: datetime, stale: datetime
-) -> None:
-    params = {"b_channel": channel, "b_address": address, "b_now": now, "b_stale": stale}
-    await session.exec(_TOUCH, params=params)
 
 
 async def _lock_sender(turn: Turn) -> None:
