@@ -69,7 +69,7 @@ from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
 from bot.sms_sender import SmsSender, SmsSendError
 from bot.templating import pick_locale, render
-from models import identities
+from models import binding, identities
 from models.clock import local_date
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import InvalidInput
@@ -269,7 +269,7 @@ class MemberBot:
             except SmsSendError as exc:
                 log.warning("bind code SMS to %s failed: %s", mask_phone(sms.to), exc)
                 async with transaction(self._sessions) as session:
-                    await bind.mark_failed(session, bind_code_id=sms.bind_code_id)
+                    await binding.mark_failed(session, bind_code_id=sms.bind_code_id)
                 text = render("bind_send_failed", turn.locale, brand=self._settings.brand.name)
                 return Reply(text, ("bind_code_failed",))
         return reply
