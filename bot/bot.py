@@ -74,6 +74,7 @@ from models.clock import local_date
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import InvalidInput
 from models.members import get_member_by_phone
+from models.pending import in_window, is_live
 from models.phone import mask_phone
 from models.tables import Identity, Member, PendingAction
 
@@ -220,7 +221,7 @@ class MemberBot:
         row = await pending.current(turn)
         if match.intent is Intent.CONFIRM:
             return await self._confirm(turn, row)
-        cancelled = row is not None and pending.is_live(row, turn.now)
+        cancelled = row is not None and is_live(row, turn.now)
         if row is not None:
             await pending.clear(turn, row)
         if match.intent is Intent.CODE:
@@ -253,7 +254,7 @@ class MemberBot:
             if turn.member is None:
                 return await help_.not_member(turn)
             return turn.reply("confirm_nothing")
-        if not pending.in_window(row, turn.now):
+        if not in_window(row, turn.now):
             await pending.clear(turn, row)
             if row.completed_at is not None:
                 return turn.reply("confirm_nothing")

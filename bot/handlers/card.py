@@ -35,6 +35,7 @@ from bot.handlers.turn import CONFIRM_WINDOW_MINUTES, Route, Turn
 from bot.router import Intent, Match
 from models import cards
 from models.errors import Conflict
+from models.pending import MAIL_CARD, payload
 from models.tables import CardApplication, PendingAction
 
 READY = frozenset({"approved", "notified", "notified_again"})
@@ -129,7 +130,7 @@ async def mail(turn: Turn, match: Match) -> Reply:
     if not address:
         return turn.reply("card_no_address", tier=turn.tier_name(app.tier), **await _store(turn))
     await pending.put(
-        turn, kind=pending.MAIL_CARD, data={"application_id": app.id, "address": address}
+        turn, kind=MAIL_CARD, data={"application_id": app.id, "address": address}
     )
     return turn.reply(
         "card_mail_ask",
@@ -141,7 +142,7 @@ async def mail(turn: Turn, match: Match) -> Reply:
 
 
 async def confirm_mail(turn: Turn, row: PendingAction) -> Reply:
-    data = pending.payload(row)
+    data = payload(row)
     app = await turn.session.get(CardApplication, data.get("application_id"))
     if app is None or app.member_id != turn.member.id:
         await pending.clear(turn, row)
@@ -172,4 +173,4 @@ async def confirm_mail(turn: Turn, row: PendingAction) -> Reply:
 
 
 ROUTES = [Route(Intent.PICKUP, pickup), Route(Intent.MAIL, mail)]
-CONFIRMS = {pending.MAIL_CARD: confirm_mail}
+CONFIRMS = {MAIL_CARD: confirm_mail}
