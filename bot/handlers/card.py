@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import col, select
-
 from bot.conversation import Reply
 from bot.handlers import pending
 from bot.handlers.daytext import parse_day
@@ -54,12 +52,7 @@ def mask_address(address: str) -> str:
 
 
 async def newest_application(turn: Turn) -> CardApplication | None:
-    stmt = (
-        select(CardApplication)
-        .where(CardApplication.member_id == turn.member.id, CardApplication.status != "cancelled")
-        .order_by(col(CardApplication.created_at).desc(), col(CardApplication.id).desc())
-    )
-    return (await turn.session.exec(stmt)).first()
+    return await cards.newest_application(turn.session, member_id=turn.member.id)
 
 
 async def _store(turn: Turn) -> dict:
@@ -115,10 +108,7 @@ async def pickup(turn: Turn, match: Match) -> Reply:
             tz=turn.tz,
         )
     else:
-        app.pickup_date = day
-        app.updated_at = turn.now
-        turn.session.add(app)
-        await turn.session.flush()
+        await cards.set_pickup_date(turn.session, application=app, day=day, now=turn.now)
     return turn.reply("card_day_set", "pickup_date", tier=tier, day=day, **store)
 
 
