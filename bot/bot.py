@@ -53,7 +53,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy import and_, bindparam, or_, text
+from sqlalchemy import and_, bindparam, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
@@ -66,12 +66,13 @@ from bot.handlers import help as help_
 from bot.handlers.turn import Route, Turn
 from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
-from models import rawdb
+from models import binding, identities, rawdb
 from models.clock import local_date
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import InvalidInput
 from models.locale_format import pick_locale
 from models.members import get_member_by_phone
+from models.pending import in_window, is_live
 from models.phone import mask_phone
 from models.tables import Identity, Member, PendingAction
 from scheduler.providers import SmsSender, SmsSendError
@@ -184,7 +185,9 @@ class MemberBot:
             identity, member, row = await _wechat_sender(session, inbound.sender, now, wrote)
             stamp = identity.last_inbound_at
             if wrote and (stamp is None or stamp <= stale):
-                await _touch(session, "wechat", identity.address, now, stale)
+                await identities.stamp(
+                    session, channel="wechat", address=identity.address, now=now, stale=stale
+                )
                 set_committed_value(identity, "last_inbound_at", now)
         else:
             try:
@@ -192,7 +195,9 @@ class MemberBot:
             except InvalidInput:
                 member = None  # a sender id that is no phone number: nobody we know
             if member is not None:
-                await _touch(session, "sms", member.phone, now, stale)
+                await identities.stamp(
+                    session, channel="sms", address=member.phone, now=now, stale=stale
+                )
         brand = self._settings.brand
         return Turn(
             session=session,
@@ -216,7 +221,7 @@ class MemberBot:
         row = await pending.current(turn)
         if match.intent is Intent.CONFIRM:
             return await self._confirm(turn, row)
-        cancelled = row is not None and pending.is_live(row, turn.now)
+        cancelled = row is not None and is_live(row, turn.now)
         if row is not None:
             await pending.clear(turn, row)
         if match.intent is Intent.CODE:
@@ -249,7 +254,7 @@ class MemberBot:
             if turn.member is None:
                 return await help_.not_member(turn)
             return turn.reply("confirm_nothing")
-        if not pending.in_window(row, turn.now):
+        if not in_window(row, turn.now):
             await pending.clear(turn, row)
             if row.completed_at is not None:
                 return turn.reply("confirm_nothing")
@@ -265,7 +270,7 @@ class MemberBot:
             except SmsSendError as exc:
                 log.warning("bind code SMS to %s failed: %s", mask_phone(sms.to), exc)
                 async with transaction(self._sessions) as session:
-                    await bind.mark_failed(session, bind_code_id=sms.bind_code_id)
+                    await binding.mark_failed(session, bind_code_id=sms.bind_code_id)
                 text = render("bind_send_failed", turn.locale, brand=self._settings.brand.name)
                 return Reply(text, ("bind_code_failed",))
         return reply
@@ -285,19 +290,6 @@ _SENDER = (
 )
 """The openid's identity, the member it is actively bound to and its pending action."""
 _SENDER_LOCKED = _SENDER.with_for_update(of=Identity).execution_options(populate_existing=True)
-_TOUCH = (
-    _IDENTITIES.update()
-    .where(
-        _IDENTITIES.c.channel == bindparam("b_channel"),
-        _IDENTITIES.c.address == bindparam("b_address"),
-        or_(
-            _IDENTITIES.c.last_inbound_at.is_(None),
-            _IDENTITIES.c.last_inbound_at <= bindparam("b_stale"),
-        ),
-    )
-    .values(last_inbound_at=bindparam("b_now"))
-)
-"""Record that an address just wrote, if its stamp is older than `stale`."""
 
 
 async def _wechat_sender(
@@ -317,13 +309,6 @@ async def _wechat_sender(
         found = (await session.exec(_SENDER, params={"openid": openid})).one()
     identity, member, row = found
     return identity, member, row
-
-
-async def _touch(
-    session: AsyncSession, channel: str, address: str, now: datetime, stale: datetime
-) -> None:
-    params = {"b_channel": channel, "b_address": address, "b_now": now, "b_stale": stale}
-    await session.exec(_TOUCH, params=params)
 
 
 async def _lock_sender(turn: Turn) -> None:

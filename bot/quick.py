@@ -26,10 +26,10 @@ the message implies:
 
 The one write of a quick answer is the sender's `last_inbound_at`, when it is older
 than `touch_every` (the 48-hour customer-service window, MESSAGING.md): it is
-written behind the reply (`RawDb.defer`, batched with other requests' writes, in
-the same order as the normal path's conditional UPDATE and never moving the stamp
-back), so it lands milliseconds after the answer — well inside the minute
-`MemberBot` already allows that stamp to lag.
+written behind the reply (`RawDb.defer`, batched with other requests' writes) by the
+normal path's own statement (`models.identities.STAMP`: only when still older than
+`touch_every`, so never moving the stamp back), so it lands milliseconds after the
+answer — well inside the minute `MemberBot` already allows that stamp to lag.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from functools import lru_cache
 from bot.config import Settings
 from bot.conversation import Reply
 from bot.handlers import points
-from models import rawdb, tiers
+from models import identities, rawdb, tiers
 from models.cards import OPEN
 from models.clock import day_end, day_start, local_date
 from models.group_commit import GroupWriter
@@ -116,13 +116,6 @@ ANSWERS_KEPT = 4096
 function of the day and the rows read): a member who asks again while nothing of theirs
 changed gets the same text without the tier arithmetic and the template again. The
 rows are read fresh for every message; only the arithmetic and rendering are saved."""
-STAMP = (
-    "UPDATE identities SET last_inbound_at = ?"
-    " WHERE channel = 'wechat' AND address = ?"
-    " AND (last_inbound_at IS NULL OR last_inbound_at < ?)"
-)
-"""The sender's stamp, moved forward only (deferred writes may land out of order)."""
-
 
 class QuickPoints:
     """`answer(openid, now)`: the points reply of a bound WeChat member, or None."""
@@ -140,6 +133,7 @@ class QuickPoints:
         applications = _APPLICATIONS.format(agg=form["agg"]) if self._applications else "NULL"
         self._sql = FACTS.format(applications=applications, **form)
         self._sqlite_texts: dict[int, str] = {}
+        self._stamp = identities.stamp_text(raw.dialect)
         self._reads: GroupWriter[tuple[str, date, str | None], tuple | None] = GroupWriter(
             self._read_many
         )
@@ -165,9 +159,11 @@ class QuickPoints:
         facts = (today, sender[4:14], sender[15], sender[16], sender[17])
         reply = self._compose(facts)
         stamp = rawdb.read_time(sender[2])
-        if stamp is None or stamp <= now - self._touch_every:
+        stale = now - self._touch_every
+        if stamp is None or stamp <= stale:
             at = rawdb.sql_time(now, dialect)
-            raw.defer(STAMP, (at, openid, at), openid)
+            args = (at, "wechat", openid, rawdb.sql_time(stale, dialect))  # STAMP_ARGS
+            raw.defer(self._stamp, args, openid)
             await rawdb.pace(raw)
         return reply
 

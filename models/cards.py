@@ -284,6 +284,27 @@ def _take_effect(
     return change
 
 
+async def newest_application(session: AsyncSession, *, member_id: int) -> CardApplication | None:
+    """The member's card: their newest application that was not cancelled."""
+    stmt = (
+        select(CardApplication)
+        .where(CardApplication.member_id == member_id, CardApplication.status != "cancelled")
+        .order_by(col(CardApplication.created_at).desc(), col(CardApplication.id).desc())
+    )
+    return (await session.exec(stmt)).first()
+
+
+async def set_pickup_date(
+    session: AsyncSession, *, application: CardApplication, day: date, now: datetime
+) -> None:
+    """The day the member will come for a card already announced: only the date changes
+    (no status step, so no event: the tracker's steps stay the store's steps)."""
+    application.pickup_date = day
+    application.updated_at = now
+    session.add(application)
+    await session.flush()
+
+
 async def list_applications(
     session: AsyncSession, *, status: str | None = None, store_id: int | None = None
 ) -> list[CardApplication]:

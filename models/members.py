@@ -37,7 +37,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -45,6 +44,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models import cards, consent, ownership, vouchers
 from models.db import insert_ignore
 from models.errors import Conflict, InvalidInput
+from models.identities import activate_wechat, active_openid, deactivate_wechat
 from models.phone import mask_phone, normalise_phone
 from models.rules import LoyaltyRules
 from models.stores import get_assistant, get_store
@@ -177,19 +177,6 @@ async def get_member_by_phone(session: AsyncSession, *, phone: str) -> Member | 
     return (await session.exec(select(Member).where(Member.phone == phone))).first()
 
 
-async def active_openid(session: AsyncSession, *, member_id: int) -> str | None:
-    stmt = (
-        select(Identity.address)
-        .where(
-            Identity.member_id == member_id,
-            Identity.channel == "wechat",
-            Identity.active == True,  # noqa: E712
-        )
-        .order_by(Identity.id.desc())
-    )
-    return (await session.exec(stmt)).first()
-
-
 # --------------------------------------------------------------------------- writing
 
 
@@ -220,22 +207,24 @@ async def _get_or_create(
     return member, created
 
 
-async def _bind_identity(
+async def _identity(
     session: AsyncSession,
     *,
     member: Member,
     channel: str,
     address: str,
     field: str,
+    owner: int | None,
     authoritative: bool = False,
-) -> None:
-    """Make (channel, address) an active identity of `member`. An address actively bound
-    to another member raises Conflict on `field`, unless `authoritative` (the member's
-    own phone number: whoever has the number on file owns its SMS identity)."""
+) -> Identity:
+    """The identity (channel, address), created as `owner`'s if new. An address actively
+    bound to another member than `member` raises Conflict on `field`, unless
+    `authoritative` (the member's own phone number: whoever has the number on file owns
+    its SMS identity)."""
     table = Identity.__table__
     stmt = (
         insert_ignore(_dialect(session), table)
-        .values(**_row(Identity(member_id=member.id, channel=channel, address=address)))
+        .values(**_row(Identity(member_id=owner, channel=channel, address=address)))
         .on_conflict_do_nothing(index_elements=["channel", "address"])
     )
     await session.exec(stmt)
@@ -244,36 +233,40 @@ async def _bind_identity(
             select(Identity).where(Identity.channel == channel, Identity.address == address)
         )
     ).one()
-    if ident.member_id == member.id and ident.active:
-        return
     if ident.member_id not in (None, member.id) and ident.active and not authoritative:
         raise Conflict(f"this {channel} address belongs to another member", field)
+    return ident
+
+
+async def _bind_phone(session: AsyncSession, *, member: Member) -> None:
+    """Make the member's phone number an active SMS identity of theirs."""
+    ident = await _identity(
+        session,
+        member=member,
+        channel="sms",
+        address=member.phone,
+        field="phone",
+        owner=member.id,
+        authoritative=True,
+    )
+    if ident.member_id == member.id and ident.active:
+        return
     ident.member_id, ident.active = member.id, True
     session.add(ident)
 
 
 async def _set_openid(session: AsyncSession, *, member: Member, openid: str | None) -> None:
-    await session.exec(
-        update(Identity)
-        .where(
-            Identity.member_id == member.id,
-            Identity.channel == "wechat",
-            Identity.active == True,  # noqa: E712
-            Identity.address != (openid or ""),
-        )
-        .values(active=False)
-        .execution_options(synchronize_session="fetch")
-    )
+    """The member's WeChat account is `openid` (None: none), as the one active WeChat
+    identity of the member (`models.identities`)."""
     if openid is None:
+        await deactivate_wechat(session, member_id=member.id)
         return
-    try:
-        async with session.begin_nested():
-            await _bind_identity(
-                session, member=member, channel="wechat", address=openid, field="wechat_openid"
-            )
-            await session.flush()
-    except IntegrityError:  # another WeChat account bound to the member meanwhile
-        raise Conflict("the member's WeChat account changed meanwhile", "wechat_openid") from None
+    ident = await _identity(
+        session, member=member, channel="wechat", address=openid, field="wechat_openid", owner=None
+    )
+    if not await activate_wechat(session, identity=ident, member_id=member.id):
+        # another WeChat account bound to the member meanwhile
+        raise Conflict("the member's WeChat account changed meanwhile", "wechat_openid")
 
 
 def _apply_plain_fields(member: Member, data: MemberIn, fields: set[str]) -> None:
@@ -369,14 +362,7 @@ async def upsert_member(
     except IntegrityError:  # a card number taken by a concurrent request
         raise Conflict("card number already belongs to another member", "card_no") from None
 
-    await _bind_identity(
-        session,
-        member=member,
-        channel="sms",
-        address=member.phone,
-        field="phone",
-        authoritative=True,
-    )
+    await _bind_phone(session, member=member)
     # A stop sent from this number before it was a member's applies now (models.consent).
     await consent.adopt_address(session, member=member, address=member.phone)
     if "wechat_openid" in fields:

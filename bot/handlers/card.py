@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import col, select
-
 from bot.conversation import Reply
 from bot.handlers import pending
 from bot.handlers.daytext import parse_day
@@ -35,6 +33,7 @@ from bot.handlers.turn import CONFIRM_WINDOW_MINUTES, Route, Turn
 from bot.router import Intent, Match
 from models import cards
 from models.errors import Conflict
+from models.pending import MAIL_CARD, payload
 from models.tables import CardApplication, PendingAction
 
 READY = frozenset({"approved", "notified", "notified_again"})
@@ -53,12 +52,7 @@ def mask_address(address: str) -> str:
 
 
 async def newest_application(turn: Turn) -> CardApplication | None:
-    stmt = (
-        select(CardApplication)
-        .where(CardApplication.member_id == turn.member.id, CardApplication.status != "cancelled")
-        .order_by(col(CardApplication.created_at).desc(), col(CardApplication.id).desc())
-    )
-    return (await turn.session.exec(stmt)).first()
+    return await cards.newest_application(turn.session, member_id=turn.member.id)
 
 
 async def _store(turn: Turn) -> dict:
@@ -114,10 +108,7 @@ async def pickup(turn: Turn, match: Match) -> Reply:
             tz=turn.tz,
         )
     else:
-        app.pickup_date = day
-        app.updated_at = turn.now
-        turn.session.add(app)
-        await turn.session.flush()
+        await cards.set_pickup_date(turn.session, application=app, day=day, now=turn.now)
     return turn.reply("card_day_set", "pickup_date", tier=tier, day=day, **store)
 
 
@@ -129,7 +120,7 @@ async def mail(turn: Turn, match: Match) -> Reply:
     if not address:
         return turn.reply("card_no_address", tier=turn.tier_name(app.tier), **await _store(turn))
     await pending.put(
-        turn, kind=pending.MAIL_CARD, data={"application_id": app.id, "address": address}
+        turn, kind=MAIL_CARD, data={"application_id": app.id, "address": address}
     )
     return turn.reply(
         "card_mail_ask",
@@ -141,7 +132,7 @@ async def mail(turn: Turn, match: Match) -> Reply:
 
 
 async def confirm_mail(turn: Turn, row: PendingAction) -> Reply:
-    data = pending.payload(row)
+    data = payload(row)
     app = await turn.session.get(CardApplication, data.get("application_id"))
     if app is None or app.member_id != turn.member.id:
         await pending.clear(turn, row)
@@ -172,4 +163,4 @@ async def confirm_mail(turn: Turn, row: PendingAction) -> Reply:
 
 
 ROUTES = [Route(Intent.PICKUP, pickup), Route(Intent.MAIL, mail)]
-CONFIRMS = {pending.MAIL_CARD: confirm_mail}
+CONFIRMS = {MAIL_CARD: confirm_mail}

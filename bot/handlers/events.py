@@ -15,52 +15,30 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlmodel import select
-
 from bot.conversation import Reply
 from bot.handlers.turn import Turn
 from bot.router import Match, route_menu
-from models.identities import activate_wechat
+from models import identities
 from models.locale_format import pick_locale
-from models.tables import Identity, Member
+from models.tables import Member
 
 Dispatch = Callable[[Turn, Match], Awaitable[Reply]]
 
 
-async def _other_active(turn: Turn, member_id: int) -> bool:
-    stmt = select(Identity.id).where(
-        Identity.member_id == member_id,
-        Identity.channel == "wechat",
-        Identity.active == True,  # noqa: E712
-        Identity.id != turn.identity.id,
-    )
-    return (await turn.session.exec(stmt)).first() is not None
-
-
 async def subscribe(turn: Turn) -> Reply:
     identity = turn.identity
-    if not identity.active and identity.member_id is not None:
-        member_id = identity.member_id
-        if not await _other_active(turn, member_id) and await activate_wechat(
-            turn.session, identity=identity, member_id=member_id, take_over=False
-        ):
+    if not identity.active:
+        refollowed = await identities.follow(turn.session, identity=identity)
+        if refollowed and identity.member_id is not None:
             turn.member = await turn.session.get(Member, identity.member_id)
             turn.locale = pick_locale(turn.member.locale, turn.locale)
-    elif not identity.active:
-        identity.active = True
-        turn.session.add(identity)
-        await turn.session.flush()
     if turn.member is not None:
         return turn.reply("welcome_back", "subscribed", name=turn.member.name)
     return turn.reply("welcome", "subscribed")
 
 
 async def unsubscribe(turn: Turn) -> Reply:
-    identity = turn.identity
-    if identity.active:
-        identity.active = False
-        turn.session.add(identity)
-        await turn.session.flush()
+    await identities.unfollow(turn.session, identity=turn.identity)
     return Reply(None, ("unsubscribed",))
 
 

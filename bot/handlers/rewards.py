@@ -20,6 +20,7 @@ from bot.handlers.turn import CONFIRM_WINDOW_MINUTES, Route, Turn
 from bot.router import Intent, Match, item_number
 from models import vouchers
 from models.errors import InsufficientPoints
+from models.pending import REDEEM, payload
 from models.tables import PendingAction
 
 
@@ -57,7 +58,7 @@ async def redeem(turn: Turn, match: Match) -> Reply:
             points=member.points,
             missing=reward.cost - member.points,
         )
-    await pending.put(turn, kind=pending.REDEEM, data={"reward": reward.code})
+    await pending.put(turn, kind=REDEEM, data={"reward": reward.code})
     return turn.reply(
         "redeem_ask",
         "redeem_pending",
@@ -73,7 +74,7 @@ async def redeem(turn: Turn, match: Match) -> Reply:
 async def confirm(turn: Turn, row: PendingAction) -> Reply:
     """Carry out a confirmed redemption (idempotent per pending action)."""
     member = turn.member
-    reward = turn.rules.rewards.by_code(pending.payload(row).get("reward", ""))
+    reward = turn.rules.rewards.by_code(payload(row).get("reward", ""))
     if reward is None:  # the catalogue changed under the member's feet
         await pending.clear(turn, row)
         return turn.reply("rewards_list", rewards=_catalogue(turn), points=member.points)
@@ -111,4 +112,4 @@ async def confirm(turn: Turn, row: PendingAction) -> Reply:
 
 
 ROUTES = [Route(Intent.REDEEM, redeem)]
-CONFIRMS = {pending.REDEEM: confirm}
+CONFIRMS = {REDEEM: confirm}
