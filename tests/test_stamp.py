@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import select
 
-from bot import rawdb
-from models import identities
+from models import identities, rawdb
 from models.db import transaction
 from models.tables import Identity
 
