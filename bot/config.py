@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from models.kinds import SERVICE_KINDS
 from models.rules import LoyaltyRules, OwnershipRules, PointsRules, RewardRules, TierRules
-from scheduler.kinds import SERVICE_KINDS
 from scheduler.lexicon import Lexicon
 from scheduler.occasions import OccasionSettings
 

@@ -283,7 +283,7 @@ async def cmd_lint(settings: Settings, args: argparse.Namespace) -> int:
 
 def lint_templates(settings: Settings, folder: Path | None = None) -> int:
     """Print each violation as ``path: rule: detail``; the exit code (1 on a violation)."""
-    from scheduler.kinds import KINDS, LOCALES
+    from models.kinds import KINDS, LOCALES
     from scheduler.message_rules import lint_all
 
     if folder is not None and not Path(folder).is_dir():

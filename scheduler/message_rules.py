@@ -39,8 +39,8 @@ from typing import Any
 from jinja2 import TemplateError
 
 from bot.templating import format_money
+from models.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
 from scheduler import render
-from scheduler.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
 from scheduler.lexicon import (
     Lexicon,
     Words,

@@ -5,7 +5,7 @@
 
 reads ``bot/templates/messages/<locale>/<kind>.txt`` (plain text: autoescape
 off, `StrictUndefined`, so a missing value fails loudly). Every template gets
-``locale`` and ``stop_hint`` (`scheduler.kinds.STOP_HINTS`, never passed by the
+``locale`` and ``stop_hint`` (`models.kinds.STOP_HINTS`, never passed by the
 caller), and defaults for the optional values ``note`` ("") and ``years``
 (None). The filters of the reply templates apply: ``money``, ``day``,
 ``short_day``, ``points`` (`bot.templating`).
@@ -34,7 +34,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 
 from bot.templating import TEMPLATES, format_day, format_money, format_short_day
-from scheduler.kinds import GREETING_KINDS, GREETING_OCCASIONS, kind_spec, stop_hint
+from models.kinds import GREETING_KINDS, GREETING_OCCASIONS, kind_spec, stop_hint
 
 MESSAGES_DIR = TEMPLATES / "messages"
 CARE_TIPS_FILE = MESSAGES_DIR / "care_tips.toml"

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from bot.config import ConfigError, load_settings
-from scheduler.kinds import (
+from models.kinds import (
     CARE_KINDS,
     GREETING_KINDS,
     KINDS,

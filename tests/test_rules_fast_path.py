@@ -19,8 +19,8 @@ import string
 
 import pytest
 
+from models.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
 from scheduler import render
-from scheduler.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
 from scheduler.lexicon import (
     Lexicon,
     Words,
