@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from models.kinds import SERVICE_KINDS
+from models.occasions import OccasionSettings
 from models.rules import LoyaltyRules, OwnershipRules, PointsRules, RewardRules, TierRules
 from scheduler.lexicon import Lexicon
-from scheduler.occasions import OccasionSettings
 
 ENV_PREFIX = "MEMBERBOT_"
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-(([01]\d|2[0-3]):([0-5]\d)|24:00)$")

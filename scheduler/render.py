@@ -66,7 +66,7 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
 """Values each kind's template uses besides `COMMON_FIELDS` (and the optional ones).
 
 `items` is a list of item names; `missing_for_reward` / `reward_name` may be
-None (no next reward); `festival` is the festival code (`scheduler.occasions`),
+None (no next reward); `festival` is the festival code (`models.occasions`),
 `season` one of spring / summer / autumn / winter."""
 
 OPTIONAL_DEFAULTS: dict[str, Any] = {"note": "", "years": None, "occasion": ""}

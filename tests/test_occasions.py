@@ -9,7 +9,7 @@ import pytest
 from lunardate import LunarDate
 
 from bot.config import ConfigError, load_settings
-from scheduler.occasions import (
+from models.occasions import (
     DEFAULT_FESTIVALS,
     FestivalRule,
     OccasionSettings,
