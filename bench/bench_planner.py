@@ -358,14 +358,16 @@ def build(dbs: list[str], members: int, seed: int, workdir: Path, pg_url: str) -
 
 
 def _cache_normalize() -> None:
-    """What-if (--normalize-cache): memoise `scheduler.lexicon.normalize`, the change
+    """What-if (--normalize-cache): memoise `models.settings.lexicon.normalize`, the change
     proposed for the rules checker (it normalises each text twice and the same
     store/assistant names and stop hints for every message)."""
     from functools import lru_cache
 
+    from models.settings import lexicon as words
     from scheduler import lexicon, message_rules
 
-    cached = lru_cache(maxsize=4096)(lexicon.normalize)
+    cached = lru_cache(maxsize=4096)(words.normalize)
+    words.normalize = cached
     lexicon.normalize = cached
     message_rules.normalize = cached
 
@@ -578,7 +580,7 @@ def main() -> None:
     ap.add_argument(
         "--normalize-cache",
         action="store_true",
-        help="what-if: memoise scheduler.lexicon.normalize (a proposed change)",
+        help="what-if: memoise models.settings.lexicon.normalize (a proposed change)",
     )
     ap.add_argument(
         "--phases",

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from models.kinds import SERVICE_KINDS
 from models.occasions import OccasionSettings
 from models.rules import LoyaltyRules, OwnershipRules, PointsRules, RewardRules, TierRules
-from scheduler.lexicon import Lexicon
+from models.settings.lexicon import Lexicon
 
 ENV_PREFIX = "MEMBERBOT_"
 _WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-(([01]\d|2[0-3]):([0-5]\d)|24:00)$")
@@ -228,7 +228,7 @@ class MessagingSettings(_Section):
     points_expiry_notice_days: Annotated[int, Field(ge=0, le=365)] = 7
     """`points_expiry` goes this many days before the last day points can be spent."""
     lexicon: Lexicon = Field(default_factory=Lexicon)
-    """Words the message rules reject (scheduler.lexicon; MESSAGING.md "Message classes")."""
+    """Words the message rules reject (models.settings.lexicon; MESSAGING.md "Message classes")."""
 
     @field_validator("send_window")
     @classmethod

@@ -17,7 +17,7 @@ from models.kinds import (
     MessageClass,
     kind_spec,
 )
-from scheduler.lexicon import Lexicon, Words, normalize
+from models.settings.lexicon import Lexicon, Words, normalize
 from scheduler.message_rules import check, check_content, render_checked
 
 LEX = Lexicon()

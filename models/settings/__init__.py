@@ -1,0 +1,1 @@
+"""Settings: one typed, validated object built once from TOML + environment."""
