@@ -436,8 +436,8 @@ MODES = {
 async def _run_case(
     url: str, day: date, mode: str, profile: str | None, phases: _Phases | None = None
 ) -> dict:
-    from bot.config import load_settings
     from models.db import make_engine, session_factory
+    from models.settings.load import load_settings
     from scheduler.planner import iter_plan, plan_day, save_day, save_plan
 
     settings = load_settings(None, environ={}, overrides={"database": {"url": url}})

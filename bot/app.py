@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 from aiohttp import ClientSession, ClientTimeout, web
 
 from bot.appkeys import CONVERSATION, ENGINE, HTTP, SESSIONS, SETTINGS, SMS_SENDER
-from bot.config import Settings
 from bot.conversation import Conversation
 from bot.edge import edge_middleware
 from bot.errors import error_middleware, json_error, json_response
 from bot.sms_sender import open_sms_sender
 from models.db import make_engine, migrate, ping, session_factory
+from models.settings import Settings
 
 
 def _database_ctx(migrate_on_start: bool):

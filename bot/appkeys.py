@@ -6,11 +6,11 @@ from aiohttp import ClientSession, web
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
 from bot.conversation import Conversation
 from bot.inbound_log import InboundLog
 from bot.sms_sender import SmsSender
 from models.rules import LoyaltyRules
+from models.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)

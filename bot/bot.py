@@ -60,7 +60,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot import rawdb
-from bot.config import Settings
 from bot.conversation import Inbound, Reply
 from bot.handlers import bind, card, consent, events, pending, points, rewards, vouchers
 from bot.handlers import help as help_
@@ -74,6 +73,7 @@ from models.db import insert_ignore, is_postgres, transaction
 from models.errors import InvalidInput
 from models.members import get_member_by_phone
 from models.phone import mask_phone
+from models.settings import Settings
 from models.tables import Identity, Member, PendingAction
 
 log = logging.getLogger("memberbot.bot")

@@ -38,7 +38,6 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
 from bot import rawdb
-from bot.config import Settings
 from bot.conversation import Reply
 from bot.group_commit import GroupWriter
 from bot.handlers import points
@@ -46,6 +45,7 @@ from bot.templating import pick_locale
 from models import tiers
 from models.cards import OPEN
 from models.clock import day_end, day_start, local_date
+from models.settings import Settings
 from models.types import from_cents
 
 _OPEN = ", ".join(f"'{status}'" for status in sorted(OPEN))

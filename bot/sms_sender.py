@@ -31,9 +31,9 @@ from typing import Literal, Protocol, TextIO
 
 import aiohttp
 
-from bot.config import SmsSettings
 from bot.retry_after import parse_retry_after
 from models.phone import mask_phone
+from models.settings.sections import SmsSettings
 
 log = logging.getLogger("memberbot.sms")
 

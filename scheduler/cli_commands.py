@@ -49,7 +49,7 @@ from typing import Any, TextIO
 
 from sqlmodel import col, select
 
-from bot.config import Settings
+from models.settings import Settings
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 PAGE = 1000

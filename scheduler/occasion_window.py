@@ -24,9 +24,9 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from bot.config import Settings
 from models.calendar import SOLAR, occurrences_between
 from models.occasions import festivals_on, season_start_on
+from models.settings import Settings
 from models.tables import Member
 
 NOT_NEAR_OCCASION = "not_near_occasion"

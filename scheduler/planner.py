@@ -96,7 +96,7 @@ from typing import NamedTuple
 from sqlalchemy import and_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
+from models.settings import Settings
 from scheduler import care_calendar, occasion_due
 from scheduler.card_steps import card_messages, card_step_due, due_card_steps
 from scheduler.care_calendar import QUARTER_DAYS, quarter_occasion, quarterly_sale_days, sale_day

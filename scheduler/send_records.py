@@ -20,9 +20,9 @@ from sqlalchemy import and_, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import OutboxSettings
 from bot.group_commit import GroupWriter
 from models.db import transaction
+from models.settings.messaging import OutboxSettings
 from models.tables import OutboxMessage
 from scheduler import outbox
 from scheduler.outbox import FAILED, QUEUED, SENDING, SUPPRESSED, UNDELIVERABLE, Accepted

@@ -43,8 +43,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from bot.appkeys import SESSIONS, SETTINGS, SMS_SENDER
-from bot.config import Settings
 from models.db import transaction
+from models.settings import Settings
 from models.types import utcnow
 from scheduler.jobs import DailyResult, run_daily, run_finished
 from scheduler.sender import Sender

@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 
-from bot.config import ConfigError, load_settings
 from models.kinds import (
     CARE_KINDS,
     GREETING_KINDS,
@@ -18,6 +17,7 @@ from models.kinds import (
     kind_spec,
 )
 from models.settings.lexicon import Lexicon, Words, normalize
+from models.settings.load import ConfigError, load_settings
 from scheduler.message_rules import check, check_content, render_checked
 
 LEX = Lexicon()
