@@ -246,9 +246,9 @@ class _InProcess:
 async def _drain(
     url: str, fake_url: str, *, rate: float, args, stamps: list[float], in_process: bool = False
 ) -> dict:
-    from bot.config import load_settings
     from bot.sms_sender import open_sms_sender
     from models.db import make_engine, session_factory
+    from models.settings.load import load_settings
     from scheduler.sender import Sender, drain_until_idle
     from scheduler.transports import Transports
     from tests.fakes import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN

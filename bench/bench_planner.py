@@ -358,14 +358,16 @@ def build(dbs: list[str], members: int, seed: int, workdir: Path, pg_url: str) -
 
 
 def _cache_normalize() -> None:
-    """What-if (--normalize-cache): memoise `scheduler.lexicon.normalize`, the change
+    """What-if (--normalize-cache): memoise `models.settings.lexicon.normalize`, the change
     proposed for the rules checker (it normalises each text twice and the same
     store/assistant names and stop hints for every message)."""
     from functools import lru_cache
 
+    from models.settings import lexicon as words
     from scheduler import lexicon, message_rules
 
-    cached = lru_cache(maxsize=4096)(lexicon.normalize)
+    cached = lru_cache(maxsize=4096)(words.normalize)
+    words.normalize = cached
     lexicon.normalize = cached
     message_rules.normalize = cached
 
@@ -434,8 +436,8 @@ MODES = {
 async def _run_case(
     url: str, day: date, mode: str, profile: str | None, phases: _Phases | None = None
 ) -> dict:
-    from bot.config import load_settings
     from models.db import make_engine, session_factory
+    from models.settings.load import load_settings
     from scheduler.plan_save import save_plan
     from scheduler.planner import iter_plan, plan_day, save_day
 
@@ -579,7 +581,7 @@ def main() -> None:
     ap.add_argument(
         "--normalize-cache",
         action="store_true",
-        help="what-if: memoise scheduler.lexicon.normalize (a proposed change)",
+        help="what-if: memoise models.settings.lexicon.normalize (a proposed change)",
     )
     ap.add_argument(
         "--phases",

@@ -128,7 +128,7 @@ def wechatpy_app():
 
 
 def bench_settings(db_url: str):
-    from bot.config import load_settings
+    from models.settings.load import load_settings
 
     return load_settings(
         None,

@@ -11,12 +11,12 @@ from bot import api, channels, staff
 from bot import background as background_work
 from bot.appkeys import CONVERSATION, ENGINE, HTTP, SESSIONS, SETTINGS, SMS_SENDER
 from bot.bot import MemberBot
-from bot.config import Settings
 from bot.conversation import Conversation
 from bot.edge import edge_middleware
 from bot.errors import error_middleware, json_error, json_response
 from bot.sms_sender import open_sms_sender
 from models.db import make_engine, migrate, ping, session_factory
+from models.settings import Settings
 
 
 def _database_ctx(migrate_on_start: bool):

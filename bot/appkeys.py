@@ -11,10 +11,10 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
 from bot.conversation import Conversation
 from bot.inbound_log import InboundLog
 from models.rules import LoyaltyRules
+from models.settings import Settings
 from scheduler.providers import SmsSender
 from scheduler.sender import Sender
 from scheduler.transports import Transports

@@ -59,7 +59,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
 from bot.conversation import Inbound, Reply
 from bot.handlers import bind, card, consent, events, pending, points, rewards, vouchers
 from bot.handlers import help as help_
@@ -74,6 +73,7 @@ from models.locale_format import pick_locale
 from models.members import get_member_by_phone
 from models.pending import in_window, is_live
 from models.phone import mask_phone
+from models.settings import Settings
 from models.tables import Identity, Member, PendingAction
 from scheduler.providers import SmsSender, SmsSendError
 from scheduler.text import render

@@ -29,7 +29,6 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 
 from bot.bot import MemberBot
-from bot.config import Settings
 from bot.conversation import Inbound
 from bot.demo import seed_demo
 from bot.sms_sender import open_sms_sender
@@ -37,6 +36,7 @@ from models.clock import brand_today
 from models.db import make_engine, migrate, session_factory, transaction
 from models.errors import InvalidInput
 from models.phone import normalise_phone
+from models.settings import Settings
 from scheduler.providers import ConsoleSmsSender, SmsSender
 
 PROMPT = "> "

@@ -1,6 +1,6 @@
 """The `memberbot` command line (CONTRACT.md "Command line"): a composition root.
 
-Each command builds the settings once (`bot.config.load_settings`), opens the
+Each command builds the settings once (`models.settings.load.load_settings`), opens the
 database, brings the schema up to date and calls the domain or the web app.
 
     memberbot serve [--host H] [--port P] [--demo]
@@ -38,7 +38,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import ConfigError, Settings, load_settings, resolve_config_path
+from models.settings import Settings
+from models.settings.load import ConfigError, load_settings, resolve_config_path
 from models.strict import ascii_int
 
 PROG = "memberbot"

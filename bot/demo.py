@@ -41,10 +41,10 @@ from decimal import Decimal
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
 from models import consent
 from models.members import MemberIn, get_member_by_phone, upsert_member
 from models.purchases import ItemIn, PurchaseIn, record_purchase
+from models.settings import Settings
 from models.stores import create_or_update_assistant, hash_token, upsert_store
 
 DEMO_API_KEY = "demo-api-key-please-change"

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 
-from bot.config import Settings
 from models.errors import DomainError, NotFound
 from models.phone import mask_phone
+from models.settings import Settings
 
 REFUSED = 1
 BAD_INPUT = 2

@@ -37,7 +37,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 
-from bot.config import Settings
 from bot.conversation import Reply
 from bot.handlers import points
 from models import identities, rawdb, tiers
@@ -45,6 +44,7 @@ from models.cards import OPEN
 from models.clock import day_end, day_start, local_date
 from models.group_commit import GroupWriter
 from models.locale_format import pick_locale
+from models.settings import Settings
 from models.types import from_cents
 
 _OPEN = ", ".join(f"'{status}'" for status in sorted(OPEN))

@@ -28,9 +28,9 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 
-from bot.config import SmsSettings
 from bot.retry_after import parse_retry_after
 from models.phone import mask_phone
+from models.settings.sections import SmsSettings
 from scheduler.providers import ConsoleSmsSender, SendErrorKind, SentSms, SmsSender, SmsSendError
 
 log = logging.getLogger("memberbot.sms")

@@ -1,7 +1,7 @@
 """Loyalty rules: the store documents' rules as typed configuration (DOMAIN.md §2-5, §8).
 
 These models are part of the domain: the points, tier, reward and ownership
-functions receive them as arguments. `bot.config.Settings` embeds them under the
+functions receive them as arguments. `models.settings.Settings` embeds them under the
 `[points]`, `[tiers]`, `[rewards]` and `[ownership]` sections of the TOML file.
 Every default here is the default DOMAIN.md names.
 """

@@ -19,8 +19,8 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from models.clock import add_months, day_end, day_start, local_date
+from models.kinds import CARE_KINDS
 from models.tables import Member, OutboxMessage, Purchase
-from scheduler.kinds import CARE_KINDS
 from scheduler.plan_reads import CHUNK, among, chunks, rows
 from scheduler.plan_types import SUPPRESSED, Due, MemberRow, PlanDay, Sale
 

@@ -49,7 +49,7 @@ from typing import Any, TextIO
 
 from sqlmodel import col, select
 
-from bot.config import Settings
+from models.settings import Settings
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 PAGE = 1000
@@ -285,7 +285,7 @@ async def cmd_lint(settings: Settings, args: argparse.Namespace) -> int:
 
 def lint_templates(settings: Settings, folder: Path | None = None) -> int:
     """Print each violation as ``path: rule: detail``; the exit code (1 on a violation)."""
-    from scheduler.kinds import KINDS, LOCALES
+    from models.kinds import KINDS, LOCALES
     from scheduler.message_rules import lint_all
 
     if folder is not None and not Path(folder).is_dir():

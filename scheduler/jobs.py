@@ -58,12 +58,12 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
 from models import cards, ownership, points, tiers, vouchers
 from models.calendar import LUNAR, SOLAR, occurrences_between
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
 from models.inbound import prune
+from models.settings import Settings
 from models.tables import Assistant, Member, PlanRun, Store
 
 log = logging.getLogger("memberbot.jobs")

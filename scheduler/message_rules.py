@@ -14,8 +14,8 @@
 | ``missing_signature`` | greetings, care | last line lacks the store / assistant name (§7.2) |
 | ``missing_stop_hint`` | every kind | the locale's stop hint is absent (§7.6) |
 
-The words come from a `scheduler.lexicon.Lexicon` (``[messaging.lexicon]``;
-how they match is described there). A hit is ignored when it lies wholly inside
+The words come from a `models.settings.lexicon.Lexicon` (``[messaging.lexicon]``;
+how they match is described in `scheduler.lexicon`). A hit is ignored when it lies wholly inside
 an exempt phrase: the lexicon's ``allow`` list, the stop hints, and the values
 that come from the member's own record — store, assistant, member and reward
 names, the items bought (`scheduler.render.DATA_FIELDS`): a bought "新款大衣" is
@@ -38,18 +38,11 @@ from typing import Any
 
 from jinja2 import TemplateError
 
+from models.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
 from models.locale_format import format_money
+from models.settings.lexicon import Lexicon, Words, normalize
 from scheduler import render
-from scheduler.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
-from scheduler.lexicon import (
-    Lexicon,
-    Words,
-    compact,
-    exempt_spans,
-    hits,
-    may_hit,
-    normalize,
-)
+from scheduler.lexicon import compact, exempt_spans, hits, may_hit
 from scheduler.text import finish
 
 # --------------------------------------------------------------------------- the check

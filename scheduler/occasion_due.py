@@ -19,8 +19,8 @@ from sqlmodel import col, select
 
 from models.calendar import LUNAR, SOLAR
 from models.clock import add_months, day_start, local_date
+from models.occasions import festivals_on, season_start_on
 from models.tables import DORMANT_PENDING, Member, PointsLot
-from scheduler.occasions import festivals_on, season_start_on
 from scheduler.plan_reads import rows
 from scheduler.plan_types import Due, PlanDay
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from bot.config import Settings
 from models.calendar import SOLAR, occurrences_between
+from models.occasions import festivals_on, season_start_on
+from models.settings import Settings
 from models.tables import Member
-from scheduler.occasions import festivals_on, season_start_on
 
 NOT_NEAR_OCCASION = "not_near_occasion"
 DATE_TIED = ("birthday", "wedding_anniversary", "join_anniversary", "holiday", "seasonal")

@@ -15,8 +15,8 @@ from typing import Any
 
 from jinja2 import Template
 
+from models.kinds import KINDS, LOCALES
 from scheduler import message_rules, policy, render
-from scheduler.kinds import KINDS, LOCALES
 from scheduler.plan_reads import BatchContext
 from scheduler.plan_types import QUEUED, Due, MemberRow, PlanDay, Planned, Sale, suppress
 from scheduler.text import finish

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 from jinja2 import Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
 from models.clock import day_end, day_start
+from models.settings import Settings
 from models.tables import Member
 
 QUEUED = "queued"

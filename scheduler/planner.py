@@ -39,7 +39,7 @@ What is due on D (DOMAIN.md §5-7, MESSAGING.md; occasion keys in brackets):
   ``join_anniversary`` [``<YYYY>``] (the join date's month/day, from the first
   anniversary, 29 Feb joins on 28 Feb in common years).
 - ``holiday`` [``<festival code>:<YYYY>``]: every member, on the first festival
-  of ``[occasions]`` falling on D (`scheduler.occasions.festivals_on`);
+  of ``[occasions]`` falling on D (`models.occasions.festivals_on`);
   ``seasonal`` [``<term code>:<YYYY>``]: every member, on a season-start term.
 - ``dormant`` [``since:<last purchase day>``]: on every day D on which the
   member's last purchase is more than ``dormant_months`` calendar months before D
@@ -97,7 +97,7 @@ from typing import NamedTuple
 from sqlalchemy import and_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
+from models.settings import Settings
 from scheduler import care_calendar, occasion_due
 from scheduler.card_steps import card_messages
 from scheduler.plan_compose import plan_member

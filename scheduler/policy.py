@@ -49,7 +49,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 from typing import Protocol, TypeVar
 
-from scheduler.kinds import CARE_KINDS, EXTRA_KINDS, GREETING_KINDS, SERVICE_KINDS
+from models.kinds import CARE_KINDS, EXTRA_KINDS, GREETING_KINDS, SERVICE_KINDS
 
 DAY_MINUTES = 24 * 60
 CS_WINDOW = timedelta(hours=48)

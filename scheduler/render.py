@@ -5,7 +5,7 @@
 
 reads ``bot/templates/messages/<locale>/<kind>.txt`` (plain text: autoescape
 off, `StrictUndefined`, so a missing value fails loudly). Every template gets
-``locale`` and ``stop_hint`` (`scheduler.kinds.STOP_HINTS`, never passed by the
+``locale`` and ``stop_hint`` (`models.kinds.STOP_HINTS`, never passed by the
 caller), and defaults for the optional values ``note`` ("") and ``years``
 (None). The filters of the reply templates apply: ``money``, ``day``,
 ``short_day``, ``points`` (`scheduler.text.LOCALE_FILTERS`).
@@ -31,7 +31,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from scheduler.kinds import GREETING_KINDS, GREETING_OCCASIONS, kind_spec, stop_hint
+from models.kinds import GREETING_KINDS, GREETING_OCCASIONS, kind_spec, stop_hint
 from scheduler.text import LOCALE_FILTERS, TEMPLATES, finish
 
 MESSAGES_DIR = TEMPLATES / "messages"
@@ -64,7 +64,7 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
 """Values each kind's template uses besides `COMMON_FIELDS` (and the optional ones).
 
 `items` is a list of item names; `missing_for_reward` / `reward_name` may be
-None (no next reward); `festival` is the festival code (`scheduler.occasions`),
+None (no next reward); `festival` is the festival code (`models.occasions`),
 `season` one of spring / summer / autumn / winter."""
 
 OPTIONAL_DEFAULTS: dict[str, Any] = {"note": "", "years": None, "occasion": ""}

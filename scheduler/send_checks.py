@@ -20,8 +20,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import local_date
+from models.kinds import GREETING_KINDS
 from models.tables import Identity, Member, OutboxMessage
-from scheduler.kinds import GREETING_KINDS
 from scheduler.outbox_states import DELIVERED, SENT
 from scheduler.policy import (
     ChannelChoice,

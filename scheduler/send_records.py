@@ -20,9 +20,9 @@ from sqlalchemy import and_, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import OutboxSettings
 from models.db import transaction
 from models.group_commit import GroupWriter
+from models.settings.messaging import OutboxSettings
 from models.tables import OutboxMessage
 from scheduler.outbox_claims import Accepted, record_sent
 from scheduler.outbox_receipts import record_refusal

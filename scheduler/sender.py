@@ -72,7 +72,7 @@ from math import ceil
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
+from models.settings import Settings
 from models.tables import OutboxMessage
 from models.types import utcnow
 from scheduler.outbox_claims import claim

@@ -19,7 +19,7 @@ import socket
 from datetime import datetime, time
 from pathlib import Path
 
-from bot.config import Settings
+from models.settings import Settings
 
 
 class TemplateRuleError(Exception):
@@ -30,7 +30,7 @@ def check_templates(settings: Settings, *, template_dir: Path | None = None) -> 
     """Lint every message template (`scheduler.message_rules.lint_all`) with the
     configured lexicon; raise `TemplateRuleError` naming each violation. Returns
     the number of templates checked."""
-    from scheduler.kinds import KINDS, LOCALES
+    from models.kinds import KINDS, LOCALES
     from scheduler.message_rules import lint_all
 
     found = lint_all(template_dir, settings.messaging.lexicon)

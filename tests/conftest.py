@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bot.config import Settings, load_settings
 from models.db import make_engine, migrate, session_factory
+from models.settings import Settings
+from models.settings.load import load_settings
 
 API_KEY = "test-api-key-0123456789"
 PG_URL_ENV = "MEMBERBOT_TEST_DATABASE_URL"

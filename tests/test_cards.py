@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import text, update
 from sqlmodel import col, select
 
-from bot.config import load_settings
 from models import cards
 from models.db import transaction
 from models.errors import Conflict, InvalidInput, NotFound
 from models.rules import LoyaltyRules
+from models.settings.load import load_settings
 from models.tables import CardApplication, CardEvent, Member, TierChange
 from tests.conftest import is_pg
 from tests.factories import make_assistant, make_member, make_store

@@ -1,4 +1,4 @@
-"""bot/config.py: TOML file → typed settings, environment overrides, one-line errors."""
+"""models/settings/: TOML file → typed settings, environment overrides, one-line errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, load_settings, resolve_config_path
+from models.settings.load import ConfigError, load_settings, resolve_config_path
 
 KEY = "k" * 20
 

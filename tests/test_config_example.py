@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from bot.config import Settings, env_keys, load_settings
+from models.settings import Settings
+from models.settings.load import env_keys, load_settings
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 

@@ -15,12 +15,12 @@ from sqlalchemy import event
 from sqlmodel import select
 
 from bot.bot import MemberBot
-from bot.config import load_settings
 from bot.conversation import Inbound
 from models import points, tiers
 from models.db import transaction
 from models.purchases import PurchaseIn, record_purchase
 from models.rules import LoyaltyRules
+from models.settings.load import load_settings
 from models.tables import Identity, Member, PendingAction
 from scheduler.providers import SentSms
 from tests.factories import make_member, make_store

@@ -7,8 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from bot.config import ConfigError, load_settings
-from scheduler.kinds import (
+from models.kinds import (
     CARE_KINDS,
     GREETING_KINDS,
     KINDS,
@@ -17,7 +16,8 @@ from scheduler.kinds import (
     MessageClass,
     kind_spec,
 )
-from scheduler.lexicon import Lexicon, Words, normalize
+from models.settings.lexicon import Lexicon, Words, normalize
+from models.settings.load import ConfigError, load_settings
 from scheduler.message_rules import check, check_content, render_checked
 
 LEX = Lexicon()

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from jinja2 import UndefinedError
 
+from models.kinds import GREETING_KINDS, KINDS, LOCALES, STOP_HINTS
+from models.settings.lexicon import Lexicon
 from scheduler import render
-from scheduler.kinds import GREETING_KINDS, KINDS, LOCALES, STOP_HINTS
-from scheduler.lexicon import Lexicon
 from scheduler.message_rules import check_template_source, lint_all, render_checked
 
 LEX = Lexicon()

@@ -8,8 +8,7 @@ import holidays
 import pytest
 from lunardate import LunarDate
 
-from bot.config import ConfigError, load_settings
-from scheduler.occasions import (
+from models.occasions import (
     DEFAULT_FESTIVALS,
     FestivalRule,
     OccasionSettings,
@@ -17,6 +16,7 @@ from scheduler.occasions import (
     season_start_on,
     solar_terms,
 )
+from models.settings.load import ConfigError, load_settings
 
 ONE_DAY = timedelta(days=1)
 

@@ -1035,8 +1035,8 @@ async def test_plan_day_reads_no_clock_and_writes_nothing(sessions, settings, mo
             raise AssertionError("the planner read the clock")
 
     import models.clock
+    import models.occasions
     import models.types
-    import scheduler.occasions
     import scheduler.policy
     from scheduler import (
         card_steps,
@@ -1050,7 +1050,7 @@ async def test_plan_day_reads_no_clock_and_writes_nothing(sessions, settings, mo
 
     modules = (
         planner, care_calendar, occasion_due, card_steps, plan_reads, plan_compose, plan_save,
-        plan_types, scheduler.policy, scheduler.occasions, models.clock,
+        plan_types, scheduler.policy, models.occasions, models.clock,
     )  # fmt: skip
     for module in modules:
         monkeypatch.setattr(module, "datetime", NoClock, raising=False)

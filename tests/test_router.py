@@ -217,8 +217,8 @@ def test_mask_address(address, masked):
 
 
 def test_configured_keywords_are_added_to_the_contract_words():
-    from bot.config import load_settings
     from bot.router import Router
+    from models.settings.load import load_settings
 
     settings = load_settings(
         None, environ={"MEMBERBOT_KEYWORDS_POINTS": '["查分", "Score"]',

@@ -19,16 +19,10 @@ import string
 
 import pytest
 
+from models.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
+from models.settings.lexicon import Lexicon, Words, normalize
 from scheduler import render
-from scheduler.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
-from scheduler.lexicon import (
-    Lexicon,
-    Words,
-    _entry_pattern,
-    compact,
-    may_hit,
-    normalize,
-)
+from scheduler.lexicon import _entry_pattern, compact, may_hit
 from scheduler.message_rules import Violation, _signature_line, check, data_phrases
 
 LEX = Lexicon()

@@ -355,7 +355,7 @@ async def test_the_member_page_shows_details_and_contact_history(client, world, 
 
 
 def world_rules():
-    from bot.config import Settings
+    from models.settings import Settings
 
     return Settings().loyalty
 

@@ -12,10 +12,10 @@ from sqlmodel import col, select
 from bot.app import create_app
 from models.clock import brand_today
 from models.db import transaction
+from models.kinds import CARE_KINDS
 from models.purchases import PurchaseIn, record_purchase
 from models.tables import OutboxMessage
 from scheduler.care_calendar import sale_day
-from scheduler.kinds import CARE_KINDS
 from scheduler.planner import save_day
 from tests.test_staff_console import seed, sign_in
 

@@ -17,11 +17,11 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from bot.config import load_settings
 from models import cards, tiers
 from models.db import transaction
 from models.purchases import PurchaseIn, record_purchase
 from models.rules import LoyaltyRules, TierRule, TierRules
+from models.settings.load import load_settings
 from models.tables import CardApplication, Member, Purchase, Store, TierChange
 from tests.factories import make_member, make_store
 

@@ -13,10 +13,10 @@ import pytest
 from bot.app import create_app
 from bot.appkeys import INBOUND_LOG, SMS_SENDER
 from bot.channels.twilio_sms import SMS_OPTIONS, SmsOptions
-from bot.config import SmsSettings
 from bot.conversation import Inbound, Reply
 from bot.sms_sender import TwilioSmsSender, open_sms_sender
 from models.db import transaction
+from models.settings.sections import SmsSettings
 from models.sms_receipts import can_move, get_receipt, record_receipt
 from scheduler.providers import ConsoleSmsSender, SentSms, SmsSendError
 from tests.fakes import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, FakeTwilioApi

@@ -59,11 +59,11 @@ from bot.appkeys import CONVERSATION, ENGINE, HTTP, INBOUND_LOG, SETTINGS
 from bot.channels import wechat_replay as replay
 from bot.channels import xmlsafe
 from bot.channels.wechat_replay import ReplayMemory
-from bot.config import WeChatSettings
 from bot.conversation import Inbound
 from bot.inbound_log import HandlingFailed, bounded_key
 from bot.loop_lag import LoopLag
 from bot.wechat_api import WeChatApi
+from models.settings.sections import WeChatSettings
 from scheduler.providers import WeChatApiError
 
 log = logging.getLogger("memberbot.wechat")

@@ -26,7 +26,7 @@ from models.tables import Identity, Member, PendingAction, Store
 from scheduler.text import render
 
 if TYPE_CHECKING:
-    from bot.config import Settings
+    from models.settings import Settings
 
 CONFIRM_WINDOW_MINUTES = 10
 """How long a redemption or a mailing request waits for 确认/CONFIRM (CONTRACT.md)."""

@@ -19,14 +19,14 @@ from datetime import date, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.config import Settings
 from models import staff_queries
 from models.calendar import LUNAR, occurrences_between
 from models.clock import add_months, day_start, local_date
+from models.kinds import CARE_KINDS
+from models.settings import Settings
 from models.staff_queries import Scope
 from models.tables import CardApplication, Member
 from scheduler.card_steps import card_step_due
-from scheduler.kinds import CARE_KINDS
 from scheduler.occasion_due import dormant_range
 from scheduler.plan_types import Planned
 from scheduler.planner import iter_plan
