@@ -208,6 +208,16 @@ async def test_report_birthdays_writes_the_csv(sessions, tmp_path, config, capsy
     assert "2 rows written" in capsys.readouterr().err
 
 
+async def test_report_birthdays_to_stdout(sessions, config, capsys):
+    await seed(sessions)
+    capsys.readouterr()
+    assert await run("report", "birthdays", "--month", "2027-12", "--config", config) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("\ufeff")  # a BOM on standard output too
+    rows = list(csv.reader(out.removeprefix("\ufeff").splitlines()))
+    assert [r[1] for r in rows] == ["member", "张三", "李四"]
+
+
 async def test_report_bad_month_is_one_line_exit_2(config, capsys):
     assert await run("report", "birthdays", "--month", "2027-13", "--config", config) == 2
     one_error_line(capsys.readouterr().err)

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import sys
 from pathlib import Path
 from typing import TextIO
 
 from bot import csvio
-from bot.cli.common import PROG, CliError, cli_settings, open_database
+from bot.cli.common import PROG, CliError, cli_settings, open_database, sheet_stdout
 from bot.config import Settings
 from models.clock import brand_today
 
@@ -68,13 +67,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     written under a temporary name and renamed at the end: never a half-written sheet."""
     settings = cli_settings(args)
     if not args.out:
-        sys.stdout.flush()
-        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8-sig", newline="")
-        try:
+        with sheet_stdout() as out:
             asyncio.run(_export(settings, out))
-        finally:
-            out.flush()
-            out.detach()
         return 0
     target = Path(args.out)
     tmp = target.with_name(f".{target.name}.part")

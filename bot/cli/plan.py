@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import sys
 from datetime import date, datetime
@@ -47,7 +46,7 @@ from typing import Any, TextIO
 
 from sqlmodel import col, select
 
-from bot.cli.common import CliError, open_database, runner
+from bot.cli.common import CliError, open_database, runner, sheet_stdout
 from bot.config import Settings
 from models.clock import brand_today
 from models.db import transaction
@@ -287,13 +286,8 @@ async def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     async with open_database(settings) as sessions, sessions() as session:
         rows = await month_end_birthdays(session, settings=settings, month=month)
     if not args.out:
-        sys.stdout.flush()
-        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8-sig", newline="")
-        try:
+        with sheet_stdout() as out:
             _write_report(out, rows)
-        finally:
-            out.flush()
-            out.detach()
         return 0
     target = Path(args.out)
     tmp = target.with_name(f".{target.name}.part")
