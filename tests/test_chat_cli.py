@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import build_parser, serve_settings
+from bot.cli import build_parser
+from bot.cli.serve import serve_settings
 from bot.demo import DEMO_BRAND
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,7 +19,9 @@ import aiohttp
 import pytest
 from sqlmodel import func, select
 
-from bot.cli import build_parser, main, masked_url, serve_settings, start_server
+from bot.cli import build_parser, main
+from bot.cli.common import CliError, masked_url
+from bot.cli.serve import serve_settings, start_server
 from bot.demo import DEMO_API_KEY, DEMO_MEMBERS, demo_token, seed_demo
 from models.db import transaction
 from models.stores import authenticate_assistant, create_or_update_assistant, upsert_store
@@ -242,8 +244,6 @@ async def test_serve_starts_answers_healthz_and_stops(make_settings):
 
 
 async def test_serve_reports_a_busy_port(make_settings):
-    from bot.cli import CliError
-
     settings = make_settings()
     runner, url = await start_server(settings, host="127.0.0.1", port=0)
     try:

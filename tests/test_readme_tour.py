@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bot.cli import start_server
+from bot.cli.serve import start_server
 from bot.demo import DEMO_API_KEY
 
 README = Path(__file__).resolve().parents[1] / "README.md"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import csv
 import json
@@ -15,10 +14,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import func, select
 
-from bot import cli
+from bot.cli import main
 from models.db import transaction
 from models.tables import Assistant, Member, OutboxEvent, OutboxMessage, PlanRun, Store
-from scheduler.cli_commands import add_commands
 from scheduler.render import MESSAGES_DIR
 from tests.conftest import API_KEY, PG_URL_ENV
 
@@ -27,24 +25,11 @@ DAY = date(2027, 12, 1)  # never the brand's today while these tests run
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No MEMBERBOT_* settings from the shell; cwd is a scratch directory; the
-    scheduler's commands on the parser (a no-op once bot.cli adds them itself)."""
+    """No MEMBERBOT_* settings from the shell; cwd is a scratch directory."""
     for key in list(os.environ):
         if key.startswith("MEMBERBOT_") and key != PG_URL_ENV:
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
-    original = cli.build_parser
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "plan" not in sub.choices:
-            common = argparse.ArgumentParser(add_help=False)
-            common.add_argument("--config", metavar="F", default=argparse.SUPPRESS)
-            add_commands(sub, common)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build_parser)
 
 
 @pytest.fixture
@@ -55,7 +40,7 @@ def config(tmp_path: Path, db_url: str) -> str:
 
 
 async def run(*argv: str) -> int:
-    return await asyncio.to_thread(cli.main, list(argv))
+    return await asyncio.to_thread(main, list(argv))
 
 
 def one_error_line(err: str) -> str:
@@ -221,6 +206,16 @@ async def test_report_birthdays_writes_the_csv(sessions, tmp_path, config, capsy
         ["南京西路店", "李四", "2027-12-01", "solar", "王丽", "+86138****8001", "yes"],
     ]
     assert "2 rows written" in capsys.readouterr().err
+
+
+async def test_report_birthdays_to_stdout(sessions, config, capsys):
+    await seed(sessions)
+    capsys.readouterr()
+    assert await run("report", "birthdays", "--month", "2027-12", "--config", config) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("\ufeff")  # a BOM on standard output too
+    rows = list(csv.reader(out.removeprefix("\ufeff").splitlines()))
+    assert [r[1] for r in rows] == ["member", "张三", "李四"]
 
 
 async def test_report_bad_month_is_one_line_exit_2(config, capsys):

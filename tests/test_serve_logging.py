@@ -14,7 +14,7 @@ from aiohttp import ClientSession, web
 from sqlalchemy import text
 
 from bot.appkeys import SESSIONS
-from bot.cli import start_server
+from bot.cli.serve import start_server
 from bot.logsetup import BadRequestFilter, configure_logging, mask_phones
 from models.db import transaction
 from tests.conftest import API_KEY
@@ -53,16 +53,16 @@ async def _db_error_with_a_phone(request: web.Request) -> web.Response:
 @pytest.fixture
 async def served(make_settings, monkeypatch):
     """`start_server` as serve runs it, plus one route whose SQL fails with a phone."""
-    import bot.app
+    import bot.cli.serve
 
-    real = bot.app.create_app
+    real = bot.cli.serve.create_app
 
     def create_app(settings, **kw):
         app = real(settings, **kw)
         app.router.add_get("/test/db-error", _db_error_with_a_phone)
         return app
 
-    monkeypatch.setattr(bot.app, "create_app", create_app)
+    monkeypatch.setattr(bot.cli.serve, "create_app", create_app)
     settings = make_settings(server={"idle_timeout": 1})
     runner, url = await start_server(settings, host="127.0.0.1", port=0)
     yield url

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from bot.app import create_app
 from bot.appkeys import INBOUND_LOG
 from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
-from bot.cli import LISTEN_BACKLOG
+from bot.cli.serve import LISTEN_BACKLOG
 from bot.conversation import Reply
 from bot.handler_slots import HandlerSlots
 from bot.inbound_log import HandlingFailed

@@ -20,17 +20,22 @@ from __future__ import annotations
 
 import argparse
 
+from bot.cli.common import CliError, open_database, runner
+from models.db import transaction
 from models.errors import DomainError, NotFound
-from models.phone import mask_phone
+from models.members import get_member_by_phone
+from models.phone import mask_phone, normalise_phone
 from models.settings import Settings
+from models.stores import get_assistant
+from models.types import utcnow
+from scheduler import greetings
+from scheduler.greetings import OCCASIONS
 
 REFUSED = 1
 BAD_INPUT = 2
 
 
 def add_greet_command(subparsers, parent_parser: argparse.ArgumentParser) -> None:
-    from scheduler.greetings import OCCASIONS
-
     greet = subparsers.add_parser(
         "greet", parents=[parent_parser], help="queue an assistant's personal greeting"
     )
@@ -40,15 +45,7 @@ def add_greet_command(subparsers, parent_parser: argparse.ArgumentParser) -> Non
         "--occasion", required=True, metavar="O", help=f"one of: {', '.join(OCCASIONS)}"
     )
     greet.add_argument("--note", default="", metavar="TEXT", help="the assistant's own words")
-    greet.set_defaults(func=cmd_greet, run=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from bot.cli import _settings
-
-    return asyncio.run(cmd_greet(_settings(args), args))
+    greet.set_defaults(func=cmd_greet, run=runner(cmd_greet))
 
 
 def describe(message, *, phone: str, created: bool, tz) -> str:
@@ -62,14 +59,6 @@ def describe(message, *, phone: str, created: bool, tz) -> str:
 
 
 async def cmd_greet(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.cli import CliError, open_database
-    from models.db import transaction
-    from models.members import get_member_by_phone
-    from models.phone import normalise_phone
-    from models.stores import get_assistant
-    from models.types import utcnow
-    from scheduler import greetings
-
     try:
         phone = normalise_phone(args.member, "member")
     except DomainError as exc:

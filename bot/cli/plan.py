@@ -8,7 +8,7 @@
 `add_commands(subparsers, parent_parser)` adds them to `bot.cli`'s parser. Each
 sets ``func`` (``async def f(settings, args) -> int``, the testable core) and
 ``run`` (``f(args) -> int``, what `bot.cli.main` calls: it loads the settings and
-runs ``func``). Bad input raises `bot.cli.CliError` (one line, exit 2).
+runs ``func``). Bad input raises `bot.cli.common.CliError` (one line, exit 2).
 
 `plan --date D` without ``--dry-run``:
 
@@ -37,28 +37,31 @@ message was suppressed, failed or undeliverable), ``id``, ``attempts``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
-import io
 import json
 import sys
-from collections.abc import Callable, Coroutine
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from sqlmodel import col, select
 
+from bot.cli.common import CliError, open_database, runner, sheet_stdout
+from models.clock import brand_today
+from models.db import transaction
+from models.kinds import KINDS, LOCALES
 from models.settings import Settings
+from models.tables import Member, OutboxMessage
+from models.types import utcnow
+from scheduler.jobs import birthday_report_month, month_end_birthdays, plan_and_save, run_daily
+from scheduler.message_rules import lint_all
+from scheduler.outbox_states import STATUSES
+from scheduler.plan_save import pending_only
+from scheduler.plan_types import QUEUED
+from scheduler.planner import plan_day
+from scheduler.service import replica_name
 
-Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 PAGE = 1000
-
-
-def _cli_error(message: str):
-    from bot.cli import CliError
-
-    return CliError(message)
 
 
 def _day(text: str) -> date:
@@ -75,33 +78,22 @@ def _month(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a month YYYY-MM, got {text!r}") from None
 
 
-def _runner(func: Command) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        from bot.cli import _settings
-
-        return asyncio.run(func(_settings(args), args))
-
-    return run
-
-
 def add_commands(subparsers, parent_parser: argparse.ArgumentParser) -> None:
     """Add ``plan``, ``outbox``, ``lint`` and ``report`` to `bot.cli`'s subparsers."""
-    from scheduler.outbox_states import STATUSES
-
     plan = subparsers.add_parser(
         "plan", parents=[parent_parser], help="run the daily planner for a date"
     )
     plan.add_argument("--date", required=True, type=_day, metavar="YYYY-MM-DD")
     plan.add_argument("--dry-run", action="store_true", help="print what would be queued")
     plan.add_argument("--json", action="store_true", help="one JSON object per message")
-    plan.set_defaults(func=cmd_plan, run=_runner(cmd_plan))
+    plan.set_defaults(func=cmd_plan, run=runner(cmd_plan))
 
     out = subparsers.add_parser(
         "outbox", parents=[parent_parser], help="list outgoing messages and their states"
     )
     out.add_argument("--status", metavar="S", help=f"only this state: {', '.join(STATUSES)}")
     out.add_argument("--json", action="store_true", help="one JSON object per message")
-    out.set_defaults(func=cmd_outbox, run=_runner(cmd_outbox))
+    out.set_defaults(func=cmd_outbox, run=runner(cmd_outbox))
 
     lint = subparsers.add_parser(
         "lint", parents=[parent_parser], help="check every message template against the rules"
@@ -112,7 +104,7 @@ def add_commands(subparsers, parent_parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="check the templates in DIR (<locale>/<kind>.txt) instead of the built-in ones",
     )
-    lint.set_defaults(func=cmd_lint, run=_runner(cmd_lint))
+    lint.set_defaults(func=cmd_lint, run=runner(cmd_lint))
 
     report = subparsers.add_parser(
         "report", parents=[parent_parser], help="staff reports (next month's birthdays)"
@@ -122,7 +114,7 @@ def add_commands(subparsers, parent_parser: argparse.ArgumentParser) -> None:
         "--month", type=_month, metavar="YYYY-MM", help="default: next month (brand time)"
     )
     report.add_argument("--out", metavar="F", help="output file (default: standard output)")
-    report.set_defaults(func=cmd_report, run=_runner(cmd_report))
+    report.set_defaults(func=cmd_report, run=runner(cmd_report))
 
 
 # --------------------------------------------------------------------------- plan
@@ -138,8 +130,6 @@ def _one_line(text: str, width: int = 60) -> str:
 
 
 async def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.cli import open_database
-
     async with open_database(settings) as sessions:
         if args.dry_run:
             return await _dry_run(sessions, settings, args)
@@ -147,10 +137,6 @@ async def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _dry_run(sessions, settings: Settings, args: argparse.Namespace) -> int:
-    from scheduler.plan_save import pending_only
-    from scheduler.plan_types import QUEUED
-    from scheduler.planner import plan_day
-
     async with sessions() as session:  # read only; closing rolls the transaction back
         planned = await plan_day(session, settings=settings, day=args.date)
         due = [p for p in await pending_only(session, planned) if p.status == QUEUED]
@@ -179,12 +165,6 @@ async def _dry_run(sessions, settings: Settings, args: argparse.Namespace) -> in
 
 
 async def _plan(sessions, settings: Settings, day: date) -> int:
-    from models.clock import brand_today
-    from models.db import transaction
-    from models.types import utcnow
-    from scheduler.jobs import plan_and_save, run_daily
-    from scheduler.service import replica_name
-
     now = utcnow()
     if day == brand_today(settings.brand.tz, now):
         result = await run_daily(
@@ -221,12 +201,8 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], out: TextIO | N
 
 
 async def cmd_outbox(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.cli import open_database
-    from models.tables import Member, OutboxMessage
-    from scheduler.outbox_states import STATUSES
-
     if args.status is not None and args.status not in STATUSES:
-        raise _cli_error(f"unknown status {args.status!r} (expected one of: {', '.join(STATUSES)})")
+        raise CliError(f"unknown status {args.status!r} (expected one of: {', '.join(STATUSES)})")
     count = 0
     rows: list[tuple[str, ...]] = []
     async with open_database(settings) as sessions, sessions() as session:
@@ -285,11 +261,8 @@ async def cmd_lint(settings: Settings, args: argparse.Namespace) -> int:
 
 def lint_templates(settings: Settings, folder: Path | None = None) -> int:
     """Print each violation as ``path: rule: detail``; the exit code (1 on a violation)."""
-    from models.kinds import KINDS, LOCALES
-    from scheduler.message_rules import lint_all
-
     if folder is not None and not Path(folder).is_dir():
-        raise _cli_error(f"no template folder {folder}")
+        raise CliError(f"no template folder {folder}")
     found = lint_all(folder, settings.messaging.lexicon)
     for path, v in found:
         print(f"{path}: {v.rule}: {' '.join(v.detail.split())}")
@@ -309,21 +282,12 @@ REPORT_COLUMNS = ("store", "member", "birthday", "calendar", "assistant", "phone
 async def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     """Next month's birthdays per store as CSV (UTF-8 with a BOM, like the member sheet);
     a file is written under a temporary name and renamed at the end."""
-    from bot.cli import open_database
-    from models.clock import brand_today
-    from scheduler.jobs import birthday_report_month, month_end_birthdays
-
     month = args.month or birthday_report_month(brand_today(settings.brand.tz))
     async with open_database(settings) as sessions, sessions() as session:
         rows = await month_end_birthdays(session, settings=settings, month=month)
     if not args.out:
-        sys.stdout.flush()
-        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8-sig", newline="")
-        try:
+        with sheet_stdout() as out:
             _write_report(out, rows)
-        finally:
-            out.flush()
-            out.detach()
         return 0
     target = Path(args.out)
     tmp = target.with_name(f".{target.name}.part")
@@ -332,7 +296,7 @@ async def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
             _write_report(fh, rows)
         tmp.replace(target)
     except OSError as exc:
-        raise _cli_error(f"cannot write {target}: {exc.strerror or exc}") from None
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
     print(f"birthdays {month:%Y-%m}: {len(rows)} rows written to {target}", file=sys.stderr)
