@@ -23,7 +23,7 @@ from scheduler.plan_reads import CHUNK, among, chunks
 from scheduler.plan_types import SUPPRESSED, Planned, SaveResult
 
 FIRST_EVENT_FROM = "planned"
-"""A new outbox message's first event is planned → queued/suppressed (outbox_states)."""
+"""A new outbox message's first event is planned → queued/suppressed (models.outbox.states)."""
 
 _OUTBOX_FIELDS = (
     "member_id", "kind", "occasion", "planned_on", "store_id", "assistant_id", "locale", "text",
@@ -172,7 +172,7 @@ async def _note_dormant(session: AsyncSession, chunk: Sequence[Planned], pg: boo
 
 
 async def _insert_events(session: AsyncSession, new: list, now: datetime, pg: bool) -> None:
-    """The first event of each new message: planned → its status (as outbox_states.enqueue)."""
+    """The first event of each new message: planned → its status (as `enqueue`)."""
     if pg:
         params = {
             "ids": [r[0] for r in new],
