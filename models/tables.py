@@ -438,7 +438,7 @@ class SmsReceipt(SQLModel, table=True):
     A callback may arrive before the send call has returned, so receipts are kept by
     provider message id on their own; a state never moves backwards
     (queued < sending < sent < delivered; failed/undelivered are final) — see
-    `models/sms_receipts.py` (MESSAGING.md "States of an outgoing message").
+    `models/outbox/receipts.py` (MESSAGING.md "States of an outgoing message").
     """
 
     __tablename__ = "sms_receipts"

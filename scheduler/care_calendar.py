@@ -20,9 +20,10 @@ from sqlmodel import col, select
 
 from models.clock import add_months, day_end, day_start, local_date
 from models.kinds import CARE_KINDS
+from models.outbox.states import SUPPRESSED
 from models.tables import Member, OutboxMessage, Purchase
 from scheduler.plan_reads import CHUNK, among, chunks, rows
-from scheduler.plan_types import SUPPRESSED, Due, MemberRow, PlanDay, Sale
+from scheduler.plan_types import Due, MemberRow, PlanDay, Sale
 
 QUARTER_DAYS = 91
 

@@ -68,6 +68,7 @@ from models.clock import day_end, day_start, local_date
 from models.db import is_postgres
 from models.errors import DomainError, InvalidInput, NotFound
 from models.kinds import GREETING_KINDS, GREETING_OCCASIONS, LOCALES
+from models.outbox.states import QUEUED, SUPPRESSED, enqueue
 from models.settings import Settings
 from models.stores import authenticate_assistant as _lookup_assistant
 from models.stores import hash_token
@@ -75,7 +76,6 @@ from models.tables import Assignment, Assistant, Identity, Member, OutboxMessage
 from scheduler import message_rules, policy, render
 from scheduler.message_rules import Violation
 from scheduler.occasion_window import NOT_NEAR_OCCASION, occasion_refusal
-from scheduler.outbox_states import QUEUED, SUPPRESSED, enqueue
 
 KIND = "personal_greeting"
 OCCASIONS = GREETING_OCCASIONS

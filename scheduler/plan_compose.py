@@ -16,9 +16,10 @@ from typing import Any
 from jinja2 import Template
 
 from models.kinds import KINDS, LOCALES
+from models.outbox.states import QUEUED
 from scheduler import message_rules, policy, render
 from scheduler.plan_reads import BatchContext
-from scheduler.plan_types import QUEUED, Due, MemberRow, PlanDay, Planned, Sale, suppress
+from scheduler.plan_types import Due, MemberRow, PlanDay, Planned, Sale, suppress
 from scheduler.text import finish
 
 _KIND_ORDER = {k: i for i, k in enumerate(KINDS)}

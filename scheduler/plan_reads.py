@@ -20,11 +20,11 @@ from sqlalchemy import Integer, any_, literal
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import col, select
 
+from models.outbox.states import SUPPRESSED
 from models.tables import Assistant, Identity, OutboxMessage, PurchaseItem, Store
 from scheduler import policy, render
 from scheduler.plan_types import (
     MEMBER_COLUMNS,
-    SUPPRESSED,
     AssistantRow,
     Due,
     MemberRow,

@@ -18,12 +18,10 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.outbox.states import PLANNED, SUPPRESSED
 from models.tables import OutboxMessage
 from scheduler.plan_reads import CHUNK, among, chunks
-from scheduler.plan_types import SUPPRESSED, Planned, SaveResult
-
-FIRST_EVENT_FROM = "planned"
-"""A new outbox message's first event is planned → queued/suppressed (outbox_states)."""
+from scheduler.plan_types import Planned, SaveResult
 
 _OUTBOX_FIELDS = (
     "member_id", "kind", "occasion", "planned_on", "store_id", "assistant_id", "locale", "text",
@@ -172,13 +170,13 @@ async def _note_dormant(session: AsyncSession, chunk: Sequence[Planned], pg: boo
 
 
 async def _insert_events(session: AsyncSession, new: list, now: datetime, pg: bool) -> None:
-    """The first event of each new message: planned → its status (as outbox_states.enqueue)."""
+    """The first event of each new message: planned → its status (as `enqueue`)."""
     if pg:
         params = {
             "ids": [r[0] for r in new],
             "statuses": [r[1] for r in new],
             "reasons": [r[2] for r in new],
-            "from_status": FIRST_EVENT_FROM,
+            "from_status": PLANNED,
             "at": now,
         }
         await session.exec(_PG_EVENTS, params=params)
@@ -188,5 +186,5 @@ async def _insert_events(session: AsyncSession, new: list, now: datetime, pg: bo
     await conn.exec_driver_sql(
         "INSERT INTO outbox_events (message_id, from_status, to_status, at, reason) "
         "VALUES (?, ?, ?, ?, ?)",
-        [(mid, FIRST_EVENT_FROM, status, at, why) for mid, status, why in new],
+        [(mid, PLANNED, status, at, why) for mid, status, why in new],
     )

@@ -18,11 +18,9 @@ from jinja2 import Template
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import day_end, day_start
+from models.outbox.states import SUPPRESSED
 from models.settings import Settings
 from models.tables import Member
-
-QUEUED = "queued"
-SUPPRESSED = "suppressed"
 
 
 @dataclass(slots=True)

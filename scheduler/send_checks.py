@@ -21,8 +21,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import local_date
 from models.kinds import GREETING_KINDS
+from models.outbox.states import DELIVERED, SENT
 from models.tables import Identity, Member, OutboxMessage
-from scheduler.outbox_states import DELIVERED, SENT
 from scheduler.policy import (
     ChannelChoice,
     Suppressed,

@@ -1,7 +1,7 @@
 """Recording what became of each claimed message, through one `GroupWriter`.
 
 Whatever results are waiting share one transaction (`Recorder`): the ``sent`` ones
-as one bulk conditional UPDATE (`scheduler.outbox_claims.record_sent`), the others each
+as one bulk conditional UPDATE (`models.outbox.claims.record_sent`), the others each
 by its own conditional write (`transition` under the claim the sender held), so a
 message whose claim was taken over is counted as lost, never written twice.
 `Pass` is one drain pass: its time, its tally (`DrainResult`), the messages not
@@ -22,11 +22,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import transaction
 from models.group_commit import GroupWriter
-from models.settings.messaging import OutboxSettings
-from models.tables import OutboxMessage
-from scheduler.outbox_claims import Accepted, record_sent
-from scheduler.outbox_receipts import record_refusal
-from scheduler.outbox_states import (
+from models.outbox.claims import Accepted, record_sent
+from models.outbox.receipts import record_refusal
+from models.outbox.states import (
     FAILED,
     GAVE_UP,
     QUEUED,
@@ -35,6 +33,8 @@ from scheduler.outbox_states import (
     UNDELIVERABLE,
     transition,
 )
+from models.settings.messaging import OutboxSettings
+from models.tables import OutboxMessage
 from scheduler.send_checks import Recipient, WindowUse, next_channel
 from scheduler.send_retry import DOWN_NOTE, HELD_PREFIX, PROBE_NOTE, backoff
 from scheduler.transports import (

@@ -25,7 +25,7 @@ One pass (`Sender.drain_once`):
    claim expires.
 4. Record (no transaction is open during the network call):
    - accepted → `sent` with the provider id (+ an SMS receipt that arrived before the
-     call returned is applied at once: `scheduler.outbox_receipts.apply_receipt`);
+     call returned is applied at once: `models.outbox.receipts.apply_receipt`);
    - `Retryable` → `failed`, attempts + 1, `next_attempt_at` = now + `retry_backoff` ×
      2^(attempts − 1), at most 300 s (or the provider's `Retry-After`, if longer);
      after `max_attempts` → `failed` with no next try, reason "gave up". The channel
@@ -44,14 +44,14 @@ One pass (`Sender.drain_once`):
 
 Records go through one `GroupWriter` (models/group_commit.py): whatever results are waiting
 share one transaction — the `sent` ones as one bulk conditional UPDATE
-(`scheduler.outbox_claims.record_sent`), the others each by its own conditional write —
+(`models.outbox.claims.record_sent`), the others each by its own conditional write —
 so under load the cost per message is a fraction of a transaction, and when idle a lone
 result is committed at once.
 
 `run()` repeats passes (at once while there is work, else every `outbox.poll_interval`
 seconds) and stops cleanly when cancelled: answers already received are still recorded,
 claimed messages not yet handed to a provider are released to `queued`, and a call
-under way is the at-least-once boundary of `scheduler.outbox_claims` (its claim expires
+under way is the at-least-once boundary of `models.outbox.claims` (its claim expires
 and it is sent again). The semaphore is given back as soon as the provider answered, so a
 busy database never holds up the sending.
 
@@ -72,11 +72,11 @@ from math import ceil
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.outbox.claims import claim
+from models.outbox.states import SUPPRESSED
 from models.settings import Settings
 from models.tables import OutboxMessage
 from models.types import utcnow
-from scheduler.outbox_claims import claim
-from scheduler.outbox_states import SUPPRESSED
 from scheduler.policy import Suppressed
 from scheduler.ratelimit import RateLimiter, SharedRateLimiter
 from scheduler.send_checks import (

@@ -585,7 +585,7 @@ async def test_the_member_view_shows_a_number_the_provider_refused(client, sessi
     from datetime import UTC, datetime
 
     from models.db import transaction
-    from scheduler.outbox_receipts import mark_address_bad
+    from models.outbox.receipts import mark_address_bad
 
     await seed(client)
     await call(client, "POST", "/api/members", {"phone": "13800138000", "store": "S001"})

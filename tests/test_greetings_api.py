@@ -14,9 +14,9 @@ import bot.greetings_api
 from bot.app import create_app
 from models.db import transaction
 from models.kinds import GREETING_OCCASIONS, LOCALES
+from models.outbox.states import enqueue
 from models.tables import Assistant, Identity, Member, OutboxEvent, OutboxMessage
 from scheduler import greetings, message_rules, render
-from scheduler.outbox_states import enqueue
 from tests.conftest import API_KEY
 
 SH = ZoneInfo("Asia/Shanghai")

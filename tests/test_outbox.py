@@ -1,5 +1,5 @@
-"""The outbox state machine and claims (scheduler/outbox_states.py, outbox_claims.py,
-outbox_receipts.py): enqueue once per occasion, every change an event, never backwards,
+"""The outbox state machine and claims (models/outbox/states.py, claims.py,
+receipts.py): enqueue once per occasion, every change an event, never backwards,
 due-message claims, stale claims taken over, concurrent claimers getting disjoint rows,
 and SMS receipts applied forward only.
 
@@ -16,11 +16,9 @@ from sqlmodel import select
 
 from models import consent
 from models.db import transaction
-from models.sms_receipts import record_receipt
-from models.tables import ConsentEvent, Identity, Member, OutboxMessage
-from scheduler.outbox_claims import Accepted, claim, record_sent
-from scheduler.outbox_receipts import apply_receipt
-from scheduler.outbox_states import (
+from models.outbox.claims import Accepted, claim, record_sent
+from models.outbox.receipts import apply_receipt, record_receipt
+from models.outbox.states import (
     CLAIM_EXPIRED,
     DELIVERED,
     FAILED,
@@ -35,6 +33,7 @@ from scheduler.outbox_states import (
     events,
     transition,
 )
+from models.tables import ConsentEvent, Identity, Member, OutboxMessage
 from tests.conftest import is_pg
 
 DAY = date(2026, 12, 1)

@@ -19,9 +19,8 @@ from bot.sms_sender import open_sms_sender
 from bot.wechat_api import WeChatApi
 from models import consent
 from models.db import transaction
-from models.sms_receipts import get_receipt
-from models.tables import Identity, Member
-from scheduler.outbox_states import (
+from models.outbox.receipts import get_receipt
+from models.outbox.states import (
     DELIVERED,
     FAILED,
     QUEUED,
@@ -30,6 +29,7 @@ from scheduler.outbox_states import (
     SUPPRESSED,
     UNDELIVERABLE,
 )
+from models.tables import Identity, Member
 from scheduler.ratelimit import RateLimiter
 from scheduler.send_retry import backoff
 from scheduler.sender import Sender, drain_until_idle

@@ -14,7 +14,7 @@ import pytest
 
 from bot.retry_after import parse_retry_after
 from bot.wechat_api import WeChatApi
-from scheduler.outbox_states import FAILED, GAVE_UP, QUEUED, SENT
+from models.outbox.states import FAILED, GAVE_UP, QUEUED, SENT
 from scheduler.providers import WeChatApiError
 from scheduler.ratelimit import SharedRateLimiter
 from scheduler.sender import drain_until_idle

@@ -16,8 +16,8 @@ from bot.channels.twilio_sms import SMS_OPTIONS, SmsOptions
 from bot.conversation import Inbound, Reply
 from bot.sms_sender import TwilioSmsSender, open_sms_sender
 from models.db import transaction
+from models.outbox.receipts import can_move, get_receipt, record_receipt
 from models.settings.sections import SmsSettings
-from models.sms_receipts import can_move, get_receipt, record_receipt
 from scheduler.providers import ConsoleSmsSender, SentSms, SmsSendError
 from tests.fakes import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, FakeTwilioApi
 from tests.payloads import TWILIO_NUMBER, sms, sms_status, twilio_signature

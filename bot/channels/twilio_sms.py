@@ -14,8 +14,8 @@ CONTRACT.md "HTTP" and MESSAGING.md "SMS (Twilio)":
   `SmsOptions.reply_deadline` is answered with an empty `<Response/>` and sent with the
   configured SMS sender when it is ready.
 - A status callback (`MessageSid`, `MessageStatus`, `ErrorCode`) is recorded in
-  `sms_receipts`, never moving a state backwards (`models.sms_receipts`), and moves the
-  outbox message sent as that sid forward (`scheduler.outbox_receipts.apply_receipt`: delivered,
+  `sms_receipts`, never moving a state backwards (`models.outbox.receipts`), and moves the
+  outbox message sent as that sid forward (`models.outbox.receipts.apply_receipt`: delivered,
   or undeliverable with the error code) → 204. A callback that arrives before the send
   call has returned waits in `sms_receipts` until the sender records the sid.
 - Stop words need nothing here: the conversation handles them like any text.
@@ -43,10 +43,9 @@ from bot.edge import posted_form
 from bot.inbound_log import HandlingFailed, bounded_key
 from models.db import transaction
 from models.errors import InvalidInput
+from models.outbox.receipts import apply_receipt, record_receipt
 from models.phone import normalise_phone
-from models.sms_receipts import record_receipt
 from models.types import utcnow
-from scheduler.outbox_receipts import apply_receipt
 
 log = logging.getLogger("memberbot.sms")
 

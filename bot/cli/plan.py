@@ -50,14 +50,13 @@ from bot.cli.common import CliError, open_database, runner, sheet_stdout
 from models.clock import brand_today
 from models.db import transaction
 from models.kinds import KINDS, LOCALES
+from models.outbox.states import QUEUED, STATUSES
 from models.settings import Settings
 from models.tables import Member, OutboxMessage
 from models.types import utcnow
 from scheduler.jobs import birthday_report_month, month_end_birthdays, plan_and_save, run_daily
 from scheduler.message_rules import lint_all
-from scheduler.outbox_states import STATUSES
 from scheduler.plan_save import pending_only
-from scheduler.plan_types import QUEUED
 from scheduler.planner import plan_day
 from scheduler.service import replica_name
 

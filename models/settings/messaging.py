@@ -43,7 +43,7 @@ class OutboxSettings(Section):
     its own channel)."""
     claim_timeout: Annotated[float, Field(ge=30, le=86_400)] = 300
     """Seconds after which a `sending` claim counts as dead (its process died mid-send) and
-    another sender takes the message over (scheduler.outbox_claims)."""
+    another sender takes the message over (models.outbox.claims)."""
 
 
 class CareDays(Section):

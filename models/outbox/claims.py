@@ -3,7 +3,7 @@
 `claim` takes due messages (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) and marks
 them ``sending``; `record_sent` moves many accepted messages to ``sent`` in a
 handful of statements (the sender's hot path). The states and moves are in
-`scheduler.outbox_states`.
+`models.outbox.states`.
 
 Claims (`claim`): due messages are `queued` with `send_after <= now`, `failed` with
 `next_attempt_at <= now` (attempts left), or `sending` with a claim older than
@@ -36,11 +36,8 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import insert_ignore, is_postgres
-from models.sms_receipts import record_receipt
-from models.tables import OutboxEvent, OutboxMessage, SmsReceipt
-from models.types import UTCDateTime
-from scheduler.outbox_receipts import apply_receipt
-from scheduler.outbox_states import (
+from models.outbox.receipts import apply_receipt, record_receipt
+from models.outbox.states import (
     CLAIM_EXPIRED,
     FAILED,
     GAVE_UP,
@@ -50,6 +47,8 @@ from scheduler.outbox_states import (
     aware,
     transition,
 )
+from models.tables import OutboxEvent, OutboxMessage, SmsReceipt
+from models.types import UTCDateTime
 
 
 async def claim(

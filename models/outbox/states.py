@@ -24,8 +24,8 @@ callback, two replicas) cannot both move it. A new message's first event is
 
 `transition` makes one move; `enqueue` adds a message unless its (member, kind,
 occasion) exists; `events` reads a message's history. Claims and the delivery
-guarantee: `scheduler.outbox_claims`; refusals and SMS receipts:
-`scheduler.outbox_receipts`.
+guarantee: `models.outbox.claims`; refusals and SMS receipts:
+`models.outbox.receipts`.
 """
 
 from __future__ import annotations
