@@ -26,7 +26,7 @@ from bot import greetings_api
 from bot.api_common import bearer_token, read_object
 from bot.appkeys import LOYALTY, SESSIONS, SETTINGS
 from bot.errors import Unauthorized, json_response
-from models import cards, consent, members, purchases, stores, tiers
+from models import cards, consent, members, purchases, stores
 from models.clock import brand_today, parse_aware
 from models.db import transaction
 from models.errors import InvalidInput, NotFound
@@ -34,6 +34,7 @@ from models.members import MemberIn
 from models.purchases import PurchaseIn
 from models.staff_auth import hash_password
 from models.strict import row_id
+from models.tiers.upgrade import eligible_not_applied
 from models.types import utcnow
 
 routes = web.RouteTableDef()
@@ -373,7 +374,7 @@ async def get_eligible_members(request: web.Request) -> web.Response:
     rules, _tz, _today = _context(request)
     async with _tx(request) as session:
         store_id = await _store_filter(session, request)
-        found = await tiers.eligible_not_applied(session, rules=rules, store_id=store_id)
+        found = await eligible_not_applied(session, rules=rules, store_id=store_id)
         codes = await stores.store_codes(session, store_ids={m.store_id for m in found})
         body = [
             {

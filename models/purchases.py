@@ -63,7 +63,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import ownership, tiers
+from models import ownership
 from models.calendar import is_birthday
 from models.clock import local_date as brand_date
 from models.db import insert_ignore
@@ -73,6 +73,7 @@ from models.points import MEMBERS, latest, post_points, sync_member
 from models.rules import LoyaltyRules, PointsRules
 from models.strict import ascii_int, plain_decimal
 from models.tables import Assistant, Member, PointsEntry, Purchase, PurchaseItem, Store
+from models.tiers.upgrade import evaluate_after_purchase
 from models.types import CENT, UTCDateTime
 
 
@@ -401,7 +402,7 @@ async def record_purchase(
             purchase=purchase,
             referrer_phone=data.referrer,
         )
-    await tiers.evaluate_after_purchase(
+    await evaluate_after_purchase(
         session, rules=rules, member=member, purchase=purchase, tz=tz
     )
     await ownership.on_purchase(session, rules=rules, member=member, purchase=purchase)
