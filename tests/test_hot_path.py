@@ -18,7 +18,8 @@ from bot.bot import MemberBot
 from bot.conversation import Inbound
 from models import points
 from models.db import transaction
-from models.purchases import PurchaseIn, record_purchase
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules
 from models.settings.load import load_settings
 from models.tables import Identity, Member, PendingAction

@@ -19,7 +19,8 @@ from sqlmodel import col, select
 
 from models import cards
 from models.db import transaction
-from models.purchases import PurchaseIn, record_purchase
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules, TierRule, TierRules
 from models.settings.load import load_settings
 from models.tables import CardApplication, Member, Purchase, Store, TierChange
