@@ -29,9 +29,10 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from bot.conversation import Reply
-from bot.handlers.turn import Route, Turn, reward_name, tier_name
+from bot.handlers.turn import Route, Turn
 from bot.router import Intent, Match
 from models import calendar
+from models.locale_format import local_name
 from models.rules import LoyaltyRules
 from models.tiers.nudge import upgrade_nudge
 from models.tiers.progress import TierProgress, tier_progress_and_expiry
@@ -97,10 +98,10 @@ def _next_reward(rules: LoyaltyRules, locale: str, balance: int) -> _Reward | No
         elif cheapest is None or cost < cheapest.cost:
             cheapest = reward
     if best is not None:
-        return _Reward(True, reward_name(locale, best), 0)
+        return _Reward(True, local_name(best, locale), 0)
     if cheapest is None:
         return None
-    return _Reward(False, reward_name(locale, cheapest), cheapest.cost - balance)
+    return _Reward(False, local_name(cheapest, locale), cheapest.cost - balance)
 
 
 def _next_tier(
@@ -120,9 +121,10 @@ def _next_tier(
         nudge = True
     rule = closest.rule
     missing = closest.missing
+    tiers = rules.tiers
     return _NextTier(
-        name=tier_name(rules, locale, progress.next.code),
-        pending=tier_name(rules, locale, progress.pending) if progress.pending else None,
+        name=local_name(tiers.level(progress.next.code), locale),
+        pending=local_name(tiers.level(progress.pending), locale) if progress.pending else None,
         measure=rule.measure,
         window=rule.window,
         single=rule.window == "single_purchase",
@@ -170,7 +172,7 @@ def answer(
         brand=brand,
         name=member.name,
         points=member.points,
-        tier=tier_name(rules, locale, member.tier),
+        tier=local_name(rules.tiers.level(member.tier), locale),
         spend=member.cumulative_spend,
         reward=_next_reward(rules, locale, member.points),
         next_tier=_next_tier(rules, locale, progress),
