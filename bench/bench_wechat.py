@@ -261,7 +261,8 @@ async def _fill_database(db_url: str) -> None:
     from sqlalchemy import insert, select, text
 
     from models.db import make_engine, migrate, session_factory, transaction
-    from models.purchases import PurchaseIn, record_purchase
+    from models.purchases.input import PurchaseIn
+    from models.purchases.record import record_purchase
     from models.tables import Identity, Member, Store
 
     if db_url.startswith("postgresql"):

@@ -26,14 +26,17 @@ from bot import greetings_api
 from bot.api_common import bearer_token, read_object
 from bot.appkeys import LOYALTY, SESSIONS, SETTINGS
 from bot.errors import Unauthorized, json_response
-from models import cards, consent, members, purchases, stores, tiers
+from models import cards, consent, members, stores
 from models.clock import brand_today, parse_aware
 from models.db import transaction
 from models.errors import InvalidInput, NotFound
 from models.members import MemberIn
-from models.purchases import PurchaseIn
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
+from models.purchases.visits import record_visit
 from models.staff_auth import hash_password
 from models.strict import row_id
+from models.tiers.upgrade import eligible_not_applied
 from models.types import utcnow
 
 routes = web.RouteTableDef()
@@ -229,7 +232,7 @@ async def post_purchase(request: web.Request) -> web.Response:
     data = PurchaseIn.model_validate(await read_object(request))
     rules, tz, _today = _context(request)
     async with _tx(request) as session:
-        purchase, created = await purchases.record_purchase(session, rules=rules, tz=tz, data=data)
+        purchase, created = await record_purchase(session, rules=rules, tz=tz, data=data)
         member = await members.get_member(session, member_id=purchase.member_id)
         store = await stores.store_codes(session, store_ids={purchase.store_id})
         staff = await stores.assistant_codes(session, assistant_ids={purchase.assistant_id})
@@ -264,7 +267,7 @@ async def post_visit(request: web.Request) -> web.Response:
         assistant = await stores.get_assistant(session, code=data.assistant)
         if assistant is None:
             raise InvalidInput(f"unknown assistant {data.assistant!r}", "assistant")
-        entry = await purchases.record_visit(
+        entry = await record_visit(
             session, rules=rules, tz=tz, member_id=member.id, assistant_id=assistant.id, at=at
         )
         posted = entry is not None
@@ -373,7 +376,7 @@ async def get_eligible_members(request: web.Request) -> web.Response:
     rules, _tz, _today = _context(request)
     async with _tx(request) as session:
         store_id = await _store_filter(session, request)
-        found = await tiers.eligible_not_applied(session, rules=rules, store_id=store_id)
+        found = await eligible_not_applied(session, rules=rules, store_id=store_id)
         codes = await stores.store_codes(session, store_ids={m.store_id for m in found})
         body = [
             {

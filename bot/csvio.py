@@ -60,7 +60,8 @@ from models.clock import local_date
 from models.errors import DomainError
 from models.members import MemberIn, parse_day, upsert_member
 from models.phone import mask_phone
-from models.purchases import PurchaseIn, record_purchase
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules
 from models.strict import ascii_int
 from models.tables import Assistant, Identity, Member, Purchase, Store

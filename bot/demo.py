@@ -43,7 +43,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import consent
 from models.members import MemberIn, get_member_by_phone, upsert_member
-from models.purchases import ItemIn, PurchaseIn, record_purchase
+from models.purchases.input import ItemIn, PurchaseIn
+from models.purchases.record import record_purchase
 from models.settings import Settings
 from models.stores import create_or_update_assistant, hash_token, upsert_store
 

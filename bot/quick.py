@@ -7,7 +7,7 @@ needs — the sender's identity, the member it is actively bound to, whether the
 sender has a pending confirmation, the member's purchases in the tier windows, the
 next expiry and (when a level takes effect on approval) the open card
 applications — in one statement on the raw driver (`models.rawdb`), one snapshot, and
-builds the reply with the same code as the normal path (`models.tiers.
+builds the reply with the same code as the normal path (`models.tiers.progress.
 progress_from_sales`, `bot.handlers.points.answer`), so the text is the same. The
 reads of concurrent messages share that statement (`FACTS`). Given the message's
 de-duplication key (`unseen`), the same read also shows whether the inbound log has
@@ -22,7 +22,7 @@ the message implies:
   answers only from the member the identity is actively bound to);
 - a pending confirmation of the sender (any other message cancels it: a write);
 - rules with a ``cumulative`` reach rule (their progress needs a sum over all
-  purchases; `models.tiers.needs_totals`).
+  purchases; `models.tiers.progress.needs_totals`).
 
 The one write of a quick answer is the sender's `last_inbound_at`, when it is older
 than `touch_every` (the 48-hour customer-service window, MESSAGING.md): it is
@@ -39,12 +39,14 @@ from functools import lru_cache
 
 from bot.conversation import Reply
 from bot.handlers import points
-from models import identities, rawdb, tiers
+from models import identities, rawdb
 from models.cards import OPEN
 from models.clock import day_end, day_start, local_date
 from models.group_commit import GroupWriter
 from models.locale_format import pick_locale
 from models.settings import Settings
+from models.tiers.progress import needs_totals, progress_from_sales, sales_start
+from models.tiers.upgrade import needs_applications, pending_from
 from models.types import from_cents
 
 _OPEN = ", ".join(f"'{status}'" for status in sorted(OPEN))
@@ -126,9 +128,9 @@ class QuickPoints:
         self._raw = raw
         self._touch_every = touch_every
         tier_rules = self._rules.tiers
-        self.usable = not tiers.needs_totals(tier_rules)
+        self.usable = not needs_totals(tier_rules)
         """False when the rules need what one read cannot give: always the normal path."""
-        self._applications = tiers.needs_applications(tier_rules)
+        self._applications = needs_applications(tier_rules)
         form = SQLITE if raw.dialect == "sqlite" else POSTGRESQL
         applications = _APPLICATIONS.format(agg=form["agg"]) if self._applications else "NULL"
         self._sql = FACTS.format(applications=applications, **form)
@@ -193,10 +195,10 @@ class QuickPoints:
             expiring = (int(pts), date.fromisoformat(day))
         applications = applications.split(",") if applications else []
         rules = self._rules
-        pending = tiers.pending_from(
+        pending = pending_from(
             rules.tiers, tier=tier, eligible=eligible, applications=applications
         )
-        progress = tiers.progress_from_sales(
+        progress = progress_from_sales(
             rules.tiers, tier=tier, pending=pending, sales=sales, today=today
         )
         return points.answer(
@@ -234,7 +236,7 @@ class QuickPoints:
     def _sales_start(self, today: date) -> date:
         """The first day of purchases the answer may need (worked out once a day)."""
         if self._start is None or self._start[0] != today:
-            start = tiers.sales_start(self._rules.tiers, today) or today + timedelta(days=1)
+            start = sales_start(self._rules.tiers, today) or today + timedelta(days=1)
             self._start = (today, start)
         return self._start[1]
 

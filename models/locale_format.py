@@ -8,13 +8,16 @@ itself calls them directly:
 - `format_money`: Decimal yuan → "300元" / "¥300" (cents only when there are some);
 - `format_day`: a date → "2026年12月31日" / "31 Dec 2026"; `format_short_day` leaves
   out the year and adds the weekday ("12月5日 周六" / "Sat 5 Dec");
-- `format_points`: an integer with thousands separators ("3,000"), in every locale.
+- `format_points`: an integer with thousands separators ("3,000"), in every locale;
+- `local_name`: a tier level's or a reward's name (``name``, or ``name_en`` in English,
+  falling back to ``name`` when there is no English one).
 """
 
 from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Protocol
 
 LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
@@ -52,3 +55,17 @@ def format_short_day(d: date, locale: str) -> str:
 
 def format_points(value: int) -> str:
     return f"{int(value):,}"
+
+
+class Named(Protocol):
+    """Something the rules name in two languages: a tier level or a reward
+    (`models.rules.TierLevel`, `models.rules.Reward`)."""
+
+    name: str
+    name_en: str
+
+
+def local_name(thing: Named, locale: str) -> str:
+    """`thing`'s name in `locale`: the (Chinese) ``name``, or in English ``name_en`` when
+    the rules give one, else ``name``."""
+    return (thing.name_en or thing.name) if locale == "en" else thing.name

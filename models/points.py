@@ -350,7 +350,7 @@ NEXT_EXPIRY = (
 )
 """The member's next expiry: one row (points, day), or none. Parameters `member_id`,
 `today`. Built once: the chat bot's "积分" runs it on every call (building a statement
-costs more than running it); `models.tiers.tier_progress_and_expiry` reads it along
+costs more than running it); `models.tiers.progress.tier_progress_and_expiry` reads it along
 with the member's purchases."""
 
 

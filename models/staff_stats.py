@@ -15,7 +15,7 @@ Definitions (docs/staff-console.md repeats them for staff):
   purchase dated in [start, end] is not the member's first purchase ever (a repeat
   purchase); "all members" are those who joined on or before `end`.
 - **Pickup progress** (`pickup_progress`): card applications per status.
-- **Eligible but not applied**: `models.tiers.eligible_not_applied`.
+- **Eligible but not applied**: `models.tiers.upgrade.eligible_not_applied`.
 - **Latest redistribution** (`latest_redistribution`): the members taken back on
   the most recent day `models.ownership.redistribute` took any back, and where
   they went.

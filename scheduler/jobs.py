@@ -20,7 +20,7 @@ on a later day what an earlier day missed):
 
 1. upkeep: points lots past their last day expire (`models.points.expire_due`),
    vouchers past theirs expire (`models.vouchers.expire_vouchers`), tiers whose
-   validity ended are reviewed (`models.tiers.review_tiers`), members whose
+   validity ended are reviewed (`models.tiers.review.review_tiers`), members whose
    probation ended without a purchase are handed out again (`models.ownership.
    redistribute`, DOMAIN.md §8), inbound-message history older than
    `INBOUND_KEEP` is pruned (`models.inbound.prune`). Upkeep runs before the plan
@@ -58,13 +58,14 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import cards, ownership, points, tiers, vouchers
+from models import cards, ownership, points, vouchers
 from models.calendar import LUNAR, SOLAR, occurrences_between
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
 from models.inbound import prune
 from models.settings import Settings
 from models.tables import Assistant, Member, PlanRun, Store
+from models.tiers import review
 
 log = logging.getLogger("memberbot.jobs")
 
@@ -156,7 +157,7 @@ def upkeep_steps(*, settings: Settings, day: date, now: datetime) -> dict[str, S
         return await vouchers.expire_vouchers(s, today=day)
 
     async def review_tiers(s: AsyncSession) -> int:
-        return len(await tiers.review_tiers(s, rules=loyalty, today=day, now=now))
+        return len(await review.review_tiers(s, rules=loyalty, today=day, now=now))
 
     async def redistribute(s: AsyncSession) -> int:
         return len(await ownership.redistribute(s, rules=loyalty, today=day))

@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Template
 
 from models.kinds import KINDS, LOCALES
+from models.locale_format import local_name
 from models.outbox.states import QUEUED
 from scheduler import message_rules, policy, render
 from scheduler.plan_reads import BatchContext
@@ -198,7 +199,7 @@ def message_values(
             points=m.points,
             cumulative_spend=m.cumulative_spend,
             missing_for_reward=missing,
-            reward_name=_local_name(reward, locale) if reward else None,
+            reward_name=local_name(reward, locale) if reward else None,
         )  # fmt: skip
     elif kind in ("care_d3", "care_d7", "care_d10") and c.data is not None:
         sale = c.data
@@ -210,7 +211,7 @@ def message_values(
         v.update(expiring_points=points, expiry_date=expires, points=m.points)
     elif kind in ("card_pickup", "card_pickup_again", "card_mailed"):
         level = plan.settings.tiers.find(c.data.tier)
-        v["tier_name"] = _local_name(level, locale) if level else c.data.tier
+        v["tier_name"] = local_name(level, locale) if level else c.data.tier
         if kind != "card_mailed":
             v["pickup_store"] = store_name
     elif kind == "holiday":
@@ -232,8 +233,3 @@ def _next_reward(plan: PlanDay, points: int):
         if reward.cost > points:
             return reward, reward.cost - points
     return catalogue[-1], 0
-
-
-def _local_name(thing: Any, locale: str) -> str:
-    """A reward's or tier level's name in `locale` (English falls back to the Chinese)."""
-    return (thing.name_en or thing.name) if locale == "en" else thing.name

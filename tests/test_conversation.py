@@ -18,7 +18,8 @@ from bot.chat import run_chat
 from bot.conversation import Inbound, Reply
 from models import cards, consent
 from models.db import transaction
-from models.purchases import PurchaseIn, record_purchase
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
 from models.tables import (
     BindCode,
     CardApplication,

@@ -1,6 +1,6 @@
 """The chat bot's hot path — a bound member's "积分" (bench/bench_wechat.py measures it):
 what it writes, how many statements it runs and which locks it takes, and that
-`models.tiers.tier_progress_and_expiry` answers exactly what `tier_progress` and
+`models.tiers.progress.tier_progress_and_expiry` answers exactly what `tier_progress` and
 `models.points.expiring_soon` answer separately."""
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from sqlmodel import select
 
 from bot.bot import MemberBot
 from bot.conversation import Inbound
-from models import points, tiers
+from models import points
 from models.db import transaction
-from models.purchases import PurchaseIn, record_purchase
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules
 from models.settings.load import load_settings
 from models.tables import Identity, Member, PendingAction
+from models.tiers.progress import tier_progress, tier_progress_and_expiry
 from scheduler.providers import SentSms
 from tests.factories import make_member, make_store
 
@@ -195,8 +197,8 @@ async def test_progress_and_expiry_match_the_separate_answers(sessions, rules, s
     async with sessions() as s:
         member = (await s.exec(select(Member))).one()
         for today in (date(2026, 5, 10), date(2026, 6, 1), date(2026, 9, 20), date(2026, 12, 31)):
-            both = await tiers.tier_progress_and_expiry(s, rules=rules, member=member, today=today)
-            progress = await tiers.tier_progress(s, rules=rules, member=member, today=today)
+            both = await tier_progress_and_expiry(s, rules=rules, member=member, today=today)
+            progress = await tier_progress(s, rules=rules, member=member, today=today)
             expiry = await points.expiring_soon(s, member_id=member.id, today=today)
             again, lapsed = await points.expiry_and_lapsed(s, member_id=member.id, today=today)
             assert both == (progress, expiry, lapsed) and again == expiry, today
@@ -210,7 +212,7 @@ async def test_progress_and_expiry_at_the_top_level(sessions):
     rules = LoyaltyRules(**{"points": CALENDAR_YEAR})
     await buy(sessions, rules, "1200", datetime(2026, 3, 1, 12, tzinfo=TZ), "R1")
     async with sessions() as s:
-        found = await tiers.tier_progress_and_expiry(
+        found = await tier_progress_and_expiry(
             s, rules=rules, member=await s.get(Member, top.id), today=date(2026, 6, 1)
         )
     assert found == (None, (1200, date(2026, 12, 31)), 0)

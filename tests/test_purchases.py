@@ -1,4 +1,4 @@
-"""Purchases and the points they earn, visits and staff corrections (models/purchases.py)."""
+"""Purchases and the points they earn, visits and staff corrections (models/purchases/)."""
 
 import asyncio
 from datetime import UTC, date, datetime
@@ -11,7 +11,9 @@ from sqlmodel import func, select
 
 from models.errors import Conflict, InsufficientPoints, InvalidInput
 from models.points import balance_check
-from models.purchases import PurchaseIn, adjust_points, record_purchase, record_visit
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
+from models.purchases.visits import adjust_points, record_visit
 from models.rules import LoyaltyRules, PointsRules
 from models.tables import Member, PointsEntry, Purchase, PurchaseItem
 from tests.factories import make_assistant, make_member, make_store

@@ -13,7 +13,8 @@ from bot.app import create_app
 from models.clock import brand_today
 from models.db import transaction
 from models.kinds import CARE_KINDS
-from models.purchases import PurchaseIn, record_purchase
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
 from models.tables import OutboxMessage
 from scheduler.care_calendar import sale_day
 from scheduler.planner import save_day

@@ -1,4 +1,4 @@
-"""models/tiers.py: windows, Schemes A/B/C upgrades, review at expiry, progress (DOMAIN.md §3).
+"""models/tiers/: windows, Schemes A/B/C upgrades, review at expiry, progress (DOMAIN.md §3).
 
 Purchases go through `models.purchases.record_purchase`, so the purchase → points →
 tier hook runs end to end. Amounts are yuan at 1 point per yuan, brand time zone
@@ -17,12 +17,24 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from models import cards, tiers
+from models import cards
 from models.db import transaction
-from models.purchases import PurchaseIn, record_purchase
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules, TierRule, TierRules
 from models.settings.load import load_settings
 from models.tables import CardApplication, Member, Purchase, Store, TierChange
+from models.tiers.progress import tier_progress
+from models.tiers.review import review_tiers
+from models.tiers.upgrade import eligible_not_applied, evaluate_after_purchase
+from models.tiers.windows import (
+    half_year_window,
+    leaves_half_year_on,
+    month_window,
+    period_window,
+    validity_window,
+    window_span,
+)
 from tests.factories import make_member, make_store
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -89,33 +101,33 @@ async def session(sessions):
 
 
 def test_half_year_is_six_calendar_months_ending_on_the_day():
-    assert tiers.half_year_window(date(2026, 8, 15)) == (date(2026, 2, 16), date(2026, 8, 15))
-    assert tiers.half_year_window(date(2026, 8, 31)) == (date(2026, 3, 1), date(2026, 8, 31))
-    assert tiers.half_year_window(date(2027, 2, 28)) == (date(2026, 8, 29), date(2027, 2, 28))
+    assert half_year_window(date(2026, 8, 15)) == (date(2026, 2, 16), date(2026, 8, 15))
+    assert half_year_window(date(2026, 8, 31)) == (date(2026, 3, 1), date(2026, 8, 31))
+    assert half_year_window(date(2027, 2, 28)) == (date(2026, 8, 29), date(2027, 2, 28))
 
 
 def test_a_day_leaves_the_half_year_window_on_the_first_day_not_covering_it():
-    assert tiers.leaves_half_year_on(date(2026, 3, 1)) == date(2026, 9, 1)
+    assert leaves_half_year_on(date(2026, 3, 1)) == date(2026, 9, 1)
     # Month-end clamping: 29, 30 and 31 August all stop counting on 1 March.
     for d in (29, 30, 31):
-        assert tiers.leaves_half_year_on(date(2026, 8, d)) == date(2027, 3, 1)
-    assert tiers.half_year_window(date(2027, 2, 28))[0] <= date(2026, 8, 29)
+        assert leaves_half_year_on(date(2026, 8, d)) == date(2027, 3, 1)
+    assert half_year_window(date(2027, 2, 28))[0] <= date(2026, 8, 29)
 
 
 def test_month_period_and_validity_windows():
-    assert tiers.month_window(date(2026, 2, 10)) == (date(2026, 2, 1), date(2026, 2, 28))
-    assert tiers.period_window(date(2026, 3, 10), "08-01") == (date(2025, 8, 1), date(2026, 7, 31))
-    assert tiers.period_window(date(2026, 8, 1), "08-01") == (date(2026, 8, 1), date(2027, 7, 31))
-    assert tiers.period_window(date(2026, 7, 31), "08-01") == (date(2025, 8, 1), date(2026, 7, 31))
-    assert tiers.period_window(date(2026, 5, 5), "01-01") == (date(2026, 1, 1), date(2026, 12, 31))
-    assert tiers.validity_window(date(2027, 9, 10), 12) == (date(2026, 9, 10), date(2027, 9, 9))
-    assert tiers.window_span("cumulative", date(2026, 5, 5), period_start="01-01") == (None, None)
-    assert tiers.window_span("day", date(2026, 5, 5), period_start="01-01") == (
+    assert month_window(date(2026, 2, 10)) == (date(2026, 2, 1), date(2026, 2, 28))
+    assert period_window(date(2026, 3, 10), "08-01") == (date(2025, 8, 1), date(2026, 7, 31))
+    assert period_window(date(2026, 8, 1), "08-01") == (date(2026, 8, 1), date(2027, 7, 31))
+    assert period_window(date(2026, 7, 31), "08-01") == (date(2025, 8, 1), date(2026, 7, 31))
+    assert period_window(date(2026, 5, 5), "01-01") == (date(2026, 1, 1), date(2026, 12, 31))
+    assert validity_window(date(2027, 9, 10), 12) == (date(2026, 9, 10), date(2027, 9, 9))
+    assert window_span("cumulative", date(2026, 5, 5), period_start="01-01") == (None, None)
+    assert window_span("day", date(2026, 5, 5), period_start="01-01") == (
         date(2026, 5, 5),
         date(2026, 5, 5),
     )
     with pytest.raises(ValueError):
-        tiers.window_span("validity", date(2026, 5, 5), period_start="01-01")
+        window_span("validity", date(2026, 5, 5), period_start="01-01")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -264,12 +276,12 @@ async def test_a_evaluation_of_a_directly_inserted_purchase(session):
     )
     session.add(purchase)
     await session.flush()
-    change = await tiers.evaluate_after_purchase(
+    change = await evaluate_after_purchase(
         session, rules=A, member=member, purchase=purchase, tz=TZ
     )
     assert (change.reason, change.to_tier) == ("upgrade", "gold")
     assert (
-        await tiers.evaluate_after_purchase(
+        await evaluate_after_purchase(
             session, rules=A, member=member, purchase=purchase, tz=TZ
         )
         is None
@@ -286,16 +298,16 @@ async def test_b_cumulative_5000_makes_silver_eligible_until_applied(session):
     await buy(session, B, "799.99", date(2026, 9, 5))
     member = await member_of(session)
     assert member.eligible_tier is None
-    assert await tiers.eligible_not_applied(session, rules=B) == []
+    assert await eligible_not_applied(session, rules=B) == []
 
     await buy(session, B, "0.01", date(2026, 9, 6))
     assert member.tier == "class_c"  # not instant in B
     assert (member.eligible_tier, member.eligible_since) == ("silver", date(2026, 9, 6))
     assert await changes(session, member) == [("eligible", "class_c", "silver", date(2026, 9, 6))]
     assert await applications(session, member) == []
-    assert await tiers.eligible_not_applied(session, rules=B) == [member]
-    assert await tiers.eligible_not_applied(session, rules=B, store_id=member.store_id) == [member]
-    assert await tiers.eligible_not_applied(session, rules=B, store_id=member.store_id + 1) == []
+    assert await eligible_not_applied(session, rules=B) == [member]
+    assert await eligible_not_applied(session, rules=B, store_id=member.store_id) == [member]
+    assert await eligible_not_applied(session, rules=B, store_id=member.store_id + 1) == []
 
     await cards.open_application(
         session,
@@ -305,7 +317,7 @@ async def test_b_cumulative_5000_makes_silver_eligible_until_applied(session):
         now=datetime(2026, 9, 7, 10, tzinfo=TZ),
         rules=B,
     )
-    assert await tiers.eligible_not_applied(session, rules=B) == []
+    assert await eligible_not_applied(session, rules=B) == []
     assert member.eligible_tier is None
     assert member.tier == "class_c"
     # A further purchase does not flag the member again while the card is under way.
@@ -415,7 +427,7 @@ async def test_b_rejected_application_lets_the_member_be_flagged_again(session):
     assert member.eligible_tier is None  # not flagged by a purchase that does not qualify
     await buy(session, B, 1500, date(2026, 5, 20))
     assert member.eligible_tier == "silver"
-    assert await tiers.eligible_not_applied(session, rules=B) == [member]
+    assert await eligible_not_applied(session, rules=B) == [member]
 
 
 async def test_on_eligible_with_manual_apply_changes_the_tier_and_flags_the_card(session):
@@ -425,7 +437,7 @@ async def test_on_eligible_with_manual_apply_changes_the_tier_and_flags_the_card
     await buy(session, rules, 3000, date(2026, 5, 1))
     member = await member_of(session)
     assert (member.tier, member.eligible_tier) == ("gold", "gold")
-    assert await tiers.eligible_not_applied(session, rules=rules) == [member]
+    assert await eligible_not_applied(session, rules=rules) == [member]
     await cards.open_application(
         session,
         member=member,
@@ -434,7 +446,7 @@ async def test_on_eligible_with_manual_apply_changes_the_tier_and_flags_the_card
         now=datetime(2026, 5, 2, 10, tzinfo=TZ),
         rules=rules,
     )
-    assert await tiers.eligible_not_applied(session, rules=rules) == []
+    assert await eligible_not_applied(session, rules=rules) == []
 
 
 # --------------------------------------------------------------------------- Scheme C
@@ -505,9 +517,9 @@ async def _we_member(session, since: date) -> Member:
 async def test_c_review_renews_when_the_year_reaches_the_threshold(session):
     member = await _we_member(session, date(2026, 9, 10))  # 6,000 points that year
     await buy(session, C, 4000, date(2027, 9, 9))  # the validity's last day: 10,000
-    assert await tiers.review_tiers(session, rules=C, today=date(2027, 9, 9)) == []
+    assert await review_tiers(session, rules=C, today=date(2027, 9, 9)) == []
 
-    done = await tiers.review_tiers(session, rules=C, today=date(2027, 9, 10))
+    done = await review_tiers(session, rules=C, today=date(2027, 9, 10))
     assert [(c.reason, c.from_tier, c.to_tier, c.on) for c in done] == [
         ("renewed", "we", "we", date(2027, 9, 10))
     ]
@@ -517,11 +529,11 @@ async def test_c_review_renews_when_the_year_reaches_the_threshold(session):
         date(2028, 9, 10),
     )
     # Idempotent: the same day again changes nothing.
-    assert await tiers.review_tiers(session, rules=C, today=date(2027, 9, 10)) == []
+    assert await review_tiers(session, rules=C, today=date(2027, 9, 10)) == []
     assert len(await changes(session, member)) == 2
 
     # The next year starts empty: the 10,000 belonged to the first year.
-    done = await tiers.review_tiers(session, rules=C, today=date(2028, 9, 10))
+    done = await review_tiers(session, rules=C, today=date(2028, 9, 10))
     assert [c.reason for c in done] == ["lapsed"]
     assert member.tier == "me"
 
@@ -531,20 +543,20 @@ async def test_c_review_lapses_to_the_lower_card(session):
     await buy(session, C, 3999, date(2027, 9, 9))
     await buy(session, C, 5000, date(2027, 9, 10))  # the review day is the next validity
     assert member.tier == "we"
-    done = await tiers.review_tiers(session, rules=C, today=date(2027, 9, 10))
+    done = await review_tiers(session, rules=C, today=date(2027, 9, 10))
     assert [(c.reason, c.from_tier, c.to_tier, c.on) for c in done] == [
         ("lapsed", "we", "me", date(2027, 9, 10))
     ]
     assert (member.tier, member.tier_since, member.tier_expires) == ("me", date(2027, 9, 10), None)
-    assert await tiers.review_tiers(session, rules=C, today=date(2027, 9, 10)) == []
-    assert await tiers.review_tiers(session, rules=C, today=date(2030, 1, 1)) == []
+    assert await review_tiers(session, rules=C, today=date(2027, 9, 10)) == []
+    assert await review_tiers(session, rules=C, today=date(2030, 1, 1)) == []
 
 
 async def test_c_a_late_review_catches_up_one_validity_at_a_time(session):
     await buy(session, C, 30000, date(2026, 9, 10))
     member = await member_of(session)
     assert member.tier == "svip"
-    done = await tiers.review_tiers(
+    done = await review_tiers(
         session, rules=C, today=date(2028, 10, 1), now=datetime(2028, 10, 1, 8, tzinfo=TZ)
     )
     # SVIP year 1: 30,000 < 60,000 → WE from 2027-09-10, which holds until 2028-09-10;
@@ -554,7 +566,7 @@ async def test_c_a_late_review_catches_up_one_validity_at_a_time(session):
         ("lapsed", "we", "me", date(2028, 9, 10)),
     ]
     assert all(c.at == datetime(2028, 10, 1, 8, tzinfo=TZ) for c in done)
-    assert await tiers.review_tiers(session, rules=C, today=date(2028, 10, 1)) == []
+    assert await review_tiers(session, rules=C, today=date(2028, 10, 1)) == []
 
 
 async def test_c_review_with_the_period_reading(session):
@@ -567,7 +579,7 @@ async def test_c_review_with_the_period_reading(session):
     await buy(session, rules, 6000, date(2026, 9, 10))
     member = await member_of(session)
     await buy(session, rules, 4000, date(2027, 8, 1))  # period 2027-08-01 .. 2028-07-31
-    done = await tiers.review_tiers(session, rules=rules, today=date(2027, 9, 10))
+    done = await review_tiers(session, rules=rules, today=date(2027, 9, 10))
     assert [c.reason for c in done] == ["lapsed"]  # last valid day 2027-09-09: 4,000 only
     assert member.tier == "me"
 
@@ -579,7 +591,7 @@ async def test_progress_half_year_says_what_is_missing_and_when_points_drop_out(
     await buy(session, A, 1000, date(2026, 3, 1))
     await buy(session, A, 500, date(2026, 5, 10))
     member = await member_of(session)
-    progress = await tiers.tier_progress(
+    progress = await tier_progress(
         session, rules=A, member=member, today=date(2026, 6, 1), tz=TZ
     )
     assert (progress.tier, progress.pending, progress.next.code) == ("points", None, "gold")
@@ -595,7 +607,7 @@ async def test_progress_windows_of_scheme_c(session):
     member = await member_of(session)
     assert member.tier == "me"
     await buy(session, C, 1000, date(2026, 9, 20))
-    progress = await tiers.tier_progress(session, rules=C, member=member, today=date(2026, 9, 20))
+    progress = await tier_progress(session, rules=C, member=member, today=date(2026, 9, 20))
     assert progress.next.code == "we"
     by_window = {r.rule.window: r for r in progress.rules}
     assert (by_window["day"].counted, by_window["day"].buy_by) == (Decimal(1000), date(2026, 9, 20))
@@ -613,11 +625,11 @@ async def test_progress_windows_of_scheme_c(session):
 async def test_progress_of_a_pending_member_and_at_the_top(session):
     await buy(session, B, 1500, date(2026, 5, 1))
     member = await member_of(session)
-    progress = await tiers.tier_progress(session, rules=B, member=member, today=date(2026, 5, 2))
+    progress = await tier_progress(session, rules=B, member=member, today=date(2026, 5, 2))
     assert (progress.tier, progress.pending, progress.next.code) == ("class_c", "silver", "gold")
     by_window = {r.rule.window: r for r in progress.rules}
     assert by_window["single_purchase"].missing == Decimal(3000)
     assert by_window["half_year"].missing == Decimal("8500.00")
 
     top = await make_member(session, phone="+8613900139000", tier="gold")
-    assert await tiers.tier_progress(session, rules=B, member=top, today=date(2026, 5, 2)) is None
+    assert await tier_progress(session, rules=B, member=top, today=date(2026, 5, 2)) is None

@@ -11,15 +11,15 @@ from datetime import date
 from decimal import Decimal
 
 from bot.handlers import points
-from models import tiers
 from models.rules import TierRule
-from models.tier_nudge import NUDGE_MIN_DAYS, can_still_meet, upgrade_nudge
+from models.tiers.nudge import NUDGE_MIN_DAYS, can_still_meet, upgrade_nudge
+from models.tiers.progress import RuleProgress, TierProgress, tier_progress
 from tests.test_tiers import C, buy, member_of, session  # noqa: F401  (fixture)
 
 
 async def _answer(session, today: date, locale: str = "zh_CN") -> str:  # noqa: F811
     member = await member_of(session)
-    progress = await tiers.tier_progress(session, rules=C, member=member, today=today)
+    progress = await tier_progress(session, rules=C, member=member, today=today)
     reply = points.answer(
         rules=C, brand="B", locale=locale, today=today, member=member,
         progress=progress, expiring=None,
@@ -37,7 +37,7 @@ async def test_no_nudge_names_today_as_the_deadline(session):  # noqa: F811
     today = date(2026, 12, 2)
     await _we_buying(session, today, 25000)
     # The day rule is the closest (5,000 of 30,000 missing) but its deadline is today.
-    progress = await tiers.tier_progress(
+    progress = await tier_progress(
         session, rules=C, member=await member_of(session), today=today
     )
     assert (progress.closest.rule.window, progress.closest.buy_by) == ("day", today)
@@ -64,14 +64,14 @@ def test_the_house_rule_on_its_own():
     today = date(2026, 12, 2)
 
     def p(buy_by, missing=Decimal(100)):
-        return tiers.RuleProgress(rule=rule, counted=Decimal(0), missing=missing, buy_by=buy_by)
+        return RuleProgress(rule=rule, counted=Decimal(0), missing=missing, buy_by=buy_by)
 
     assert not can_still_meet(p(today), today)
     assert not can_still_meet(p(date(2026, 12, 1)), today)
     assert not can_still_meet(p(date(2026, 12, 2 + NUDGE_MIN_DAYS - 1)), today)
     assert can_still_meet(p(date(2026, 12, 2 + NUDGE_MIN_DAYS)), today)
     assert can_still_meet(p(None), today)  # no deadline (single purchase, cumulative)
-    progress = tiers.TierProgress(
+    progress = TierProgress(
         tier="we", pending=None, next=C.tiers.find("svip"), rules=(p(today),), today=today
     )
     assert progress.closest.buy_by == today and upgrade_nudge(progress) is None

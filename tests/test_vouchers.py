@@ -10,7 +10,9 @@ from sqlmodel import func, select
 
 from models.errors import Conflict, InsufficientPoints, InvalidInput
 from models.points import balance_check, post_points
-from models.purchases import PurchaseIn, record_purchase, record_visit
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
+from models.purchases.visits import record_visit
 from models.rules import ExpiryRules, LoyaltyRules, PointsRules, Reward, RewardRules
 from models.tables import PointsEntry, Voucher
 from models.vouchers import CODE_ALPHABET, expire_vouchers, member_vouchers, redeem

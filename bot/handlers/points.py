@@ -6,13 +6,13 @@ The answer carries what the points notice of DOMAIN.md §2 carries, for today:
 - the next reward: the cheapest catalogue item the balance does not cover yet
   and how many points are missing ("距下一个礼品还差XX分", 003) — or, when some
   reward is already affordable, that the member can redeem now;
-- the next tier (`models.tiers.tier_progress`): the closest reach rule, what is
+- the next tier (`models.tiers.progress.tier_progress`): the closest reach rule, what is
   missing (points or yuan) and by when, for windowed schemes; a tier waiting for
   its card is named as such;
 - the balance without the lots already past their last day (the daily job may not
   have expired them yet), the next points to expire and their last day
   (`models.points.expiry_and_lapsed`);
-  both read by `models.tiers.tier_progress_and_expiry`, in one statement when it can;
+  both read by `models.tiers.progress.tier_progress_and_expiry`, in one statement when it can;
 - on the member's birthday (`models.calendar.is_birthday`, solar or lunar), the
   birthday multiplier of their tier when it is above 1 (DOMAIN.md §2, 000/004).
 
@@ -29,11 +29,13 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from bot.conversation import Reply
-from bot.handlers.turn import Route, Turn, reward_name, tier_name
+from bot.handlers.turn import Route, Turn
 from bot.router import Intent, Match
-from models import calendar, tiers
+from models import calendar
+from models.locale_format import local_name
 from models.rules import LoyaltyRules
-from models.tier_nudge import upgrade_nudge
+from models.tiers.nudge import upgrade_nudge
+from models.tiers.progress import TierProgress, tier_progress_and_expiry
 from scheduler.text import render
 
 
@@ -73,7 +75,7 @@ class _NextTier:
     missing: Decimal | int
     buy_by: date | None
     nudge: bool = True
-    """False: only the pending card is shown (`models.tier_nudge.upgrade_nudge`: no rule)."""
+    """False: only the pending card is shown (`models.tiers.nudge.upgrade_nudge`: no rule)."""
 
 
 @dataclass(slots=True)
@@ -96,14 +98,14 @@ def _next_reward(rules: LoyaltyRules, locale: str, balance: int) -> _Reward | No
         elif cheapest is None or cost < cheapest.cost:
             cheapest = reward
     if best is not None:
-        return _Reward(True, reward_name(locale, best), 0)
+        return _Reward(True, local_name(best, locale), 0)
     if cheapest is None:
         return None
-    return _Reward(False, reward_name(locale, cheapest), cheapest.cost - balance)
+    return _Reward(False, local_name(cheapest, locale), cheapest.cost - balance)
 
 
 def _next_tier(
-    rules: LoyaltyRules, locale: str, progress: tiers.TierProgress | None
+    rules: LoyaltyRules, locale: str, progress: TierProgress | None
 ) -> _NextTier | None:
     if progress is None:
         return None
@@ -119,9 +121,10 @@ def _next_tier(
         nudge = True
     rule = closest.rule
     missing = closest.missing
+    tiers = rules.tiers
     return _NextTier(
-        name=tier_name(rules, locale, progress.next.code),
-        pending=tier_name(rules, locale, progress.pending) if progress.pending else None,
+        name=local_name(tiers.level(progress.next.code), locale),
+        pending=local_name(tiers.level(progress.pending), locale) if progress.pending else None,
         measure=rule.measure,
         window=rule.window,
         single=rule.window == "single_purchase",
@@ -158,7 +161,7 @@ def answer(
     locale: str,
     today: date,
     member: PointsFacts,
-    progress: tiers.TierProgress | None,
+    progress: TierProgress | None,
     expiring: tuple[int, date] | None,
 ) -> Reply:
     """The points answer from what was read (`member` may be a `Member` row)."""
@@ -169,7 +172,7 @@ def answer(
         brand=brand,
         name=member.name,
         points=member.points,
-        tier=tier_name(rules, locale, member.tier),
+        tier=local_name(rules.tiers.level(member.tier), locale),
         spend=member.cumulative_spend,
         reward=_next_reward(rules, locale, member.points),
         next_tier=_next_tier(rules, locale, progress),
@@ -181,7 +184,7 @@ def answer(
 
 async def show(turn: Turn, match: Match) -> Reply:
     member = turn.member
-    progress, expiring, lapsed = await tiers.tier_progress_and_expiry(
+    progress, expiring, lapsed = await tier_progress_and_expiry(
         turn.session, rules=turn.rules, member=member, today=turn.today
     )
     if lapsed:  # lots past their last day, not yet expired by the daily job: not counted

@@ -21,6 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.conversation import Inbound, Reply
 from bot.router import Intent, Match
+from models.locale_format import local_name
 from models.rules import LoyaltyRules, Reward
 from models.tables import Identity, Member, PendingAction, Store
 from scheduler.text import render
@@ -90,25 +91,17 @@ class Turn:
         return Reply(self.text(template, **ctx), tuple(effects))
 
     def tier_name(self, code: str | None) -> str:
-        return tier_name(self.rules, self.locale, code)
+        """The name of the tier `code` in the reply's language."""
+        return local_name(self.rules.tiers.level(code), self.locale)
 
     def reward_name(self, reward: Reward) -> str:
-        return reward_name(self.locale, reward)
+        """`reward`'s name in the reply's language."""
+        return local_name(reward, self.locale)
 
     async def store(self) -> Store | None:
         if self.member is None or self.member.store_id is None:
             return None
         return await self.session.get(Store, self.member.store_id)
-
-
-def tier_name(rules: LoyaltyRules, locale: str, code: str | None) -> str:
-    """A tier's name in the reply's language."""
-    level = rules.tiers.level(code)
-    return (level.name_en or level.name) if locale == "en" else level.name
-
-
-def reward_name(locale: str, reward: Reward) -> str:
-    return (reward.name_en or reward.name) if locale == "en" else reward.name
 
 
 Handler = Callable[[Turn, Match], Awaitable[Reply]]

@@ -1,6 +1,6 @@
 """The store manager's page (role ``manager`` only; 403 for others): the numbers of
 DOMAIN.md §9 (`models.staff_stats`), the members eligible for a card who have not
-applied (`models.tiers.eligible_not_applied`) and the latest ownership
+applied (`models.tiers.upgrade.eligible_not_applied`) and the latest ownership
 redistribution (`models.ownership`), which the manager may run for today."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from bot.appkeys import SESSIONS, SETTINGS
 from bot.staff.auth import console, redirect, staff_page
 from bot.staff.pages import tier_name
 from bot.staff.render import text
-from models import ownership, staff_stats, tiers
+from models import ownership, staff_stats
 from models.clock import brand_today
 from models.db import transaction
 from models.errors import InvalidInput
@@ -21,6 +21,7 @@ from models.phone import mask_phone
 from models.staff_auth import SignedIn
 from models.stores import assistant_codes
 from models.strict import ascii_int
+from models.tiers.upgrade import eligible_not_applied
 
 routes = web.RouteTableDef()
 DEFAULT_DAYS = 30
@@ -55,7 +56,7 @@ async def manager_page(request: web.Request, staff: SignedIn) -> web.Response:
         opt_in = await staff_stats.opt_in_rate(session, store_id=store_id)
         churn = await staff_stats.churn_rate(session, store_id=store_id, start=start, end=end)
         pickup = await staff_stats.pickup_progress(session, store_id=store_id)
-        eligible = await tiers.eligible_not_applied(
+        eligible = await eligible_not_applied(
             session, rules=settings.loyalty, store_id=store_id
         )
         moved = await staff_stats.latest_redistribution(session, store_id=store_id)

@@ -35,7 +35,7 @@ from models import staff_auth, staff_lockout, staff_queries
 from models.clock import brand_today
 from models.db import transaction
 from models.errors import DomainError, InvalidInput
-from models.locale_format import pick_locale
+from models.locale_format import local_name, pick_locale
 from models.members import format_day
 from models.phone import mask_phone
 from models.staff_auth import SignedIn
@@ -70,8 +70,8 @@ def _local_day(request: web.Request, at: datetime | None) -> str | None:
 
 
 def tier_name(request: web.Request, code: str | None, locale: str) -> str:
-    level = request.app[SETTINGS].tiers.level(code)
-    return level.name_en if locale == "en" and level.name_en else level.name
+    """The name of the tier `code` in the console's language (`local_name`)."""
+    return local_name(request.app[SETTINGS].tiers.level(code), locale)
 
 
 def _today(request: web.Request):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from models.tiers import RuleProgress, TierProgress
+from models.tiers.progress import RuleProgress, TierProgress
 
 NUDGE_MIN_DAYS = 7
 """A nudge names a rule only when its deadline is at least this many days after today:

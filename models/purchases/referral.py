@@ -1,0 +1,47 @@
+"""The referrer's share of a new member's first purchase (000: 30 %; the ledger entry
+``referral:<purchase id>`` is described in `models.purchases`)."""
+
+from __future__ import annotations
+
+import math
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.points import post_points
+from models.rules import PointsRules
+from models.tables import Member, Purchase
+
+
+async def credit_referrer(
+    session: AsyncSession,
+    *,
+    rules: PointsRules,
+    member: Member,
+    purchase: Purchase,
+    referrer_phone: str,
+) -> None:
+    """The referrer's share of a new member's first purchase (000: 30 %); never to oneself."""
+    found = (await session.exec(select(Member).where(Member.phone == referrer_phone))).first()
+    if found is None or found.id == member.id:
+        return
+    referrer = found
+    points = math.floor(purchase.amount * rules.referral_share)
+    purchase.referrer_id = referrer.id
+    if member.referrer_id is None:
+        member.referrer_id = referrer.id
+    session.add(member)
+    if points > 0:
+        await post_points(
+            session,
+            rules=rules,
+            member_id=referrer.id,
+            delta=points,
+            reason="referral",
+            key=f"referral:{purchase.id}",
+            at=purchase.at,
+            local_date=purchase.local_date,
+            purchase_id=purchase.id,
+            note=f"first purchase of member {member.id}",
+            check_key=False,
+        )

@@ -1,0 +1,85 @@
+"""Points not earned by a purchase: a visit after an assistant's invitation
+(`record_visit`) and a staff correction (`adjust_points`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.clock import local_date as brand_date
+from models.errors import InvalidInput
+from models.points import MEMBERS, post_points, sync_member
+from models.rules import LoyaltyRules
+from models.tables import PointsEntry
+
+
+async def record_visit(
+    session: AsyncSession,
+    *,
+    rules: LoyaltyRules,
+    tz: ZoneInfo,
+    member_id: int,
+    assistant_id: int | None,
+    at: datetime,
+) -> PointsEntry | None:
+    """Visit points (000: 10 points for a visit after an assistant's invitation).
+
+    At most once per member per brand day (key ``visit:<member>:<day>``); the
+    member's visit count grows only when the visit is recorded. None if the day's
+    visit was already recorded.
+    """
+    day = brand_date(at, tz)
+    entry = await post_points(
+        session,
+        rules=rules.points,
+        member_id=member_id,
+        delta=rules.points.visit_points,
+        reason="visit",
+        key=f"visit:{member_id}:{day.isoformat()}",
+        at=at,
+        local_date=day,
+        note=f"assistant {assistant_id}" if assistant_id else "",
+    )
+    if entry is not None:
+        stmt = (
+            MEMBERS.update()
+            .where(MEMBERS.c.id == member_id)
+            .values(visits=MEMBERS.c.visits + 1)
+            .returning(MEMBERS.c.visits)
+        )
+        sync_member(session, member_id, visits=(await session.exec(stmt)).scalar_one())
+    return entry
+
+
+async def adjust_points(
+    session: AsyncSession,
+    *,
+    rules: LoyaltyRules,
+    tz: ZoneInfo,
+    member_id: int,
+    delta: int,
+    key: str,
+    at: datetime,
+    note: str,
+) -> PointsEntry | None:
+    """A staff correction (reason ``adjustment``, key ``adjust:<key>``); None if already made.
+
+    A negative correction cannot take the balance below zero (InsufficientPoints).
+    """
+    if delta == 0:
+        raise InvalidInput("an adjustment needs a non-zero number of points", "delta")
+    if not key:
+        raise InvalidInput("an adjustment needs a key", "key")
+    return await post_points(
+        session,
+        rules=rules.points,
+        member_id=member_id,
+        delta=delta,
+        reason="adjustment",
+        key=f"adjust:{key}",
+        at=at,
+        local_date=brand_date(at, tz),
+        note=note,
+    )

@@ -1,0 +1,81 @@
+"""Measuring a member's purchases for tier rules: a measure summed over a window, and
+whether a reach or renew rule is met (`Meter`)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import BigInteger, func, type_coerce
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.rules import Measure, TierRule, TierRules
+from models.tables import Purchase
+from models.tiers.windows import Span, window_span
+from models.types import from_cents
+
+
+async def measure_total(
+    session: AsyncSession,
+    *,
+    member_id: int,
+    measure: Measure,
+    span: Span,
+    largest: bool = False,
+) -> Decimal:
+    """Sum (or, with `largest`, the biggest single purchase) of `measure` over `span`.
+
+    Points come back as whole Decimals, spend in yuan (the column holds cents).
+    """
+    column = Purchase.points if measure == "points" else Purchase.amount
+    agg = func.max(column) if largest else func.sum(column)
+    stmt = select(type_coerce(func.coalesce(agg, 0), BigInteger())).where(
+        Purchase.member_id == member_id
+    )
+    start, end = span
+    if start is not None:
+        stmt = stmt.where(Purchase.local_date >= start)
+    if end is not None:
+        stmt = stmt.where(Purchase.local_date <= end)
+    raw = (await session.exec(stmt)).one()
+    return Decimal(raw) if measure == "points" else from_cents(raw)
+
+
+def _of_purchase(purchase: Purchase, what: Measure) -> Decimal:
+    return Decimal(purchase.points) if what == "points" else Decimal(purchase.amount)
+
+
+class Meter:
+    """Measures rules for one evaluation, querying each (measure, span) once."""
+
+    def __init__(self, session: AsyncSession, member_id: int, tiers: TierRules):
+        self.session, self.member_id, self.tiers = session, member_id, tiers
+        self._cache: dict[tuple, Decimal] = {}
+
+    async def value(self, what: Measure, span: Span, largest: bool = False) -> Decimal:
+        key = (what, span, largest)
+        if key not in self._cache:
+            self._cache[key] = await measure_total(
+                self.session, member_id=self.member_id, measure=what, span=span, largest=largest
+            )
+        return self._cache[key]
+
+    async def reach_met(self, rule: TierRule, purchase: Purchase) -> bool:
+        if rule.window == "single_purchase":
+            return _of_purchase(purchase, rule.measure) >= rule.threshold
+        span = window_span(rule.window, purchase.local_date, period_start=self.tiers.period_start)
+        return await self.value(rule.measure, span) >= rule.threshold
+
+    async def renew_met(self, rule: TierRule, validity: tuple[date, date]) -> bool:
+        start, last = validity
+        if rule.window == "validity":
+            value = await self.value(rule.measure, validity)
+        elif rule.window == "single_purchase":
+            value = await self.value(rule.measure, validity, largest=True)
+        elif rule.window == "cumulative":
+            value = await self.value(rule.measure, (None, last))
+        else:
+            span = window_span(rule.window, last, period_start=self.tiers.period_start)
+            value = await self.value(rule.measure, span)
+        return value >= rule.threshold

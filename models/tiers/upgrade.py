@@ -1,0 +1,177 @@
+"""Upgrades after a purchase (`evaluate_after_purchase`), the tier a member is waiting
+for (`pending_tier`), and members flagged eligible but not applied (`eligible_not_applied`);
+the rules are described in `models.tiers`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, tzinfo
+
+from sqlalchemy import exists
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models import cards
+from models.clock import add_months
+from models.rules import LoyaltyRules, TierLevel, TierRules
+from models.tables import CardApplication, Member, Purchase, TierChange
+from models.tiers.meter import Meter
+
+
+async def pending_tier(session: AsyncSession, *, rules: LoyaltyRules, member: Member) -> str | None:
+    """The highest tier the member is waiting for (flagged eligible, or a card application
+    not yet approved) above their effective tier, for levels that take effect on approval
+    or still need a card applied for; None if there is none."""
+    applications: list[str] = []
+    if needs_applications(rules.tiers):
+        rows = await session.exec(
+            select(CardApplication.tier).where(
+                CardApplication.member_id == member.id, col(CardApplication.status).in_(cards.OPEN)
+            )
+        )
+        applications = list(rows)
+    return pending_from(
+        rules.tiers, tier=member.tier, eligible=member.eligible_tier, applications=applications
+    )
+
+
+def needs_applications(tiers: TierRules) -> bool:
+    """Whether an open card application can hold a tier back (some level takes effect on
+    approval); if not, `pending_from` needs no applications."""
+    return any(level.effective == "on_approval" for level in tiers.levels)
+
+
+def pending_from(
+    tiers: TierRules, *, tier: str, eligible: str | None, applications: Iterable[str]
+) -> str | None:
+    """`pending_tier` from what it reads: the member's tier and flagged eligible tier, and
+    the tiers of their open card applications."""
+    best = tiers.index(tier)
+    found: str | None = None
+    if eligible and tiers.find(eligible) and tiers.index(eligible) > best:
+        best, found = tiers.index(eligible), eligible
+    for code in applications:
+        level = tiers.find(code)
+        if level is not None and level.effective == "on_approval" and tiers.index(code) > best:
+            best, found = tiers.index(code), code
+    return found
+
+
+async def _base_index(session: AsyncSession, rules: LoyaltyRules, member: Member) -> int:
+    pending = await pending_tier(session, rules=rules, member=member)
+    return rules.tiers.index(pending if pending else member.tier)
+
+
+def _set_tier(
+    member: Member, level: TierLevel, *, on: date, reason: str, at: datetime, entry: str
+) -> TierChange:
+    change = TierChange(
+        member_id=member.id,
+        from_tier=member.tier or entry,
+        to_tier=level.code,
+        on=on,
+        reason=reason,
+        at=at,
+    )
+    member.tier = level.code
+    member.tier_since = on
+    member.tier_expires = add_months(on, level.valid_months) if level.valid_months else None
+    return change
+
+
+async def evaluate_after_purchase(
+    session: AsyncSession,
+    *,
+    rules: LoyaltyRules,
+    member: Member,
+    purchase: Purchase,
+    tz: tzinfo | None = None,
+) -> TierChange | None:
+    """Upgrade (or flag, or apply for) the member after `purchase` has been recorded.
+
+    Call it after the purchase row and its points are written, in the same transaction
+    (the purchase path holds the member's row lock). Returns the TierChange recorded
+    (reason ``upgrade`` or ``eligible``), or None when nothing changed. Windows are
+    reckoned on ``purchase.local_date``, already the brand day, so `tz` is not needed
+    and accepted only for callers that pass it.
+    """
+    tiers = rules.tiers
+    base = await _base_index(session, rules, member)
+    if base >= len(tiers.levels) - 1:
+        return None
+    meter = Meter(session, member.id, tiers)
+    reached = base
+    for index in range(len(tiers.levels) - 1, base, -1):
+        level = tiers.levels[index]
+        for rule in level.reach:
+            if await meter.reach_met(rule, purchase):
+                reached = index
+                break
+        if reached != base:
+            break
+    if reached == base:
+        return None
+    target = tiers.levels[base + 1 if tiers.stepwise else reached]
+    on, at = purchase.local_date, purchase.at
+
+    if target.effective == "on_eligible":
+        change = _set_tier(member, target, on=on, reason="upgrade", at=at, entry=tiers.entry.code)
+    else:
+        change = TierChange(
+            member_id=member.id,
+            from_tier=member.tier or tiers.entry.code,
+            to_tier=target.code,
+            on=on,
+            reason="eligible",
+            at=at,
+        )
+    session.add(member)
+    session.add(change)
+    if target.requires_card:
+        if target.apply == "auto":
+            await cards.open_application(
+                session,
+                member=member,
+                tier=target.code,
+                actor="system",
+                now=at,
+                rules=rules,
+                store_id=purchase.store_id,
+                assistant_id=purchase.assistant_id or member.assistant_id,
+                note=f"receipt {purchase.receipt_no}",
+            )
+        elif not await _has_active_application(session, member.id, target.code):
+            member.eligible_tier = target.code
+            member.eligible_since = on
+            session.add(member)
+    await session.flush()
+    return change
+
+
+async def _has_active_application(session: AsyncSession, member_id: int, tier: str) -> bool:
+    rows = await session.exec(
+        select(CardApplication.id).where(
+            CardApplication.member_id == member_id,
+            CardApplication.tier == tier,
+            col(CardApplication.status).in_(cards.ACTIVE),
+        )
+    )
+    return rows.first() is not None
+
+
+async def eligible_not_applied(
+    session: AsyncSession, *, rules: LoyaltyRules, store_id: int | None = None
+) -> list[Member]:
+    """Members flagged eligible for a card tier with no card application under way for it
+    (DOMAIN.md §3, 003), longest-waiting first; optionally one store's members."""
+    codes = [lv.code for lv in rules.tiers.levels if lv.requires_card]
+    under_way = exists().where(
+        CardApplication.member_id == Member.id,
+        CardApplication.tier == Member.eligible_tier,
+        col(CardApplication.status).in_(cards.ACTIVE),
+    )
+    stmt = select(Member).where(col(Member.eligible_tier).in_(codes), ~under_way)
+    if store_id is not None:
+        stmt = stmt.where(Member.store_id == store_id)
+    rows = await session.exec(stmt.order_by(col(Member.eligible_since), col(Member.id)))
+    return list(rows)
