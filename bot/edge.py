@@ -14,7 +14,7 @@
   form: the signature cannot vouch for text the database and TwiML cannot carry.
 - `multipart/form-data` is refused (415): no endpoint takes files.
 
-JSON bodies are checked where they are parsed (`bot.api_common.read_object`, recursively with
+JSON bodies are checked where they are parsed (`bot.api.common.read_object`, recursively with
 `models.strict.find_bad_text`). The XML of WeChat needs nothing here: XML 1.0 cannot
 carry these characters, so its parser already refuses them (400).
 """

@@ -41,10 +41,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import cards, consent, ownership, vouchers
+from models import cards, consent, ownership
 from models.db import insert_ignore
 from models.errors import Conflict, InvalidInput
-from models.identities import activate_wechat, active_openid, deactivate_wechat
+from models.identities import activate_wechat, deactivate_wechat
 from models.phone import mask_phone, normalise_phone
 from models.rules import LoyaltyRules
 from models.stores import get_assistant, get_store
@@ -442,91 +442,17 @@ async def phones(session: AsyncSession, *, member_ids: set[int | None]) -> dict[
     return dict(rows.all())
 
 
-def _money(value) -> str:
-    return f"{value:.2f}"
+async def card_applications(session: AsyncSession, *, member_id: int) -> list[CardApplication]:
+    """The member's card applications, oldest first."""
+    rows = await session.exec(
+        select(CardApplication)
+        .where(CardApplication.member_id == member_id)
+        .order_by(CardApplication.id)
+    )
+    return list(rows.all())
 
 
-def _iso(at: datetime | None, tz: ZoneInfo) -> str | None:
-    return at.astimezone(tz).isoformat() if at else None
-
-
-async def _code(session: AsyncSession, model, row_id: int | None) -> str | None:
-    if row_id is None:
-        return None
-    row = await session.get(model, row_id)
-    return row.code if row else None
-
-
-async def _bad_number(session: AsyncSession, phone: str) -> bool:
+async def bad_number(session: AsyncSession, *, phone: str) -> bool:
     """The SMS provider said the number cannot receive (Twilio 21211 / 21614)."""
     stmt = select(Identity.bad).where(Identity.channel == "sms", Identity.address == phone)
     return bool((await session.exec(stmt)).first())
-
-
-async def member_view(
-    session: AsyncSession, *, rules: LoyaltyRules, tz: ZoneInfo, member: Member, today: date
-) -> dict:
-    """The member as JSON-ready data: the member JSON fields plus points, tier, spend,
-    vouchers, consent history and card applications (CONTRACT.md member view)."""
-    level = rules.tiers.level(member.tier)
-    member_vouchers = await vouchers.member_vouchers(session, member_id=member.id, today=today)
-    events = await consent.history(session, member_id=member.id)
-    apps = (
-        await session.exec(
-            select(CardApplication)
-            .where(CardApplication.member_id == member.id)
-            .order_by(CardApplication.id)
-        )
-    ).all()
-    return {
-        "phone": member.phone,
-        "name": member.name,
-        "gender": member.gender,
-        "birthday": format_day(member.birthday_year, member.birthday_month, member.birthday_day),
-        "birthday_calendar": member.birthday_calendar,
-        "birthday_leap_month": member.birthday_leap_month,
-        "wedding_anniversary": format_day(
-            member.wedding_year, member.wedding_month, member.wedding_day
-        ),
-        "store": await _code(session, Store, member.store_id),
-        "assistant": await _code(session, Assistant, member.assistant_id),
-        "card_no": member.card_no,
-        "preferred_contact": member.preferred_contact,
-        "wechat_openid": await active_openid(session, member_id=member.id),
-        "address": member.address,
-        "locale": member.locale,
-        "join_date": member.join_date.isoformat(),
-        "points": int(member.points),
-        "tier": level.code,
-        "tier_name": level.name,
-        "eligible_tier": member.eligible_tier,
-        "cumulative_spend": _money(member.cumulative_spend),
-        "visits": member.visits,
-        "purchases": member.purchases_count,
-        "last_purchase": _iso(member.last_purchase_at, tz),
-        "vouchers": [
-            {
-                "code": v.code,
-                "value": _money(v.value),
-                # Past its last day but not yet swept by the daily job: expired all the same.
-                "status": "expired" if v.status == "issued" and v.expires_on < today else v.status,
-                "expires": v.expires_on.isoformat(),
-            }
-            for v in member_vouchers
-        ],
-        "stopped": member.stopped,
-        "bad_number": await _bad_number(session, member.phone),
-        "consent": [
-            {"action": e.action, "channel": e.channel, "at": _iso(e.at, tz), "source": e.source}
-            for e in events
-        ],
-        "card_applications": [
-            {
-                "id": a.id,
-                "tier": a.tier,
-                "status": a.status,
-                "pickup_date": a.pickup_date.isoformat() if a.pickup_date else None,
-            }
-            for a in apps
-        ],
-    }

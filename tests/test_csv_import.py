@@ -16,8 +16,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import func, select
 
-from bot import csvio
 from bot.cli import main
+from bot.csvio import purchases as purchase_sheet
+from bot.csvio.export import export_members
+from bot.csvio.purchases import import_purchases
+from bot.csvio.report import CsvFileError
+from bot.csvio.sheet import sheet_file
 from models import consent
 from models.db import transaction
 from models.errors import InvalidInput
@@ -358,7 +362,7 @@ async def test_a_purchase_failing_half_way_leaves_nothing_and_spares_its_batch(
 ):
     """A domain error raised after record_purchase has written must roll back that
     purchase only (savepoint), whatever the batch size."""
-    real = csvio.record_purchase
+    real = purchase_sheet.record_purchase
 
     async def flaky(session, **kwargs):
         result = await real(session, **kwargs)
@@ -366,12 +370,12 @@ async def test_a_purchase_failing_half_way_leaves_nothing_and_spares_its_batch(
             raise InvalidInput("the till says no", "receipt_no")
         return result
 
-    monkeypatch.setattr(csvio, "record_purchase", flaky)
+    monkeypatch.setattr(purchase_sheet, "record_purchase", flaky)
     rows = [PURCHASE_HEADER] + [
         f"R{i},1380013800{i},S1,A001,{i}00,2026-03-01T10:0{i}:00+08:00,SO-{i},袜子,socks,1,{i}00"
         for i in range(1, 6)
     ]
-    summary = await csvio.import_purchases(
+    summary = await import_purchases(
         sessions,
         rules=settings.loyalty,
         tz=settings.brand.tz,
@@ -457,6 +461,38 @@ async def test_export_to_stdout(config, shop, sessions, tmp_path, capsys):
     ]
 
 
+async def test_export_to_a_folder_that_does_not_exist_is_one_line(config, shop, tmp_path, capsys):
+    out = tmp_path / "missing" / "sheet.csv"
+    assert await cli(config, "export", "members", "--out", str(out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"memberbot: error: cannot write {out}: No such file or directory"]
+    assert not out.parent.exists()
+
+
+def test_a_sheet_file_is_replaced_only_when_complete(tmp_path):
+    """`sheet_file` (export and report): a failure half-way leaves the old file as it was
+    and no temporary file; success replaces it whole, UTF-8 with a BOM."""
+    target = tmp_path / "sheet.csv"
+    target.write_text("old\n", encoding="utf-8")
+    with pytest.raises(RuntimeError), sheet_file(target) as fh:
+        fh.write("phone\n+8613800138001\n")
+        raise RuntimeError("the database went away")
+    assert target.read_text(encoding="utf-8") == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.csv"]
+    with sheet_file(target) as fh:
+        fh.write("phone\r\n+8613800138001\r\n")
+    assert target.read_bytes() == "\ufeffphone\r\n+8613800138001\r\n".encode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.csv"]
+
+
+def test_a_sheet_file_that_cannot_be_renamed_is_a_csv_file_error(tmp_path):
+    target = tmp_path / "sheet.csv"
+    target.mkdir()  # a folder in the way: the rename fails
+    with pytest.raises(CsvFileError, match=f"^cannot write {target}: "), sheet_file(target) as fh:
+        fh.write("phone\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.csv"]
+
+
 async def test_export_then_import_is_a_no_op(config, shop, sessions, settings, tmp_path, capsys):
     await _shop_with_history(config, sessions, tmp_path)
     async with transaction(sessions) as session:
@@ -506,7 +542,7 @@ async def test_export_pages_through_many_members(shop, sessions, settings):
                 today=date(2026, 3, 1),
             )
     buf = io.StringIO(newline="")
-    assert await csvio.export_members(sessions, out=buf, tz=settings.brand.tz, chunk=7) == 25
+    assert await export_members(sessions, out=buf, tz=settings.brand.tz, chunk=7) == 25
     rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
     assert [r["name"] for r in rows] == [f"会员{i}" for i in range(25)]
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
-import bot.greetings_api
+import bot.api.greetings
 from bot.app import create_app
 from models.db import transaction
 from models.kinds import GREETING_OCCASIONS, LOCALES
@@ -27,7 +27,7 @@ NOON = datetime(2026, 12, 1, 12, 0, tzinfo=SH)  # inside the default 09:00-21:00
 
 
 class Clock:
-    """The API's clock (`bot.greetings_api.utcnow`), set by each test."""
+    """The API's clock (`bot.api.greetings.utcnow`), set by each test."""
 
     def __init__(self, at: datetime):
         self.at = at.astimezone(UTC)
@@ -39,7 +39,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch) -> Clock:
     c = Clock(NOON)
-    monkeypatch.setattr(bot.greetings_api, "utcnow", c)
+    monkeypatch.setattr(bot.api.greetings, "utcnow", c)
     return c
 
 

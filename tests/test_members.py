@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import select
 
+from bot.api.views import member_view
 from models import consent, stores
 from models.db import transaction
 from models.errors import Conflict, InvalidInput
@@ -18,7 +19,6 @@ from models.members import (
     MemberIn,
     apply_for_card,
     get_member_by_phone,
-    member_view,
     upsert_member,
 )
 from models.rules import LoyaltyRules

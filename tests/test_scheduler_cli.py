@@ -208,6 +208,15 @@ async def test_report_birthdays_writes_the_csv(sessions, tmp_path, config, capsy
     assert "2 rows written" in capsys.readouterr().err
 
 
+async def test_report_to_a_folder_that_does_not_exist_is_one_line(config, tmp_path, capsys):
+    out = tmp_path / "missing" / "birthdays.csv"
+    args = ("report", "birthdays", "--month", "2027-12", "--out", str(out), "--config", config)
+    assert await run(*args) == 2
+    assert one_error_line(capsys.readouterr().err) == (
+        f"memberbot: error: cannot write {out}: No such file or directory"
+    )
+
+
 async def test_report_birthdays_to_stdout(sessions, config, capsys):
     await seed(sessions)
     capsys.readouterr()

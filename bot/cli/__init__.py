@@ -36,7 +36,7 @@ from bot.cli.common import PROG, CliError
 from bot.cli.data import cmd_export, cmd_import
 from bot.cli.greet import add_greet_command
 from bot.cli.plan import add_commands
-from bot.csvio import CsvFileError
+from bot.csvio.report import CsvFileError
 from bot.logsetup import configure_cli_logging
 from models.settings.load import ConfigError
 from models.strict import ascii_int

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
-import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -56,19 +54,6 @@ def runner(func: Command) -> Callable[[argparse.Namespace], int]:
         return asyncio.run(func(cli_settings(args), args))
 
     return run
-
-
-@contextmanager
-def sheet_stdout() -> Iterator[TextIO]:
-    """Standard output for a CSV sheet: UTF-8 with a BOM (Excel then reads Chinese
-    correctly), no newline translation; detached afterwards, stdout stays usable."""
-    sys.stdout.flush()
-    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8-sig", newline="")
-    try:
-        yield out
-    finally:
-        out.flush()
-        out.detach()
 
 
 def db_error(exc: BaseException, settings: Settings) -> CliError:

@@ -1,5 +1,5 @@
 """`memberbot import members|purchases FILE.csv` and `memberbot export members [--out F]`:
-the member and purchase sheets in and out (CONTRACT.md "Command line", `bot.csvio`).
+the member and purchase sheets in and out (CONTRACT.md "Command line", `bot/csvio/`).
 
 `import` exits 1 when some rows were rejected (the summary on stdout names each by line)."""
 
@@ -11,8 +11,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from bot import csvio
-from bot.cli.common import PROG, CliError, cli_settings, open_database, sheet_stdout
+from bot.cli.common import PROG, CliError, cli_settings, open_database
+from bot.csvio.export import export_members
+from bot.csvio.members import import_members
+from bot.csvio.purchases import import_purchases
+from bot.csvio.reading import check_file
+from bot.csvio.sheet import sheet_file, sheet_stdout
 from models.clock import brand_today
 from models.settings import Settings
 
@@ -20,11 +24,11 @@ from models.settings import Settings
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
     path = Path(args.file)
     # Check the file before touching the database, so a typo fails fast.
-    total = csvio.check_file(path, args.kind)
+    total = check_file(path, args.kind)
     tz = settings.brand.tz
     async with open_database(settings) as sessions:
         if args.kind == "members":
-            summary = await csvio.import_members(
+            summary = await import_members(
                 sessions,
                 rules=settings.loyalty,
                 tz=tz,
@@ -35,7 +39,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
                 total_rows=total,
             )
         else:
-            summary = await csvio.import_purchases(
+            summary = await import_purchases(
                 sessions,
                 rules=settings.loyalty,
                 tz=tz,
@@ -59,28 +63,20 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 async def _export(settings: Settings, out: TextIO) -> int:
     async with open_database(settings) as sessions:
-        return await csvio.export_members(sessions, out=out, tz=settings.brand.tz)
+        return await export_members(sessions, out=out, tz=settings.brand.tz)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """The sheet is UTF-8 with a BOM (Excel then reads Chinese correctly). A file is
-    written under a temporary name and renamed at the end: never a half-written sheet."""
+    written under a temporary name and renamed at the end: never a half-written sheet
+    (`bot.csvio.sheet`)."""
     settings = cli_settings(args)
     if not args.out:
         with sheet_stdout() as out:
             asyncio.run(_export(settings, out))
         return 0
     target = Path(args.out)
-    tmp = target.with_name(f".{target.name}.part")
-    try:
-        fh = tmp.open("w", encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise CliError(f"cannot write {target}: {exc.strerror}") from None
-    try:
-        with fh:
-            count = asyncio.run(_export(settings, fh))
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with sheet_file(target) as fh:
+        count = asyncio.run(_export(settings, fh))
     print(f"members: {count} rows written to {target}", file=sys.stderr)
     return 0

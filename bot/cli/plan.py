@@ -46,7 +46,8 @@ from typing import Any, TextIO
 
 from sqlmodel import col, select
 
-from bot.cli.common import CliError, open_database, runner, sheet_stdout
+from bot.cli.common import CliError, open_database, runner
+from bot.csvio.sheet import sheet_file, sheet_stdout
 from models.clock import brand_today
 from models.db import transaction
 from models.kinds import KINDS, LOCALES
@@ -280,7 +281,7 @@ REPORT_COLUMNS = ("store", "member", "birthday", "calendar", "assistant", "phone
 
 async def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     """Next month's birthdays per store as CSV (UTF-8 with a BOM, like the member sheet);
-    a file is written under a temporary name and renamed at the end."""
+    a file is written under a temporary name and renamed at the end (`bot.csvio.sheet`)."""
     month = args.month or birthday_report_month(brand_today(settings.brand.tz))
     async with open_database(settings) as sessions, sessions() as session:
         rows = await month_end_birthdays(session, settings=settings, month=month)
@@ -289,15 +290,8 @@ async def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
             _write_report(out, rows)
         return 0
     target = Path(args.out)
-    tmp = target.with_name(f".{target.name}.part")
-    try:
-        with tmp.open("w", encoding="utf-8-sig", newline="") as fh:
-            _write_report(fh, rows)
-        tmp.replace(target)
-    except OSError as exc:
-        raise CliError(f"cannot write {target}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    with sheet_file(target) as fh:
+        _write_report(fh, rows)
     print(f"birthdays {month:%Y-%m}: {len(rows)} rows written to {target}", file=sys.stderr)
     return 0
 

@@ -27,7 +27,7 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.api_common import bearer_token, read_object
+from bot.api.common import bearer_token, read_object
 from bot.appkeys import SESSIONS, SETTINGS
 from bot.errors import Unauthorized, json_response
 from models.db import transaction
@@ -40,11 +40,6 @@ from scheduler import greetings
 
 routes = web.RouteTableDef()
 PATH = "/api/greetings"
-
-
-def setup(app: web.Application) -> None:
-    """Add the route (called from `bot.api.setup`)."""
-    app.router.add_routes(routes)
 
 
 class GreetingIn(BaseModel):

@@ -1,0 +1,161 @@
+"""Applying validated records in batches (`Batcher`).
+
+Speed: rows are applied in batches of `batch_size` per transaction. Before a
+batch, a few queries settle what needs no domain call: members whose stored
+values already match are "unchanged", receipts already recorded are "already",
+unknown store/assistant/card codes are rejected. The rest runs optimistically in
+one transaction with no savepoints; if anything in it fails, the batch is rolled
+back and re-run with one SAVEPOINT per record (a record that fails half-way
+leaves no partial writes and the others still land), and if even that fails,
+one transaction per record.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+from tqdm import tqdm
+
+from bot.csvio.report import PHONE_COLUMNS, ImportSummary, validation_reason
+from models.errors import DomainError
+from models.phone import mask_phone
+
+log = logging.getLogger("memberbot.csv")
+
+DEFAULT_BATCH = 500
+
+
+@dataclass
+class Job:
+    line: int
+    rows: int
+    data: Any
+    """A validated MemberIn or PurchaseIn."""
+    outcome: str | None = None
+    rejected: str | None = None
+    new: bool = False
+    """The pre-check saw no stored record for it (a member import can skip its comparison)."""
+
+
+Apply = Callable[[AsyncSession, Job], Awaitable[str]]
+
+
+def _fatal(exc: BaseException) -> bool:
+    """Errors that mean the database itself is gone: stop the import instead of rejecting rows."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, InterfaceError | OSError)
+
+
+def _reason(exc: Exception, data: Any = None) -> str:
+    """A rejection reason; a domain error naming a field gets the offending value added."""
+    if isinstance(exc, DomainError):
+        value = getattr(data, exc.field, None) if exc.field and data is not None else None
+        if isinstance(value, str) and value and value not in exc.message:
+            if exc.field in PHONE_COLUMNS:
+                value = mask_phone(value)
+            return f"{exc.message} {value!r}"
+        return exc.message
+    if isinstance(exc, ValidationError):
+        return validation_reason(exc)
+    log.warning("unexpected %s while importing: %s", type(exc).__name__, exc)
+    return f"unexpected error: {type(exc).__name__}: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def _attempt(
+    sessions: async_sessionmaker[AsyncSession], jobs: list[Job], apply: Apply, *, savepoints: bool
+) -> bool:
+    """Apply `jobs` in one transaction. Without savepoints any failure rolls the whole
+    transaction back (returns False); with them a failing job is rejected alone."""
+    for job in jobs:
+        job.outcome = job.rejected = None
+    try:
+        async with sessions() as session, session.begin():
+            for job in jobs:
+                if not savepoints:
+                    job.outcome = await apply(session, job)
+                    continue
+                try:
+                    async with session.begin_nested():
+                        job.outcome = await apply(session, job)
+                except Exception as exc:
+                    if _fatal(exc):
+                        raise
+                    job.outcome, job.rejected = None, _reason(exc, job.data)
+        return True
+    except Exception as exc:
+        if _fatal(exc):
+            raise
+        log.debug("transaction of %d records failed: %s", len(jobs), exc)
+        for job in jobs:
+            job.outcome = None
+            job.rejected = _reason(exc, job.data) if len(jobs) == 1 else None
+        return False
+
+
+async def _apply_batch(
+    sessions: async_sessionmaker[AsyncSession], jobs: list[Job], apply: Apply
+) -> None:
+    """One transaction for the batch; if anything fails, redo it with a savepoint per job;
+    if even that transaction fails, one transaction per job."""
+    if await _attempt(sessions, jobs, apply, savepoints=False):
+        return
+    if await _attempt(sessions, jobs, apply, savepoints=True):
+        return
+    for job in jobs:
+        await _attempt(sessions, [job], apply, savepoints=False)
+
+
+Prefilter = Callable[[list[Job]], Awaitable[None]]
+
+
+class Batcher:
+    """Collects validated jobs and applies them `size` at a time, recording the outcomes.
+
+    `prefilter` may settle jobs before the transaction (set `outcome` or `rejected`):
+    one query for the whole batch instead of one domain call per record."""
+
+    def __init__(
+        self, sessions, apply: Apply, summary: ImportSummary, size: int, prefilter: Prefilter
+    ):
+        self.sessions, self.apply, self.summary, self.size = sessions, apply, summary, size
+        self.prefilter = prefilter
+        self.jobs: list[Job] = []
+        self.on_done: Callable[[Job], None] | None = None
+
+    async def add(self, job: Job) -> None:
+        self.jobs.append(job)
+        if len(self.jobs) >= self.size:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if not self.jobs:
+            return
+        jobs, self.jobs = self.jobs, []
+        await self.prefilter(jobs)
+        todo = [j for j in jobs if j.outcome is None and j.rejected is None]
+        if todo:
+            await _apply_batch(self.sessions, todo, self.apply)
+        for job in jobs:
+            if job.rejected is not None:
+                self.summary.reject(job.line, job.rejected, job.rows)
+            else:
+                self.summary.add(job.outcome or "unknown")
+            if self.on_done:
+                self.on_done(job)
+
+
+def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:
+    return tqdm(total=total, unit="row", desc=desc, disable=None if enabled else True, leave=False)

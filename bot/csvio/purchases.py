@@ -1,0 +1,213 @@
+"""`import_purchases`: record the purchases of a one-row-per-item sheet (consecutive rows
+sharing a `receipt_no` are one purchase); receipts already recorded are skipped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from tqdm import tqdm
+
+from bot.csvio.batches import DEFAULT_BATCH, Batcher, Job, Prefilter, progress_bar
+from bot.csvio.reading import (
+    ITEM_FIELDS,
+    PURCHASE_COLUMNS,
+    PURCHASE_FIELDS,
+    Row,
+    check_file,
+    read_rows,
+)
+from bot.csvio.report import ImportSummary, Rejection, validation_reason
+from models.purchases.input import PurchaseIn
+from models.purchases.record import record_purchase
+from models.rules import LoyaltyRules
+from models.strict import ascii_int
+from models.tables import Assistant, Member, Purchase, Store
+
+
+@dataclass
+class _Receipt:
+    receipt_no: str
+    first: Row
+    rows: list[Row] = field(default_factory=list)
+    error: Rejection | None = None
+
+
+def _group_receipts(rows: Iterator[Row]) -> Iterator[_Receipt]:
+    """Consecutive rows with the same receipt_no → one receipt."""
+    current: _Receipt | None = None
+    for row in rows:
+        no = row.cells.get("receipt_no", "")
+        if current is not None and no and no == current.receipt_no:
+            current.rows.append(row)
+            _check_consistent(current, row)
+            continue
+        if current is not None:
+            yield current
+        current = _Receipt(no, row, [row])
+        if not no:
+            current.error = Rejection(row.line, "receipt_no: missing")
+    if current is not None:
+        yield current
+
+
+def _check_consistent(receipt: _Receipt, row: Row) -> None:
+    if receipt.error is not None:
+        return
+    for name in PURCHASE_FIELDS:
+        first, this = receipt.first.cells.get(name), row.cells.get(name)
+        if this is not None and first is not None and this != first:
+            receipt.error = Rejection(
+                row.line,
+                f"{name} {this!r} differs from {first!r} on line {receipt.first.line} "
+                f"(same receipt_no {receipt.receipt_no!r})",
+            )
+            return
+        if this is not None and first is None:
+            receipt.first.cells[name] = this
+
+
+def _purchase_in(receipt: _Receipt) -> PurchaseIn:
+    head = {k: v for k, v in receipt.first.cells.items() if k in PURCHASE_FIELDS}
+    items = []
+    for row in receipt.rows:
+        item: dict[str, Any] = {ITEM_FIELDS[k]: v for k, v in row.cells.items() if k in ITEM_FIELDS}
+        qty = ascii_int(item["qty"].strip(), max_digits=9) if "qty" in item else None
+        if qty is not None:
+            item["qty"] = qty  # ItemIn takes a strict int; CSV cells are text
+        items.append(item)
+    return PurchaseIn(**head, items=items)
+
+
+def _purchase_reason(receipt: _Receipt, exc: ValidationError) -> Rejection:
+    """All the receipt's errors, on the line of the first (an item's own line)."""
+    errors = exc.errors()
+    return Rejection(
+        _error_line(receipt, tuple(errors[0]["loc"])),
+        validation_reason(exc, _purchase_column),
+    )
+
+
+def _is_item(loc: tuple) -> bool:
+    return bool(loc) and loc[0] == "items" and len(loc) >= 2 and isinstance(loc[1], int)
+
+
+def _error_line(receipt: _Receipt, loc: tuple) -> int:
+    if _is_item(loc) and loc[1] < len(receipt.rows):
+        return receipt.rows[loc[1]].line
+    return receipt.first.line
+
+
+def _purchase_column(loc: tuple) -> str:
+    if _is_item(loc):
+        sub = str(loc[2]) if len(loc) > 2 else "items"
+        return "item_amount" if sub == "amount" else sub
+    return ".".join(str(p) for p in loc)
+
+
+async def _existing(session: AsyncSession, column, values: set[str]) -> set[str]:
+    if not values:
+        return set()
+    return set((await session.exec(select(column).where(col(column).in_(values)))).all())
+
+
+def _settle_purchases(sessions: async_sessionmaker[AsyncSession]) -> Prefilter:
+    """Per batch, in four queries: receipts already recorded are "already"; unknown store,
+    assistant or card codes are rejected before the transaction (with the messages
+    `record_purchase` would give), so a typo does not make the batch run twice."""
+
+    async def settle(jobs: list[Job]) -> None:
+        data = [job.data for job in jobs]
+        async with sessions() as session:
+            recorded = await _existing(session, Purchase.receipt_no, {d.receipt_no for d in data})
+            stores = await _existing(session, Store.code, {d.store for d in data})
+            assistants = await _existing(
+                session, Assistant.code, {d.assistant for d in data if d.assistant}
+            )
+            cards = await _existing(
+                session, Member.card_no, {d.card_no for d in data if d.card_no and not d.phone}
+            )
+        for job in jobs:
+            d: PurchaseIn = job.data
+            if d.receipt_no in recorded:
+                job.outcome = "already"
+            elif d.store not in stores:
+                job.rejected = f"unknown store {d.store!r}"
+            elif d.assistant and d.assistant not in assistants:
+                job.rejected = f"unknown assistant {d.assistant!r}"
+            elif not d.phone and d.card_no not in cards:
+                job.rejected = f"unknown card number {d.card_no!r}"
+
+    return settle
+
+
+async def import_purchases(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    rules: LoyaltyRules,
+    tz: ZoneInfo,
+    path: str | Path,
+    batch_size: int = DEFAULT_BATCH,
+    progress: bool = False,
+    total_rows: int | None = None,
+) -> ImportSummary:
+    """Record the purchases of a one-row-per-item sheet; already recorded receipts are skipped."""
+    path = Path(path)
+    total = check_file(path, "purchases") if total_rows is None else total_rows
+    summary = ImportSummary("purchases")
+    seen: dict[str, int] = {}  # receipt_no → first line in this file
+    preexisting: set[str] = set()  # receipts found already recorded (before this file)
+
+    async def apply(session: AsyncSession, job: Job) -> str:
+        _purchase, created = await record_purchase(session, rules=rules, tz=tz, data=job.data)
+        return "recorded" if created else "already"
+
+    batcher = Batcher(sessions, apply, summary, batch_size, _settle_purchases(sessions))
+
+    def done(job: Job) -> None:
+        if job.outcome == "already":
+            preexisting.add(job.data.receipt_no)
+
+    batcher.on_done = done
+    with progress_bar(total, progress, "purchases") as bar:
+        rows = read_rows(path, known=PURCHASE_COLUMNS, summary=summary)
+        for receipt in _group_receipts(_counting(rows, bar)):
+            summary.records += 1
+            if receipt.error is not None:
+                summary.reject(receipt.error.line, receipt.error.reason, len(receipt.rows))
+                continue
+            if receipt.receipt_no in seen:
+                await batcher.flush()  # settle whether the earlier rows were already recorded
+                if receipt.receipt_no in preexisting:
+                    summary.add("already")
+                    continue
+                summary.reject(
+                    receipt.first.line,
+                    f"receipt_no {receipt.receipt_no!r} split across non-adjacent rows "
+                    f"(first seen on line {seen[receipt.receipt_no]})",
+                    len(receipt.rows),
+                )
+                continue
+            seen[receipt.receipt_no] = receipt.first.line
+            try:
+                data = _purchase_in(receipt)
+            except ValidationError as exc:
+                rej = _purchase_reason(receipt, exc)
+                summary.reject(rej.line, rej.reason, len(receipt.rows))
+                continue
+            await batcher.add(Job(receipt.first.line, len(receipt.rows), data))
+        await batcher.flush()
+    return summary
+
+
+def _counting(rows: Iterator[Row], bar: tqdm) -> Iterator[Row]:
+    for row in rows:
+        bar.update(1)
+        yield row
