@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 
 from models import cards, tiers
+from models.calendar import month_bounds
 from models.db import transaction
 from models.purchases import PurchaseIn, record_purchase
 from models.rules import LoyaltyRules, TierRule, TierRules
@@ -103,7 +104,7 @@ def test_a_day_leaves_the_half_year_window_on_the_first_day_not_covering_it():
 
 
 def test_month_period_and_validity_windows():
-    assert tiers.month_window(date(2026, 2, 10)) == (date(2026, 2, 1), date(2026, 2, 28))
+    assert month_bounds(date(2026, 2, 10)) == (date(2026, 2, 1), date(2026, 2, 28))
     assert tiers.period_window(date(2026, 3, 10), "08-01") == (date(2025, 8, 1), date(2026, 7, 31))
     assert tiers.period_window(date(2026, 8, 1), "08-01") == (date(2026, 8, 1), date(2027, 7, 31))
     assert tiers.period_window(date(2026, 7, 31), "08-01") == (date(2025, 8, 1), date(2026, 7, 31))
