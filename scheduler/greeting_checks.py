@@ -1,7 +1,7 @@
 """What a personal greeting (`scheduler.greetings`) is checked against: its occasion and
-note, its key in the outbox, the assistant's hourly rate and the member's reach (WeChat
-window, a bad number, the weekly cap), read from the outbox. No function here commits.
-"""
+note, the message rules, its key in the outbox, the assistant's hourly rate and the
+member's reach (WeChat window, a bad number, the weekly cap), read from the outbox.
+No function here commits."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from models.errors import DomainError
 from models.kinds import GREETING_KINDS, GREETING_OCCASIONS
 from models.settings import Settings
 from models.tables import Assistant, Identity, Member, OutboxMessage
-from scheduler import policy
+from scheduler import message_rules, policy, render
+from scheduler.message_rules import Violation
 from scheduler.outbox_states import SUPPRESSED
 
 KIND = "personal_greeting"
@@ -99,6 +100,24 @@ def check_occasion(occasion: str) -> str:
 def rules_kind(occasion: str) -> str:
     """The kind whose rules the text is checked by: the occasion's own greeting kind."""
     return occasion if occasion in GREETING_KINDS else KIND
+
+
+def checked_text(
+    settings: Settings, *, locale: str, occasion: str, note: str, values: dict
+) -> tuple[str, Violation | None]:
+    """The greeting's text in `locale` and the first message rule it breaks, checked as
+    the occasion's kind (`rules_kind`); None = it passes."""
+    text = render.render_message(KIND, locale, occasion=occasion, note=note, **values)
+    found = message_rules.check(
+        rules_kind(occasion),
+        text,
+        locale=locale,
+        lexicon=settings.messaging.lexicon,
+        store_name=values["store_name"],
+        assistant_name=values["assistant_name"],
+        exempt=message_rules.data_phrases(values, locale),
+    )
+    return text, (found[0] if found else None)
 
 
 def greeting_key(*, occasion: str, day: date, assistant_id: int, note: str) -> str:

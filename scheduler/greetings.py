@@ -66,19 +66,19 @@ from models.kinds import LOCALES
 from models.ownership import NotOwner, owner_id
 from models.settings import Settings
 from models.tables import Assistant, Member, OutboxMessage, Store
-from scheduler import message_rules, policy, render
+from scheduler import policy
 from scheduler.greeting_checks import (
     KIND,
     GreetingRefused,
     check_occasion,
     check_rate,
+    checked_text,
     clean_note,
     counted_this_week,
     existing_greeting,
     greeting_key,
     lock_assistant,
     phone_bad,
-    rules_kind,
     wechat_identity,
 )
 from scheduler.message_rules import Violation
@@ -118,22 +118,6 @@ class _Prepared:
 
 
 # --------------------------------------------------------------------------- drafting
-
-
-def _text(
-    settings: Settings, *, locale: str, occasion: str, note: str, values: dict
-) -> tuple[str, Violation | None]:
-    text = render.render_message(KIND, locale, occasion=occasion, note=note, **values)
-    found = message_rules.check(
-        rules_kind(occasion),
-        text,
-        locale=locale,
-        lexicon=settings.messaging.lexicon,
-        store_name=values["store_name"],
-        assistant_name=values["assistant_name"],
-        exempt=message_rules.data_phrases(values, locale),
-    )
-    return text, (found[0] if found else None)
 
 
 async def _load(
@@ -176,10 +160,12 @@ async def _prepare(
         "store_name": store.name if store is not None else settings.brand.name,
         "assistant_name": assistant.name,
     }
-    text, violation = _text(settings, locale=locale, occasion=occasion, note=note, values=values)
+    text, violation = checked_text(
+        settings, locale=locale, occasion=occasion, note=note, values=values
+    )
     field = "occasion"
     if violation is not None and note:
-        _plain, without_note = _text(
+        _plain, without_note = checked_text(
             settings, locale=locale, occasion=occasion, note="", values=values
         )
         field = "note" if without_note is None else "occasion"
