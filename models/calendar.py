@@ -24,6 +24,13 @@ January or February of ``year + 1``. To list the occurrences inside any
 Gregorian date range (e.g. "next month's birthdays", DOMAIN.md §6) use
 `occurrences_between`. `is_birthday(d, …)` is true exactly on those dates.
 
+The same rules the other way round, for reading members by an indexed (month, day):
+`yearly_days_on(d, calendar)` lists the (month, day) pairs celebrated on Gregorian
+``d`` (on 28 February of a common year: 28, 29, 30 and 31 February), and
+`yearly_days_between(start, end, calendar)` the pairs of a whole range, by month
+(the planner's one day, the staff's month-end list). `month_bounds(d, ahead=n)` is
+the first and last day of the calendar month ``n`` months after ``d``'s.
+
 Lunar conversions use `lunardate`, which covers lunar years 1900-2099; outside
 it a lunar day has no occurrence (`is_birthday` is false, `birthday_in_year`
 returns None).
@@ -131,3 +138,60 @@ def next_occurrence(
         after, after + timedelta(days=400), month=month, day=day, calendar=calendar
     )
     return hits[0] if hits else None
+
+
+def month_bounds(day: date, *, ahead: int = 0) -> tuple[date, date]:
+    """The first and last day of the calendar month `ahead` months after `day`'s (0: its
+    own month; December + 1 is January of the next year)."""
+    year, month0 = divmod(day.year * 12 + day.month - 1 + ahead, 12)
+    month = month0 + 1
+    return date(year, month, 1), date(year, month, _gregorian.monthrange(year, month)[1])
+
+
+def _solar_days(day: date) -> list[tuple[int, int]]:
+    pairs = [(day.month, day.day)]
+    if (day + timedelta(days=1)).month != day.month:  # the month's last day
+        pairs += [(day.month, d) for d in range(day.day + 1, 32)]
+    return pairs
+
+
+def _lunar_days(day: date) -> list[tuple[int, int]]:
+    try:
+        lunar = LunarDate.from_solar_date(day.year, day.month, day.day)
+    except ValueError:  # outside the lunar table
+        return []
+    if lunar.is_leap_month:
+        return []
+    pairs = [(lunar.month, lunar.day)]
+    if lunar.day == 29:
+        try:
+            LunarDate(lunar.year, lunar.month, 30).to_solar_date()
+        except ValueError:  # a 29-day month: day 30 falls on its 29th
+            pairs.append((lunar.month, 30))
+    return pairs
+
+
+def yearly_days_on(day: date, calendar: str) -> list[tuple[int, int]]:
+    """The (month, day) pairs on `calendar` whose yearly day is celebrated on Gregorian
+    `day` (exactly those for which `is_birthday` is true). Solar: the day's own, plus
+    the days past the month's end when `day` is its last (29 Feb → 28 Feb). Lunar: none
+    inside a leap month; day 30 on the 29th of a 29-day month."""
+    if calendar == SOLAR:
+        return _solar_days(day)
+    if calendar == LUNAR:
+        return _lunar_days(day)
+    raise ValueError(f"calendar must be 'solar' or 'lunar', not {calendar!r}")
+
+
+def yearly_days_between(start: date, end: date, calendar: str) -> dict[int, list[int]]:
+    """Month → days (ascending) of the yearly days on `calendar` celebrated within
+    `start`..`end` (both included): `yearly_days_on` over every day of the range."""
+    found: set[tuple[int, int]] = set()
+    day = start
+    while day <= end:
+        found.update(yearly_days_on(day, calendar))
+        day += timedelta(days=1)
+    out: dict[int, list[int]] = {}
+    for month, dom in sorted(found):
+        out.setdefault(month, []).append(dom)
+    return out

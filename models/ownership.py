@@ -34,11 +34,12 @@ from datetime import date
 from sqlalchemy import func, insert, update
 from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import add_months
-from models.errors import InvalidInput, NotFound
+from models.errors import DomainError, InvalidInput, NotFound
+from models.redistribution import Due, plan_redistribution
 from models.rules import LoyaltyRules
 from models.tables import Assignment, Assistant, Member, Purchase
 
@@ -62,15 +63,6 @@ class Reassignment:
     from_assistant_id: int
     to_assistant_id: int | None
     reason: str
-
-
-@dataclass(frozen=True)
-class _Due:
-    assignment_id: int
-    member_id: int
-    from_assistant_id: int
-    tier: str
-    store_id: int
 
 
 async def _open_assignments(session: AsyncSession, member_id: int) -> list[Assignment]:
@@ -176,6 +168,40 @@ async def owned_members(session: AsyncSession, *, assistant_id: int) -> list[Mem
     return list((await session.exec(stmt)).all())
 
 
+class NotOwner(DomainError):
+    """The member is not (or no longer) this assistant's: 403."""
+
+    status = 403
+
+    def __init__(self) -> None:
+        super().__init__("this member is not assigned to you", "member")
+
+
+async def owner_id(session: AsyncSession, *, member: Member) -> int | None:
+    """The assistant who owns `member` now.
+
+    The open assignment decides; a member with no open assignment (recorded without
+    history, e.g. imported with an assistant) is owned by ``members.assistant_id``,
+    the reading `on_purchase` also takes. None: unowned.
+    """
+    stmt = (
+        select(Assignment.assistant_id)
+        .where(Assignment.member_id == member.id, Assignment.ended_on == None)  # noqa: E711
+        .order_by(col(Assignment.id).desc())
+        .limit(1)
+    )
+    current = (await session.exec(stmt)).first()
+    return current if current is not None else member.assistant_id
+
+
+async def owns(session: AsyncSession, *, assistant_id: int, member_id: int) -> bool:
+    """True when the member exists and `assistant_id` owns them now (`owner_id`)."""
+    member = await session.get(Member, member_id)
+    if member is None:
+        return False
+    return await owner_id(session, member=member) == assistant_id
+
+
 def _bought_in_probation():
     """EXISTS a purchase of the assignment's member dated within its probation."""
     return (
@@ -240,9 +266,7 @@ async def redistribute(
         .where(*_due_conditions(today))
         .order_by(Assignment.id)
     )
-    due = [
-        _Due(aid, mid, frm, tiers.level(tier).code, sid) for aid, mid, frm, tier, sid in due_rows
-    ]
+    due = [Due(aid, mid, frm, tiers.level(tier).code, sid) for aid, mid, frm, tier, sid in due_rows]
     if not due:
         return []
 
@@ -276,7 +300,7 @@ async def redistribute(
         if load[(d.from_assistant_id, d.tier)] > 0:
             load[(d.from_assistant_id, d.tier)] -= 1
 
-    plan = _plan(
+    plan = plan_redistribution(
         due,
         staff=staff,
         owned_before=owned_before,
@@ -340,95 +364,8 @@ async def redistribute(
     )
 
 
-def _plan(
-    due: list[_Due],
-    *,
-    staff: dict[int, list[int]],
-    owned_before: dict[int, set[int]],
-    load: Counter[tuple[int, str]],
-    tier_rank: dict[str, int],
-    rng: random.Random,
-) -> dict[int, int | None]:
-    """Member id → new assistant id (None: nobody eligible). Pure; `rng` is the only chance.
-
-    Members are grouped by (store, tier), highest tier first. In a group, members
-    with the fewest eligible assistants are placed first (random order among
-    equals); each goes to the eligible assistant with the fewest members of this
-    group so far, then fewest members given today in any tier, then the smallest
-    current load of that tier, then of all tiers, then a random rank. A final pass
-    moves members from busier to idler eligible assistants until no move narrows
-    a gap of two or more, so the group is spread as evenly as eligibility allows.
-    """
-    everyone = sorted({a for ids in staff.values() for a in ids})
-    rank = {a: rng.random() for a in everyone}
-    load_total: Counter[int] = Counter()
-    for (a, _tier), n in load.items():
-        load_total[a] += n
-    given_total: Counter[int] = Counter()
-    result: dict[int, int | None] = {}
-    groups: dict[tuple[int, str], list[_Due]] = defaultdict(list)
-    for d in due:
-        groups[(d.store_id, d.tier)].append(d)
-    for store_id, tier in sorted(groups, key=lambda k: (k[0], -tier_rank.get(k[1], 0))):
-        members = groups[(store_id, tier)]
-        rng.shuffle(members)
-        eligible = {
-            d.member_id: [a for a in staff.get(store_id, []) if a not in owned_before[d.member_id]]
-            for d in members
-        }
-        members.sort(key=lambda d: len(eligible[d.member_id]))
-        given: Counter[int] = Counter()
-        for d in members:
-            options = eligible[d.member_id]
-            if not options:
-                result[d.member_id] = None
-                continue
-            best = min(
-                options,
-                key=lambda a, t=tier: (
-                    given[a],
-                    given_total[a],
-                    load[(a, t)],
-                    load_total[a],
-                    rank[a],
-                ),
-            )
-            given[best] += 1
-            given_total[best] += 1
-            result[d.member_id] = best
-        _even_out(members, eligible, result, given, given_total)
-    return result
-
-
-def _even_out(
-    members: list[_Due],
-    eligible: dict[int, list[int]],
-    result: dict[int, int | None],
-    given: Counter[int],
-    given_total: Counter[int],
-) -> None:
-    """Move a member from its assistant to an eligible one with at least two fewer of
-    the group, until none can move. Each move shrinks the sum of squared counts, so
-    this ends."""
-    moved = True
-    while moved:
-        moved = False
-        for d in members:
-            hi = result[d.member_id]
-            if hi is None:
-                continue
-            lo = min(eligible[d.member_id], key=lambda a: given[a])
-            if given[hi] - given[lo] >= 2:
-                result[d.member_id] = lo
-                given[hi] -= 1
-                given_total[hi] -= 1
-                given[lo] += 1
-                given_total[lo] += 1
-                moved = True
-
-
 def _sync_identity_map(
-    session: AsyncSession, due: Iterable[_Due], plan: dict[int, int | None], today: date
+    session: AsyncSession, due: Iterable[Due], plan: dict[int, int | None], today: date
 ) -> None:
     """The bulk statements bypass the ORM: bring objects already loaded in this
     session in line with the database, without marking them dirty."""

@@ -8,6 +8,7 @@ A token is 32 random bytes, so a plain hash lookup is as safe as a slow hash.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 from sqlmodel import select
@@ -15,6 +16,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.errors import InvalidInput
 from models.tables import Assistant, Store
+
+TOKEN_MAX = 512
+"""Longer bearer tokens are refused without hashing them."""
 
 
 def hash_token(token: str) -> str:
@@ -86,14 +90,22 @@ async def create_or_update_assistant(
 
 
 async def authenticate_assistant(session: AsyncSession, *, token: str) -> Assistant | None:
-    """The active assistant holding `token`, or None. The token itself is never logged."""
-    if not token:
+    """The active assistant holding `token`, or None: the API (`POST /api/greetings`) and
+    the console's token sign-in. The digest is looked up, then compared in constant time;
+    a token longer than `TOKEN_MAX` is refused without hashing it. Never logs the token."""
+    if not token or len(token) > TOKEN_MAX:
         return None
+    digest = hash_token(token)
     stmt = select(Assistant).where(
-        Assistant.token_hash == hash_token(token),
+        Assistant.token_hash == digest,
         Assistant.active == True,  # noqa: E712
     )
-    return (await session.exec(stmt)).first()
+    found = (await session.exec(stmt)).first()
+    if found is None or not found.token_hash:
+        return None
+    if not hmac.compare_digest(found.token_hash.encode(), digest.encode()):
+        return None
+    return found
 
 
 async def store_codes(session: AsyncSession, *, store_ids: set[int | None]) -> dict[int, str]:

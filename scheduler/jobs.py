@@ -59,7 +59,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import cards, ownership, points, vouchers
-from models.calendar import LUNAR, SOLAR, occurrences_between
+from models.calendar import LUNAR, SOLAR, month_bounds, occurrences_between, yearly_days_between
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
 from models.inbound import prune
@@ -292,22 +292,6 @@ class BirthdayRow:
     stopped: bool
 
 
-def _pairs_in(start: date, end: date, calendar: str) -> dict[int, list[int]]:
-    """(month → days) of the yearly days on `calendar` celebrated within start..end."""
-    out: dict[int, list[int]] = {}
-    for month in range(1, 13):
-        for dom in range(1, 31 if calendar == LUNAR else 32):
-            if occurrences_between(start, end, month=month, day=dom, calendar=calendar):
-                out.setdefault(month, []).append(dom)
-    return out
-
-
-def _month_bounds(month: date) -> tuple[date, date]:
-    first = month.replace(day=1)
-    nxt = (first + timedelta(days=32)).replace(day=1)
-    return first, nxt - timedelta(days=1)
-
-
 async def month_end_birthdays(
     session: AsyncSession, *, settings: Settings, month: date
 ) -> list[BirthdayRow]:
@@ -324,10 +308,10 @@ async def month_end_birthdays(
     """
     from models.phone import mask_phone
 
-    first, last = _month_bounds(month)
+    first, last = month_bounds(month)
     conditions = []
     for calendar in (SOLAR, LUNAR):
-        for m, days in _pairs_in(first, last, calendar).items():
+        for m, days in yearly_days_between(first, last, calendar).items():
             conditions.append(
                 and_(
                     Member.birthday_calendar == calendar,
@@ -376,4 +360,4 @@ async def month_end_birthdays(
 
 def birthday_report_month(today: date) -> date:
     """The default month of the report: the month after `today`'s."""
-    return _month_bounds(today)[1] + timedelta(days=1)
+    return month_bounds(today, ahead=1)[0]

@@ -1,23 +1,20 @@
 """Occasions due on a day: birthdays, anniversaries, festivals, seasons, dormancy, expiry.
 
-The calendar rules are pure functions of the day (`solar_days`, `lunar_days`,
-`join_dates`, `dormant_range`; documented in `scheduler.planner`); each source
-turns them into one indexed read of the members (or points lots) whose
+The calendar rules are pure functions of the day (`models.calendar.yearly_days_on` and
+`yearly_days_between`, `join_dates`, `dormant_range`; documented in `scheduler.planner`);
+each source turns them into one indexed read of the members (or points lots) whose
 occasion it is and adds a `Due` per member. `every_member` gives the holiday
 and seasonal greetings that go to every member.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
-from lunardate import LunarDate
 from sqlalchemy import and_, func, or_, text
 from sqlmodel import col, select
 
-from models.calendar import LUNAR, SOLAR
+from models.calendar import LUNAR, SOLAR, yearly_days_between, yearly_days_on
 from models.clock import add_months, day_start, local_date
 from models.occasions import festivals_on, season_start_on
 from models.tables import DORMANT_PENDING, Member, PointsLot
@@ -28,41 +25,10 @@ JOIN_YEARS_BACK = 100
 """Join anniversaries are looked up for join dates up to this many years back."""
 
 
-def _last_of_month(day: date) -> bool:
-    return (day + timedelta(days=1)).month != day.month
-
-
-def solar_days(day: date) -> list[tuple[int, int]]:
-    """The solar (month, day) pairs celebrated on `day`: its own, plus the days past
-    the month's end when `day` is the last of its month (29 Feb → 28 Feb)."""
-    pairs = [(day.month, day.day)]
-    if _last_of_month(day):
-        pairs += [(day.month, d) for d in range(day.day + 1, 32)]
-    return pairs
-
-
-def lunar_days(day: date) -> list[tuple[int, int]]:
-    """The lunar (month, day) pairs celebrated on `day` (`models.calendar` rules):
-    none inside a leap month; day 30 on the 29th of a 29-day month."""
-    try:
-        lunar = LunarDate.from_solar_date(day.year, day.month, day.day)
-    except ValueError:
-        return []
-    if lunar.is_leap_month:
-        return []
-    pairs = [(lunar.month, lunar.day)]
-    if lunar.day == 29:
-        try:
-            LunarDate(lunar.year, lunar.month, 30).to_solar_date()
-        except ValueError:  # a 29-day month: day 30 falls on its 29th
-            pairs.append((lunar.month, 30))
-    return pairs
-
-
 def join_dates(day: date, years: int = JOIN_YEARS_BACK) -> dict[date, int]:
     """Join dates whose anniversary falls on `day`, with the anniversary's number."""
     out: dict[date, int] = {}
-    for month, dom in solar_days(day):
+    for month, dom in yearly_days_on(day, SOLAR):
         for year in range(day.year - years, day.year):
             try:
                 out[date(year, month, dom)] = day.year - year
@@ -75,13 +41,6 @@ def dormant_range(day: date, months: int) -> tuple[date, date]:
     """[first, end) of the last-purchase days that turn dormant on `day`: the last
     purchase is more than `months` months before `day` but was not the day before."""
     return add_months(day - timedelta(days=1), -months), add_months(day, -months)
-
-
-def _by_month(pairs: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = defaultdict(list)
-    for month, day in pairs:
-        out[month].append(day)
-    return out
 
 
 # --------------------------------------------------------------------------- sources
@@ -103,8 +62,8 @@ def every_member(plan: PlanDay) -> list[Due]:
 
 async def birthdays(plan: PlanDay, due: dict[int, list[Due]]) -> None:
     conditions = []
-    for calendar, pairs in ((SOLAR, solar_days(plan.day)), (LUNAR, lunar_days(plan.day))):
-        for month, days in _by_month(pairs).items():
+    for calendar in (SOLAR, LUNAR):
+        for month, days in yearly_days_between(plan.day, plan.day, calendar).items():
             conditions.append(
                 and_(
                     Member.birthday_calendar == calendar,
@@ -122,7 +81,7 @@ async def birthdays(plan: PlanDay, due: dict[int, list[Due]]) -> None:
 async def weddings(plan: PlanDay, due: dict[int, list[Due]]) -> None:
     conditions = [
         and_(Member.wedding_month == month, col(Member.wedding_day).in_(days))
-        for month, days in _by_month(solar_days(plan.day)).items()
+        for month, days in yearly_days_between(plan.day, plan.day, SOLAR).items()
     ]
     stmt = select(Member.id, Member.wedding_year).where(or_(*conditions))
     occasion = str(plan.day.year)

@@ -69,7 +69,7 @@ None (no next reward); `festival` is the festival code (`models.occasions`),
 
 OPTIONAL_DEFAULTS: dict[str, Any] = {"note": "", "years": None, "occasion": ""}
 """`note`: an assistant's own words (greetings); `years`: anniversaries' count;
-`occasion`: what a ``personal_greeting`` is for (`scheduler.greetings.OCCASIONS`)."""
+`occasion`: what a ``personal_greeting`` is for (`scheduler.greeting_checks.OCCASIONS`)."""
 
 DATA_FIELDS = (
     "member_name", "store_name", "assistant_name", "purchase_store", "pickup_store",

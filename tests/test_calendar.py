@@ -4,7 +4,17 @@ from datetime import date, timedelta
 
 import pytest
 
-from models.calendar import birthday_in_year, is_birthday, next_occurrence, occurrences_between
+from models.calendar import (
+    LUNAR,
+    SOLAR,
+    birthday_in_year,
+    is_birthday,
+    month_bounds,
+    next_occurrence,
+    occurrences_between,
+    yearly_days_between,
+    yearly_days_on,
+)
 
 
 def _days(start: date, end: date):
@@ -121,3 +131,74 @@ def test_outside_the_lunar_table():
 def test_bad_input_is_refused(month, day, calendar):
     with pytest.raises(ValueError):
         is_birthday(date(2026, 1, 1), month=month, day=day, calendar=calendar)
+
+
+# --------------------------------------------------------------------------- the reverse rules
+
+
+def test_yearly_days_on_agree_with_is_birthday():
+    """The (month, day) pairs a query reads members by are exactly the days `is_birthday`
+    celebrates, every day of 2025 (a lunar leap 6th month) and both Februaries."""
+    for day in _days(date(2025, 1, 1), date(2026, 2, 28)):
+        solar, lunar = set(yearly_days_on(day, SOLAR)), set(yearly_days_on(day, LUNAR))
+        for month in range(1, 13):
+            for dom in range(1, 31):
+                assert ((month, dom) in lunar) == is_birthday(
+                    day, month=month, day=dom, calendar=LUNAR
+                ), (day, month, dom)
+            for dom in range(1, 32):
+                assert ((month, dom) in solar) == is_birthday(
+                    day, month=month, day=dom, calendar=SOLAR
+                ), (day, month, dom)
+
+
+def test_yearly_days_on_refuses_an_unknown_calendar():
+    with pytest.raises(ValueError):
+        yearly_days_on(date(2026, 1, 1), "julian")
+
+
+def _by_occurrence(start: date, end: date, calendar: str) -> dict[int, list[int]]:
+    """Month → days whose yearly day has an occurrence in start..end, by brute force."""
+    out: dict[int, list[int]] = {}
+    for month in range(1, 13):
+        for dom in range(1, 31 if calendar == LUNAR else 32):
+            if occurrences_between(start, end, month=month, day=dom, calendar=calendar):
+                out.setdefault(month, []).append(dom)
+    return out
+
+
+@pytest.mark.parametrize(
+    "start,end",
+    [
+        (date(2027, 2, 1), date(2027, 2, 28)),  # common year: 29-31 Feb on the 28th
+        (date(2028, 2, 1), date(2028, 2, 29)),  # leap year
+        (date(2026, 12, 20), date(2027, 1, 10)),  # December into January
+        (date(2025, 7, 1), date(2025, 8, 31)),  # the lunar leap 6th month of 2025
+        (date(2026, 3, 19), date(2026, 3, 19)),  # one day
+        (date(2026, 1, 1), date(2026, 12, 31)),  # a whole year
+    ],
+)
+@pytest.mark.parametrize("calendar", [SOLAR, LUNAR])
+def test_yearly_days_between_is_every_day_with_an_occurrence(start, end, calendar):
+    assert yearly_days_between(start, end, calendar) == _by_occurrence(start, end, calendar)
+
+
+def test_yearly_days_between_edges():
+    feb = yearly_days_between(date(2027, 2, 1), date(2027, 2, 28), SOLAR)
+    assert feb == {2: list(range(1, 32))}  # 29 Feb (and 30, 31) on 28 Feb of a common year
+    assert yearly_days_between(date(2027, 2, 28), date(2027, 2, 28), SOLAR) == {2: [28, 29, 30, 31]}
+    assert yearly_days_between(date(2028, 2, 28), date(2028, 2, 28), SOLAR) == {2: [28]}
+    assert yearly_days_between(date(2026, 12, 30), date(2027, 1, 2), SOLAR) == {
+        1: [1, 2],
+        12: [30, 31],
+    }
+    assert yearly_days_between(date(2026, 5, 2), date(2026, 5, 1), SOLAR) == {}
+
+
+def test_month_bounds():
+    assert month_bounds(date(2027, 2, 10)) == (date(2027, 2, 1), date(2027, 2, 28))
+    assert month_bounds(date(2028, 2, 29)) == (date(2028, 2, 1), date(2028, 2, 29))
+    assert month_bounds(date(2026, 12, 31), ahead=1) == (date(2027, 1, 1), date(2027, 1, 31))
+    assert month_bounds(date(2028, 1, 31), ahead=1) == (date(2028, 2, 1), date(2028, 2, 29))
+    assert month_bounds(date(2027, 1, 15), ahead=-1) == (date(2026, 12, 1), date(2026, 12, 31))
+    assert month_bounds(date(2026, 11, 30), ahead=14) == (date(2028, 1, 1), date(2028, 1, 31))

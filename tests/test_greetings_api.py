@@ -12,11 +12,12 @@ from sqlmodel import select
 
 import bot.api.greetings
 from bot.app import create_app
+from models import ownership, stores
 from models.db import transaction
 from models.kinds import GREETING_OCCASIONS, LOCALES
 from models.outbox.states import enqueue
 from models.tables import Assistant, Identity, Member, OutboxEvent, OutboxMessage
-from scheduler import greetings, message_rules, render
+from scheduler import greeting_checks, greetings, message_rules, render
 from tests.conftest import API_KEY
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -574,13 +575,13 @@ async def test_owns_and_authenticate(sessions):
         m = await make_member(s, assistant=a1)
         ids = (a1.id, a2.id, m.id)
     async with transaction(sessions) as s:
-        found = await greetings.authenticate_assistant(s, token=token1)
+        found = await stores.authenticate_assistant(s, token=token1)
         assert found is not None and found.id == ids[0]
-        assert await greetings.authenticate_assistant(s, token=token1 + "x") is None
-        assert await greetings.authenticate_assistant(s, token="") is None
-        assert await greetings.owns(s, assistant_id=ids[0], member_id=ids[2])
-        assert not await greetings.owns(s, assistant_id=ids[1], member_id=ids[2])
-        assert not await greetings.owns(s, assistant_id=ids[0], member_id=ids[2] + 99)
+        assert await stores.authenticate_assistant(s, token=token1 + "x") is None
+        assert await stores.authenticate_assistant(s, token="") is None
+        assert await ownership.owns(s, assistant_id=ids[0], member_id=ids[2])
+        assert not await ownership.owns(s, assistant_id=ids[1], member_id=ids[2])
+        assert not await ownership.owns(s, assistant_id=ids[0], member_id=ids[2] + 99)
 
 
 @pytest.mark.parametrize("locale", LOCALES)
@@ -595,7 +596,7 @@ def test_every_occasion_wording_passes_its_own_rules(settings, locale, occasion)
                 "personal_greeting", locale, occasion=occasion, note=note, **values
             )
             found = message_rules.check(
-                greetings.rules_kind(occasion), text, locale=locale,
+                greeting_checks.rules_kind(occasion), text, locale=locale,
                 lexicon=settings.messaging.lexicon, store_name="静安店", assistant_name="小李",
             )  # fmt: skip
             assert found == [], (text, found)

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import event, func
 from sqlmodel import select
 
-from models import ownership
 from models.db import transaction
 from models.errors import InvalidInput, NotFound
 from models.ownership import (
@@ -23,6 +22,7 @@ from models.ownership import (
     owned_members,
     redistribute,
 )
+from models.redistribution import Due, plan_redistribution
 from models.rules import LoyaltyRules
 from models.tables import Assignment, Assistant, Member, Purchase, Store
 from tests.factories import make_assistant, make_member, make_store
@@ -414,8 +414,8 @@ def test_spreading_moves_members_to_close_gaps_greedy_placement_leaves():
             return None
 
     h, m, lo = 1, 2, 3
-    due = [ownership._Due(i, i, 9, "points", 1) for i in (1, 2, 3)]
-    plan = ownership._plan(
+    due = [Due(i, i, 9, "points", 1) for i in (1, 2, 3)]
+    plan = plan_redistribution(
         due,
         staff={1: [h, m, lo]},
         owned_before={1: {9, m}, 2: {9, lo}, 3: {9, lo}},

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import col, select
 
-from models.calendar import is_birthday
 from models.tables import (
     Assistant,
     CardApplication,
@@ -30,7 +29,7 @@ from models.tables import (
 )
 from scheduler import planner
 from scheduler.card_steps import card_step_due, due_card_steps
-from scheduler.occasion_due import dormant_range, join_dates, lunar_days, solar_days
+from scheduler.occasion_due import dormant_range, join_dates
 from scheduler.plan_save import pending_only, save_plan
 from scheduler.plan_types import Planned, SaveResult
 from scheduler.planner import plan_day
@@ -161,22 +160,6 @@ async def add_outbox(session, m: Member, kind: str, occasion: str, day: date, **
 
 
 # --------------------------------------------------------------------------- pure rules
-
-
-def test_solar_and_lunar_days_agree_with_models_calendar():
-    day = date(2025, 1, 1)
-    while day < date(2026, 3, 1):  # 2025 has a leap 6th month; both Februaries
-        solar, lunar = set(solar_days(day)), set(lunar_days(day))
-        for month in range(1, 13):
-            for dom in range(1, 31):
-                assert ((month, dom) in lunar) == is_birthday(
-                    day, month=month, day=dom, calendar="lunar"
-                ), (day, month, dom)
-            for dom in range(1, 32):
-                assert ((month, dom) in solar) == is_birthday(
-                    day, month=month, day=dom, calendar="solar"
-                ), (day, month, dom)
-        day += timedelta(days=1)
 
 
 def test_join_dates_cover_29_february_in_common_years():

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 
 from models import cards
+from models.calendar import month_bounds
 from models.db import transaction
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
@@ -30,7 +31,6 @@ from models.tiers.upgrade import eligible_not_applied, evaluate_after_purchase
 from models.tiers.windows import (
     half_year_window,
     leaves_half_year_on,
-    month_window,
     period_window,
     validity_window,
     window_span,
@@ -115,7 +115,7 @@ def test_a_day_leaves_the_half_year_window_on_the_first_day_not_covering_it():
 
 
 def test_month_period_and_validity_windows():
-    assert month_window(date(2026, 2, 10)) == (date(2026, 2, 1), date(2026, 2, 28))
+    assert month_bounds(date(2026, 2, 10)) == (date(2026, 2, 1), date(2026, 2, 28))
     assert period_window(date(2026, 3, 10), "08-01") == (date(2025, 8, 1), date(2026, 7, 31))
     assert period_window(date(2026, 8, 1), "08-01") == (date(2026, 8, 1), date(2027, 7, 31))
     assert period_window(date(2026, 7, 31), "08-01") == (date(2025, 8, 1), date(2026, 7, 31))

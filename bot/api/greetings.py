@@ -1,7 +1,7 @@
 """`POST /api/greetings`: an assistant's personal greeting (CONTRACT.md HTTP table).
 
 Auth is the assistant's own token, `Authorization: Bearer <token>` (tokens are stored
-hashed: `scheduler.greetings.authenticate_assistant`), checked before the body is
+hashed: `models.stores.authenticate_assistant`), checked before the body is
 read; a missing, unknown or inactive token is 401 with `WWW-Authenticate: Bearer`.
 
 Body `{"member": "+86…" | 11 digits, "occasion": …, "note": "…" (optional)}`. Answers:
@@ -34,6 +34,7 @@ from models.db import transaction
 from models.errors import NotFound
 from models.members import get_member_by_phone
 from models.phone import normalise_phone
+from models.stores import authenticate_assistant
 from models.tables import OutboxMessage
 from models.types import utcnow
 from scheduler import greetings
@@ -48,7 +49,7 @@ class GreetingIn(BaseModel):
     member: Annotated[str, Field(min_length=1, max_length=40)]
     occasion: Annotated[str, Field(min_length=1, max_length=40)]
     note: Annotated[str, Field(max_length=2000)] | None = None
-    """Checked by `scheduler.greetings.clean_note` (at most NOTE_MAX characters)."""
+    """Checked by `scheduler.greeting_checks.clean_note` (at most NOTE_MAX characters)."""
 
 
 def message_view(message: OutboxMessage, tz) -> dict[str, Any]:
@@ -74,7 +75,7 @@ async def post_greeting(request: web.Request) -> web.Response:
     sessions = request.app[SESSIONS]
     token = bearer_token(request)
     async with transaction(sessions) as session:
-        assistant = await greetings.authenticate_assistant(session, token=token)
+        assistant = await authenticate_assistant(session, token=token)
         assistant_id = assistant.id if assistant is not None else None
     if assistant_id is None:
         raise Unauthorized("missing, unknown or inactive assistant token", "authorization")

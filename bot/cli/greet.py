@@ -24,12 +24,13 @@ from bot.cli.common import CliError, open_database, runner
 from models.db import transaction
 from models.errors import DomainError, NotFound
 from models.members import get_member_by_phone
+from models.ownership import NotOwner
 from models.phone import mask_phone, normalise_phone
 from models.settings import Settings
 from models.stores import get_assistant
 from models.types import utcnow
 from scheduler import greetings
-from scheduler.greetings import OCCASIONS
+from scheduler.greeting_checks import OCCASIONS, GreetingRefused, RateLimited
 
 REFUSED = 1
 BAD_INPUT = 2
@@ -81,11 +82,11 @@ async def cmd_greet(settings: Settings, args: argparse.Namespace) -> int:
                     note=args.note,
                     now=utcnow(),
                 )
-        except greetings.GreetingRefused as exc:
+        except GreetingRefused as exc:
             raise CliError(
                 f"greeting refused ({exc.rule}, field {exc.field}): {exc.message}", REFUSED
             ) from None
-        except (greetings.NotOwner, greetings.RateLimited) as exc:
+        except (NotOwner, RateLimited) as exc:
             raise CliError(f"greeting refused: {exc.message}", REFUSED) from None
         except DomainError as exc:
             raise CliError(exc.message, BAD_INPUT) from None

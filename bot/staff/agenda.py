@@ -15,13 +15,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import staff_queries
-from models.calendar import LUNAR, occurrences_between
-from models.clock import add_months, day_start, local_date
+from models.calendar import LUNAR, month_bounds, occurrences_between
+from models.clock import day_start, local_date
 from models.kinds import CARE_KINDS
 from models.settings import Settings
 from models.staff_queries import Scope
@@ -77,12 +77,6 @@ class Agenda:
     care: list[CareDue]
     dormant: list[Member]
     unmailable: list[UnmailableCard]
-
-
-def next_month(today: date) -> tuple[date, date]:
-    """The first and last day of the calendar month after `today`'s."""
-    first = add_months(today.replace(day=1), 1)
-    return first, add_months(first, 1) - timedelta(days=1)
 
 
 def birthdays_between(members: list[Member], start: date, end: date) -> list[Birthday]:
@@ -178,7 +172,7 @@ async def unmailable_cards(
 
 async def agenda(session: AsyncSession, *, settings: Settings, scope: Scope, today: date) -> Agenda:
     with_birthday = await staff_queries.with_birthdays(session, scope=scope)
-    first, last = next_month(today)
+    first, last = month_bounds(today, ahead=1)
     _start, cutoff = dormant_range(today, settings.messaging.dormant_months)
     dormant = await staff_queries.dormant(
         session, scope=scope, bought_before=day_start(cutoff, settings.brand.tz)

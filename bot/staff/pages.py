@@ -45,6 +45,7 @@ from models.strict import row_id
 from models.tables import Member
 from models.types import utcnow
 from scheduler import greetings
+from scheduler.greeting_checks import OCCASIONS
 
 routes = web.RouteTableDef()
 
@@ -271,7 +272,7 @@ async def _member_context(
             }
             for e, a in steps
         ],
-        "occasions": greetings.OCCASIONS,
+        "occasions": OCCASIONS,
     }
 
 

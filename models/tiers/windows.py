@@ -7,6 +7,7 @@ import calendar
 from datetime import date, timedelta
 from functools import lru_cache
 
+from models.calendar import month_bounds
 from models.clock import add_months
 from models.rules import Window
 
@@ -18,12 +19,6 @@ same few days on every "积分" (today, the days of the member's oldest purchase
 
 def day_window(day: date) -> tuple[date, date]:
     return day, day
-
-
-def month_window(day: date) -> tuple[date, date]:
-    """The calendar month containing `day`."""
-    first = day.replace(day=1)
-    return first, add_months(first, 1) - timedelta(days=1)
 
 
 @lru_cache(maxsize=DAYS_KEPT)
@@ -62,7 +57,7 @@ def window_span(window: Window, anchor: date, *, period_start: str) -> Span:
     if window in ("single_purchase", "day"):
         return day_window(anchor)
     if window == "month":
-        return month_window(anchor)
+        return month_bounds(anchor)
     if window == "half_year":
         return half_year_window(anchor)
     if window == "period":
