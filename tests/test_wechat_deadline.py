@@ -39,16 +39,16 @@ conversation, fake_api, make_client = (
 
 
 @contextlib.asynccontextmanager
-async def database_held(db_url: str):
+async def database_held(db_url: str, table: str = "inbound_messages"):
     """Another connection holds the database's write lock (SQLite) or an exclusive lock
-    on `inbound_messages` (PostgreSQL) until the block ends."""
+    on `table` (PostgreSQL) until the block ends."""
     if is_pg():
         import asyncpg
 
         conn = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
         tx = conn.transaction()
         await tx.start()
-        await conn.execute("LOCK TABLE inbound_messages IN ACCESS EXCLUSIVE MODE")
+        await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
         try:
             yield
         finally:

@@ -6,15 +6,13 @@ the customer-service API."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 
 from bot.appkeys import INBOUND_LOG
 from bot.channels.wechat import WeChatOptions
 from tests import test_wechat
-from tests.conftest import is_pg
 from tests.payloads import plain, wechat_text
 from tests.test_wechat import OPENID
+from tests.test_wechat_deadline import database_held
 
 # the webhook tests' fixtures
 conversation, fake_api, make_client = (
@@ -24,39 +22,14 @@ conversation, fake_api, make_client = (
 )
 
 
-@contextlib.asynccontextmanager
-async def replay_memory_held(db_url: str):
-    """Another connection holds the write lock of the whole file (SQLite) or an exclusive
-    lock on the replay memory's table (PostgreSQL) until the block ends."""
-    if is_pg():
-        import asyncpg
-
-        conn = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
-        tx = conn.transaction()
-        await tx.start()
-        await conn.execute("LOCK TABLE wechat_signed_urls IN ACCESS EXCLUSIVE MODE")
-        try:
-            yield
-        finally:
-            await tx.rollback()
-            await conn.close()
-        return
-    conn = sqlite3.connect(db_url.removeprefix("sqlite+aiosqlite:///"), isolation_level=None)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        conn.execute("ROLLBACK")
-        conn.close()
-
-
 async def test_a_slow_verdict_answers_success_then_handles_the_first_body_only(
     make_client, conversation, fake_api, db_url
 ):
     client = await make_client(options=WeChatOptions(reply_deadline=0.5, cs_backoff=0.01))
     query, body = plain(wechat_text(OPENID, "积分", msg_id="9601"))
     forged = wechat_text("o_someone_else", "兑换 1", msg_id="9602").encode()
-    async with replay_memory_held(db_url):
+    # SQLite: the whole file; PostgreSQL: the replay memory's table
+    async with database_held(db_url, "wechat_signed_urls"):
         first = await asyncio.wait_for(client.post("/wechat", params=query, data=body), 10)
         assert await first.text() == "success"  # by the deadline, the lock still held
         second = await asyncio.wait_for(client.post("/wechat", params=query, data=forged), 10)
