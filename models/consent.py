@@ -30,6 +30,30 @@ STOP = "stop"
 RESUME = "resume"
 
 
+async def _record(
+    session: AsyncSession,
+    *,
+    member_id: int | None,
+    address: str | None,
+    stopped: bool,
+    channel: str,
+    at: datetime,
+    source: str,
+) -> None:
+    """One entry of the consent history: the proof of a stop or resume, never deleted."""
+    session.add(
+        ConsentEvent(
+            member_id=member_id,
+            address=address,
+            action=STOP if stopped else RESUME,
+            channel=channel,
+            at=at,
+            source=source[:200],
+        )
+    )
+    await session.flush()
+
+
 async def _change(
     session: AsyncSession, *, member: Member, stopped: bool, channel: str, at: datetime, source: str
 ) -> bool:
@@ -47,16 +71,10 @@ async def _change(
         return False
     set_committed_value(member, "stopped", stopped)
     set_committed_value(member, "updated_at", at)
-    session.add(
-        ConsentEvent(
-            member_id=member.id,
-            action=STOP if stopped else RESUME,
-            channel=channel,
-            at=at,
-            source=source[:200],
-        )
-    )
-    await session.flush()
+    await _record(
+        session, member_id=member.id, address=None, stopped=stopped, channel=channel, at=at,
+        source=source,
+    )  # fmt: skip
     return True
 
 
@@ -104,17 +122,10 @@ async def _address_change(
         raise ValueError("naive datetime: pass a timezone-aware value")
     if await address_stopped(session, address=address) == stopped:
         return False
-    session.add(
-        ConsentEvent(
-            member_id=None,
-            address=address,
-            action=STOP if stopped else RESUME,
-            channel=channel,
-            at=at,
-            source=source[:200],
-        )
-    )
-    await session.flush()
+    await _record(
+        session, member_id=None, address=address, stopped=stopped, channel=channel, at=at,
+        source=source,
+    )  # fmt: skip
     return True
 
 

@@ -165,17 +165,30 @@ def next_channel(
         wechat = WeChatIdentityInfo(
             openid=m.address, active=("wechat", m.address) not in who.inactive
         )
-    choice = choose_channel(
+    choice = _choose(m, who, wechat, now=now, transports=transports)
+    return choice if isinstance(choice, ChannelChoice) else None
+
+
+def _choose(
+    m: OutboxMessage,
+    who: Recipient,
+    wechat: WeChatIdentityInfo | None,
+    *,
+    now: datetime,
+    transports: Transports,
+) -> ChannelChoice | Suppressed:
+    """`policy.choose_channel` for `m` with the providers this sender has."""
+    assert transports.sms is not None
+    return choose_channel(
         kind=m.kind,
         member_stopped=who.stopped,
         wechat=wechat,
         phone=who.phone,
         phone_bad=("sms", who.phone) in who.bad,
         at=now,
-        template_ids=getattr(template, "templates", None),
+        template_ids=getattr(transports.wechat_template, "templates", None),
         sms_provider="console" if transports.sms.via == "console" else "twilio",
     )
-    return choice if isinstance(choice, ChannelChoice) else None
 
 
 @dataclass
@@ -204,17 +217,7 @@ def send_time_channel(
             wechat.openid, wechat.active, wechat.last_inbound_at,
             wechat.cs_sent_since_inbound + use.taken[m.member_id],
         )  # fmt: skip
-    template = transports.wechat_template
-    choice = choose_channel(
-        kind=m.kind,
-        member_stopped=who.stopped,
-        wechat=wechat,
-        phone=who.phone,
-        phone_bad=("sms", who.phone) in who.bad,
-        at=now,
-        template_ids=getattr(template, "templates", None),
-        sms_provider="console" if transports.sms.via == "console" else "twilio",
-    )
+    choice = _choose(m, who, wechat, now=now, transports=transports)
     if isinstance(choice, ChannelChoice):
         if choice.via == "customer_service" and transports.wechat_cs is None:
             return None
