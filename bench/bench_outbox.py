@@ -6,7 +6,7 @@
 For each engine, on a fresh database:
 
 1. **Throughput** — `--messages` due SMS (default 5,000, one member each) are drained by
-   one `scheduler.sender.Sender` with the rate limit off, through the real
+   one `scheduler.send.sender.Sender` with the rate limit off, through the real
    `TwilioSmsSender` (twilio's async client) to a local fake Twilio
    (`tests.fakes.FakeTwilioApi`) running in its own process. Every message goes the
    whole way: claim (FOR UPDATE SKIP LOCKED on PostgreSQL), send-time re-checks,
@@ -237,7 +237,7 @@ class _InProcess:
         self._run = secrets.token_hex(6)  # ids never repeat the fake Twilio's
 
     async def send(self, message):
-        from scheduler.transports import SendResult
+        from scheduler.send.transports import SendResult
 
         await asyncio.sleep(0)
         return SendResult(provider_id=f"IP{self._run}{next(self._ids):08d}", status="queued")
@@ -249,8 +249,8 @@ async def _drain(
     from bot.sms_sender import open_sms_sender
     from models.db import make_engine, session_factory
     from models.settings.load import load_settings
-    from scheduler.sender import Sender, drain_until_idle
-    from scheduler.transports import Transports
+    from scheduler.send.sender import Sender, drain_until_idle
+    from scheduler.send.transports import Transports
     from tests.fakes import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 
     settings = load_settings(

@@ -75,7 +75,7 @@ from models.pending import in_window, is_live
 from models.phone import mask_phone
 from models.settings import Settings
 from models.tables import Identity, Member, PendingAction
-from scheduler.providers import SmsSender, SmsSendError
+from scheduler.send.providers import SmsSender, SmsSendError
 from scheduler.text import render
 
 log = logging.getLogger("memberbot.bot")

@@ -82,7 +82,7 @@ DORMANT_PENDING = (
     " AND (dormant_noted_at IS NULL OR dormant_noted_at < last_purchase_at)"
 )
 """Members whose ``dormant`` greeting is not recorded for their last purchase (the partial
-index ``ix_members_dormant_due`` holds only them: `scheduler.occasion_due.dormant`)."""
+index ``ix_members_dormant_due`` holds only them: `scheduler.plan.occasion_due.dormant`)."""
 
 
 class Member(SQLModel, table=True):
@@ -512,7 +512,7 @@ class OutboxEvent(SQLModel, table=True):
 
 
 class OutboxRate(SQLModel, table=True):
-    """A channel's send rate, shared by every sender (`scheduler.ratelimit.SharedRateLimiter`):
+    """A channel's send rate, shared by every sender (`scheduler.send.ratelimit.SharedRateLimiter`):
     the Unix time before which no sender may let the next message through."""
 
     __tablename__ = "outbox_rates"

@@ -26,11 +26,11 @@ on a later day what an earlier day missed):
    `INBOUND_KEEP` is pruned (`models.inbound.prune`). Upkeep runs before the plan
    so that messages are signed by the member's current assistant and care follows
    the current tier.
-2. the plan: `scheduler.planner.save_day` — `plan_day` + `save_plan` a batch of
+2. the plan: `scheduler.plan.planner.save_day` — `plan_day` + `save_plan` a batch of
    members at a time (ON CONFLICT DO NOTHING on (member, kind, occasion): a rerun or
    a second replica queues nothing twice).
 3. card pickup steps (DOMAIN.md §5), after the plan as the planner asks
-   (`scheduler.planner.due_card_steps`): the application moves to the status the
+   (`scheduler.plan.planner.due_card_steps`): the application moves to the status the
    planned message announced — ``notified`` (card_pickup), ``notified_again`` (the
    day after a missed appointment, card_pickup_again), ``mailed`` (after the second
    miss, card_mailed). The step is taken even when the message was suppressed
@@ -182,9 +182,9 @@ async def _step(
 
 
 async def plan_and_save(session: AsyncSession, *, settings: Settings, day: date, now: datetime):
-    """The plan of `day`, saved (`scheduler.planner.save_day`: a batch of members saved
+    """The plan of `day`, saved (`scheduler.plan.planner.save_day`: a batch of members saved
     while the next is composed); the `SaveResult`."""
-    from scheduler.planner import save_day
+    from scheduler.plan.planner import save_day
 
     return await save_day(session, settings=settings, day=day, now=now)
 
@@ -192,7 +192,7 @@ async def plan_and_save(session: AsyncSession, *, settings: Settings, day: date,
 async def _card_steps(
     session: AsyncSession, *, settings: Settings, day: date, now: datetime
 ) -> int:
-    from scheduler.card_steps import due_card_steps
+    from scheduler.plan.card_steps import due_card_steps
 
     moved = 0
     for step in await due_card_steps(session, day=day, tz=settings.brand.tz):

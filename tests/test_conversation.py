@@ -32,7 +32,7 @@ from models.tables import (
     Voucher,
 )
 from models.vouchers import redeem
-from scheduler.providers import SentSms, SmsSendError
+from scheduler.send.providers import SentSms, SmsSendError
 from tests.factories import make_member, make_store
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # Wednesday 25 Nov 2026, 10:00 in Shanghai

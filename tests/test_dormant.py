@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import text
 
 from models.tables import Member
-from scheduler.occasion_due import dormant_query
+from scheduler.plan.occasion_due import dormant_query
 from tests.conftest import is_pg
 from tests.test_planner import (
     add_outbox,

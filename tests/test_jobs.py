@@ -32,10 +32,11 @@ from models.tables import (
     Store,
     Voucher,
 )
-from scheduler import jobs, planner, service
+from scheduler import jobs, service
 from scheduler.jobs import month_end_birthdays, run_daily, run_finished
+from scheduler.plan import planner
+from scheduler.send.transports import Transports
 from scheduler.service import due_catch_up
-from scheduler.transports import Transports
 from tests.conftest import is_pg
 
 SH = ZoneInfo("Asia/Shanghai")

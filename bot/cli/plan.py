@@ -57,8 +57,8 @@ from models.tables import Member, OutboxMessage
 from models.types import utcnow
 from scheduler.jobs import birthday_report_month, month_end_birthdays, plan_and_save, run_daily
 from scheduler.message_rules import lint_all
-from scheduler.plan_save import pending_only
-from scheduler.planner import plan_day
+from scheduler.plan.plan_save import pending_only
+from scheduler.plan.planner import plan_day
 from scheduler.service import replica_name
 
 PAGE = 1000

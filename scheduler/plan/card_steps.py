@@ -17,8 +17,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import local_date
 from models.tables import CardApplication, CardEvent, Member
-from scheduler.plan_reads import CHUNK, among, chunks
-from scheduler.plan_types import CardApp, CardStep, Due, PlanDay
+from scheduler.plan.plan_reads import CHUNK, among, chunks
+from scheduler.plan.plan_types import CardApp, CardStep, Due, PlanDay
 
 _CARD_READY = ("approved", "notified", "notified_again")
 
