@@ -148,7 +148,8 @@ async def _seed(sessions, *, count: int, first_member: int, tag: str, now: datet
     from sqlalchemy import insert
 
     from models.db import transaction
-    from models.tables import Member, OutboxMessage
+    from models.tables.members import Member
+    from models.tables.outbox import OutboxMessage
 
     chunk = 1000
     today = now.date()
@@ -201,7 +202,7 @@ async def _statuses(sessions, tag: str) -> dict[str, int]:
     from sqlalchemy import func
     from sqlmodel import select
 
-    from models.tables import OutboxMessage
+    from models.tables.outbox import OutboxMessage
 
     async with sessions() as s:
         rows = await s.exec(

@@ -41,7 +41,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.clock import add_months
 from models.errors import Conflict, InvalidInput, NotFound
 from models.rules import LoyaltyRules
-from models.tables import CardApplication, CardEvent, Member, TierChange
+from models.tables.cards import CardApplication, CardEvent
+from models.tables.ledger import TierChange
+from models.tables.members import Member
 
 STATUSES: tuple[str, ...] = (
     "applied",

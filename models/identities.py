@@ -26,7 +26,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import consent
-from models.tables import Identity, Member
+from models.tables.members import Identity, Member
 
 
 def _active_wechat(member_id: int) -> tuple:

@@ -41,7 +41,8 @@ from models.clock import add_months
 from models.errors import DomainError, InvalidInput, NotFound
 from models.redistribution import Due, plan_redistribution
 from models.rules import LoyaltyRules
-from models.tables import Assignment, Assistant, Member, Purchase
+from models.tables.members import Assignment, Assistant, Member
+from models.tables.purchases import Purchase
 
 OPENED = "opened"
 MANUAL = "manual"

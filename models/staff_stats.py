@@ -36,7 +36,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import cards
 from models.ownership import NO_PURCHASE, REDISTRIBUTED
-from models.tables import Assignment, Assistant, CardApplication, Member, Purchase
+from models.tables.cards import CardApplication
+from models.tables.members import Assignment, Assistant, Member
+from models.tables.purchases import Purchase
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,8 @@ from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
 from models.inbound import prune
 from models.settings import Settings
-from models.tables import Assistant, Member, PlanRun, Store
+from models.tables.members import Assistant, Member, Store
+from models.tables.outbox import PlanRun
 from models.tiers import review
 
 log = logging.getLogger("memberbot.jobs")

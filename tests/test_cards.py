@@ -16,7 +16,9 @@ from models.db import transaction
 from models.errors import Conflict, InvalidInput, NotFound
 from models.rules import LoyaltyRules
 from models.settings.load import load_settings
-from models.tables import CardApplication, CardEvent, Member, TierChange
+from models.tables.cards import CardApplication, CardEvent
+from models.tables.ledger import TierChange
+from models.tables.members import Member
 from tests.conftest import is_pg
 from tests.factories import make_assistant, make_member, make_store
 

@@ -20,17 +20,10 @@ from models import cards, consent
 from models.db import transaction
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
-from models.tables import (
-    BindCode,
-    CardApplication,
-    CardEvent,
-    ConsentEvent,
-    Identity,
-    Member,
-    PendingAction,
-    PointsEntry,
-    Voucher,
-)
+from models.tables.cards import CardApplication, CardEvent
+from models.tables.conversation import BindCode, PendingAction
+from models.tables.ledger import PointsEntry, Voucher
+from models.tables.members import ConsentEvent, Identity, Member
 from models.vouchers import redeem
 from scheduler.send.providers import SentSms, SmsSendError
 from tests.factories import make_member, make_store

@@ -22,7 +22,8 @@ from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules
 from models.settings.load import load_settings
-from models.tables import Identity, Member, PendingAction
+from models.tables.conversation import PendingAction
+from models.tables.members import Identity, Member
 from models.tiers.progress import tier_progress, tier_progress_and_expiry
 from scheduler.send.providers import SentSms
 from tests.factories import make_member, make_store

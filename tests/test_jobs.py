@@ -22,16 +22,10 @@ from models import vouchers
 from models.db import transaction
 from models.ownership import assign
 from models.points import post_points
-from models.tables import (
-    Assistant,
-    CardApplication,
-    Member,
-    OutboxMessage,
-    PlanRun,
-    PointsLot,
-    Store,
-    Voucher,
-)
+from models.tables.cards import CardApplication
+from models.tables.ledger import PointsLot, Voucher
+from models.tables.members import Assistant, Member, Store
+from models.tables.outbox import OutboxMessage, PlanRun
 from scheduler import jobs, service
 from scheduler.jobs import month_end_birthdays, run_daily, run_finished
 from scheduler.plan import planner

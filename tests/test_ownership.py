@@ -24,7 +24,8 @@ from models.ownership import (
 )
 from models.redistribution import Due, plan_redistribution
 from models.rules import LoyaltyRules
-from models.tables import Assignment, Assistant, Member, Purchase, Store
+from models.tables.members import Assignment, Assistant, Member, Store
+from models.tables.purchases import Purchase
 from tests.factories import make_assistant, make_member, make_store
 
 RULES = LoyaltyRules()

@@ -10,23 +10,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, text
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
-from models.tables import (
-    Assistant,
-    CardApplication,
-    CardEvent,
-    Identity,
-    Member,
-    OutboxEvent,
-    OutboxMessage,
-    PointsEntry,
-    PointsLot,
-    Purchase,
-    PurchaseItem,
-    SQLModel,
-    Store,
-)
+from models.tables.cards import CardApplication, CardEvent
+from models.tables.ledger import PointsEntry, PointsLot
+from models.tables.members import Assistant, Identity, Member, Store
+from models.tables.outbox import OutboxEvent, OutboxMessage
+from models.tables.purchases import Purchase, PurchaseItem
 from scheduler.plan import planner
 from scheduler.plan.card_steps import card_step_due, due_card_steps
 from scheduler.plan.occasion_due import dormant_range, join_dates

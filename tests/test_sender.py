@@ -29,7 +29,7 @@ from models.outbox.states import (
     SUPPRESSED,
     UNDELIVERABLE,
 )
-from models.tables import Identity, Member
+from models.tables.members import Identity, Member
 from scheduler.send.ratelimit import RateLimiter
 from scheduler.send.send_retry import backoff
 from scheduler.send.sender import Sender, drain_until_idle

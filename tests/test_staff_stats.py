@@ -9,7 +9,8 @@ import pytest
 
 from models import cards, ownership, staff_stats
 from models.db import transaction
-from models.tables import Member, Purchase
+from models.tables.members import Member
+from models.tables.purchases import Purchase
 from tests.factories import make_assistant, make_member, make_store
 
 START, END = date(2026, 3, 1), date(2026, 3, 10)  # ten days

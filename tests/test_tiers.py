@@ -24,7 +24,10 @@ from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules, TierRule, TierRules
 from models.settings.load import load_settings
-from models.tables import CardApplication, Member, Purchase, Store, TierChange
+from models.tables.cards import CardApplication
+from models.tables.ledger import TierChange
+from models.tables.members import Member, Store
+from models.tables.purchases import Purchase
 from models.tiers.progress import tier_progress
 from models.tiers.review import review_tiers
 from models.tiers.upgrade import eligible_not_applied, evaluate_after_purchase

@@ -35,7 +35,7 @@ from models.errors import NotFound
 from models.members import get_member_by_phone
 from models.phone import normalise_phone
 from models.stores import authenticate_assistant
-from models.tables import OutboxMessage
+from models.tables.outbox import OutboxMessage
 from models.types import utcnow
 from scheduler import greetings
 

@@ -53,7 +53,8 @@ from models.db import transaction
 from models.kinds import KINDS, LOCALES
 from models.outbox.states import QUEUED, STATUSES
 from models.settings import Settings
-from models.tables import Member, OutboxMessage
+from models.tables.members import Member
+from models.tables.outbox import OutboxMessage
 from models.types import utcnow
 from scheduler.jobs import birthday_report_month, month_end_birthdays, plan_and_save, run_daily
 from scheduler.message_rules import lint_all

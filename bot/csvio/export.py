@@ -15,7 +15,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.csvio.reading import EXPORT_COLUMNS
 from models.clock import local_date
-from models.tables import Assistant, Identity, Member, Store
+from models.tables.members import Assistant, Identity, Member, Store
 
 
 def _mmdd(year: int | None, month: int | None, day: int | None) -> str:

@@ -21,7 +21,7 @@ from bot.csvio.report import ImportSummary, validation_reason
 from models.errors import DomainError
 from models.members import MemberIn, parse_day, upsert_member
 from models.rules import LoyaltyRules
-from models.tables import Identity, Member
+from models.tables.members import Identity, Member
 
 
 def _member_snapshot(member: Member, openids: list[str]) -> tuple:

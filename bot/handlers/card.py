@@ -34,7 +34,8 @@ from bot.router import Intent, Match
 from models import cards
 from models.errors import Conflict
 from models.pending import MAIL_CARD, payload
-from models.tables import CardApplication, PendingAction
+from models.tables.cards import CardApplication
+from models.tables.conversation import PendingAction
 
 READY = frozenset({"approved", "notified", "notified_again"})
 IN_PROGRESS = frozenset({"applied", "entered", "sent_to_head_office"})

@@ -25,7 +25,8 @@ from models.clock import day_start, local_date
 from models.kinds import CARE_KINDS
 from models.settings import Settings
 from models.staff_queries import Scope
-from models.tables import CardApplication, Member
+from models.tables.cards import CardApplication
+from models.tables.members import Member
 from scheduler.plan.card_steps import card_step_due
 from scheduler.plan.occasion_due import dormant_range
 from scheduler.plan.plan_types import Planned

@@ -21,7 +21,9 @@ from sqlmodel import col, select
 from models.clock import add_months, day_end, day_start, local_date
 from models.kinds import CARE_KINDS
 from models.outbox.states import SUPPRESSED
-from models.tables import Member, OutboxMessage, Purchase
+from models.tables.members import Member
+from models.tables.outbox import OutboxMessage
+from models.tables.purchases import Purchase
 from scheduler.plan.plan_reads import CHUNK, among, chunks, rows
 from scheduler.plan.plan_types import Due, MemberRow, PlanDay, Sale
 

@@ -17,7 +17,8 @@ from sqlmodel import col, select
 from models.calendar import LUNAR, SOLAR, yearly_days_between, yearly_days_on
 from models.clock import add_months, day_start, local_date
 from models.occasions import festivals_on, season_start_on
-from models.tables import DORMANT_PENDING, Member, PointsLot
+from models.tables.ledger import PointsLot
+from models.tables.members import DORMANT_PENDING, Member
 from scheduler.plan.plan_reads import rows
 from scheduler.plan.plan_types import Due, PlanDay
 

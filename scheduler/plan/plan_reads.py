@@ -21,7 +21,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import col, select
 
 from models.outbox.states import SUPPRESSED
-from models.tables import Assistant, Identity, OutboxMessage, PurchaseItem, Store
+from models.tables.members import Assistant, Identity, Store
+from models.tables.outbox import OutboxMessage
+from models.tables.purchases import PurchaseItem
 from scheduler import policy, render
 from scheduler.plan.plan_types import (
     MEMBER_COLUMNS,

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.outbox.states import PLANNED, SUPPRESSED
-from models.tables import OutboxMessage
+from models.tables.outbox import OutboxMessage
 from scheduler.plan.plan_reads import CHUNK, among, chunks
 from scheduler.plan.plan_types import Planned, SaveResult
 

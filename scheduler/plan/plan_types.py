@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.clock import day_end, day_start
 from models.outbox.states import SUPPRESSED
 from models.settings import Settings
-from models.tables import Member
+from models.tables.members import Member
 
 
 @dataclass(slots=True)

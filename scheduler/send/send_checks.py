@@ -22,7 +22,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.clock import local_date
 from models.kinds import GREETING_KINDS
 from models.outbox.states import DELIVERED, SENT
-from models.tables import Identity, Member, OutboxMessage
+from models.tables.members import Identity, Member
+from models.tables.outbox import OutboxMessage
 from scheduler.policy import (
     ChannelChoice,
     Suppressed,

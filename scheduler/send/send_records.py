@@ -34,7 +34,7 @@ from models.outbox.states import (
     transition,
 )
 from models.settings.messaging import OutboxSettings
-from models.tables import OutboxMessage
+from models.tables.outbox import OutboxMessage
 from scheduler.send.send_checks import Recipient, WindowUse, next_channel
 from scheduler.send.send_retry import DOWN_NOTE, HELD_PREFIX, PROBE_NOTE, backoff
 from scheduler.send.transports import (

@@ -75,7 +75,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.outbox.claims import claim
 from models.outbox.states import SUPPRESSED
 from models.settings import Settings
-from models.tables import OutboxMessage
+from models.tables.outbox import OutboxMessage
 from models.types import utcnow
 from scheduler.policy import Suppressed
 from scheduler.send.ratelimit import RateLimiter, SharedRateLimiter

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from models.phone import mask_phone
-from models.tables import OutboxMessage
+from models.tables.outbox import OutboxMessage
 from scheduler.send.providers import (
     NOT_FOLLOWING,
     OUT_OF_WINDOW,
