@@ -16,7 +16,7 @@ from sqlmodel import col, func, select
 from bot.bot import MemberBot
 from bot.chat import run_chat
 from bot.conversation import Inbound, Reply
-from models import cards, consent
+from models import card_reads, cards, consent
 from models.db import transaction
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
@@ -429,7 +429,7 @@ async def _application(sessions, app_id: int) -> CardApplication:
 
 async def _events(sessions, app_id: int) -> list[CardEvent]:
     async with sessions() as s:
-        return list(await cards.events(s, application_id=app_id))
+        return list(await card_reads.events(s, application_id=app_id))
 
 
 async def test_card_none(bot, sessions, store):

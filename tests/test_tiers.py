@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from models import cards
+from models import card_reads, cards
 from models.calendar import month_bounds
 from models.db import transaction
 from models.purchases.input import PurchaseIn
@@ -215,8 +215,8 @@ async def test_a_2999_points_in_half_a_year_is_not_gold_3000_is(session):
     assert await changes(session, member) == [("upgrade", "points", "gold", date(2026, 8, 16))]
     # Gold needs a card; Scheme A opens the application by itself.
     assert await applications(session, member) == [("gold", "applied")]
-    (app,) = await cards.list_applications(session, status="applied")
-    (event,) = await cards.events(session, application_id=app.id)
+    (app,) = await card_reads.list_applications(session, status="applied")
+    (event,) = await card_reads.events(session, application_id=app.id)
     assert (event.to_status, event.actor) == ("applied", "system")
 
 
