@@ -17,7 +17,7 @@ Definitions (docs/staff-console.md repeats them for staff):
 - **Pickup progress** (`pickup_progress`): card applications per status.
 - **Eligible but not applied**: `models.tiers.upgrade.eligible_not_applied`.
 - **Latest redistribution** (`latest_redistribution`): the members taken back on
-  the most recent day `models.ownership.redistribute` took any back, and where
+  the most recent day `models.probation.redistribute` took any back, and where
   they went.
 
 Every function is keyword-only, takes the session and a store id, reads only.

@@ -21,7 +21,7 @@ on a later day what an earlier day missed):
 1. upkeep: points lots past their last day expire (`models.points.expire_due`),
    vouchers past theirs expire (`models.vouchers.expire_vouchers`), tiers whose
    validity ended are reviewed (`models.tiers.review.review_tiers`), members whose
-   probation ended without a purchase are handed out again (`models.ownership.
+   probation ended without a purchase are handed out again (`models.probation.
    redistribute`, DOMAIN.md §8), inbound-message history older than
    `INBOUND_KEEP` is pruned (`models.inbound.prune`). Upkeep runs before the plan
    so that messages are signed by the member's current assistant and care follows
@@ -58,7 +58,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import cards, ownership, points, vouchers
+from models import cards, points, probation, vouchers
 from models.calendar import LUNAR, SOLAR, month_bounds, occurrences_between, yearly_days_between
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
@@ -161,7 +161,7 @@ def upkeep_steps(*, settings: Settings, day: date, now: datetime) -> dict[str, S
         return len(await review.review_tiers(s, rules=loyalty, today=day, now=now))
 
     async def redistribute(s: AsyncSession) -> int:
-        return len(await ownership.redistribute(s, rules=loyalty, today=day))
+        return len(await probation.redistribute(s, rules=loyalty, today=day))
 
     return {
         "expire_points": expire_points,

@@ -14,14 +14,8 @@ from sqlmodel import select
 
 from models.db import transaction
 from models.errors import InvalidInput, NotFound
-from models.ownership import (
-    NO_ELIGIBLE,
-    REDISTRIBUTED,
-    assign,
-    on_purchase,
-    owned_members,
-    redistribute,
-)
+from models.ownership import REDISTRIBUTED, assign, on_purchase, owned_members
+from models.probation import NO_ELIGIBLE, redistribute
 from models.redistribution import Due, plan_redistribution
 from models.rules import LoyaltyRules
 from models.tables.members import Assignment, Assistant, Member, Store
