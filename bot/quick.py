@@ -4,12 +4,14 @@ The usual message to the bot is a member asking for their points. Through a sess
 it costs a transaction and two or three statements on SQLAlchemy, several times the
 CPU of everything else the webhook does. `QuickPoints.answer` reads what the answer
 needs — the sender's identity, the member it is actively bound to, whether the
-sender has a pending confirmation, the member's purchases in the tier windows, the
-next expiry and (when a level takes effect on approval) the open card
-applications — in one statement on the raw driver (`models.rawdb`), one snapshot, and
-builds the reply with the same code as the normal path (`models.tiers.progress.
-progress_from_sales`, `bot.handlers.points.answer`), so the text is the same. The
-reads of concurrent messages share that statement (`FACTS`). Given the message's
+sender has a pending confirmation, and the points answer's facts (the member's
+purchases in the tier windows, the next expiry, the open card applications when a
+level takes effect on approval) — in one statement on the raw driver (`models.rawdb`),
+one snapshot. That statement is the session path's read with the sender's columns
+added (`models.tiers.facts.sender_read` around `member_facts`, compiled once by
+`models.rawdb.compiled`), and the reply is built by the same code as the normal path
+(`models.tiers.facts.answer_facts`, `bot.handlers.points.answer`), so the text is the
+same. The reads of concurrent messages share that statement. Given the message's
 de-duplication key (`unseen`), the same read also shows whether the inbound log has
 it: the webhook then answers without a claim (`bot.inbound_log`, step 5).
 
@@ -22,7 +24,7 @@ the message implies:
   answers only from the member the identity is actively bound to);
 - a pending confirmation of the sender (any other message cancels it: a write);
 - rules with a ``cumulative`` reach rule (their progress needs a sum over all
-  purchases; `models.tiers.progress.needs_totals`).
+  purchases, one more statement each; `models.tiers.progress.needs_totals`).
 
 The one write of a quick answer is the sender's `last_inbound_at`, when it is older
 than `touch_every` (the 48-hour customer-service window, MESSAGING.md): it is

@@ -343,7 +343,7 @@ thousands of times a second as cached generic plans. A plan made while a table l
 empty (a fresh install, a just-pruned `inbound_messages`) would be a sequential scan —
 and stay one, for every message, as the table grows, until autovacuum next analyses it.
 Seen in the benchmark: 290–660 µs of PostgreSQL CPU per "积分" instead of ~45 (with the
-key lookup of `bot.quick.POSTGRESQL` written as `= ANY(keys)`). With sequential scans
+key lookup of `models.tiers.facts.sender_read` written as `= ANY(keys)`). With sequential scans
 priced out, these statements always take their indexes."""
 
 
