@@ -99,7 +99,7 @@ class QuickPoints:
         if sender is None or not sender[1] or sender[3] is None or sender[4] or sender[18]:
             # unknown, unbound or inactive openid, a pending confirmation, or seen before
             return None
-        reply = self._compose(today, sender[5:18])
+        reply = self._compose(today, sender[5 : 5 + facts.FACT_COLUMNS])
         stamp = rawdb.read_time(sender[2])
         stale = now - self._touch_every
         if stamp is None or stamp <= stale:
