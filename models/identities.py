@@ -20,12 +20,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import bindparam, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import consent
+from models import consent, rawdb
 from models.tables.members import Identity, Member
 
 
@@ -161,10 +160,8 @@ async def stamp(
 
 
 def stamp_text(dialect: str) -> str:
-    """`STAMP` for a raw driver (`bot.rawdb`) of `dialect` ("sqlite" or "postgresql"):
+    """`STAMP` for a raw driver (`models.rawdb`) of `dialect` ("sqlite" or "postgresql"):
     `?` placeholders, the values in the order of `STAMP_ARGS`, as the driver stores them."""
-    compiled = STAMP.compile(
-        dialect=sqlite.dialect() if dialect == "sqlite" else postgresql.dialect(paramstyle="qmark")
-    )
-    assert tuple(compiled.positiontup) == STAMP_ARGS, compiled.positiontup
-    return compiled.string
+    sql, names = rawdb.compiled(STAMP, dialect)
+    assert names == STAMP_ARGS, names
+    return sql

@@ -61,7 +61,9 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.util import await_only
 
 from models.group_commit import WriteQueue, refused
@@ -126,6 +128,16 @@ def read_date(value: date | str | None) -> date | None:
 
 def sql_date(value: date, dialect: str) -> date | str:
     return value.isoformat() if dialect == "sqlite" else value
+
+
+def compiled(statement: ClauseElement, dialect: str) -> tuple[str, tuple[str, ...]]:
+    """A SQLAlchemy statement as this module's drivers run it: the text with `?`
+    placeholders for `dialect` ("sqlite" or "postgresql") and the names of its
+    parameters in placeholder order (a name once per use). Compiled once by the caller,
+    so the statement is stated once for the session and the raw paths alike."""
+    form = sqlite.dialect() if dialect == "sqlite" else postgresql.dialect(paramstyle="qmark")
+    done = statement.compile(dialect=form)
+    return done.string, tuple(done.positiontup or ())
 
 
 def _ordered(items: list[Deferred]) -> list[tuple[str, list[tuple]]]:
@@ -331,7 +343,7 @@ thousands of times a second as cached generic plans. A plan made while a table l
 empty (a fresh install, a just-pruned `inbound_messages`) would be a sequential scan —
 and stay one, for every message, as the table grows, until autovacuum next analyses it.
 Seen in the benchmark: 290–660 µs of PostgreSQL CPU per "积分" instead of ~45 (with the
-key lookup of `bot.quick.POSTGRESQL` written as `= ANY(keys)`). With sequential scans
+key lookup of `models.tiers.facts.sender_read` written as `= ANY(keys)`). With sequential scans
 priced out, these statements always take their indexes."""
 
 

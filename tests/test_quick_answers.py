@@ -22,6 +22,7 @@ from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
 from bot.inbound_log import InboundLog
 from models import rawdb
 from models.tables.inbound import InboundMessage
+from models.tiers import facts
 from models.types import utcnow
 from tests.conftest import API_KEY, is_pg
 from tests.payloads import (
@@ -200,7 +201,8 @@ async def test_the_key_lookup_stays_a_lookup_when_planned_on_an_empty_log(settin
     With the raw pool's settings, each key must be looked up by both index columns."""
     import asyncpg
 
-    sql = quick.FACTS.format(applications="NULL", **quick.POSTGRESQL)
+    sql, names = rawdb.compiled(facts.sender_read("postgresql", False), "postgresql")
+    assert names == ("today", "start", "today", "today", "keys", "openids"), names
     dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(dsn, server_settings=rawdb.MAIN_SETTINGS)
     try:
