@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bot.app import create_app
 from bot.appkeys import SMS_SENDER
-from bot.channels.wechat import WeChatMessage
+from bot.channels.wechat_message import WeChatMessage
 from bot.conversation import Inbound, Reply
 from bot.inbound_log import KEY_MAX, InboundLog, bounded_key
 from models import rawdb
