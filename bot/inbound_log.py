@@ -56,8 +56,7 @@ still being handled; `settle()` waits until the stored answers are committed, an
 the final statuses of step 2's late path (`deferred`, `sent`, `failed`) are awaited.
 If the process dies between the reply and that write, a retry after the lease takes
 the message over (step 4) — one that comes only if that reply was lost as well.
-Keys are written in sorted order, so two processes never deadlock. Without a raw
-driver (an in-memory SQLite database) the same steps go through SQLAlchemy Core.
+Keys are written in sorted order, so two processes never deadlock.
 """
 
 from __future__ import annotations
@@ -211,10 +210,9 @@ class InboundLog:
         quick: Callable[[], Awaitable[Reply | None]] | None,
         request: _Request,
     ) -> Outcome:
-        if self._raw is not None:
-            await rawdb.pace(self._raw)
+        await rawdb.pace(self._raw)
         first = self._local.get((channel, key))
-        if first is None and quick is not None and self._raw is not None:
+        if first is None and quick is not None:
             reply = await quick()
             if reply is not None and not request.replied:
                 text = reply.text or None
@@ -277,7 +275,7 @@ class InboundLog:
             await self._store.release(claim)
             raise HandlingFailed(f"{channel} {key}") from task.exception()
         text = task.result().text or None
-        self._track(self._store.record_later(claim, ANSWERED, text))
+        self._store.record_later(claim, ANSWERED, text)
         return Outcome("answered", text)
 
     async def _start_late(
@@ -327,12 +325,9 @@ class InboundLog:
 
     def spawn(self, coro: Awaitable[None]) -> None:
         """Run background work (late deliveries) that `aclose` waits for."""
-        self._track(asyncio.ensure_future(coro))
-
-    def _track(self, task: asyncio.Future | None) -> None:
-        if task is not None:
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def drain(self, within: float | None = None) -> set[asyncio.Future]:
         """Wait until the late deliveries under way are done and the answers stored; the
@@ -345,8 +340,7 @@ class InboundLog:
 
     async def settle(self) -> None:
         """Wait until every answer given so far is stored (they are written behind)."""
-        if self._raw is not None:
-            await self._raw.settle()
+        await self._raw.settle()
 
     async def aclose(self, grace: float = 10.0) -> None:
         """On shutdown: let late deliveries finish (up to `grace` s), then cancel the rest;
