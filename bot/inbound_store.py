@@ -6,8 +6,20 @@ holder's later writes (its answer, `deferred`, `sent`, the release) name the row
 expired and a retry took the message over (`take_over`, a conditional UPDATE that gives
 the row a new lease), a late write of the old holder changes nothing.
 
-Each row operation is one SQL statement run on the raw driver (`models.rawdb`), whatever
-the database; the claim alone has a PostgreSQL form for a whole batch of them.
+The inbound log is on the hot path of every webhook, so each row operation is one SQL
+statement on the raw driver (`models.rawdb`, no SQLAlchemy), the same for every
+database (an in-memory SQLite one included); the claim alone has a PostgreSQL form
+for a whole batch of claims. Step numbers are `bot.inbound_log`'s. The claim
+(INSERT … ON CONFLICT DO NOTHING RETURNING id), committed before the handler runs —
+on SQLite in the batch transaction of the writes queued meanwhile, on PostgreSQL as
+one multi-row statement per batch (`models.group_commit`). The answer of step 2 is
+stored *behind* the reply (`RawDb.defer`, batched with other writes): a retry that
+meanwhile finds the row `processing` waits for it (step 3), exactly as for a message
+still being handled; `settle()` waits until the stored answers are committed, and
+the final statuses of step 2's late path (`deferred`, `sent`, `failed`) are awaited.
+If the process dies between the reply and that write, a retry after the lease takes
+the message over (step 4) — one that comes only if that reply was lost as well.
+Keys are written in sorted order, so two processes never deadlock.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from bot.channels.wechat_replay import ReplayMemory
 from bot.conversation import Reply
-from bot.inbound_log import HandlingFailed, InboundLog
+from bot.inbound_log import InboundLog
+from bot.inbound_outcome import HandlingFailed
 from models import rawdb
 from models.db import make_engine, migrate
 from models.rawdb_sqlite import EngineRaw

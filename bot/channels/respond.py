@@ -16,7 +16,7 @@ from aiohttp import web
 
 from bot.appkeys import CONVERSATION, INBOUND_LOG
 from bot.conversation import Inbound
-from bot.inbound_log import HandlingFailed, Outcome
+from bot.inbound_outcome import HandlingFailed, Outcome, deliver_late
 
 log = logging.getLogger("memberbot.channels")
 
@@ -48,7 +48,7 @@ async def answer(
         answered=answered,
     )
     if outcome.delivers_late:
-        inbound_log.spawn(inbound_log.deliver_late(outcome, deliver))
+        inbound_log.spawn(deliver_late(inbound_log.store, outcome, deliver))
     return outcome
 
 

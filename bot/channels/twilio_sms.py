@@ -40,7 +40,7 @@ from bot.appkeys import CONVERSATION, SESSIONS, SETTINGS, SMS_SENDER
 from bot.channels import respond, xmlsafe
 from bot.conversation import Inbound
 from bot.edge import posted_form
-from bot.inbound_log import bounded_key
+from bot.inbound_outcome import bounded_key
 from models.db import transaction
 from models.errors import InvalidInput
 from models.outbox.receipts import apply_receipt, record_receipt

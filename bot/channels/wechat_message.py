@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 
 from bot.channels import xmlsafe
 from bot.conversation import Inbound
-from bot.inbound_log import bounded_key
+from bot.inbound_outcome import bounded_key
 
 FORWARDED_EVENTS = frozenset({"subscribe", "unsubscribe", "click"})
 MSG_TYPE_MAX = 32
