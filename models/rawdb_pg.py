@@ -1,11 +1,10 @@
 """The raw driver of a PostgreSQL database (`models.rawdb`): asyncpg.
 
-A small asyncpg pool of its own (`RAW_POOL_SIZE` connections, no reset
-query on release: every statement here is one autocommit statement, so a connection
-never goes back with state on it); asyncpg prepares and caches each statement per
-connection. Deferred writes go through one more connection of their own, without
-synchronous commit and with custom plans (see `PgRaw._write_batch`). `pace(raw)`
-bounds the deferred queue (`MAX_BACKLOG`).
+A small asyncpg pool of its own (`RAW_POOL_SIZE` connections, no reset query on
+release: every statement here is one autocommit statement, so a connection never goes
+back with state on it); asyncpg prepares and caches each statement per connection.
+Deferred writes go through one more connection of their own, without synchronous
+commit and with custom plans (see `PgRaw._write_batch`).
 """
 
 from __future__ import annotations

@@ -1,13 +1,12 @@
 """The raw driver of a SQLite database (`models.rawdb`).
 
-A file database (`SqliteRaw`): the
-statements run on the event loop with a plain `sqlite3` connection — a read or a
-one-row write takes microseconds in WAL mode, far less than a thread hand-off. The
-loop must never wait for a lock, so that connection has no busy timeout: when the
-database is locked (another process or this process's aiosqlite connection is
-writing), the same work is done on a worker thread with its own connection and the
-usual 30 s busy timeout, and the loop awaits it. The loop connection does not
-checkpoint the WAL itself (a checkpoint writes and syncs the database file); a
+A file database (`SqliteRaw`): the statements run on the event loop with a plain
+`sqlite3` connection — a read or a one-row write takes microseconds in WAL mode, far
+less than a thread hand-off. The loop must never wait for a lock, so that connection has
+no busy timeout: when the database is locked (another process or this process's
+aiosqlite connection is writing), the same work is done on a worker thread with its own
+connection and the usual 30 s busy timeout, and the loop awaits it. The loop connection
+does not checkpoint the WAL itself (a checkpoint writes and syncs the database file); a
 passive checkpoint runs on the worker thread every `CHECKPOINT_EVERY` commits.
 
 An in-memory database (`EngineRaw`) cannot be opened a second time: the same statements
