@@ -616,14 +616,15 @@ IDLE = "event loop idle (epoll wait)"
 CATEGORIES = [
     ("database driver (sqlite3 on the loop or aiosqlite's thread / asyncpg)",
      ("aiosqlite/", "asyncpg/", "_connection_worker_thread", "models/rawdb.py",
-      "bot/rawdb.py")),
+      "models/rawdb_sqlite.py", "models/rawdb_pg.py", "bot/rawdb.py")),
     ("SQLAlchemy (session, ORM, Core, greenlet bridge)", ("sqlalchemy/", "sqlmodel/")),
     ("aiohttp (HTTP server)", ("aiohttp/", "multidict/", "yarl/")),
     ("WeChat wire (wechatpy, XML, AES, adapter)",
      ("wechatpy/", "xmltodict", "bot/channels/", "cryptography/", "xml/etree")),
     ("reply templates (jinja2)", ("jinja2/", "scheduler/text.py", "bot/templating.py")),
-    ("inbound log + group commit", ("bot/inbound_log.py", "models/group_commit.py",
-                                    "bot/group_commit.py", "bot/eager.py")),
+    ("inbound log + group commit", ("bot/inbound_log.py", "bot/inbound_outcome.py",
+                                    "models/group_commit.py", "bot/group_commit.py",
+                                    "bot/eager.py")),
     ("bot + domain code", ("bot/", "models/")),
 ]  # fmt: skip
 EVENT_LOOP = ("asyncio/", "selectors.py")

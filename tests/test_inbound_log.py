@@ -11,7 +11,8 @@ from sqlalchemy import insert, select
 
 from bot import eager
 from bot.conversation import Reply
-from bot.inbound_log import HandlingFailed, InboundLog
+from bot.inbound_log import InboundLog
+from bot.inbound_outcome import HandlingFailed
 from models import rawdb
 from models.db import make_engine
 from models.group_commit import GroupWriter, WriteQueue

@@ -20,7 +20,7 @@ from bot.app import create_app
 from bot.appkeys import INBOUND_LOG
 from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
 from bot.inbound_log import InboundLog
-from models import rawdb
+from models import rawdb, rawdb_pg
 from models.tables.inbound import InboundMessage
 from models.tiers import facts
 from models.types import utcnow
@@ -204,11 +204,11 @@ async def test_the_key_lookup_stays_a_lookup_when_planned_on_an_empty_log(settin
     sql, names = rawdb.compiled(facts.sender_read("postgresql", False), "postgresql")
     assert names == ("today", "start", "today", "today", "keys", "openids"), names
     dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(dsn, server_settings=rawdb.MAIN_SETTINGS)
+    conn = await asyncpg.connect(dsn, server_settings=rawdb_pg.MAIN_SETTINGS)
     try:
         await conn.execute("ANALYZE inbound_messages")  # empty: what a fresh install has
         await conn.execute("SET plan_cache_mode = force_generic_plan")
-        await conn.execute(f"PREPARE facts AS {rawdb.numbered(sql)}")
+        await conn.execute(f"PREPARE facts AS {rawdb_pg.numbered(sql)}")
         rows = await conn.fetch(
             "EXPLAIN EXECUTE facts('2026-12-01', '2026-06-01', '2026-12-01', '2026-12-01',"
             " ARRAY['msg:1', 'msg:2'], ARRAY['o_1', 'o_2'])"

@@ -20,6 +20,8 @@ EDGE = ("bot", "aiohttp", "twilio", "wechatpy")
 MODULES = {
     "models.group_commit": (*EDGE, "jinja2"),
     "models.rawdb": (*EDGE, "jinja2"),
+    "models.rawdb_sqlite": (*EDGE, "jinja2"),
+    "models.rawdb_pg": (*EDGE, "jinja2"),
     "models.inbound": (*EDGE, "jinja2"),
     "models.locale_format": (*EDGE, "jinja2"),
     "scheduler.send.providers": EDGE,

@@ -22,7 +22,7 @@ class InboundMessage(SQLModel, table=True):
     may deliver one twice; de-duplicate messages by `FromUserName` + `MsgId` (one
     member's `MsgId` never finds another's answer), events by `FromUserName` +
     `CreateTime`; Twilio messages by `MessageSid`. Keys over 200 characters are
-    hashed (`bot.inbound_log.bounded_key`). The first request
+    hashed (`bot.inbound_outcome.bounded_key`). The first request
     inserts the row as `processing` (INSERT … ON CONFLICT DO NOTHING) and is the only
     one that handles it; the others read the stored answer. `bot/inbound_log.py`.
     """
