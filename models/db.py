@@ -107,7 +107,7 @@ def insert_ignore(dialect_name: str, table):
 
 
 def _alembic_config(connection):
-    from alembic.config import Config
+    from alembic.config import Config  # start-up time: alembic loads only to migrate
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -116,7 +116,7 @@ def _alembic_config(connection):
 
 
 def _upgrade(connection) -> None:
-    from alembic import command
+    from alembic import command  # start-up time, as above
 
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})

@@ -65,7 +65,7 @@ class PgRaw:
         """The pool `name`, opened on first use (concurrent first users share the opening)."""
         opening = self._pools.get(name)
         if opening is None:
-            import asyncpg
+            import asyncpg  # start-up time: a SQLite install never loads the driver
 
             opening = self._pools[name] = asyncio.ensure_future(
                 asyncpg.create_pool(self._dsn, min_size=1, reset=_no_reset, **options)
@@ -92,7 +92,7 @@ class PgRaw:
         """One statement on a connection of its own, opened for it and closed after:
         for a retry after a pooled connection failed (lost, or "another operation is
         in progress")."""
-        import asyncpg
+        import asyncpg  # start-up time, as in _open
 
         conn = await asyncpg.connect(self._dsn)
         try:

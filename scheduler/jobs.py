@@ -63,10 +63,13 @@ from models.calendar import LUNAR, SOLAR, month_bounds, occurrences_between, yea
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
 from models.inbound import prune
+from models.phone import mask_phone
 from models.settings import Settings
 from models.tables.members import Assistant, Member, Store
 from models.tables.outbox import PlanRun
 from models.tiers import review
+from scheduler.plan.card_steps import due_card_steps
+from scheduler.plan.planner import save_day
 
 log = logging.getLogger("memberbot.jobs")
 
@@ -185,16 +188,12 @@ async def _step(
 async def plan_and_save(session: AsyncSession, *, settings: Settings, day: date, now: datetime):
     """The plan of `day`, saved (`scheduler.plan.planner.save_day`: a batch of members saved
     while the next is composed); the `SaveResult`."""
-    from scheduler.plan.planner import save_day
-
     return await save_day(session, settings=settings, day=day, now=now)
 
 
 async def _card_steps(
     session: AsyncSession, *, settings: Settings, day: date, now: datetime
 ) -> int:
-    from scheduler.plan.card_steps import due_card_steps
-
     moved = 0
     for step in await due_card_steps(session, day=day, tz=settings.brand.tz):
         try:
@@ -307,8 +306,6 @@ async def month_end_birthdays(
     day, name. Reads only; the candidate (month, day) pairs are computed first, so
     the query reads only the members concerned.
     """
-    from models.phone import mask_phone
-
     first, last = month_bounds(month)
     conditions = []
     for calendar in (SOLAR, LUNAR):

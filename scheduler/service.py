@@ -19,7 +19,9 @@ import socket
 from datetime import datetime, time
 from pathlib import Path
 
+from models.kinds import KINDS, LOCALES
 from models.settings import Settings
+from scheduler.message_rules import lint_all
 
 
 class TemplateRuleError(Exception):
@@ -30,9 +32,6 @@ def check_templates(settings: Settings, *, template_dir: Path | None = None) -> 
     """Lint every message template (`scheduler.message_rules.lint_all`) with the
     configured lexicon; raise `TemplateRuleError` naming each violation. Returns
     the number of templates checked."""
-    from models.kinds import KINDS, LOCALES
-    from scheduler.message_rules import lint_all
-
     found = lint_all(template_dir, settings.messaging.lexicon)
     if found:
         details = "; ".join(f"{path}: {v.rule}: {v.detail}" for path, v in found)

@@ -28,7 +28,6 @@ from models.tables.members import Assistant, Member, Store
 from models.tables.outbox import OutboxMessage, PlanRun
 from scheduler import jobs, service
 from scheduler.jobs import month_end_birthdays, run_daily, run_finished
-from scheduler.plan import planner
 from scheduler.send.transports import Transports
 from scheduler.service import due_catch_up
 from tests.conftest import is_pg
@@ -218,7 +217,7 @@ async def test_a_failed_plan_leaves_the_run_unfinished_for_a_later_takeover(
     async def broken(session, *, settings, day, now):
         raise RuntimeError("planner down")
 
-    monkeypatch.setattr(planner, "save_day", broken)  # the job plans and saves through it
+    monkeypatch.setattr(jobs, "save_day", broken)  # the job plans and saves through it
     result = await run_daily(sessions, settings=settings, day=DAY, now=NOW)
     assert "plan" in result.failed and not result.finished
     run = await plan_run(sessions, DAY)
