@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import rawdb
 from models.group_commit import GroupWriter
-from models.tables import InboundMessage
+from models.tables.inbound import InboundMessage
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.inbound")

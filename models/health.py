@@ -16,7 +16,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.outbox.states import FAILED, QUEUED, SUPPRESSED, UNDELIVERABLE
-from models.tables import OutboxMessage, PlanRun
+from models.tables.outbox import OutboxMessage, PlanRun
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ from models.clock import add_months
 from models.db import insert_ignore
 from models.errors import InsufficientPoints, NotFound
 from models.rules import ExpiryRules, PointsRules
-from models.tables import Member, PointsEntry, PointsLot
+from models.tables.ledger import PointsEntry, PointsLot
+from models.tables.members import Member
 from models.types import UTCDateTime
 
 REASONS = frozenset(

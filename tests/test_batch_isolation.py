@@ -21,8 +21,8 @@ from bot.conversation import Inbound, Reply
 from bot.inbound_log import KEY_MAX, InboundLog, bounded_key
 from models import rawdb
 from models.group_commit import GroupWriter
-from models.tables import InboundMessage
-from scheduler.providers import ConsoleSmsSender
+from models.tables.inbound import InboundMessage
+from scheduler.send.providers import ConsoleSmsSender
 from tests.fakes import TWILIO_AUTH_TOKEN
 from tests.payloads import (
     WECHAT_ACCOUNT,

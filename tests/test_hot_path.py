@@ -22,9 +22,10 @@ from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules
 from models.settings.load import load_settings
-from models.tables import Identity, Member, PendingAction
+from models.tables.conversation import PendingAction
+from models.tables.members import Identity, Member
 from models.tiers.progress import tier_progress, tier_progress_and_expiry
-from scheduler.providers import SentSms
+from scheduler.send.providers import SentSms
 from tests.factories import make_member, make_store
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai

@@ -16,7 +16,7 @@ from models import rawdb
 from models.db import make_engine
 from models.group_commit import GroupWriter, WriteQueue
 from models.inbound import prune
-from models.tables import InboundMessage
+from models.tables.inbound import InboundMessage
 
 
 async def test_writes_that_arrive_during_a_flush_go_together_in_the_next():

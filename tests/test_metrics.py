@@ -16,7 +16,7 @@ from bot.metrics import endpoint_group
 from models.db import session_factory, transaction
 from models.outbox.states import FAILED, QUEUED, SUPPRESSED
 from models.settings.sections import LoggingSettings
-from models.tables import OutboxMessage, PlanRun
+from models.tables.outbox import OutboxMessage, PlanRun
 from models.types import utcnow
 from tests.conftest import API_KEY
 from tests.factories import make_member

@@ -21,7 +21,7 @@ from bot.appkeys import INBOUND_LOG
 from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
 from bot.inbound_log import InboundLog
 from models import rawdb
-from models.tables import InboundMessage
+from models.tables.inbound import InboundMessage
 from models.types import utcnow
 from tests.conftest import API_KEY, is_pg
 from tests.payloads import (
@@ -230,7 +230,7 @@ async def test_a_batched_read_gives_each_message_its_own_row(settings, engine, s
     from datetime import date, timedelta
 
     from models.db import transaction
-    from models.tables import Identity
+    from models.tables.members import Identity
     from tests.factories import make_member, make_store
 
     async with transaction(sessions) as s:

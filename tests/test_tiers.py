@@ -17,14 +17,17 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from models import cards
+from models import card_reads, cards
 from models.calendar import month_bounds
 from models.db import transaction
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules, TierRule, TierRules
 from models.settings.load import load_settings
-from models.tables import CardApplication, Member, Purchase, Store, TierChange
+from models.tables.cards import CardApplication
+from models.tables.ledger import TierChange
+from models.tables.members import Member, Store
+from models.tables.purchases import Purchase
 from models.tiers.progress import tier_progress
 from models.tiers.review import review_tiers
 from models.tiers.upgrade import eligible_not_applied, evaluate_after_purchase
@@ -212,8 +215,8 @@ async def test_a_2999_points_in_half_a_year_is_not_gold_3000_is(session):
     assert await changes(session, member) == [("upgrade", "points", "gold", date(2026, 8, 16))]
     # Gold needs a card; Scheme A opens the application by itself.
     assert await applications(session, member) == [("gold", "applied")]
-    (app,) = await cards.list_applications(session, status="applied")
-    (event,) = await cards.events(session, application_id=app.id)
+    (app,) = await card_reads.list_applications(session, status="applied")
+    (event,) = await card_reads.events(session, application_id=app.id)
     assert (event.to_status, event.actor) == ("applied", "system")
 
 

@@ -24,7 +24,7 @@ from bot.handler_slots import HandlerSlots
 from bot.inbound_log import HandlingFailed
 from bot.inbound_store import InboundStore
 from bot.loop_lag import LoopLag
-from models.tables import InboundMessage
+from models.tables.inbound import InboundMessage
 from tests import test_wechat
 from tests.conftest import is_pg
 from tests.payloads import plain, reply_fields, wechat_settings, wechat_text

@@ -64,7 +64,7 @@ from bot.inbound_log import HandlingFailed, bounded_key
 from bot.loop_lag import LoopLag
 from bot.wechat_api import WeChatApi
 from models.settings.sections import WeChatSettings
-from scheduler.providers import WeChatApiError
+from scheduler.send.providers import WeChatApiError
 
 log = logging.getLogger("memberbot.wechat")
 

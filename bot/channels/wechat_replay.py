@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import rawdb
 from models.group_commit import GroupWriter
-from models.tables import WeChatSignedUrl
+from models.tables.inbound import WeChatSignedUrl
 
 TABLE = WeChatSignedUrl.__table__
 PURGE_EVERY = 0.25

@@ -15,7 +15,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.points import LAPSED, NEXT_EXPIRY, expiry_and_lapsed
 from models.rules import LoyaltyRules, Measure, TierLevel, TierRule, TierRules
-from models.tables import Member, Purchase
+from models.tables.members import Member
+from models.tables.purchases import Purchase
 from models.tiers.meter import measure_total
 from models.tiers.upgrade import pending_tier
 from models.tiers.windows import half_year_window, leaves_half_year_on, window_span
