@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from bot import api, channels, staff
+from bot import api, channels, metrics, staff
 from bot import background as background_work
+from bot.access import access_middleware
 from bot.appkeys import CONVERSATION, ENGINE, HTTP, SESSIONS, SETTINGS, SMS_SENDER
 from bot.bot import MemberBot
 from bot.conversation import Conversation
@@ -88,7 +89,7 @@ def create_app(
     """The web app. `background=True` (serve) also runs the outbox sender and the
     daily scheduler (`bot.background`); tests leave it off unless they test those."""
     app = web.Application(
-        middlewares=[error_middleware, edge_middleware],
+        middlewares=[access_middleware, error_middleware, edge_middleware],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -99,6 +100,7 @@ def create_app(
     app.cleanup_ctx.append(_sms_sender_ctx)
     app.cleanup_ctx.append(_conversation_ctx)
     app.router.add_get("/healthz", healthz)
+    metrics.setup(app)
     app.on_startup.append(_freeze_heap)  # after the cleanup contexts have started
     app.on_cleanup.append(_unfreeze_heap)
     api.setup(app)

@@ -8,6 +8,12 @@ commands mask their warnings the same way (`configure_cli_logging`).
   `/api/members/+8613800138001`; a PostgreSQL error prints its SQL parameters). The
   run keeps its first 3 and last 4 digits, like `models.phone.mask_phone`. Runs of
   fewer digits (dates, times, ports, counts) are left alone.
+- Every record carries the id of the request (or daily run) it belongs to
+  (`models.context.request_id`, "-" outside one), added by `RequestIdFilter` on the
+  handler, so `format = "json"` and the text format both show it.
+- `JsonFormatter` (`[logging] format = "json"`): one JSON object per line, `time`,
+  `level`, `logger`, `request_id`, `message` and, for an error, `exception`; masked
+  like the text lines.
 - `BadRequestFilter` on `aiohttp.server` turns the traceback aiohttp logs for every
   malformed raw HTTP request (a scanner, a TLS hello on the plain port) into one short
   WARNING line, so garbage on the port cannot flood the log.
@@ -15,6 +21,7 @@ commands mask their warnings the same way (`configure_cli_logging`).
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -23,7 +30,10 @@ from typing import TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from models.context import request_id
+from models.settings.sections import LoggingSettings
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 
 _PHONE_LIKE = re.compile(r"(?<![0-9])((?:\+|%2[bB])?[0-9]{3})([0-9]{0,8})([0-9]{4})(?![0-9])")
 """3 + 0..8 + 4 digits: 7 to 15 digits, the length of any E.164 number."""
@@ -45,16 +55,56 @@ def mask_phones(text: str) -> str:
     return _PHONE_LIKE.sub(_mask_match, text)
 
 
+_RID = "\x00rid\x00"
+"""Stands in for the request id while a line is masked."""
+
+
+def _iso(created: float) -> str:
+    return datetime.fromtimestamp(created).astimezone().isoformat(timespec="milliseconds")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds `request_id` (the current request's or daily run's id, else "-") to a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id.get() or "-"
+        return True
+
+
 class MaskingFormatter(logging.Formatter):
     """ISO 8601 times with the local UTC offset; phone-like numbers masked everywhere."""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
-        return (
-            datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
-        )
+        return _iso(record.created)
 
     def format(self, record: logging.LogRecord) -> str:
-        return mask_phones(super().format(record))
+        # The request id is not masked: a load balancer's id may hold a run of digits.
+        rid = getattr(record, "request_id", "-")
+        record.request_id = _RID
+        try:
+            return mask_phones(super().format(record)).replace(_RID, rid)
+        finally:
+            record.request_id = rid
+
+
+class JsonFormatter(MaskingFormatter):
+    """One JSON object per line (masked like the text lines)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": _iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "request_id": _RID,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        line = mask_phones(json.dumps(entry, ensure_ascii=False))
+        return line.replace(json.dumps(_RID), json.dumps(getattr(record, "request_id", "-")))
 
 
 class BadRequestFilter(logging.Filter):
@@ -73,11 +123,17 @@ class BadRequestFilter(logging.Filter):
         return True
 
 
-def configure_logging(stream: TextIO | None = None, level: int = logging.INFO) -> logging.Handler:
-    """Install the masking handler on the root logger (replacing its handlers) and the
-    bad-request filter on aiohttp's server logger. Returns the handler."""
+def configure_logging(
+    stream: TextIO | None = None, options: LoggingSettings | None = None
+) -> logging.Handler:
+    """Install the masking handler (text or JSON, `options`) on the root logger, replacing
+    its handlers, and the bad-request filter on aiohttp's server logger. Returns the
+    handler."""
+    options = options or LoggingSettings()
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(MaskingFormatter(FORMAT))
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter() if options.format == "json" else MaskingFormatter(FORMAT))
+    level = logging.getLevelName(options.level)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

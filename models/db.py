@@ -106,7 +106,7 @@ def insert_ignore(dialect_name: str, table):
     return mod.insert(table)
 
 
-def _alembic_config(connection):
+def alembic_config(connection):
     from alembic.config import Config  # start-up time: alembic loads only to migrate
 
     cfg = Config()
@@ -120,7 +120,7 @@ def _upgrade(connection) -> None:
 
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-    command.upgrade(_alembic_config(connection), "head")
+    command.upgrade(alembic_config(connection), "head")
 
 
 async def migrate(engine: AsyncEngine) -> None:

@@ -1,5 +1,8 @@
 """`POST /api/members`, `GET /api/members/{phone}` (the member view,
-`bot.api.views`) and `POST /api/members/{phone}/stop|resume`."""
+`bot.api.views`), `POST /api/members/{phone}/stop|resume`, and the member's data rights:
+`GET /api/members/{phone}/export` (everything held, `models.member_data`) and
+`DELETE /api/members/{phone}` (erasure; 200 with `"erased": false` when no member has
+the phone, so a repeated erasure answers the same way)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ from pydantic import Field
 from bot.api.common import Body, context, member_or_404, operator, read_object, tx
 from bot.api.views import member_view
 from bot.errors import json_response
-from models import consent, members
+from models import consent, member_data, members
 from models.members import MemberIn
+from models.phone import normalise_phone
 from models.types import utcnow
 
 routes = web.RouteTableDef()
@@ -65,3 +69,24 @@ async def post_stop(request: web.Request) -> web.Response:
 @operator
 async def post_resume(request: web.Request) -> web.Response:
     return await _consent(request, consent.resume)
+
+
+@routes.get("/api/members/{phone}/export")
+@operator
+async def get_export(request: web.Request) -> web.Response:
+    async with tx(request) as session:
+        member = await member_or_404(session, request.match_info["phone"], "phone")
+        document = await member_data.export_member(session, member)
+    return json_response(document)
+
+
+@routes.delete("/api/members/{phone}")
+@operator
+async def delete_member(request: web.Request) -> web.Response:
+    phone = normalise_phone(request.match_info["phone"])
+    async with tx(request) as session:
+        member = await members.get_member_by_phone(session, phone=phone)
+        if member is None:
+            return json_response({"erased": False, "reason": "no member has this phone"})
+        counts = await member_data.erase_member(session, member, now=utcnow())
+    return json_response({"erased": True, "member_id": member.id, "changed": counts})

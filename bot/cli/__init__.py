@@ -10,6 +10,8 @@ database, brings the schema up to date and calls the domain or the web app.
     memberbot plan | outbox                                             (bot/cli/plan.py)
     memberbot lint | report                                             (bot/cli/report.py)
     memberbot greet --assistant ID --member PHONE --occasion O [--note TEXT]  (bot/cli/greet.py)
+    memberbot backup --out F                                            (bot/cli/backup.py)
+    memberbot member export|erase PHONE                                 (bot/cli/member.py)
 
 This module is the parser and the dispatch; each command runs in its own module, and
 what they share (`CliError`, the settings from the command line, `open_database`) is
@@ -33,9 +35,11 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from bot.cli.backup import add_backup_command
 from bot.cli.common import PROG, CliError
 from bot.cli.data import cmd_export, cmd_import
 from bot.cli.greet import add_greet_command
+from bot.cli.member import add_member_commands
 from bot.cli.plan import add_commands
 from bot.cli.report import add_report_commands
 from bot.csvio.report import CsvFileError
@@ -133,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub, common)
     add_report_commands(sub, common)
     add_greet_command(sub, common)
+    add_backup_command(sub, common)
+    add_member_commands(sub, common)
     return parser
 
 

@@ -61,8 +61,8 @@ async def start_server(
     app = create_app(settings, background=background)
     # keepalive_timeout also bounds a request whose headers never finish arriving:
     # aiohttp closes a connection still waiting for a complete request at that time.
-    runner = web.AppRunner(
-        app, handle_signals=False, keepalive_timeout=settings.server.idle_timeout
+    runner = web.AppRunner(  # access_log=None: bot.access writes the access lines
+        app, handle_signals=False, keepalive_timeout=settings.server.idle_timeout, access_log=None
     )
     try:
         await runner.setup()  # runs the cleanup contexts: engine + migration
@@ -135,8 +135,9 @@ def serve_settings(args: argparse.Namespace) -> tuple[Settings, str | None]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    configure_logging(sys.stderr)
+    configure_logging(sys.stderr)  # the default until the settings are read
     settings, warning = serve_settings(args)
+    configure_logging(sys.stderr, settings.logging)
     if warning:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     return asyncio.run(_serve(settings, args))

@@ -28,6 +28,8 @@ from models.settings.sections import (
     BrandSettings,
     DatabaseSettings,
     KeywordSettings,
+    LoggingSettings,
+    MetricsSettings,
     Section,
     ServerSettings,
     SmsSettings,
@@ -43,6 +45,8 @@ class Settings(Section):
     wechat: WeChatSettings = Field(default_factory=WeChatSettings)
     sms: SmsSettings = Field(default_factory=SmsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     staff: StaffSettings = Field(default_factory=StaffSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)

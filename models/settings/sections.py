@@ -117,6 +117,26 @@ class SmsSettings(Section):
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
 
 
+class LoggingSettings(Section):
+    """What `memberbot serve` writes to stderr (docs/operations.md "Logs")."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+    access_log: Literal["all", "errors", "off"] = "errors"
+    """One line per HTTP request: for every request, only for 4xx/5xx and slow ones,
+    or none (the metrics count every request either way)."""
+    slow_request: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    """Seconds after which a request counts as slow (logged under access_log = "errors")."""
+
+
+class MetricsSettings(Section):
+    """`GET /metrics` in Prometheus's text format (docs/operations.md "Metrics")."""
+
+    enabled: bool = True
+    token: str = ""
+    """When set, /metrics needs `Authorization: Bearer <token>`."""
+
+
 class ApiSettings(Section):
     keys: list[str] = Field(default_factory=list)
     """Bearer keys for the operator API; empty = the operator API refuses every call."""

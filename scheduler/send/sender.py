@@ -135,6 +135,10 @@ class Sender:
         self._rec = Recorder(sessions=sessions, opts=self._opts, transports=transports)
         self._breaker = ChannelBreaker(self._opts.retry_backoff)
 
+    def breaker_states(self) -> list[tuple[str, bool]]:
+        """(channel, open?) for every channel the sender sends by (`GET /metrics`)."""
+        return [(ch, self._breaker.is_down(ch)) for ch in sorted(self._transports.channels())]
+
     # ------------------------------------------------------------------ the loop
 
     async def run(self) -> None:
