@@ -93,6 +93,8 @@ async def test_a_stalled_claim_is_answered_success_by_the_deadline_and_delivered
     await client.app[INBOUND_LOG].drain(within=5)
     assert [s["text"]["content"] for s in fake_api.sent] == ["echo:积分"]
     assert len(conversation.calls) == 1
+    scrape = await (await client.get("/metrics")).text()
+    assert 'memberbot_late_answers_total{channel="wechat"} 1.0' in scrape
     [row] = await rows(client, f"msg:{OPENID}:9401")
     assert (row.status, row.reply_text) == ("sent", "echo:积分")
     retry = await post(client, plain(xml))  # a copy after all that: no second effect

@@ -17,6 +17,7 @@ from aiohttp import web
 from bot.appkeys import CONVERSATION, INBOUND_LOG
 from bot.conversation import Inbound
 from bot.inbound_outcome import HandlingFailed, Outcome, deliver_late
+from bot.metrics import HTTP_METRICS
 
 log = logging.getLogger("memberbot.channels")
 
@@ -48,8 +49,20 @@ async def answer(
         answered=answered,
     )
     if outcome.delivers_late:
-        inbound_log.spawn(deliver_late(inbound_log.store, outcome, deliver))
+        inbound_log.spawn(deliver_late(inbound_log.store, outcome, _counted(app, inbound, deliver)))
     return outcome
+
+
+def _counted(app: web.Application, inbound: Inbound, deliver: Deliver) -> Deliver:
+    """`deliver`, counted in `memberbot_late_answers_total` when it is called."""
+    metrics = app.get(HTTP_METRICS)
+
+    async def counted(text: str) -> None:
+        if metrics is not None:
+            metrics.late_answer(inbound.channel)
+        await deliver(text)
+
+    return counted
 
 
 async def respond(
