@@ -46,6 +46,7 @@ from sqlmodel import col, select
 from bot.cli.common import CliError, open_database, runner
 from models.clock import brand_today
 from models.db import transaction
+from models.kinds import KINDS
 from models.outbox.states import QUEUED, STATUSES
 from models.settings import Settings
 from models.tables.members import Member
@@ -53,7 +54,7 @@ from models.tables.outbox import OutboxMessage
 from models.types import utcnow
 from scheduler.jobs import plan_and_save, run_daily
 from scheduler.plan.plan_save import pending_only
-from scheduler.plan.planner import plan_day
+from scheduler.plan.planner import iter_plan
 from scheduler.service import replica_name
 
 PAGE = 1000
@@ -104,31 +105,59 @@ async def cmd_plan(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _dry_run(sessions, settings: Settings, args: argparse.Namespace) -> int:
+    """Streamed a batch of members at a time (`iter_plan`, as the daily job plans), so
+    memory stays that of one batch whatever the number of members."""
+    count = 0
+    table = _StreamedTable(("send_after", "member", "channel", "kind", "text"), _WIDTHS)
     async with sessions() as session:  # read only; closing rolls the transaction back
-        planned = await plan_day(session, settings=settings, day=args.date)
-        due = [p for p in await pending_only(session, planned) if p.status == QUEUED]
-    if args.json:
-        for p in due:
-            line = {
-                "member": p.phone,
-                "channel": p.channel,
-                "kind": p.kind,
-                "text": p.text,
-                "send_after": _local_iso(p.send_after, settings),
-                "occasion": p.occasion,
-                "via": p.via,
-                "locale": p.locale,
-            }
-            print(json.dumps(line, ensure_ascii=False))
-        return 0
-    rows = [
-        (_local_iso(p.send_after, settings)[:16].replace("T", " "), p.phone, p.channel, p.kind,
-         _one_line(p.text))
-        for p in due
-    ]  # fmt: skip
-    _table(("send_after", "member", "channel", "kind", "text"), rows)
-    print(f"{len(due)} message(s) would be queued for {args.date} (dry run: nothing changed)")
+        async for batch in iter_plan(session, settings=settings, day=args.date):
+            for p in await pending_only(session, batch):
+                if p.status != QUEUED:
+                    continue
+                count += 1
+                if args.json:
+                    print(json.dumps(_dry_line(p, settings), ensure_ascii=False))
+                else:
+                    table.row((_local_iso(p.send_after, settings)[:16].replace("T", " "),
+                               p.phone, p.channel, p.kind, _one_line(p.text)))  # fmt: skip
+    if not args.json:
+        print(f"{count} message(s) would be queued for {args.date} (dry run: nothing changed)")
     return 0
+
+
+def _dry_line(p, settings: Settings) -> dict[str, Any]:
+    return {
+        "member": p.phone,
+        "channel": p.channel,
+        "kind": p.kind,
+        "text": p.text,
+        "send_after": _local_iso(p.send_after, settings),
+        "occasion": p.occasion,
+        "via": p.via,
+        "locale": p.locale,
+    }
+
+
+_WIDTHS = (16, 16, 7, max(len(k) for k in KINDS))
+"""Column widths of the streamed dry-run table: a local minute, an E.164 number, a
+channel, a kind (the text comes last, unpadded)."""
+
+
+class _StreamedTable:
+    """A table printed row by row with fixed column widths (the header before the first)."""
+
+    def __init__(self, header: tuple[str, ...], widths: tuple[int, ...]):
+        self._header, self._widths, self._started = header, widths, False
+
+    def row(self, cells: tuple[str, ...]) -> None:
+        if not self._started:
+            self._started = True
+            self._print(self._header)
+        self._print(cells)
+
+    def _print(self, cells: tuple[str, ...]) -> None:
+        padded = [str(c).ljust(w) for c, w in zip(cells, self._widths, strict=False)]
+        print("  ".join([*padded, str(cells[-1])]))
 
 
 async def _plan(sessions, settings: Settings, day: date) -> int:
