@@ -67,7 +67,9 @@ async def guess(client, forwarded_for: str):
 
 
 async def test_behind_a_trusted_proxy_each_client_has_its_own_count(
-    aiohttp_client, make_settings, world  # noqa: F811
+    aiohttp_client,
+    make_settings,
+    world,  # noqa: F811
 ):
     client = await aiohttp_client(create_app(_limited(make_settings, ["127.0.0.1", "::1"])))
     for _ in range(2):
@@ -78,7 +80,9 @@ async def test_behind_a_trusted_proxy_each_client_has_its_own_count(
 
 
 async def test_a_spoofed_header_from_an_untrusted_peer_is_ignored(
-    aiohttp_client, make_settings, world  # noqa: F811
+    aiohttp_client,
+    make_settings,
+    world,  # noqa: F811
 ):
     # The test client connects from loopback, which is not trusted here.
     client = await aiohttp_client(create_app(_limited(make_settings, ["10.9.9.9"])))
