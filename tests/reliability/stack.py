@@ -110,10 +110,18 @@ def haproxy_config(
 
 
 def pgbouncer_config(
-    *, listen_port: int, pg_host: str, pg_port: int, dbname: str, user: str, auth_file: Path
+    *,
+    listen_port: int,
+    pg_host: str,
+    pg_port: int,
+    dbname: str,
+    user: str,
+    auth_file: Path,
+    overrides: dict[str, str] | None = None,
 ) -> str:
     """deploy/pgbouncer.ini for loopback: `memberbot` → `dbname` on the test server, trust
-    authentication, log to stderr, no pid file or unix socket."""
+    authentication, log to stderr, no pid file or unix socket; `overrides` of
+    `[pgbouncer]` keys last."""
     ini = configparser.ConfigParser(interpolation=None, delimiters=("=",))
     ini.optionxform = str  # keep the keys' case
     ini.read(DEPLOY / "pgbouncer.ini", encoding="utf-8")
@@ -130,6 +138,7 @@ def pgbouncer_config(
         admin_users=user,
         stats_users=user,
     )
+    bouncer.update(overrides or {})
     lines = []
     for name in ini.sections():
         lines.append(f"[{name}]")
@@ -205,6 +214,8 @@ class Stack:
     dbname: str
     settings: dict = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    bouncer: dict[str, str] = field(default_factory=dict)
+    """`[pgbouncer]` keys over deploy/pgbouncer.ini's (e.g. a pool size)."""
     replicas: list[Replica] = field(default_factory=list)
     pgbouncer: Process | None = None
     haproxy: Process | None = None
@@ -264,6 +275,7 @@ class Stack:
                 dbname=self.dbname,
                 user=self._pg_user,
                 auth_file=users,
+                overrides=self.bouncer,
             ),
             encoding="utf-8",
         )

@@ -11,59 +11,25 @@ Needs PostgreSQL (MEMBERBOT_TEST_DATABASE_URL) and Debian's haproxy and pgbounce
 
 from __future__ import annotations
 
-import asyncio
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import ClientSession
 
-from tests.conftest import API_KEY, PG_URL_ENV, is_pg
+from tests.conftest import API_KEY
 from tests.fakes import TWILIO_AUTH_TOKEN
 from tests.payloads import aes, decrypt_reply, reply_fields, sms, twilio_signature, wechat_settings
 from tests.payloads import wechat_text as wechat_xml
-from tests.reliability.stack import Stack, binary
+from tests.reliability.stack import Stack
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 PHONE = "+8613800138000"
 
 
-def _admin_url() -> tuple[str, str]:
-    """(postgresql://…/postgres, this test's database name) from the test database URL."""
-    url = os.environ[PG_URL_ENV].replace("postgresql+asyncpg://", "postgresql://")
-    base, _, dbname = url.rpartition("/")
-    return base + "/postgres", dbname.split("?")[0] + "_lb"
-
-
-async def _recreate(admin_url: str, dbname: str, *, drop_only: bool = False) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname
-        )
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
-        if not drop_only:
-            await conn.execute(f'CREATE DATABASE "{dbname}"')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    if not is_pg():
-        pytest.skip(f"needs PostgreSQL: set {PG_URL_ENV} (.ci/run runs it in its PostgreSQL pass)")
-    missing = [name for name in ("haproxy", "pgbouncer") if binary(name) is None]
-    if missing:
-        reason = f"{' and '.join(missing)} not installed (apt-get install -y haproxy pgbouncer)"
-        if IN_CI:
-            pytest.fail(f"CI=true but the deployment test cannot run: {reason}")
-        pytest.skip(reason)
-    admin_url, dbname = _admin_url()
-    asyncio.run(_recreate(admin_url, dbname))
+def stack(tmp_path: Path, deploy_db: tuple[str, str]) -> Iterator[Stack]:
+    admin_url, dbname = deploy_db
     settings = {
         "api": {"keys": [API_KEY]},
         "wechat": wechat_settings(),
@@ -78,7 +44,6 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             for proc in [*running.replicas, running.haproxy, running.pgbouncer]:
                 if proc is not None and "Traceback" in proc.output():
                     print(f"--- {proc.name}\n{proc.output()[-4000:]}")
-    asyncio.run(_recreate(admin_url, dbname, drop_only=True))
 
 
 async def _api(http: ClientSession, method: str, path: str, body=None) -> tuple[int, object]:
