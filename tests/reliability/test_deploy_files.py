@@ -18,7 +18,8 @@ from cryptography.x509.oid import NameOID
 
 from bot.cli import build_parser
 from models.settings.load import load_settings
-from tests.reliability.stack import DEPLOY, binary
+from tests.reliability.configs import DEPLOY
+from tests.reliability.stack import binary
 
 CERT = "/etc/haproxy/certs/memberbot.pem"
 
