@@ -49,6 +49,9 @@ async def test_every_pool_works_through_transaction_pooling(bouncer: Stack):
         # deferred writes (their own transaction with SET LOCAL synchronous_commit)
         for i in range(10):
             raw.defer("UPDATE stores SET city = ? WHERE code = ?", ("上海", f"S{i}"), key=i)
+        # a refused row (too long for the column) costs only itself: the batch is
+        # retried row by row, each in its own transaction
+        raw.defer("UPDATE stores SET city = ? WHERE code = ?", ("长" * 300, "S0"), key=100)
         await raw.settle()
         # the engine's sessions, concurrently
         sessions = session_factory(engine)
