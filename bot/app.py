@@ -23,7 +23,11 @@ from models.settings import Settings
 def _database_ctx(migrate_on_start: bool):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        engine = make_engine(settings.database.url, echo=settings.database.echo)
+        engine = make_engine(
+            settings.database.url,
+            echo=settings.database.echo,
+            pgbouncer=settings.database.pgbouncer,
+        )
         if migrate_on_start:
             await migrate(engine)
         app[ENGINE] = engine

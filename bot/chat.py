@@ -132,7 +132,11 @@ async def run_chat(
             print(f"memberbot: error: --from: {exc.message}", file=sys.stderr)
             return 2
     interactive = input_lines is None and sys.stdin.isatty()
-    engine = make_engine(settings.database.url, echo=settings.database.echo)
+    engine = make_engine(
+        settings.database.url,
+        echo=settings.database.echo,
+        pgbouncer=settings.database.pgbouncer,
+    )
     try:
         await migrate(engine)
         sessions = session_factory(engine)

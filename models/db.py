@@ -31,10 +31,18 @@ Pools (`make_engine`):
   connection broken anyway (a database restart) fails the one request that meets it,
   SQLAlchemy then discards the pool's other old connections, and the platform's retry
   (WeChat, Twilio) is served on a fresh one.
+- PostgreSQL through PgBouncer in transaction pooling (`pgbouncer=True`,
+  `database.pgbouncer`): consecutive transactions of one connection may run on
+  different server connections, so nothing may outlive a transaction. The driver keeps
+  no prepared-statement cache and prepares every statement unnamed, inside its
+  transaction (asyncpg re-sends it with the execution), so no statement is left behind
+  on a server connection; `models.rawdb` drops its startup parameters the same way
+  (`behind_pgbouncer`).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -46,10 +54,22 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 7_364_001  # pg_advisory_xact_lock key: one replica migrates at a time
+_POOLED: weakref.WeakSet = weakref.WeakSet()
+"""The (sync) engines made with `pgbouncer=True`."""
+PGBOUNCER_CONNECT_ARGS = {
+    "statement_cache_size": 0,  # asyncpg's own cache
+    "prepared_statement_cache_size": 0,  # SQLAlchemy's
+    # "" = asyncpg's unnamed statement: replaced by the next one, never left on the
+    # server connection (a name per statement would pile up on PgBouncer's servers)
+    "prepared_statement_name_func": lambda: "",
+}
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
-    """The engine for `url`; `pool_size` applies to PostgreSQL (SQLite: one connection)."""
+def make_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, pgbouncer: bool = False
+) -> AsyncEngine:
+    """The engine for `url`; `pool_size` applies to PostgreSQL (SQLite: one connection);
+    `pgbouncer`: PostgreSQL reached through PgBouncer in transaction pooling."""
     if url.startswith("sqlite"):
         pool = (
             {}
@@ -73,9 +93,22 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=0, pool_recycle=3600
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_recycle=3600,
+        connect_args=PGBOUNCER_CONNECT_ARGS if pgbouncer else {},
     )
+    if pgbouncer:
+        _POOLED.add(engine.sync_engine)
+    return engine
+
+
+def behind_pgbouncer(engine: AsyncEngine) -> bool:
+    """Whether `engine` was made for PgBouncer's transaction pooling."""
+    return engine.sync_engine in _POOLED
 
 
 def _sqlite_in_memory(url: str) -> bool:

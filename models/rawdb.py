@@ -49,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import ClauseElement
 from sqlalchemy.util import await_only
 
+from models.db import behind_pgbouncer
 from models.rawdb_pg import PgRaw
 from models.rawdb_sqlite import EngineRaw, SqliteRaw
 
@@ -140,7 +141,7 @@ def _open(engine: AsyncEngine) -> RawDb:
             return EngineRaw(engine)  # no second connection can see it
         return SqliteRaw(url.database)
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    return PgRaw(dsn)
+    return PgRaw(dsn, pgbouncer=behind_pgbouncer(engine))
 
 
 def _closed(sync_engine, raw: RawDb) -> None:

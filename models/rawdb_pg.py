@@ -5,6 +5,12 @@ release: every statement here is one autocommit statement, so a connection never
 back with state on it); asyncpg prepares and caches each statement per connection.
 Deferred writes go through one more connection of their own, without synchronous
 commit and with custom plans (see `PgRaw._write_batch`).
+
+Behind PgBouncer in transaction pooling (`models.db.behind_pgbouncer`) a connection is
+only the server's for one transaction: no statement cache (asyncpg then sends each
+statement unnamed with its execution, planned for its values: no cached generic plan to
+go stale, so no `enable_seqscan`), no startup parameters (PgBouncer refuses them), and
+the deferred writes set `synchronous_commit` per transaction (`SET LOCAL`).
 """
 
 from __future__ import annotations
@@ -48,8 +54,10 @@ async def _no_reset(conn) -> None:
 class PgRaw:
     dialect = "postgresql"
 
-    def __init__(self, dsn: str):
+    def __init__(self, dsn: str, *, pgbouncer: bool = False):
         self._dsn = dsn
+        self._pgbouncer = pgbouncer
+        self._connect_options = {"statement_cache_size": 0} if pgbouncer else {}
         self._pools: dict[str, asyncio.Future] = {}
         self._pool = None
         self._sql: dict[str, str] = {}
@@ -66,6 +74,10 @@ class PgRaw:
         opening = self._pools.get(name)
         if opening is None:
             import asyncpg  # start-up time: a SQLite install never loads the driver
+
+            if self._pgbouncer:
+                options.pop("server_settings", None)
+            options.update(self._connect_options)
 
             opening = self._pools[name] = asyncio.ensure_future(
                 asyncpg.create_pool(self._dsn, min_size=1, reset=_no_reset, **options)
@@ -94,7 +106,7 @@ class PgRaw:
         in progress")."""
         import asyncpg  # start-up time, as in _open
 
-        conn = await asyncpg.connect(self._dsn)
+        conn = await asyncpg.connect(self._dsn, **self._connect_options)
         try:
             return [tuple(r) for r in await conn.fetch(self._text(sql), *args)]
         finally:
@@ -125,12 +137,20 @@ class PgRaw:
                 # One pipelined round trip per statement, atomic on its own (asyncpg
                 # wraps executemany in an implicit transaction).
                 try:
-                    await conn.executemany(self._text(sql), rows)
+                    await self._many(conn, self._text(sql), rows)
                 except Exception as exc:
                     if len(rows) == 1 or not refused(exc):
                         raise
-                    await _row_by_row(conn, self._text(sql), rows, exc)
+                    await _row_by_row(self._many, conn, self._text(sql), rows, exc)
         return [None] * len(items)
+
+    async def _many(self, conn, sql: str, rows: list[tuple]) -> None:
+        if not self._pgbouncer:
+            await conn.executemany(sql, rows)
+            return
+        async with conn.transaction():  # the startup parameter's place behind PgBouncer
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            await conn.executemany(sql, rows)
 
     async def close(self) -> None:
         try:
@@ -143,13 +163,13 @@ class PgRaw:
                 await pool.close()
 
 
-async def _row_by_row(conn, sql: str, rows: list[tuple], exc: Exception) -> None:
+async def _row_by_row(many, conn, sql: str, rows: list[tuple], exc: Exception) -> None:
     """The rows of a refused batch again one by one: only the bad ones are dropped
     (logged), never their neighbours (they are deferred writes: nobody waits for them)."""
     log.warning("a batch of %d writes was refused (%s); row by row", len(rows), exc)
     for row in rows:
         try:
-            await conn.execute(sql, *row)
+            await many(conn, sql, [row])
         except Exception as row_exc:
             if not refused(row_exc):
                 raise

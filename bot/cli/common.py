@@ -88,7 +88,11 @@ def check_sqlite_file(settings: Settings) -> None:
 async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """Engine + migrated schema + session factory; database failures become CliError."""
     check_sqlite_file(settings)
-    engine = make_engine(settings.database.url, echo=settings.database.echo)
+    engine = make_engine(
+        settings.database.url,
+        echo=settings.database.echo,
+        pgbouncer=settings.database.pgbouncer,
+    )
     try:
         try:
             await migrate(engine)

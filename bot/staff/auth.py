@@ -8,7 +8,8 @@ sign-in attempt limit and the `console` wrapper every page goes through.
   answered 403 before anything is read or written.
 - A request without a live session is redirected (303) to the sign-in page and
   changes nothing.
-- Failed sign-ins are counted per client address and per assistant code typed, in
+- Failed sign-ins are counted per client address (`bot.proxy.client_address`: behind
+  `server.trusted_proxies`, from X-Forwarded-For) and per assistant code typed, in
   the database (`begin_sign_in`, `models.staff_lockout`), so replicas share them:
   after `[staff] sign_in_attempts` (address) or `sign_in_attempts_per_account`
   failures within `sign_in_window` seconds the sign-in page refuses (429 with
@@ -31,6 +32,7 @@ from multidict import MultiDictProxy
 
 from bot.appkeys import SESSIONS, SETTINGS
 from bot.edge import posted_form
+from bot.proxy import client_address
 from bot.staff.render import page, text
 from models import staff_auth, staff_lockout
 from models.db import transaction
@@ -85,10 +87,6 @@ async def begin_sign_in(request: web.Request, *, code: str) -> SignInAttempt | f
         log.info("staff sign-in refused: too many failures (retry in %.0f s)", wait)
         return wait
     return SignInAttempt(limits, reserved)
-
-
-def client_address(request: web.Request) -> str:
-    return request.remote or "unknown"
 
 
 def cookie_secure(request: web.Request) -> bool:

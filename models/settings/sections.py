@@ -7,11 +7,12 @@ sections the scheduler plans and sends by are in `models.settings.messaging`, th
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.kinds import SERVICE_KINDS
 
@@ -29,6 +30,21 @@ class ServerSettings(Section):
     idle_timeout: Annotated[float, Field(gt=0, le=3600)] = 15.0
     """Seconds a connection may wait for its (next) request's headers: an idle keep-alive
     connection, or a client sending its headers slowly, is closed after this."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses or networks (CIDR) of the load balancers in front: only when the direct
+    peer is one of them is the client address taken from X-Forwarded-For (its rightmost
+    address that is not a trusted proxy; `bot.proxy`). Empty: the peer is the client."""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        out = []
+        for item in v:
+            try:
+                out.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return out
 
     @field_validator("public_url")
     @classmethod
@@ -41,6 +57,10 @@ class ServerSettings(Section):
 class DatabaseSettings(Section):
     url: str = "sqlite+aiosqlite:///memberbot.db"
     echo: bool = False
+    pgbouncer: bool = False
+    """PostgreSQL through PgBouncer in transaction pooling (`models.db.make_engine`): no
+    prepared-statement caches and no startup parameters, which a transaction pooler
+    cannot keep (docs/postgresql.md "PgBouncer")."""
 
     @field_validator("url")
     @classmethod
@@ -48,6 +68,12 @@ class DatabaseSettings(Section):
         if not (v.startswith("sqlite+aiosqlite://") or v.startswith("postgresql+asyncpg://")):
             raise ValueError("expected sqlite+aiosqlite://… or postgresql+asyncpg://…")
         return v
+
+    @model_validator(mode="after")
+    def _pooler(self) -> DatabaseSettings:
+        if self.pgbouncer and not self.url.startswith("postgresql"):
+            raise ValueError("pgbouncer = true needs a postgresql+asyncpg:// url")
+        return self
 
 
 class BrandSettings(Section):

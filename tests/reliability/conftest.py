@@ -1,0 +1,55 @@
+"""What the deployment tests need: PostgreSQL, haproxy and PgBouncer (skipped with the
+reason when one is missing; under CI=true a missing binary fails instead), and a fresh
+database of their own beside the suite's."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import PG_URL_ENV, is_pg
+from tests.reliability.stack import binary
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _admin_url() -> tuple[str, str]:
+    """(postgresql://…/postgres, the deployment's database name) from the test URL."""
+    url = os.environ[PG_URL_ENV].replace("postgresql+asyncpg://", "postgresql://")
+    base, _, dbname = url.rpartition("/")
+    return base + "/postgres", dbname.split("?")[0] + "_lb"
+
+
+async def _recreate(admin_url: str, dbname: str, *, drop_only: bool = False) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname
+        )
+        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+        if not drop_only:
+            await conn.execute(f'CREATE DATABASE "{dbname}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def deploy_db() -> Iterator[tuple[str, str]]:
+    """(admin URL, name) of an empty database for a deployment; dropped afterwards."""
+    if not is_pg():
+        pytest.skip(f"needs PostgreSQL: set {PG_URL_ENV} (.ci/run runs it in its PostgreSQL pass)")
+    missing = [name for name in ("haproxy", "pgbouncer") if binary(name) is None]
+    if missing:
+        reason = f"{' and '.join(missing)} not installed (apt-get install -y haproxy pgbouncer)"
+        if IN_CI:
+            pytest.fail(f"CI=true but the deployment tests cannot run: {reason}")
+        pytest.skip(reason)
+    admin_url, dbname = _admin_url()
+    asyncio.run(_recreate(admin_url, dbname))
+    yield admin_url, dbname
+    asyncio.run(_recreate(admin_url, dbname, drop_only=True))
