@@ -47,6 +47,7 @@ from typing import Any, TextIO
 from sqlmodel import col, select
 
 from bot.cli.common import CliError, open_database, runner
+from bot.cli.sms_templates import lint_aliyun
 from bot.csvio.sheet import sheet_file, sheet_stdout
 from models.clock import brand_today
 from models.db import transaction
@@ -267,6 +268,9 @@ def lint_templates(settings: Settings, folder: Path | None = None) -> int:
     for path, v in found:
         print(f"{path}: {v.rule}: {' '.join(v.detail.split())}")
     checked = len(KINDS) * len(LOCALES)
+    if settings.sms.provider == "aliyun" and lint_aliyun(settings):
+        print("sms.aliyun: kinds or replies without a usable template", file=sys.stderr)
+        return 1
     if found:
         print(f"{checked} templates checked, {len(found)} violation(s)", file=sys.stderr)
         return 1

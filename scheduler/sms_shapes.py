@@ -1,0 +1,292 @@
+"""SMS template shapes: the approved-template form of each message kind and reply.
+
+A domestic SMS provider (Aliyun) sends only approved templates: fixed text with named
+`${var}` variables. The shape of a kind or reply is derived from its own jinja template
+(`bot/templates/messages/<locale>/<kind>.txt`, `bot/templates/replies/<locale>/<name>.txt`),
+so what is submitted for approval is what we send:
+
+- literal text stays fixed;
+- each `{{ expression }}` is a variable named after the data it shows
+  (`{{ points|points }}` → `${points}`, `{{ items|join("、") }}` → `${items}`);
+- each `{% if %}` / `{% for %}` block is one variable holding whatever the block renders
+  (`${festival_text}`), so every branch fits the one approved text;
+- variables separated by nothing but spaces or punctuation are merged into one
+  (Aliyun refuses adjacent variables such as `${a}${b}` or `${a}, ${b}`); the store and
+  assistant line becomes `${signature}`;
+- `{{ stop_hint }}` becomes the provider's own stop hint (`Shape.hint`), and a leading
+  `【{{ brand }}】` is dropped (the provider prints the signature itself).
+
+`Shape.split(text)` takes a text our renderer made (the outbox keeps rendered texts) and
+returns the variable values, or None when the text does not have this shape. Values are
+the rendered data, so they passed the message rules with the text; `Shape.check` applies
+the provider's variable rules (non-empty, at most N characters).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+from jinja2 import nodes
+
+from models.kinds import KINDS, STOP_HINTS, MessageClass
+from scheduler.text import TEMPLATES, environment, finish
+
+FIXED, VAR, HINT, SIGN = "fixed", "var", "hint", "sign"
+LOCALES = ("zh_CN", "en")
+NOTICE_HINT = "回T退订"
+PROMO_HINT = "拒收请回复R"
+"""Aliyun's stop hints: promotional templates (care, greetings: 会员关怀) must end with
+"拒收请回复R"; notification templates must not carry it, so service notices use "回T退订"
+(TD / T replies are honoured too). Replies answer the member and carry none."""
+_WORD = re.compile(r"\w")
+_EMPTY_FILL = {"zh_CN": "亲爱的会员，", "en": "Dear member, "}
+"""A leading name block (`{% if member_name %}{{ member_name }}，{% endif %}`) that is
+empty for a member without a name: Aliyun refuses empty variables."""
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    kind: str
+    """fixed | var | hint | sign"""
+    text: str = ""
+    """The fixed text, or the variable's name."""
+    optional_name: bool = False
+    """A `{% if X %}{{ X }}…{% endif %}` block of a name: filled when empty (`_EMPTY_FILL`)."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    """The message kind or reply name (the key in `sms.aliyun.templates`)."""
+    locale: str
+    parts: tuple[Part, ...]
+    hint: str
+    """The provider's stop hint printed where our template has `{{ stop_hint }}`."""
+
+    @property
+    def key(self) -> str:
+        """The configuration key of this template: `name`, or `name.en` for English."""
+        return self.name if self.locale == "zh_CN" else f"{self.name}.en"
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return tuple(p.text for p in self.parts if p.kind == VAR)
+
+    def text(self) -> str:
+        """The template to submit, in the provider's `${var}` syntax."""
+        out = []
+        for p in self.parts:
+            if p.kind == FIXED:
+                out.append(p.text)
+            elif p.kind == VAR:
+                out.append("${" + p.text + "}")
+            elif p.kind == HINT:
+                out.append(self.hint)
+        lines = [line.rstrip() for line in "".join(out).split("\n")]
+        return finish("\n".join(lines))
+
+    @property
+    def _pattern(self) -> re.Pattern[str]:
+        return _compile(self.parts)
+
+    def split(self, rendered: str) -> dict[str, str] | None:
+        """The variable values of `rendered`, or None when it does not have this shape."""
+        found = self._pattern.fullmatch(rendered)
+        if found is None:
+            return None
+        values = {}
+        for i, p in enumerate(self.parts):
+            if p.kind == VAR:
+                value = found.group(f"v{i}").strip()
+                if not value and p.optional_name:
+                    value = _EMPTY_FILL[self.locale]
+                values[p.text] = value
+        return values
+
+    def check(self, values: dict[str, str], *, max_length: int) -> str | None:
+        """Why the provider would refuse these values, or None."""
+        for name, value in values.items():
+            if not value:
+                return f"variable {name} is empty (Aliyun refuses an empty variable)"
+            if len(value) > max_length:
+                return (
+                    f"variable {name} has {len(value)} characters "
+                    f"(sms.aliyun.variable_max_length is {max_length})"
+                )
+        return None
+
+
+@cache
+def _compile(parts: tuple[Part, ...]) -> re.Pattern[str]:
+    out = [r"\s*"]
+    for i, p in enumerate(parts):
+        if p.kind == FIXED:
+            out.append(r"\s*".join(re.escape(w) for w in re.split(r"\s+", p.text)))
+        elif p.kind == VAR:
+            out.append(f"(?P<v{i}>.*?)")
+        elif p.kind == HINT:
+            hints = sorted({*STOP_HINTS.values(), PROMO_HINT, NOTICE_HINT})
+            out.append("(?:" + "|".join(re.escape(h) for h in hints) + ")?")
+        elif p.kind == SIGN:
+            out.append(r"(?:【[^】\n]*】)?")
+    out.append(r"\s*")
+    return re.compile("".join(out), re.DOTALL)
+
+
+# ------------------------------------------------------------------------- derivation
+
+
+def _names(node: nodes.Node, local: frozenset[str]) -> list[str]:
+    found = [node] if isinstance(node, nodes.Name) else list(node.find_all(nodes.Name))
+    return [n.name for n in found if n.name not in local]
+
+
+def _block_name(node: nodes.Node, local: frozenset[str]) -> tuple[str, bool]:
+    """(variable name, is a name block) of an `{% if %}` / `{% for %}` block."""
+    if isinstance(node, nodes.If) and isinstance(node.test, nodes.Name) and not node.elif_:
+        x = node.test.name
+        shown = [n for n in _names(nodes.Template(node.body), local)]
+        if shown == [x] and not node.else_:
+            return x, x in ("member_name", "name")
+    test = node.test if isinstance(node, nodes.If) else getattr(node, "iter", node)
+    found = _names(test, local) or _names(node, local) or ["text"]
+    return f"{found[0]}_text", False
+
+
+def _raw_parts(body: list[nodes.Node], local: frozenset[str]) -> list[Part]:
+    parts: list[Part] = []
+    for node in body:
+        if isinstance(node, nodes.Output):
+            for child in node.nodes:
+                if isinstance(child, nodes.TemplateData):
+                    parts.append(Part(FIXED, child.data))
+                    continue
+                found = _names(child, local) or ["text"]
+                parts.append(Part(HINT) if found[0] == "stop_hint" else Part(VAR, found[0]))
+        elif isinstance(node, (nodes.Assign, nodes.AssignBlock, nodes.Import, nodes.FromImport,
+                               nodes.Macro)):  # fmt: skip
+            continue
+        else:
+            name, optional = _block_name(node, local)
+            parts.append(Part(VAR, name, optional_name=optional))
+    return parts
+
+
+def _locals(ast: nodes.Template) -> frozenset[str]:
+    """Names the template defines itself (set, import, macro, loop variables)."""
+    out = {"loop", "locale", "kind"}
+    for n in ast.find_all((nodes.Assign, nodes.AssignBlock, nodes.For)):
+        out.update(t.name for t in n.target.find_all(nodes.Name))
+    for n in ast.find_all(nodes.Import):
+        out.add(n.target)
+    for n in ast.find_all(nodes.Macro):
+        out.add(n.name)
+    return frozenset(out)
+
+
+def _merge(parts: list[Part]) -> list[Part]:
+    """Join fixed runs; merge variables separated only by spaces or punctuation; drop a
+    leading 【{{ brand }}】 (the provider prints the signature)."""
+    joined: list[Part] = []
+    for p in parts:
+        if p.kind == FIXED and joined and joined[-1].kind == FIXED:
+            joined[-1] = Part(FIXED, joined[-1].text + p.text)
+        elif p.kind != FIXED or p.text:
+            joined.append(p)
+    if (
+        len(joined) >= 3
+        and joined[0].kind == FIXED and joined[0].text.strip() == "【"
+        and joined[1].kind == VAR and joined[2].kind == FIXED
+        and joined[2].text.startswith("】")
+    ):  # fmt: skip
+        joined = [Part(SIGN), Part(FIXED, joined[2].text[1:]), *joined[3:]]
+    out: list[Part] = []
+    i = 0
+    while i < len(joined):
+        p = joined[i]
+        if p.kind != VAR:
+            out.append(p)
+            i += 1
+            continue
+        group = [p.text]
+        optional = p.optional_name
+        j = i + 1
+        while j < len(joined):
+            q = joined[j]
+            if q.kind == VAR:
+                group.append(q.text)
+                optional = False
+                j += 1
+            elif (
+                q.kind == FIXED and not _WORD.search(q.text)
+                and j + 1 < len(joined) and joined[j + 1].kind == VAR
+            ):  # fmt: skip
+                j += 1
+            else:
+                break
+        out.append(Part(VAR, _merged_name(group), optional_name=optional))
+        i = j
+    return _unique(out)
+
+
+def _merged_name(names: list[str]) -> str:
+    if len(names) == 1:
+        return names[0]
+    if set(names) == {"store_name", "assistant_name"}:
+        return "signature"
+    return f"{names[0]}_etc"
+
+
+def _unique(parts: list[Part]) -> list[Part]:
+    seen: dict[str, int] = {}
+    out = []
+    for p in parts:
+        if p.kind == VAR:
+            seen[p.text] = seen.get(p.text, 0) + 1
+            if seen[p.text] > 1:
+                p = Part(VAR, f"{p.text}_{seen[p.text]}", optional_name=p.optional_name)
+        out.append(p)
+    return out
+
+
+@cache
+def shape(name: str, locale: str, *, reply: bool = False) -> Shape:
+    """The SMS template shape of message kind `name` (or reply `name`) in `locale`."""
+    folder = "replies" if reply else "messages"
+    source = (TEMPLATES / folder / locale / f"{name}.txt").read_text(encoding="utf-8")
+    ast = environment().parse(source)
+    parts = tuple(_merge(_raw_parts(ast.body, _locals(ast))))
+    if reply:
+        hint = ""
+    else:
+        cls = KINDS[name].message_class
+        hint = NOTICE_HINT if cls is MessageClass.SERVICE else PROMO_HINT
+    return Shape(name=name, locale=locale, parts=parts, hint=hint)
+
+
+def reply_names() -> tuple[str, ...]:
+    """Every reply template (files starting with `_` are shared macros, not replies)."""
+    folder = TEMPLATES / "replies" / "zh_CN"
+    return tuple(sorted(p.stem for p in folder.glob("*.txt") if not p.stem.startswith("_")))
+
+
+def all_shapes(locale: str) -> list[Shape]:
+    """Every message kind's shape, then every reply's, in `locale`."""
+    return [shape(k, locale) for k in KINDS] + [shape(r, locale, reply=True) for r in reply_names()]
+
+
+def find_reply(text: str, locale: str | None = None) -> tuple[Shape, dict[str, str]] | None:
+    """The reply shape `text` has (the one with the most fixed text wins), with its values."""
+    best = None
+    for loc in (locale,) if locale else LOCALES:
+        for r in reply_names():
+            s = shape(r, loc, reply=True)
+            values = s.split(text)
+            if values is None:
+                continue
+            weight = sum(len(p.text) for p in s.parts if p.kind == FIXED)
+            if best is None or weight > best[0]:
+                best = (weight, s, values)
+    return None if best is None else (best[1], best[2])
