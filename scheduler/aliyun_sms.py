@@ -4,15 +4,15 @@ The client that talks HTTP (the official SDK) lives at the edge (`bot.aliyun_api
 is seen here only as `AliyunClient.send_template(phone, template_code, params) -> biz_id`,
 refused with `AliyunError(code, http_status)`. This module decides what to send:
 
-- `AliyunTemplates` maps a text to its approved template: the shape of its kind or
-  reply (`scheduler.sms_shapes`), the code configured for it in `sms.aliyun.templates`
-  (`<name>` for zh_CN, `<name>.en` for English), and the variable values, checked
+- `AliyunTemplates` maps a text to its approved template: the variant of its kind or
+  reply whose shape it has (`scheduler.sms_shapes`), the code configured for it in
+  `sms.aliyun.templates` (`Shape.key`: `.en` for English), and the variable values, checked
   against Aliyun's rules (non-empty, at most `variable_max_length` characters).
 - `AliyunSmsSender` is an `SmsSender` (`scheduler.providers`): `send(to, body)` for
   replies and binding codes — the body is matched against every reply's shape.
 - `AliyunSmsTransport` is the outbox transport (`via = "aliyun"`): the message's kind
-  gives the shape; a kind without a code never gets here (`missing_template` makes it
-  `suppressed` at send time, `scheduler.send_checks`).
+  gives the shapes; a message whose template has no code never gets here
+  (`missing_template` makes it `suppressed` at send time, `scheduler.send_checks`).
 
 SendSms answers (Aliyun's API error codes) sort as the transports expect:
 `isv.MOBILE_NUMBER_ILLEGAL` → bad number; `isv.BUSINESS_LIMIT_CONTROL` /
@@ -33,7 +33,7 @@ from models.phone import mask_phone
 from models.settings.sections import AliyunSmsSettings
 from models.tables import OutboxMessage
 from scheduler.providers import SentSms, SmsSendError
-from scheduler.sms_shapes import Shape, find_reply, shape
+from scheduler.sms_shapes import Shape, find_reply, match
 from scheduler.transports import BAD_ADDRESS, REJECTED, Permanent, Retryable, SendResult
 
 log = logging.getLogger("memberbot.sms")
@@ -96,31 +96,36 @@ class AliyunTemplates:
     def code(self, s: Shape) -> str | None:
         return self.settings.templates.get(s.key) or None
 
-    def missing_template(self, kind: str, locale: str) -> str | None:
-        """The reason a message of `kind` cannot go by SMS, or None when its code is set."""
-        s = shape(kind, locale)
-        if self.code(s):
-            return None
-        return f"no aliyun template: sms.aliyun.templates.{s.key}"
+    def missing_template(self, message: OutboxMessage) -> str | None:
+        """Why `message` cannot go by SMS (no code for its template, or it fits none), or
+        None when it can."""
+        try:
+            self.for_kind(message.kind, message.locale, message.text)
+        except Unsendable as exc:
+            return str(exc)
+        return None
 
-    def fill(self, s: Shape, text: str) -> tuple[str, dict[str, str]]:
-        """(template code, variables) of `text` as shape `s`; Unsendable when it cannot go."""
+    def fill(self, s: Shape, values: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """(template code, variables) of a text split as `s`; Unsendable when it cannot go."""
         code = self.code(s)
         if not code:
             raise Unsendable(f"no aliyun template: sms.aliyun.templates.{s.key}")
-        values = s.split(text)
-        if values is None:
-            raise Unsendable(f"text does not fit aliyun template {s.key}")
         problem = s.check(values, max_length=self.settings.variable_max_length)
         if problem:
             raise Unsendable(f"aliyun template {s.key}: {problem}")
         return code, values
 
+    def for_kind(self, kind: str, locale: str, text: str) -> tuple[str, dict[str, str]]:
+        found = match(kind, locale, text)
+        if found is None:
+            raise Unsendable(f"text does not fit any aliyun template of {kind}")
+        return self.fill(*found)
+
     def for_reply(self, text: str) -> tuple[str, dict[str, str]]:
         found = find_reply(text)
         if found is None:
             raise Unsendable("no reply template has this text's shape")
-        return self.fill(found[0], text)
+        return self.fill(*found)
 
 
 class AliyunSmsSender:
@@ -163,12 +168,12 @@ class AliyunSmsTransport:
         self._sender = sender
         self.templates = sender.templates
 
-    def missing_template(self, kind: str, locale: str) -> str | None:
-        return self.templates.missing_template(kind, locale)
+    def missing_template(self, message: OutboxMessage) -> str | None:
+        return self.templates.missing_template(message)
 
     async def send(self, message: OutboxMessage) -> SendResult:
         try:
-            code, params = self.templates.fill(shape(message.kind, message.locale), message.text)
+            code, params = self.templates.for_kind(message.kind, message.locale, message.text)
         except Unsendable as exc:
             raise Permanent(str(exc), kind=REJECTED) from exc
         try:

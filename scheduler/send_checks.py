@@ -191,7 +191,7 @@ def _choose(
     )
     missing = getattr(transports.sms, "missing_template", None)  # approved-template providers
     if isinstance(choice, ChannelChoice) and choice.channel == "sms" and missing is not None:
-        reason = missing(m.kind, m.locale)
+        reason = missing(m)
         if reason:
             return Suppressed(reason)
     return choice

@@ -1,16 +1,18 @@
 """What an operator submits to Aliyun, and what is still missing (`memberbot sms-templates
 --provider aliyun`, `memberbot lint` with `sms.provider = "aliyun"`).
 
-`template_sheet(locale)` lists every message kind and reply with the text to submit
-(`scheduler.sms_shapes`), its Aliyun template type, its variables and sample values:
-kinds take theirs from the lint's sample contexts (`scheduler.render.sample_contexts`,
-the longest value of each variable over every branch, so the reviewer sees the worst
-case); replies from `REPLY_SAMPLES`.
+`template_sheet(locale)` lists every variant of every message kind and reply with the
+text to submit (`scheduler.sms_shapes`), its Aliyun template type, its variables and
+sample values: kinds take theirs from the lint's sample contexts
+(`scheduler.render.sample_contexts`, the longest value of each variable over the
+contexts that fit the variant, so the reviewer sees the worst case); replies from
+`REPLY_SAMPLES`.
 
-`review(settings)` returns the findings: a kind or reply whose zh_CN template has no
-code (`missing_code`, an error: that text is never sent by SMS), a configured key that
-is no kind or reply (`unknown_key`), and a kind whose sample values break Aliyun's
-variable rules (`variable`: longer than `variable_max_length`, or empty).
+`review(settings)` returns the findings: a zh_CN template (kind or reply variant) with
+no code (`missing_code`: that text is never sent by SMS), one without fixed words
+(`only_variables`: Aliyun refuses it), a configured key that is no template
+(`unknown_key`), and a kind whose sample values break Aliyun's variable rules
+(`variable`: longer than `variable_max_length`, or empty).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from dataclasses import dataclass
 from models.kinds import KINDS, MessageClass
 from models.settings.sections import AliyunSmsSettings
 from scheduler.render import render_message, sample_contexts
-from scheduler.sms_shapes import LOCALES, Shape, reply_names, shape
+from scheduler.sms_shapes import LOCALES, Shape, match, reply_names, shapes
 
 REPLY_SAMPLES = {
     "name": "王女士，", "member_name": "王女士，", "points": "3,200", "phone": "138****8000",
@@ -48,57 +50,61 @@ class SheetEntry:
 
 
 def template_type(s: Shape) -> str:
-    if s.name in KINDS and KINDS[s.name].message_class is not MessageClass.SERVICE:
+    if not s.reply and KINDS[s.name].message_class is not MessageClass.SERVICE:
         return "推广短信 (promotional: member care)"
     return "通知短信 (notification)"
 
 
-def kind_samples(s: Shape) -> dict[str, str]:
-    """The longest value of each variable over the kind's sample contexts."""
-    longest: dict[str, str] = {}
-    for ctx in sample_contexts(s.name, s.locale):
-        values = s.split(render_message(s.name, s.locale, **ctx))
-        if values is None:
-            continue
+def _kind_values(kind: str, locale: str):
+    """(shape, values) of each sample context of `kind` (the variant each one fits)."""
+    for ctx in sample_contexts(kind, locale):
+        found = match(kind, locale, render_message(kind, locale, **ctx))
+        if found is not None:
+            yield found
+
+
+def _longest(pairs) -> dict[str, dict[str, str]]:
+    """The longest value of each variable of each variant (by key) over `pairs`."""
+    out: dict[str, dict[str, str]] = {}
+    for s, values in pairs:
+        longest = out.setdefault(s.key, {})
         for name, value in values.items():
-            if len(value) >= len(longest.get(name, "")) and (value or name not in longest):
+            if len(value) >= len(longest.get(name, "")):
                 longest[name] = value
-    return longest
+    return out
 
 
 def template_sheet(locale: str = "zh_CN") -> list[SheetEntry]:
     out = []
     for k in KINDS:
-        s = shape(k, locale)
-        out.append(SheetEntry(s, template_type(s), kind_samples(s)))
+        samples = _longest(_kind_values(k, locale))
+        for s in shapes(k, locale):
+            out.append(SheetEntry(s, template_type(s), samples.get(s.key, {})))
     for r in reply_names():
-        s = shape(r, locale, reply=True)
-        samples = {v: REPLY_SAMPLES.get(v, "…") for v in s.variables}
-        out.append(SheetEntry(s, template_type(s), samples))
+        for s in shapes(r, locale, reply=True):
+            samples = {v: REPLY_SAMPLES.get(v, "…") for v in s.variables}
+            out.append(SheetEntry(s, template_type(s), samples))
     return out
 
 
 def review(settings: AliyunSmsSettings) -> list[Finding]:
     found: list[Finding] = []
-    known = set()
-    for locale in LOCALES:
-        for entry in template_sheet(locale):
-            s = entry.shape
-            known.add(s.key)
-            if locale == "zh_CN" and not settings.templates.get(s.key):
-                found.append(Finding("missing_code", s.key, "no approved template code: "
-                                     "this text is not sent by SMS"))  # fmt: skip
-            if locale != "zh_CN" or s.name not in KINDS:
-                continue
-            for ctx in sample_contexts(s.name, locale):
-                values = s.split(render_message(s.name, locale, **ctx))
-                problem = (
-                    "the text does not fit its template" if values is None
-                    else s.check(values, max_length=settings.variable_max_length)
-                )  # fmt: skip
-                if problem:
-                    found.append(Finding("variable", s.key, problem))
-                    break
+    known = {e.shape.key for locale in LOCALES for e in template_sheet(locale)}
+    for e in template_sheet("zh_CN"):
+        s = e.shape
+        if not settings.templates.get(s.key):
+            found.append(Finding("missing_code", s.key, "no approved template code: "
+                                 "this text is not sent by SMS"))  # fmt: skip
+        if not s.weight:
+            found.append(Finding("only_variables", s.key, "no fixed words: Aliyun refuses "
+                                 "a template of variables only"))  # fmt: skip
+    for k in KINDS:
+        reported = set()
+        for s, values in _kind_values(k, "zh_CN"):
+            problem = s.check(values, max_length=settings.variable_max_length)
+            if problem and s.key not in reported:
+                reported.add(s.key)
+                found.append(Finding("variable", s.key, problem))
     for key in sorted(set(settings.templates) - known):
         found.append(Finding("unknown_key", key, "no message kind or reply has this name"))
     return found

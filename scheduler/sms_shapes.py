@@ -41,9 +41,14 @@ PROMO_HINT = "拒收请回复R"
 "拒收请回复R"; notification templates must not carry it, so service notices use "回T退订"
 (TD / T replies are honoured too). Replies answer the member and carry none."""
 _WORD = re.compile(r"\w")
-_EMPTY_FILL = {"zh_CN": "亲爱的会员，", "en": "Dear member, "}
-"""A leading name block (`{% if member_name %}{{ member_name }}，{% endif %}`) that is
-empty for a member without a name: Aliyun refuses empty variables."""
+_EMPTY_FILL = {
+    "member_name": {"zh_CN": "亲爱的会员，", "en": "Dear member, "},
+    "name": {"zh_CN": "亲爱的会员，", "en": "Dear member, "},
+    "items": {"zh_CN": "商品", "en": "your items"},
+}
+"""What a block showing only one value (`{% if member_name %}{{ member_name }}，{% endif %}`)
+sends when it is empty — a member without a name, a purchase without item names —
+since Aliyun refuses empty variables."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +64,28 @@ class Part:
 @dataclass(frozen=True)
 class Shape:
     name: str
-    """The message kind or reply name (the key in `sms.aliyun.templates`)."""
+    """The message kind or reply name (its template file's name)."""
     locale: str
     parts: tuple[Part, ...]
     hint: str
     """The provider's stop hint printed where our template has `{{ stop_hint }}`."""
+    reply: bool = False
+    variant: int = 0
+    """Which branch combination of the template (`_variants`); 0 is the first."""
 
     @property
     def key(self) -> str:
-        """The configuration key of this template: `name`, or `name.en` for English."""
-        return self.name if self.locale == "zh_CN" else f"{self.name}.en"
+        """The configuration key of this template: the kind, or `reply_<name>` for a reply;
+        `_<n>` for the n-th variant (from 2); `.en` for English (`reply_points.en`)."""
+        base = f"reply_{self.name}" if self.reply else self.name
+        if self.variant:
+            base += f"_{self.variant + 1}"
+        return base if self.locale == "zh_CN" else f"{base}.en"
+
+    @property
+    def weight(self) -> int:
+        """How much fixed text the template has (word characters)."""
+        return sum(len(_WORD.findall(p.text)) for p in self.parts if p.kind == FIXED)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -101,7 +118,7 @@ class Shape:
             if p.kind == VAR:
                 value = found.group(f"v{i}").strip()
                 if not value and p.optional_name:
-                    value = _EMPTY_FILL[self.locale]
+                    value = _EMPTY_FILL[p.text][self.locale]
                 values[p.text] = value
         return values
 
@@ -149,7 +166,7 @@ def _block_name(node: nodes.Node, local: frozenset[str]) -> tuple[str, bool]:
         x = node.test.name
         shown = [n for n in _names(nodes.Template(node.body), local)]
         if shown == [x] and not node.else_:
-            return x, x in ("member_name", "name")
+            return x, x in _EMPTY_FILL
     test = node.test if isinstance(node, nodes.If) else getattr(node, "iter", node)
     found = _names(test, local) or _names(node, local) or ["text"]
     return f"{found[0]}_text", False
@@ -251,19 +268,71 @@ def _unique(parts: list[Part]) -> list[Part]:
     return out
 
 
+MAX_VARIANTS = 12
+"""Most approved templates one kind or reply takes (one per branch of its wordiest
+`{% if %}` chains, expanded wordiest first while the count stays within this)."""
+
+
+def _words(node: nodes.Node) -> int:
+    return sum(len(_WORD.findall(d.data)) for d in node.find_all(nodes.TemplateData))
+
+
+def _branches(node: nodes.If) -> list[list[nodes.Node]]:
+    return [node.body, *(e.body for e in node.elif_), node.else_]
+
+
+def _variants(body: list[nodes.Node]) -> list[list[nodes.Node]]:
+    """One body per branch of the wordiest top-level `{% if %}`, expanded again in each
+    branch while the total stays within `MAX_VARIANTS`: an if whose branches hold words
+    (not just a value and punctuation) becomes separate templates, so their text is
+    fixed, not a variable."""
+    out = [body]
+    while True:
+        best = None
+        for vi, b in enumerate(out):
+            for ni, node in enumerate(b):
+                if isinstance(node, nodes.If) and _words(node):
+                    grown = len(out) - 1 + len(_branches(node))
+                    if grown <= MAX_VARIANTS and (best is None or _words(node) > best[0]):
+                        best = (_words(node), vi, ni, node)
+        if best is None:
+            return out
+        _, vi, ni, node = best
+        b = out[vi]
+        out[vi : vi + 1] = [b[:ni] + branch + b[ni + 1 :] for branch in _branches(node)]
+
+
 @cache
-def shape(name: str, locale: str, *, reply: bool = False) -> Shape:
-    """The SMS template shape of message kind `name` (or reply `name`) in `locale`."""
+def shapes(name: str, locale: str, *, reply: bool = False) -> tuple[Shape, ...]:
+    """The SMS template shapes of message kind `name` (or reply `name`) in `locale`: one
+    per variant (`_variants`); the first has the plain key, the others `<key>_2`, …"""
     folder = "replies" if reply else "messages"
     source = (TEMPLATES / folder / locale / f"{name}.txt").read_text(encoding="utf-8")
     ast = environment().parse(source)
-    parts = tuple(_merge(_raw_parts(ast.body, _locals(ast))))
+    local = _locals(ast)
     if reply:
         hint = ""
     else:
         cls = KINDS[name].message_class
         hint = NOTICE_HINT if cls is MessageClass.SERVICE else PROMO_HINT
-    return Shape(name=name, locale=locale, parts=parts, hint=hint)
+    out: list[Shape] = []
+    for body in _variants(list(ast.body)):
+        parts = tuple(_merge(_raw_parts(body, local)))
+        if all(s.parts != parts for s in out):  # branches that differ only inside a variable
+            out.append(Shape(name, locale, parts, hint, reply=reply, variant=len(out)))
+    return tuple(out)
+
+
+def match(
+    name: str, locale: str, text: str, *, reply: bool = False
+) -> tuple[Shape, dict[str, str]] | None:
+    """The variant of `name` that `text` has (the most fixed text wins), with its values."""
+    best = None
+    for s in shapes(name, locale, reply=reply):
+        values = s.split(text)
+        if values is not None and (best is None or s.weight > best[0].weight):
+            best = (s, values)
+    return best
 
 
 def reply_names() -> tuple[str, ...]:
@@ -273,20 +342,18 @@ def reply_names() -> tuple[str, ...]:
 
 
 def all_shapes(locale: str) -> list[Shape]:
-    """Every message kind's shape, then every reply's, in `locale`."""
-    return [shape(k, locale) for k in KINDS] + [shape(r, locale, reply=True) for r in reply_names()]
+    """Every variant of every message kind, then of every reply, in `locale`."""
+    out = [s for k in KINDS for s in shapes(k, locale)]
+    return out + [s for r in reply_names() for s in shapes(r, locale, reply=True)]
 
 
 def find_reply(text: str, locale: str | None = None) -> tuple[Shape, dict[str, str]] | None:
-    """The reply shape `text` has (the one with the most fixed text wins), with its values."""
+    """The reply shape `text` has (the one with the most fixed text wins), with its values.
+    A shape of variables only is never chosen (it would fit any text)."""
     best = None
     for loc in (locale,) if locale else LOCALES:
         for r in reply_names():
-            s = shape(r, loc, reply=True)
-            values = s.split(text)
-            if values is None:
-                continue
-            weight = sum(len(p.text) for p in s.parts if p.kind == FIXED)
-            if best is None or weight > best[0]:
-                best = (weight, s, values)
-    return None if best is None else (best[1], best[2])
+            found = match(r, loc, text, reply=True)
+            if found and found[0].weight and (best is None or found[0].weight > best[0].weight):
+                best = found
+    return best

@@ -130,8 +130,9 @@ class AliyunSmsSettings(Section):
     """Longest value of one template variable (Aliyun: 35 characters unless the limit was
     lifted for the account); a longer value is not sent."""
     templates: dict[str, str] = Field(default_factory=dict)
-    """Approved template codes by message kind or reply name (``points_notice = "SMS_1"``);
-    ``"<name>.en"`` for the English wording. No code → that text is not sent by SMS."""
+    """Approved template codes by message kind (``points_notice = "SMS_1"``) or reply
+    (``reply_points = "SMS_2"``, the reply's template name after ``reply_``);
+    ``"<key>.en"`` for the English wording. No code → that text is not sent by SMS."""
 
     @field_validator("endpoint")
     @classmethod
@@ -146,7 +147,7 @@ class AliyunSmsSettings(Section):
         wrong = sorted(k for k, code in v.items() if not re.fullmatch(r"[a-z0-9_]+(\.en)?", k)
                        or not re.fullmatch(r"[A-Za-z0-9_]{1,64}", code))
         if wrong:
-            raise ValueError(f"keys are kind or reply names, codes like SMS_123: {wrong}")
+            raise ValueError(f"keys are kinds or reply_<name>, codes like SMS_123: {wrong}")
         return v
 
 
