@@ -68,7 +68,9 @@ class AliyunApi:
             status = getattr(exc, "status_code", None) or getattr(exc, "statusCode", None)
             code = getattr(exc, "code", None)
             if status is None:  # no answer (connection refused, timeout inside the SDK)
-                raise AliyunError(f"aliyun unreachable: {type(exc).__name__}") from exc
+                cause = exc.__cause__ or exc.__context__ or exc
+                what = f"{type(cause).__name__}: {str(cause)[:80]}".rstrip(": ")
+                raise AliyunError(f"aliyun unreachable: {what}") from exc
             raise AliyunError(f"aliyun HTTP {status}", code=code, http_status=status) from exc
         except (OSError, TimeoutError) as exc:
             raise AliyunError(f"aliyun unreachable: {type(exc).__name__}") from exc

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 
 from jinja2 import nodes
 
@@ -82,7 +82,7 @@ class Shape:
             base += f"_{self.variant + 1}"
         return base if self.locale == "zh_CN" else f"{base}.en"
 
-    @property
+    @cached_property
     def weight(self) -> int:
         """How much fixed text the template has (word characters)."""
         return sum(len(_WORD.findall(p.text)) for p in self.parts if p.kind == FIXED)
@@ -104,12 +104,20 @@ class Shape:
         lines = [line.rstrip() for line in "".join(out).split("\n")]
         return finish("\n".join(lines))
 
-    @property
+    @cached_property
     def _pattern(self) -> re.Pattern[str]:
         return _compile(self.parts)
 
-    def split(self, rendered: str) -> dict[str, str] | None:
-        """The variable values of `rendered`, or None when it does not have this shape."""
+    @cached_property
+    def _anchors(self) -> tuple[str, ...]:
+        return _anchors(self.parts)
+
+    def split(self, rendered: str, squeezed: str | None = None) -> dict[str, str] | None:
+        """The variable values of `rendered`, or None when it does not have this shape.
+        `squeezed`: `rendered` without whitespace, when the caller has it already."""
+        squeezed = _SPACE.sub("", rendered) if squeezed is None else squeezed
+        if not all(a in squeezed for a in self._anchors):  # cheap: most shapes stop here
+            return None
         found = self._pattern.fullmatch(rendered)
         if found is None:
             return None
@@ -133,6 +141,16 @@ class Shape:
                     f"(sms.aliyun.variable_max_length is {max_length})"
                 )
         return None
+
+
+_SPACE = re.compile(r"\s+")
+
+
+@cache
+def _anchors(parts: tuple[Part, ...]) -> tuple[str, ...]:
+    """The fixed texts (whitespace removed) a text of this shape must contain."""
+    fixed = (_SPACE.sub("", p.text) for p in parts if p.kind == FIXED)
+    return tuple(sorted((f for f in fixed if f), key=len, reverse=True))
 
 
 @cache
@@ -328,13 +346,15 @@ def match(
 ) -> tuple[Shape, dict[str, str]] | None:
     """The variant of `name` that `text` has (the most fixed text wins), with its values."""
     best = None
+    squeezed = _SPACE.sub("", text)
     for s in shapes(name, locale, reply=reply):
-        values = s.split(text)
+        values = s.split(text, squeezed)
         if values is not None and (best is None or s.weight > best[0].weight):
             best = (s, values)
     return best
 
 
+@cache
 def reply_names() -> tuple[str, ...]:
     """Every reply template (files starting with `_` are shared macros, not replies)."""
     folder = TEMPLATES / "replies" / "zh_CN"
@@ -347,13 +367,18 @@ def all_shapes(locale: str) -> list[Shape]:
     return out + [s for r in reply_names() for s in shapes(r, locale, reply=True)]
 
 
+@cache
+def _reply_shapes(locales: tuple[str, ...]) -> tuple[Shape, ...]:
+    """Every reply variant with fixed words (one of variables only would fit any text)."""
+    every = (s for loc in locales for r in reply_names() for s in shapes(r, loc, reply=True))
+    return tuple(sorted((s for s in every if s.weight), key=lambda s: -s.weight))
+
+
 def find_reply(text: str, locale: str | None = None) -> tuple[Shape, dict[str, str]] | None:
-    """The reply shape `text` has (the one with the most fixed text wins), with its values.
-    A shape of variables only is never chosen (it would fit any text)."""
-    best = None
-    for loc in (locale,) if locale else LOCALES:
-        for r in reply_names():
-            found = match(r, loc, text, reply=True)
-            if found and found[0].weight and (best is None or found[0].weight > best[0].weight):
-                best = found
-    return best
+    """The reply shape `text` has (the one with the most fixed text wins), with its values."""
+    squeezed = _SPACE.sub("", text)
+    for s in _reply_shapes((locale,) if locale else LOCALES):  # the wordiest first
+        values = s.split(text, squeezed)
+        if values is not None:
+            return s, values
+    return None
