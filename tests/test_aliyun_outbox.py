@@ -123,6 +123,8 @@ async def test_refusals_sort_like_twilios(
     await sender.drain_once(T0)
     msg = await load(sessions, mid)
     assert (msg.status, msg.reason) == (status, reason)
+    if isinstance(failure, tuple):  # the provider's code, whole
+        assert msg.error_code == failure[1]
     async with sessions() as s:
         bad = (await s.exec(select(Identity).where(Identity.address == PHONE))).first()
     assert (bad is not None and bad.bad) == (failure == ("code", "isv.MOBILE_NUMBER_ILLEGAL"))

@@ -151,7 +151,7 @@ async def receive_report(request: web.Request, items: list[dict]) -> web.Respons
         success = item.get("success")
         if not isinstance(success, bool):
             raise _Bad("success must be true or false", "success")
-        code = _text(item, "err_code", limit=20, required=False) or None
+        code = _text(item, "err_code", limit=32, required=False) or None
         reports.append((biz_id, "delivered" if success else "failed", None if success else code))
     now = utcnow()
     async with transaction(request.app[SESSIONS]) as session:
