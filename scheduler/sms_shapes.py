@@ -8,14 +8,16 @@ so what is submitted for approval is what we send:
 - literal text stays fixed;
 - each `{{ expression }}` is a variable named after the data it shows
   (`{{ points|points }}` → `${points}`, `{{ items|join("、") }}` → `${items}`);
-- each `{% if %}` / `{% for %}` block is one variable holding whatever the block renders
-  (`${festival_text}`), so every branch fits the one approved text;
+- each `{% if %}` / `{% for %}` block is one variable holding whatever the block renders,
+  except the wordiest if-chains: each of their branches is a template of its own
+  (`holiday`, `holiday_2`, …: one per festival), so their words are fixed text;
 - variables separated by nothing but spaces or punctuation are merged into one
   (Aliyun refuses adjacent variables such as `${a}${b}` or `${a}, ${b}`); the store and
   assistant line becomes `${signature}`;
 - `{{ stop_hint }}` becomes the provider's own stop hint (`Shape.hint`), and a leading
   `【{{ brand }}】` is dropped (the provider prints the signature itself).
 
+The derivation is `scheduler.sms_derive`; this module holds the shapes and the matching.
 `Shape.split(text)` takes a text our renderer made (the outbox keeps rendered texts) and
 returns the variable values, or None when the text does not have this shape. Values are
 the rendered data, so they passed the message rules with the text; `Shape.check` applies
@@ -28,37 +30,28 @@ import re
 from dataclasses import dataclass
 from functools import cache, cached_property
 
-from jinja2 import nodes
-
 from models.kinds import KINDS, STOP_HINTS, MessageClass
+from scheduler.sms_derive import (
+    EMPTY_FILL,
+    FIXED,
+    HINT,
+    SIGN,
+    VAR,
+    WORD,
+    Part,
+    merge,
+    raw_parts,
+    template_locals,
+    variants,
+)
 from scheduler.text import TEMPLATES, environment, finish
 
-FIXED, VAR, HINT, SIGN = "fixed", "var", "hint", "sign"
 LOCALES = ("zh_CN", "en")
 NOTICE_HINT = "回T退订"
 PROMO_HINT = "拒收请回复R"
 """Aliyun's stop hints: promotional templates (care, greetings: 会员关怀) must end with
 "拒收请回复R"; notification templates must not carry it, so service notices use "回T退订"
 (TD / T replies are honoured too). Replies answer the member and carry none."""
-_WORD = re.compile(r"\w")
-_EMPTY_FILL = {
-    "member_name": {"zh_CN": "亲爱的会员，", "en": "Dear member, "},
-    "name": {"zh_CN": "亲爱的会员，", "en": "Dear member, "},
-    "items": {"zh_CN": "商品", "en": "your items"},
-}
-"""What a block showing only one value (`{% if member_name %}{{ member_name }}，{% endif %}`)
-sends when it is empty — a member without a name, a purchase without item names —
-since Aliyun refuses empty variables."""
-
-
-@dataclass(frozen=True, slots=True)
-class Part:
-    kind: str
-    """fixed | var | hint | sign"""
-    text: str = ""
-    """The fixed text, or the variable's name."""
-    optional_name: bool = False
-    """A `{% if X %}{{ X }}…{% endif %}` block of a name: filled when empty (`_EMPTY_FILL`)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +78,7 @@ class Shape:
     @cached_property
     def weight(self) -> int:
         """How much fixed text the template has (word characters)."""
-        return sum(len(_WORD.findall(p.text)) for p in self.parts if p.kind == FIXED)
+        return sum(len(WORD.findall(p.text)) for p in self.parts if p.kind == FIXED)
 
     @property
     def variables(self) -> tuple[str, ...]:
@@ -126,7 +119,7 @@ class Shape:
             if p.kind == VAR:
                 value = found.group(f"v{i}").strip()
                 if not value and p.optional_name:
-                    value = _EMPTY_FILL[p.text][self.locale]
+                    value = EMPTY_FILL[p.text][self.locale]
                 values[p.text] = value
         return values
 
@@ -170,156 +163,6 @@ def _compile(parts: tuple[Part, ...]) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
-# ------------------------------------------------------------------------- derivation
-
-
-def _names(node: nodes.Node, local: frozenset[str]) -> list[str]:
-    found = [node] if isinstance(node, nodes.Name) else list(node.find_all(nodes.Name))
-    return [n.name for n in found if n.name not in local]
-
-
-def _block_name(node: nodes.Node, local: frozenset[str]) -> tuple[str, bool]:
-    """(variable name, is a name block) of an `{% if %}` / `{% for %}` block."""
-    if isinstance(node, nodes.If) and isinstance(node.test, nodes.Name) and not node.elif_:
-        x = node.test.name
-        shown = [n for n in _names(nodes.Template(node.body), local)]
-        if shown == [x] and not node.else_:
-            return x, x in _EMPTY_FILL
-    test = node.test if isinstance(node, nodes.If) else getattr(node, "iter", node)
-    found = _names(test, local) or _names(node, local) or ["text"]
-    return f"{found[0]}_text", False
-
-
-def _raw_parts(body: list[nodes.Node], local: frozenset[str]) -> list[Part]:
-    parts: list[Part] = []
-    for node in body:
-        if isinstance(node, nodes.Output):
-            for child in node.nodes:
-                if isinstance(child, nodes.TemplateData):
-                    parts.append(Part(FIXED, child.data))
-                    continue
-                found = _names(child, local) or ["text"]
-                parts.append(Part(HINT) if found[0] == "stop_hint" else Part(VAR, found[0]))
-        elif isinstance(node, (nodes.Assign, nodes.AssignBlock, nodes.Import, nodes.FromImport,
-                               nodes.Macro)):  # fmt: skip
-            continue
-        else:
-            name, optional = _block_name(node, local)
-            parts.append(Part(VAR, name, optional_name=optional))
-    return parts
-
-
-def _locals(ast: nodes.Template) -> frozenset[str]:
-    """Names the template defines itself (set, import, macro, loop variables)."""
-    out = {"loop", "locale", "kind"}
-    for n in ast.find_all((nodes.Assign, nodes.AssignBlock, nodes.For)):
-        out.update(t.name for t in n.target.find_all(nodes.Name))
-    for n in ast.find_all(nodes.Import):
-        out.add(n.target)
-    for n in ast.find_all(nodes.Macro):
-        out.add(n.name)
-    return frozenset(out)
-
-
-def _merge(parts: list[Part]) -> list[Part]:
-    """Join fixed runs; merge variables separated only by spaces or punctuation; drop a
-    leading 【{{ brand }}】 (the provider prints the signature)."""
-    joined: list[Part] = []
-    for p in parts:
-        if p.kind == FIXED and joined and joined[-1].kind == FIXED:
-            joined[-1] = Part(FIXED, joined[-1].text + p.text)
-        elif p.kind != FIXED or p.text:
-            joined.append(p)
-    if (
-        len(joined) >= 3
-        and joined[0].kind == FIXED and joined[0].text.strip() == "【"
-        and joined[1].kind == VAR and joined[2].kind == FIXED
-        and joined[2].text.startswith("】")
-    ):  # fmt: skip
-        joined = [Part(SIGN), Part(FIXED, joined[2].text[1:]), *joined[3:]]
-    out: list[Part] = []
-    i = 0
-    while i < len(joined):
-        p = joined[i]
-        if p.kind != VAR:
-            out.append(p)
-            i += 1
-            continue
-        group = [p.text]
-        optional = p.optional_name
-        j = i + 1
-        while j < len(joined):
-            q = joined[j]
-            if q.kind == VAR:
-                group.append(q.text)
-                optional = False
-                j += 1
-            elif (
-                q.kind == FIXED and not _WORD.search(q.text)
-                and j + 1 < len(joined) and joined[j + 1].kind == VAR
-            ):  # fmt: skip
-                j += 1
-            else:
-                break
-        out.append(Part(VAR, _merged_name(group), optional_name=optional))
-        i = j
-    return _unique(out)
-
-
-def _merged_name(names: list[str]) -> str:
-    if len(names) == 1:
-        return names[0]
-    if set(names) == {"store_name", "assistant_name"}:
-        return "signature"
-    return f"{names[0]}_etc"
-
-
-def _unique(parts: list[Part]) -> list[Part]:
-    seen: dict[str, int] = {}
-    out = []
-    for p in parts:
-        if p.kind == VAR:
-            seen[p.text] = seen.get(p.text, 0) + 1
-            if seen[p.text] > 1:
-                p = Part(VAR, f"{p.text}_{seen[p.text]}", optional_name=p.optional_name)
-        out.append(p)
-    return out
-
-
-MAX_VARIANTS = 12
-"""Most approved templates one kind or reply takes (one per branch of its wordiest
-`{% if %}` chains, expanded wordiest first while the count stays within this)."""
-
-
-def _words(node: nodes.Node) -> int:
-    return sum(len(_WORD.findall(d.data)) for d in node.find_all(nodes.TemplateData))
-
-
-def _branches(node: nodes.If) -> list[list[nodes.Node]]:
-    return [node.body, *(e.body for e in node.elif_), node.else_]
-
-
-def _variants(body: list[nodes.Node]) -> list[list[nodes.Node]]:
-    """One body per branch of the wordiest top-level `{% if %}`, expanded again in each
-    branch while the total stays within `MAX_VARIANTS`: an if whose branches hold words
-    (not just a value and punctuation) becomes separate templates, so their text is
-    fixed, not a variable."""
-    out = [body]
-    while True:
-        best = None
-        for vi, b in enumerate(out):
-            for ni, node in enumerate(b):
-                if isinstance(node, nodes.If) and _words(node):
-                    grown = len(out) - 1 + len(_branches(node))
-                    if grown <= MAX_VARIANTS and (best is None or _words(node) > best[0]):
-                        best = (_words(node), vi, ni, node)
-        if best is None:
-            return out
-        _, vi, ni, node = best
-        b = out[vi]
-        out[vi : vi + 1] = [b[:ni] + branch + b[ni + 1 :] for branch in _branches(node)]
-
-
 @cache
 def shapes(name: str, locale: str, *, reply: bool = False) -> tuple[Shape, ...]:
     """The SMS template shapes of message kind `name` (or reply `name`) in `locale`: one
@@ -327,15 +170,15 @@ def shapes(name: str, locale: str, *, reply: bool = False) -> tuple[Shape, ...]:
     folder = "replies" if reply else "messages"
     source = (TEMPLATES / folder / locale / f"{name}.txt").read_text(encoding="utf-8")
     ast = environment().parse(source)
-    local = _locals(ast)
+    local = template_locals(ast)
     if reply:
         hint = ""
     else:
         cls = KINDS[name].message_class
         hint = NOTICE_HINT if cls is MessageClass.SERVICE else PROMO_HINT
     out: list[Shape] = []
-    for body in _variants(list(ast.body)):
-        parts = tuple(_merge(_raw_parts(body, local)))
+    for body in variants(list(ast.body)):
+        parts = tuple(merge(raw_parts(body, local)))
         if all(s.parts != parts for s in out):  # branches that differ only inside a variable
             out.append(Shape(name, locale, parts, hint, reply=reply, variant=len(out)))
     return tuple(out)
