@@ -69,3 +69,36 @@ async def test_lint_without_aliyun_ignores_sms_templates(tmp_path, db_url, capsy
     config = write_config(tmp_path, db_url)
     assert await run("lint", "--config", str(config)) == 0
     assert "sms.aliyun" not in capsys.readouterr().out
+
+
+def test_secrets_come_from_the_environment():
+    from models.settings.load import load_settings
+
+    settings = load_settings(
+        None,
+        environ={
+            "MEMBERBOT_SMS_ALIYUN_ACCESS_KEY_ID": "LTAI-env",
+            "MEMBERBOT_SMS_ALIYUN_ACCESS_KEY_SECRET": "secret-env",
+            "MEMBERBOT_SMS_ALIYUN_PUSH_TOKEN": "token-env",
+            "MEMBERBOT_SMS_ALIYUN_TEMPLATES": '{"points_notice": "SMS_9"}',
+        },
+    )
+    aliyun = settings.sms.aliyun
+    assert (aliyun.access_key_id, aliyun.access_key_secret) == ("LTAI-env", "secret-env")
+    assert (aliyun.push_token, aliyun.templates) == ("token-env", {"points_notice": "SMS_9"})
+
+
+@pytest.mark.parametrize(
+    ("sms", "key"),
+    [
+        ('[sms.aliyun]\nendpoint = "ftp://dysmsapi.aliyuncs.com"\n', "sms.aliyun.endpoint"),
+        ('[sms.aliyun.templates]\n"Points Notice" = "SMS_1"\n', "sms.aliyun.templates"),
+        ("[sms.aliyun]\nvariable_max_length = 0\n", "sms.aliyun.variable_max_length"),
+        ('[sms]\nprovider = "tencent"\n', "sms.provider"),
+    ],
+)
+async def test_a_bad_aliyun_setting_names_the_key(tmp_path, db_url, capsys, sms, key):
+    config = write_config(tmp_path, db_url, sms)
+    assert await run("lint", "--config", str(config)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and key in err, err
