@@ -4,7 +4,7 @@ its settings, and the outbox rows it sends.
 - `twilio`: `tests.fakes.FakeTwilioApi`, twilio's async client; the text is free.
 - `aliyun`: `tests.fake_aliyun.FakeAliyunSms`, the official SDK (`send_sms_async`); every
   text is a rendered `care_d30` message, so each send also finds its approved template
-  and splits the text into the template's variables (`scheduler.aliyun_sms`).
+  and splits the text into the template's variables (`scheduler.send.aliyun_sms`).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ hand-written request signing (the SDK signs with ACS3-HMAC-SHA256).
 SendSms reports refusals as HTTP 200 with `Code` other than "OK"; the SDK raises for
 HTTP errors (`ClientException` 4xx, `ServerException` 5xx, with `.code` and
 `.status_code`) and for no answer (`UnretryableException`). All become
-`scheduler.aliyun_sms.AliyunError(code, http_status)` (http_status None: no answer).
+`scheduler.send.aliyun_sms.AliyunError(code, http_status)` (http_status None: no answer).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from Tea.exceptions import TeaException
 
 from models.phone import mask_phone
 from models.settings.sections import AliyunSmsSettings
-from scheduler.aliyun_sms import AliyunError
+from scheduler.send.aliyun_sms import AliyunError
 
 log = logging.getLogger("memberbot.sms")
 
@@ -47,7 +47,7 @@ def sdk_client(settings: AliyunSmsSettings, *, timeout: float = 10.0) -> Client:
 
 
 class AliyunApi:
-    """`scheduler.aliyun_sms.AliyunClient` over the SDK."""
+    """`scheduler.send.aliyun_sms.AliyunClient` over the SDK."""
 
     def __init__(self, client: Client, *, sign_name: str, timeout: float | None = None):
         self._client = client

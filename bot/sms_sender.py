@@ -2,13 +2,13 @@
 
 `settings.sms.provider` picks it (CONTRACT.md): `console` (the embedded default —
 prints a masked line, keeps what it sent in memory, nothing leaves the machine),
-`aliyun` (approved templates through the official SDK: `scheduler.aliyun_sms`,
+`aliyun` (approved templates through the official SDK: `scheduler.send.aliyun_sms`,
 `bot.aliyun_api`) or `twilio` (the REST API through twilio's aiohttp client,
 `sms.twilio.api_base_url` pointing at Twilio or a fake). `open_sms_sender(settings.sms)`
 is an async context manager: the Twilio HTTP client must be created inside the running
 loop and closed on shutdown (LIBRARIES.md), so the app opens it in a `cleanup_ctx`.
 
-A refused send raises `SmsSendError` (`scheduler.providers`, with the `SmsSender`
+A refused send raises `SmsSendError` (`scheduler.send.providers`, with the `SmsSender`
 protocol and the console sender: what the outbox needs of SMS), whose `kind` tells
 the caller what to do (MESSAGING.md "SMS (Twilio)"): `retry` (429, 5xx, network —
 back off and try again), `stopped` (21610: the member replied STOP to the carrier — record a stop),
@@ -33,8 +33,14 @@ from bot.aliyun_api import AliyunApi, sdk_client
 from bot.retry_after import parse_retry_after
 from models.phone import mask_phone
 from models.settings.sections import SmsSettings
-from scheduler.aliyun_sms import AliyunSmsSender
-from scheduler.providers import ConsoleSmsSender, SendErrorKind, SentSms, SmsSender, SmsSendError
+from scheduler.send.aliyun_sms import AliyunSmsSender
+from scheduler.send.providers import (
+    ConsoleSmsSender,
+    SendErrorKind,
+    SentSms,
+    SmsSender,
+    SmsSendError,
+)
 
 log = logging.getLogger("memberbot.sms")
 

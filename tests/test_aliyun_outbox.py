@@ -13,10 +13,10 @@ from sqlmodel import select
 from bot.app import create_app
 from bot.sms_sender import open_sms_sender
 from models.outbox.states import DELIVERED, FAILED, SENT, SUPPRESSED, UNDELIVERABLE
-from models.tables import Identity, Member
+from models.tables.members import Identity, Member
 from scheduler.render import render_message
-from scheduler.sender import Sender
-from scheduler.transports import Transports
+from scheduler.send.sender import Sender
+from scheduler.send.transports import Transports
 from tests.fake_aliyun import report
 from tests.test_aliyun_sms import NATIONAL, REPORT, aliyun_config, all_codes
 from tests.test_outbox import PHONE, T0, add_member, add_message, load

@@ -11,9 +11,10 @@ else 403 before the body is read. Both take the provider's JSON array and answer
   "sms")`): the same understanding, handlers and stop words (退订 / TD / T …; and "R",
   the word Aliyun's promotional templates tell members to reply, means stop here). A
   re-pushed message (same `sequence_id`) has one effect: the inbound log keys it
-  `aliyun:<sequence_id>`. Aliyun cannot carry an answer in the push's response, so
-  every answer goes back by SendSms with its reply's template
-  (`scheduler.aliyun_sms.AliyunSmsSender`), sent once, after the push was acknowledged.
+  `aliyun:<sequence_id>` (`bot.channels.respond.answer`, the helper of both webhooks).
+  Aliyun cannot carry an answer in the push's response, so every answer goes back by
+  SendSms with its reply's template (`scheduler.send.aliyun_sms.AliyunSmsSender`), sent
+  once, after the push was acknowledged.
 - Reports (`biz_id`, `success`, `err_code`, …) move the message sent as that `BizId`
   like Twilio's status callback (`models.outbox.receipts`): delivered, or failed with
   the code — blacklist codes stop the member, invalid-number codes mark it bad.
@@ -28,10 +29,11 @@ import logging
 
 from aiohttp import web
 
-from bot.appkeys import CONVERSATION, INBOUND_LOG, SESSIONS, SETTINGS, SMS_SENDER
+from bot.appkeys import SESSIONS, SETTINGS, SMS_SENDER
+from bot.channels import respond
 from bot.conversation import Inbound
 from bot.errors import json_error, json_response
-from bot.inbound_log import bounded_key
+from bot.inbound_outcome import bounded_key
 from models.db import transaction
 from models.errors import InvalidInput
 from models.outbox.receipts import apply_receipt, record_receipt
@@ -121,25 +123,20 @@ async def receive_up(request: web.Request, items: list[dict]) -> web.Response:
         except InvalidInput:
             raise _Bad("phone_number is not a phone number", "phone_number") from None
         parsed.append((sender, content, sequence))
-    conversation, inbound_log, sms_sender = app[CONVERSATION], app[INBOUND_LOG], app[SMS_SENDER]
+    sms_sender = app[SMS_SENDER]
+    deadline = asyncio.get_running_loop().time() + HANDLING_DEADLINE  # the claim's lease
     for sender, content, sequence in parsed:
         text = STOP_WORD if content.upper() == REFUSAL_WORD else content
-        inbound = Inbound(
-            channel="sms", sender=sender, text=text, at=utcnow(),
-            message_id=f"aliyun:{sequence}",
-        )  # fmt: skip
+        key = f"aliyun:{sequence}"
+        inbound = Inbound(channel="sms", sender=sender, text=text, at=utcnow(), message_id=key)
 
         async def deliver(answer: str, to: str = sender) -> None:
             await sms_sender.send(to, answer)
 
-        outcome = await inbound_log.respond_once(
-            "sms",
-            bounded_key(f"aliyun:{sequence}"),
-            lambda inbound=inbound: conversation.handle(inbound),
-            deadline=asyncio.get_running_loop().time() + HANDLING_DEADLINE,  # the claim's lease
-            answered=True,  # the push's answer carries no text: every answer goes by SendSms
+        # answered=True: the push's answer carries no text, every answer goes by SendSms
+        await respond.answer(
+            app, inbound, bounded_key(key), deadline=deadline, deliver=deliver, answered=True
         )
-        inbound_log.spawn(inbound_log.deliver_late(outcome, deliver))
         log.info("aliyun up message %s from %s", sequence, mask_phone(sender))
     return json_response(OK)
 
@@ -165,6 +162,6 @@ async def receive_report(request: web.Request, items: list[dict]) -> web.Respons
 
 def setup(app: web.Application) -> None:
     """Add the Aliyun pushes. Needs `app[SETTINGS]`, and at startup `app[SESSIONS]`,
-    `app[INBOUND_LOG]`, `app[SMS_SENDER]` and `app[CONVERSATION]`."""
+    `app[INBOUND_LOG]`, `app[SMS_SENDER]` and `app[CONVERSATION]` (`bot.channels.respond`)."""
     app.router.add_post("/sms/aliyun/up", _guarded(receive_up))
     app.router.add_post("/sms/aliyun/report", _guarded(receive_report))

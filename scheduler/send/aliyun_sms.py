@@ -8,11 +8,11 @@ refused with `AliyunError(code, http_status)`. This module decides what to send:
   reply whose shape it has (`scheduler.sms_shapes`), the code configured for it in
   `sms.aliyun.templates` (`Shape.key`: `.en` for English), and the variable values, checked
   against Aliyun's rules (non-empty, at most `variable_max_length` characters).
-- `AliyunSmsSender` is an `SmsSender` (`scheduler.providers`): `send(to, body)` for
+- `AliyunSmsSender` is an `SmsSender` (`scheduler.send.providers`): `send(to, body)` for
   replies and binding codes — the body is matched against every reply's shape.
 - `AliyunSmsTransport` is the outbox transport (`via = "aliyun"`): the message's kind
   gives the shapes; a message whose template has no code never gets here
-  (`missing_template` makes it `suppressed` at send time, `scheduler.send_checks`).
+  (`missing_template` makes it `suppressed` at send time, `scheduler.send.send_checks`).
 
 SendSms answers (Aliyun's API error codes) sort as the transports expect:
 `isv.MOBILE_NUMBER_ILLEGAL` → bad number; `isv.BUSINESS_LIMIT_CONTROL` /
@@ -31,10 +31,10 @@ from typing import Protocol
 
 from models.phone import mask_phone
 from models.settings.sections import AliyunSmsSettings
-from models.tables import OutboxMessage
-from scheduler.providers import SentSms, SmsSendError
+from models.tables.outbox import OutboxMessage
+from scheduler.send.providers import SentSms, SmsSendError
+from scheduler.send.transports import BAD_ADDRESS, REJECTED, Permanent, Retryable, SendResult
 from scheduler.sms_shapes import Shape, find_reply, match
-from scheduler.transports import BAD_ADDRESS, REJECTED, Permanent, Retryable, SendResult
 
 log = logging.getLogger("memberbot.sms")
 
@@ -153,7 +153,7 @@ class AliyunSmsSender:
         return SentSms(provider_id=biz_id, status="sent")
 
     def transport(self) -> AliyunSmsTransport:
-        """The outbox transport over this sender (`scheduler.transports.Transports.build`)."""
+        """The outbox transport over this sender (`scheduler.send.transports.Transports.build`)."""
         return AliyunSmsTransport(self)
 
 
