@@ -158,6 +158,8 @@ async def test_no_push_token_configured_refuses_everything(make_client, fake_ali
         (b'[{"content": "x", "sequence_id": 1}]', "phone_number"),
         (b'[{"phone_number": "12", "content": "x", "sequence_id": 1}]', "phone_number"),
         (b'[{"phone_number": "13800138000", "content": "x"}]', "sequence_id"),
+        (b'[{"phone_number": "13800138000", "content": "x", "sequence_id": " "}]',
+         "sequence_id"),
         (b'[{"phone_number": "13800138000", "content": ["x"], "sequence_id": 1}]', "content"),
         (b'[{"phone_number": "13800138000", "content": "a\\u0000", "sequence_id": 1}]',
          "0.content"),
@@ -184,7 +186,14 @@ async def test_a_report_for_an_unknown_message_is_acknowledged(client):
 
 
 @pytest.mark.parametrize(
-    "body", [b'[{"biz_id": "1^0"}]', b'[{"success": true}]', b'{"biz_id": "1^0"}']
+    "body",
+    [
+        b'[{"biz_id": "1^0"}]',
+        b'[{"success": true}]',
+        b'{"biz_id": "1^0"}',
+        b'[{"biz_id": "", "success": true}]',
+        b'[{"biz_id": "1^0", "success": "true"}]',
+    ],
 )
 async def test_hostile_reports_are_refused(client, body):
     resp = await client.post(REPORT, data=body, headers={"Content-Type": "application/json"})

@@ -95,6 +95,8 @@ def _text(item: dict, field: str, *, limit: int, required: bool = True) -> str:
         value = str(value)
     if not isinstance(value, str) or len(value) > limit:
         raise _Bad(f"{field} must be a string of at most {limit} characters", field)
+    if required and not value.strip():
+        raise _Bad(f"{field} is required", field)
     return value.strip()
 
 
