@@ -2,6 +2,7 @@
 
     python bench/bench_outbox.py                          # SQLite + PostgreSQL
     python bench/bench_outbox.py --engines sqlite --messages 2000 --rate-messages 200
+    python bench/bench_outbox.py --provider aliyun        # approved templates through the SDK
 
 For each engine, on a fresh database:
 
@@ -11,6 +12,9 @@ For each engine, on a fresh database:
    (`tests.fakes.FakeTwilioApi`) running in its own process. Every message goes the
    whole way: claim (FOR UPDATE SKIP LOCKED on PostgreSQL), send-time re-checks,
    the HTTP call, and the record (status, provider id, SMS receipt, event).
+   `--provider aliyun`: the same through the official Aliyun SDK to
+   `tests.fake_aliyun.FakeAliyunSms`, each text a rendered care message matched to its
+   approved template (bench/bench_providers.py).
    `outbox.concurrency` = `--concurrency` (default 64), `batch_size` = `--batch-size`
    (default 500). Reported: wall seconds, messages/s, the CPU ms per message of the
    sender process and of the fake provider's process (on a 2-core machine the two
@@ -48,43 +52,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.bench_providers import PROVIDERS  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/memberbot_bench_outbox"
 PUBLIC_URL = "https://bench.example.com"
-FROM = "+15005550006"
 
 
 # --------------------------------------------------------------------------- fake Twilio
 
 
-def _serve_fake(port: int) -> None:
+def _serve_fake(port: int, provider: str) -> None:
     from aiohttp import web
 
-    from tests.fakes import FakeTwilioApi
+    from bench.bench_providers import fake_app
 
-    fake = FakeTwilioApi()
-    app = fake.app()
-
-    async def stats(_request: web.Request) -> web.Response:
-        sids = [m["Sid"] for m in fake.messages]
-        bodies = [m["Body"] for m in fake.messages]
-        return web.json_response(
-            {
-                "messages": len(sids),
-                "distinct_bodies": len(set(bodies)),
-                "refused": len(fake.refused),
-                "cpu_s": time.process_time(),
-            }
-        )
-
-    async def reset(_request: web.Request) -> web.Response:
-        fake.messages.clear()
-        fake.refused.clear()
-        return web.json_response({})
-
-    app.router.add_get("/_stats", stats)
-    app.router.add_post("/_reset", reset)
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+    web.run_app(fake_app(provider), host="127.0.0.1", port=port, access_log=None, print=None)
 
 
 def _free_port() -> int:
@@ -143,10 +126,13 @@ async def _fresh_database(engine_name: str, pg_url: str, tmp: Path) -> str:
     return url
 
 
-async def _seed(sessions, *, count: int, first_member: int, tag: str, now: datetime) -> None:
+async def _seed(
+    sessions, *, count: int, first_member: int, tag: str, now: datetime, provider: str
+) -> None:
     """`count` members and one due SMS each (a care message, planned today)."""
     from sqlalchemy import insert
 
+    from bench.bench_providers import message_text
     from models.db import transaction
     from models.tables.members import Member
     from models.tables.outbox import OutboxMessage
@@ -181,9 +167,9 @@ async def _seed(sessions, *, count: int, first_member: int, tag: str, now: datet
                 "occasion": f"{tag}:{m['id']}",
                 "planned_on": today,
                 "locale": "zh_CN",
-                "text": f"{tag} 第{m['id']}条：天冷了，注意保暖。回复TD退订",
+                "text": message_text(provider, tag, m["id"]),
                 "channel": "sms",
-                "via": "twilio",
+                "via": provider,
                 "address": m["phone"],
                 "status": "queued",
                 "send_after": now - timedelta(minutes=1),
@@ -222,6 +208,8 @@ class _Stamped:
     def __init__(self, inner, stamps: list[float]):
         self.inner, self.stamps = inner, stamps
         self.channel, self.via, self.receipts = inner.channel, inner.via, inner.receipts
+        if hasattr(inner, "missing_template"):  # the send-time check of template providers
+            self.missing_template = inner.missing_template
 
     async def send(self, message):
         self.stamps.append(time.monotonic())
@@ -231,9 +219,10 @@ class _Stamped:
 class _InProcess:
     """A provider that accepts at once without any I/O: the outbox machinery alone."""
 
-    channel, via, receipts = "sms", "twilio", True
+    channel, receipts = "sms", True
 
-    def __init__(self) -> None:
+    def __init__(self, via: str) -> None:
+        self.via = via
         self._ids = itertools.count(1)
         self._run = secrets.token_hex(6)  # ids never repeat the fake Twilio's
 
@@ -247,12 +236,12 @@ class _InProcess:
 async def _drain(
     url: str, fake_url: str, *, rate: float, args, stamps: list[float], in_process: bool = False
 ) -> dict:
+    from bench.bench_providers import sms_settings
     from bot.sms_sender import open_sms_sender
     from models.db import make_engine, session_factory
     from models.settings.load import load_settings
     from scheduler.send.sender import Sender, drain_until_idle
     from scheduler.send.transports import Transports
-    from tests.fakes import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 
     settings = load_settings(
         None,
@@ -260,13 +249,7 @@ async def _drain(
         overrides={
             "database": {"url": url},
             "server": {"public_url": PUBLIC_URL},
-            "sms": {
-                "provider": "twilio",
-                "twilio": {
-                    "account_sid": TWILIO_ACCOUNT_SID, "auth_token": TWILIO_AUTH_TOKEN,
-                    "from_number": FROM, "api_base_url": fake_url,
-                },
-            },
+            "sms": sms_settings(args.provider, fake_url),
             "outbox": {
                 "rate_sms": rate, "batch_size": args.batch_size, "concurrency": args.concurrency,
             },
@@ -277,7 +260,8 @@ async def _drain(
     try:
         async with open_sms_sender(settings.sms) as sms:
             transports = Transports.build(sms_sender=sms, public_url=PUBLIC_URL)
-            transports.sms = _Stamped(_InProcess() if in_process else transports.sms, stamps)
+            inner = _InProcess(args.provider) if in_process else transports.sms
+            transports.sms = _Stamped(inner, stamps)
             sender = Sender(
                 sessions=session_factory(engine), settings=settings, transports=transports
             )
@@ -347,7 +331,9 @@ async def bench_engine(engine_name: str, args, fake_url: str, tmp: Path) -> dict
     out: dict = {"engine": engine_name}
     try:
         # 1. throughput
-        await _seed(sessions, count=args.messages, first_member=1, tag="tp", now=now)
+        await _seed(
+            sessions, count=args.messages, first_member=1, tag="tp", now=now, provider=args.provider
+        )
         await _fake(fake_url, "POST", "/_reset")
         fake_cpu0 = (await _fake(fake_url, "GET", "/_stats"))["cpu_s"]
         run = await _drain(url, fake_url, rate=0, args=args, stamps=[])
@@ -370,7 +356,7 @@ async def bench_engine(engine_name: str, args, fake_url: str, tmp: Path) -> dict
         # 1b. the same without HTTP: the outbox machinery alone
         await _seed(
             sessions, count=args.messages, first_member=10_000_001, tag="ip",
-            now=datetime.now(UTC),
+            now=datetime.now(UTC), provider=args.provider,
         )  # fmt: skip
         run = await _drain(url, fake_url, rate=0, args=args, stamps=[], in_process=True)
         out["in_process"] = {
@@ -387,7 +373,7 @@ async def bench_engine(engine_name: str, args, fake_url: str, tmp: Path) -> dict
         stamps: list[float] = []
         await _seed(
             sessions, count=args.rate_messages, first_member=args.messages + 1, tag="rate",
-            now=datetime.now(UTC),
+            now=datetime.now(UTC), provider=args.provider,
         )  # fmt: skip
         run = await _drain(url, fake_url, rate=args.rate, args=args, stamps=stamps)
         out["rate"] = {
@@ -401,7 +387,7 @@ async def bench_engine(engine_name: str, args, fake_url: str, tmp: Path) -> dict
 
 def _report(results: list[dict]) -> str:
     lines = [
-        "| engine | messages | wall s | messages/s | sender CPU ms/msg | fake Twilio CPU ms/msg "
+        "| engine | messages | wall s | messages/s | sender CPU ms/msg | fake provider CPU ms/msg "
         "| PostgreSQL server CPU ms/msg | all sent once |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
@@ -450,7 +436,9 @@ def _report(results: list[dict]) -> str:
 
 async def main_async(args) -> list[dict]:
     port = _free_port()
-    proc = multiprocessing.get_context("spawn").Process(target=_serve_fake, args=(port,))
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_serve_fake, args=(port, args.provider)
+    )
     proc.start()
     fake_url = f"http://127.0.0.1:{port}"
     try:
@@ -474,6 +462,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--rate-messages", type=int, default=500)
     parser.add_argument("--pg-url", default=DEFAULT_PG)
+    parser.add_argument("--provider", default="twilio", choices=PROVIDERS)
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     print(_report(results))

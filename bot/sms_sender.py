@@ -1,11 +1,12 @@
 """The configured SMS sender: one `send(to, body)` for bind codes now and the outbox later.
 
 `settings.sms.provider` picks it (CONTRACT.md): `console` (the embedded default —
-prints a masked line, keeps what it sent in memory, nothing leaves the machine) or
-`twilio` (the REST API through twilio's aiohttp client, `sms.twilio.api_base_url`
-pointing at Twilio or a fake). `open_sms_sender(settings.sms)` is an async context
-manager: the Twilio HTTP client must be created inside the running loop and closed
-on shutdown (LIBRARIES.md), so the app opens it in a `cleanup_ctx`.
+prints a masked line, keeps what it sent in memory, nothing leaves the machine),
+`aliyun` (approved templates through the official SDK: `scheduler.send.aliyun_sms`,
+`bot.aliyun_api`) or `twilio` (the REST API through twilio's aiohttp client,
+`sms.twilio.api_base_url` pointing at Twilio or a fake). `open_sms_sender(settings.sms)`
+is an async context manager: the Twilio HTTP client must be created inside the running
+loop and closed on shutdown (LIBRARIES.md), so the app opens it in a `cleanup_ctx`.
 
 A refused send raises `SmsSendError` (`scheduler.send.providers`, with the `SmsSender`
 protocol and the console sender: what the outbox needs of SMS), whose `kind` tells
@@ -28,9 +29,11 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 
+from bot.aliyun_api import AliyunApi, sdk_client
 from bot.retry_after import parse_retry_after
 from models.phone import mask_phone
 from models.settings.sections import SmsSettings
+from scheduler.send.aliyun_sms import AliyunSmsSender
 from scheduler.send.providers import (
     ConsoleSmsSender,
     SendErrorKind,
@@ -133,6 +136,14 @@ async def open_sms_sender(
     """The sender `settings.provider` names, open for the duration of the block."""
     if settings.provider == "console":
         yield ConsoleSmsSender()
+        return
+    if settings.provider == "aliyun":
+        api = AliyunApi(
+            sdk_client(settings.aliyun, timeout=request_timeout),
+            sign_name=settings.aliyun.sign_name,
+            timeout=request_timeout,
+        )
+        yield AliyunSmsSender(api, settings.aliyun)
         return
     from twilio.rest import Client  # start-up time: only a Twilio store loads it (send)
 

@@ -157,9 +157,28 @@ def _upgrade(connection) -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (safe to call from several replicas)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+    """Bring the schema to the newest revision (safe to call from several replicas).
+
+    SQLite: a revision that changes a column rebuilds its table (Alembic's batch mode:
+    copy, drop, rename), and dropping a table other tables refer to fails while foreign
+    keys are enforced — a pragma that only changes outside a transaction. So the
+    migrations run with them off, and `PRAGMA foreign_key_check` must find nothing
+    before they are on again (else the migration is refused, nothing committed)."""
+    if engine.dialect.name != "sqlite":
+        async with engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+        return
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        await driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            async with conn.begin():
+                await conn.run_sync(_upgrade)
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"migration left broken references: {broken[:5]}")
+        finally:
+            await driver.execute("PRAGMA foreign_keys=ON")
 
 
 async def ping(engine: AsyncEngine) -> bool:

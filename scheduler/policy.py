@@ -190,7 +190,7 @@ class ChannelChoice:
     channel: str
     """wechat | sms (a console SMS keeps channel "sms")"""
     via: str
-    """customer_service | template | twilio | console"""
+    """customer_service | template | twilio | aliyun | console"""
     address: str
     """The openid or the E.164 phone number."""
 
@@ -225,7 +225,7 @@ def choose_channel(
     """The one channel a proactive message of `kind` takes when sent at `at` (module rules).
 
     `wechat` is None when the member has no WeChat identity or WeChat is disabled;
-    `sms_provider` is ``settings.sms.provider`` ("twilio" or "console").
+    `sms_provider` is ``settings.sms.provider`` ("twilio", "aliyun" or "console"): the `via`.
     """
     if member_stopped:
         return Suppressed(STOPPED)
@@ -239,7 +239,7 @@ def choose_channel(
     ):
         return ChannelChoice("wechat", "template", wechat.openid)
     if phone and not phone_bad:
-        return ChannelChoice("sms", "console" if sms_provider == "console" else "twilio", phone)
+        return ChannelChoice("sms", sms_provider, phone)
     return Suppressed(NO_CHANNEL)
 
 

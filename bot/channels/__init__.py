@@ -2,7 +2,7 @@
 
 Each adapter turns its wire format into a `bot.conversation.Inbound`, hands it to
 `app[CONVERSATION]` and renders the `Reply` for the wire (STYLE.md "Channels are
-adapters"). `setup(app)` adds both webhooks (WeChat only when `wechat.enabled`)
+adapters"). `setup(app)` adds the webhooks (WeChat only when `wechat.enabled`)
 and the inbound log they share for de-duplication.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from bot.appkeys import ENGINE, INBOUND_LOG, SETTINGS
-from bot.channels import twilio_sms, wechat
+from bot.channels import aliyun_sms, twilio_sms, wechat
 from bot.inbound_log import InboundLog
 
 
@@ -28,5 +28,6 @@ def setup(app: web.Application) -> None:
     """Add the channel webhooks. Call after the database and HTTP-session contexts."""
     app.cleanup_ctx.append(_inbound_log_ctx)
     twilio_sms.setup(app)
+    aliyun_sms.setup(app)
     if app[SETTINGS].wechat.enabled:
         wechat.setup(app)

@@ -1,6 +1,6 @@
 """The template check and the staff reports of `memberbot` (CONTRACT.md "Command line").
 
-    memberbot lint [--templates DIR]
+    memberbot lint [--templates DIR]      (+ the Aliyun templates when sms.provider = aliyun)
     memberbot report birthdays [--month YYYY-MM] [--out F]
 
 `add_report_commands(subparsers, parent_parser)` adds them to `bot.cli`'s parser, as
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.cli.common import CliError, open_database, runner
+from bot.cli.sms_templates import lint_aliyun
 from bot.csvio.sheet import sheet_file, sheet_stdout
 from models.clock import brand_today
 from models.kinds import KINDS, LOCALES
@@ -68,6 +69,9 @@ def lint_templates(settings: Settings, folder: Path | None = None) -> int:
     for path, v in found:
         print(f"{path}: {v.rule}: {' '.join(v.detail.split())}")
     checked = len(KINDS) * len(LOCALES)
+    if settings.sms.provider == "aliyun" and lint_aliyun(settings):
+        print("sms.aliyun: kinds or replies without a usable template", file=sys.stderr)
+        return 1
     if found:
         print(f"{checked} templates checked, {len(found)} violation(s)", file=sys.stderr)
         return 1

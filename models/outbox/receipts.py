@@ -188,13 +188,24 @@ _RECEIPT_TARGET = {
 }
 RECEIPT_REFUSALS = {"21610": STOPPED, "21211": BAD_ADDRESS, "21614": BAD_ADDRESS}
 """Error codes of a failed status callback that say something about the member."""
+ALIYUN_RECEIPT_REFUSALS = {
+    "MOBILE_IN_BLACK": STOPPED, "MBBLACK": STOPPED, "DBBLACK": STOPPED, "DB:0144": STOPPED,
+    "INVALID_NUMBER": BAD_ADDRESS, "MOBILE_NUMBER_ILLEGAL": BAD_ADDRESS, "MK:0001": BAD_ADDRESS,
+    "DB:0101": BAD_ADDRESS, "CB:0001": BAD_ADDRESS, "CB:0053": BAD_ADDRESS,
+}  # fmt: skip
+"""Aliyun report `err_code`s that say something about the member (docs/aliyun-sms.md):
+the carrier's or Aliyun's blacklist after the member refused (replied R / TD) → stopped;
+an empty or invalid number → bad number."""
+REFUSALS_BY_VIA = {"twilio": RECEIPT_REFUSALS, "aliyun": ALIYUN_RECEIPT_REFUSALS}
+"""The SMS providers whose reports the outbox follows, with their telling codes."""
 
 
 async def apply_receipt(session: AsyncSession, *, provider_id: str, now: datetime) -> bool:
     """Bring the outbox message sent as `provider_id` up to its SMS receipt's state
     (`record_receipt`): `delivered` → delivered, `undelivered` / `failed` →
-    undeliverable (with the error code; 21610 and 21211/21614 act as in
-    `record_refusal`). Forward only; returns whether the message moved. Never commits.
+    undeliverable (with the error code; 21610 and 21211/21614 — or Aliyun's codes in
+    `ALIYUN_RECEIPT_REFUSALS` — act as in `record_refusal`). Forward only; returns
+    whether the message moved. Never commits.
 
     Called by the status callback after recording the receipt, and by the sender right
     after recording the provider id — so a callback that arrived before the send call
@@ -206,7 +217,10 @@ async def apply_receipt(session: AsyncSession, *, provider_id: str, now: datetim
     target = _RECEIPT_TARGET[receipt.status]
     stmt = (
         select(OutboxMessage)
-        .where(OutboxMessage.provider_id == provider_id, OutboxMessage.via == "twilio")
+        .where(
+            OutboxMessage.provider_id == provider_id,
+            OutboxMessage.via.in_(sorted(REFUSALS_BY_VIA)),
+        )
         .order_by(OutboxMessage.id.desc())
         .limit(1)
     )
@@ -218,14 +232,15 @@ async def apply_receipt(session: AsyncSession, *, provider_id: str, now: datetim
     reason = None
     if target == UNDELIVERABLE:
         code = receipt.error_code
-        reason = f"twilio {receipt.status}" + (f" ({code})" if code else "")
+        reason = f"{message.via} {receipt.status}" + (f" ({code})" if code else "")
     moved = await transition(
         session, message=message, from_status=message.status, to_status=target, now=now,
         reason=reason, error_code=receipt.error_code,
     )  # fmt: skip
-    if moved and target == UNDELIVERABLE and receipt.error_code in RECEIPT_REFUSALS:
+    refusals = REFUSALS_BY_VIA[message.via]
+    if moved and target == UNDELIVERABLE and receipt.error_code in refusals:
         await record_refusal(
-            session, message=message, kind=RECEIPT_REFUSALS[receipt.error_code],
-            source=f"twilio {receipt.error_code}", now=now,
+            session, message=message, kind=refusals[receipt.error_code],
+            source=f"{message.via} {receipt.error_code}", now=now,
         )  # fmt: skip
     return moved

@@ -138,9 +138,50 @@ class TwilioSettings(Section):
     api_base_url: str = "https://api.twilio.com"
 
 
+class AliyunSmsSettings(Section):
+    """Aliyun SMS (dysmsapi), the domestic provider of mainland stores (docs/aliyun-sms.md).
+
+    Secrets come from the environment like every secret: `MEMBERBOT_SMS_ALIYUN_ACCESS_KEY_ID`,
+    `MEMBERBOT_SMS_ALIYUN_ACCESS_KEY_SECRET`, `MEMBERBOT_SMS_ALIYUN_PUSH_TOKEN`."""
+
+    access_key_id: str = ""
+    access_key_secret: str = ""
+    sign_name: str = ""
+    """The approved signature (签名); Aliyun puts it in 【】 before every text."""
+    endpoint: str = "https://dysmsapi.aliyuncs.com"
+    """A URL (scheme http or https, host, optional port); a fake on loopback in tests."""
+    push_token: str = ""
+    """The secret in the up-message and report URLs (`?token=`); empty → both refuse (403)."""
+    variable_max_length: Annotated[int, Field(ge=1, le=500)] = 35
+    """Longest value of one template variable (Aliyun: 35 characters unless the limit was
+    lifted for the account); a longer value is not sent."""
+    templates: dict[str, str] = Field(default_factory=dict)
+    """Approved template codes by message kind (``points_notice = "SMS_1"``) or reply
+    (``reply_points = "SMS_2"``, the reply's template name after ``reply_``);
+    ``"<key>.en"`` for the English wording. No code → that text is not sent by SMS."""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, v: str) -> str:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?/?", v):
+            raise ValueError("must be http(s)://host[:port]")
+        return v.rstrip("/")
+
+    @field_validator("templates")
+    @classmethod
+    def _codes(cls, v: dict[str, str]) -> dict[str, str]:
+        wrong = sorted(k for k, code in v.items() if not re.fullmatch(r"[a-z0-9_]+(\.en)?", k)
+                       or not re.fullmatch(r"[A-Za-z0-9_]{1,64}", code))
+        if wrong:
+            raise ValueError(f"keys are kinds or reply_<name>, codes like SMS_123: {wrong}")
+        return v
+
+
 class SmsSettings(Section):
-    provider: Literal["twilio", "console"] = "console"
+    provider: Literal["twilio", "aliyun", "console"] = "console"
+    """Which provider sends every SMS (one at a time: docs/aliyun-sms.md "Routing")."""
     twilio: TwilioSettings = Field(default_factory=TwilioSettings)
+    aliyun: AliyunSmsSettings = Field(default_factory=AliyunSmsSettings)
 
 
 class LoggingSettings(Section):

@@ -58,7 +58,7 @@ class OutboxMessage(SQLModel, table=True):
     next_attempt_at: datetime | None = _ts(nullable=True)
     claimed_at: datetime | None = _ts(nullable=True)
     provider_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
-    error_code: str | None = Field(default=None, max_length=20)
+    error_code: str | None = Field(default=None, max_length=32)
     created_at: datetime = _now()
     updated_at: datetime = _now()
 
@@ -111,7 +111,7 @@ class SmsReceipt(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     provider_id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     status: str = Field(max_length=20)
-    error_code: str | None = Field(default=None, max_length=10)
+    error_code: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
     )

@@ -180,7 +180,7 @@ def _choose(
 ) -> ChannelChoice | Suppressed:
     """`policy.choose_channel` for `m` with the providers this sender has."""
     assert transports.sms is not None
-    return choose_channel(
+    choice = choose_channel(
         kind=m.kind,
         member_stopped=who.stopped,
         wechat=wechat,
@@ -188,8 +188,14 @@ def _choose(
         phone_bad=("sms", who.phone) in who.bad,
         at=now,
         template_ids=getattr(transports.wechat_template, "templates", None),
-        sms_provider="console" if transports.sms.via == "console" else "twilio",
+        sms_provider=transports.sms.via,
     )
+    missing = getattr(transports.sms, "missing_template", None)  # approved-template providers
+    if isinstance(choice, ChannelChoice) and choice.channel == "sms" and missing is not None:
+        reason = missing(m)
+        if reason:
+            return Suppressed(reason)
+    return choice
 
 
 @dataclass

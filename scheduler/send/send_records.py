@@ -233,7 +233,7 @@ class Recorder:
             return await transition(
                 session, message=m, from_status=SENDING, if_claimed_at=m.claimed_at,
                 to_status=FAILED, now=now, reason=reason, attempts=attempts,
-                next_attempt_at=next_at, error_code=(exc.code or "")[:20] or None, **fields,
+                next_attempt_at=next_at, error_code=(exc.code or "")[:32] or None, **fields,
             )  # fmt: skip
 
         if await self._record(run, m, op):
@@ -277,7 +277,7 @@ class Recorder:
         """Re-routed when WeChat could not reach the member (`next_channel`), else
         `undeliverable` (with the member's stop or a bad number when the refusal says so)."""
         now = run.now()
-        code = (exc.code or "")[:20] or None
+        code = (exc.code or "")[:32] or None
         route = (
             next_channel(m, who, exc, now, self._transports) if exc.kind == UNREACHABLE else None
         )

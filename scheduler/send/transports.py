@@ -287,8 +287,13 @@ class Transports:
         """The transports of a running app: SMS through `sms_sender` (Twilio status
         callbacks to `public_url` + /sms/twilio/status), WeChat when an API client is
         given (WeChat enabled), and the console."""
+        sms = (
+            sms_sender.transport()
+            if hasattr(sms_sender, "transport")  # a provider with its own transport (Aliyun)
+            else SmsTransport(sms_sender, status_callback=public_url + STATUS_CALLBACK_PATH)
+        )
         return cls(
-            sms=SmsTransport(sms_sender, status_callback=public_url + STATUS_CALLBACK_PATH),
+            sms=sms,
             wechat_cs=None if wechat_api is None else WeChatCustomerServiceTransport(wechat_api),
             wechat_template=(
                 None if wechat_api is None else WeChatTemplateTransport(wechat_api, templates or {})
