@@ -60,7 +60,17 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.conversation import Inbound, Reply
-from bot.handlers import bind, card, consent, events, pending, points, rewards, vouchers
+from bot.handlers import (
+    bind,
+    card,
+    consent,
+    events,
+    handoff,
+    pending,
+    points,
+    rewards,
+    vouchers,
+)
 from bot.handlers import help as help_
 from bot.handlers.turn import Route, Turn
 from bot.quick import QuickPoints
@@ -82,7 +92,7 @@ log = logging.getLogger("memberbot.bot")
 
 ROUTES: dict[Intent, Route] = {
     r.intent: r
-    for module in (points, rewards, vouchers, card, consent, bind, help_)
+    for module in (points, rewards, vouchers, card, consent, bind, handoff, help_)
     for r in module.ROUTES
 }
 CONFIRMS = {**rewards.CONFIRMS, **card.CONFIRMS}

@@ -4,6 +4,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
+import models.inbox  # noqa: F401
 import models.tables  # noqa: F401
 from models.db import migrate
 

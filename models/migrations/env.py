@@ -3,6 +3,7 @@
 from alembic import context
 from sqlmodel import SQLModel
 
+import models.inbox  # noqa: F401  (registers the inbox tables)
 import models.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 config = context.config

@@ -32,6 +32,7 @@ from models.settings.sections import (
     ServerSettings,
     SmsSettings,
     StaffSettings,
+    StoreSettings,
     WeChatSettings,
 )
 
@@ -44,6 +45,7 @@ class Settings(Section):
     sms: SmsSettings = Field(default_factory=SmsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     staff: StaffSettings = Field(default_factory=StaffSettings)
+    stores: StoreSettings = Field(default_factory=StoreSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     messaging: MessagingSettings = Field(default_factory=MessagingSettings)

@@ -249,6 +249,32 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_consent_events_address'), ['address'], unique=False)
         batch_op.create_index(batch_op.f('ix_consent_events_member_id'), ['member_id'], unique=False)
 
+    op.create_table('conversations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('thread_key', sa.String(length=80), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=True),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('address', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('assistant_id', sa.Integer(), nullable=True),
+    sa.Column('store_id', sa.Integer(), nullable=True),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('opened_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', models.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_by', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['assistant_id'], ['assistants.id'], ),
+    sa.ForeignKeyConstraint(['closed_by'], ['assistants.id'], ),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], ),
+    sa.ForeignKeyConstraint(['store_id'], ['stores.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('conversations', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_conversations_assistant_id'), ['assistant_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_conversations_member_id'), ['member_id'], unique=False)
+        batch_op.create_index('ix_conversations_status_updated', ['status', 'updated_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_conversations_store_id'), ['store_id'], unique=False)
+        batch_op.create_index('uq_conversations_live_thread', ['thread_key'], unique=True, postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
+
     op.create_table('identities',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('member_id', sa.Integer(), nullable=True),
@@ -373,6 +399,24 @@ def upgrade() -> None:
     with op.batch_alter_table('card_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_card_events_application_id'), ['application_id'], unique=False)
 
+    op.create_table('conversation_messages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('conversation_id', sa.Integer(), nullable=False),
+    sa.Column('author', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('assistant_id', sa.Integer(), nullable=True),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('via', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=True),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=True),
+    sa.Column('error', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+    sa.ForeignKeyConstraint(['assistant_id'], ['assistants.id'], ),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('conversation_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_conversation_messages_conversation_id'), ['conversation_id'], unique=False)
+
     op.create_table('outbox_events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('message_id', sa.Integer(), nullable=False),
@@ -485,6 +529,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_outbox_events_message_id'))
 
     op.drop_table('outbox_events')
+    with op.batch_alter_table('conversation_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_conversation_messages_conversation_id'))
+
+    op.drop_table('conversation_messages')
     with op.batch_alter_table('card_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_card_events_application_id'))
 
@@ -516,6 +564,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_identities_member_id'))
 
     op.drop_table('identities')
+    with op.batch_alter_table('conversations', schema=None) as batch_op:
+        batch_op.drop_index('uq_conversations_live_thread', postgresql_where=sa.text("status <> 'closed'"), sqlite_where=sa.text("status <> 'closed'"))
+        batch_op.drop_index(batch_op.f('ix_conversations_store_id'))
+        batch_op.drop_index('ix_conversations_status_updated')
+        batch_op.drop_index(batch_op.f('ix_conversations_member_id'))
+        batch_op.drop_index(batch_op.f('ix_conversations_assistant_id'))
+
+    op.drop_table('conversations')
     with op.batch_alter_table('consent_events', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consent_events_member_id'))
         batch_op.drop_index(batch_op.f('ix_consent_events_address'))
