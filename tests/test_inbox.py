@@ -34,7 +34,7 @@ from tests.payloads import (
     wechat_text,
 )
 
-PUBLIC_URL = "https://bot.example.com"
+PUBLIC_URL = "http://bot.example.com"  # http: the console cookie is not Secure in tests
 PHONE = "+8613800138000"
 OPENID = "o_member_inbox"
 STRANGER = "+8613900139000"
