@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from bot.app import create_app
+from bot.router import Intent, route
 from models.db import transaction
 from models.tables import Identity
 from models.types import utcnow
@@ -325,3 +326,13 @@ async def test_english_member_english_answer(shop):
     await shop.op("/api/members", {"phone": PHONE, "locale": "en"})
     told = await shop.say("AGENT")
     assert "passed it to 王丽" in told, told
+
+
+@pytest.mark.parametrize("word", ["人工", "转人工", "ＡＧＥＮＴ", "agent", "人工客服！"])
+def test_the_handoff_words(word):
+    assert route(word).intent is Intent.HANDOFF
+
+
+@pytest.mark.parametrize("word", ["人工智能是什么", "agents", "T恤多少钱"])
+def test_lookalikes_are_no_handoff(word):
+    assert route(word).intent is not Intent.HANDOFF
