@@ -97,7 +97,9 @@ ROUTES: dict[Intent, Route] = {
 }
 CONFIRMS = {**rewards.CONFIRMS, **card.CONFIRMS}
 READ_ONLY = frozenset({Intent.POINTS, Intent.VOUCHERS, Intent.HELP, Intent.UNKNOWN})
-"""Intents whose handlers change nothing: they need no lock on the sender."""
+"""Intents whose handlers need no lock on the sender: they change nothing, except that an
+unknown text joins the sender's open hand-off conversation (`bot.handlers.handoff`), an
+append that needs no lock."""
 ROUTES_KEPT = 1024
 """Routed texts remembered, up to 64 characters each (`Match` values are immutable)."""
 TOUCH_EVERY = timedelta(seconds=60)
