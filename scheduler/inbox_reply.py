@@ -23,7 +23,7 @@ kept in the thread as failed and the assistant can send it again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import func
@@ -45,7 +45,8 @@ from models.inbox import (
 )
 from models.settings import Settings
 from models.staff_queries import Scope
-from models.tables import Identity, Member, OutboxMessage
+from models.tables import Identity, Member
+from scheduler.greeting_checks import wechat_identity
 from scheduler.policy import ChannelChoice, WeChatIdentityInfo, cs_window_open
 from scheduler.providers import (
     NOT_FOLLOWING,
@@ -82,31 +83,20 @@ class Delivery:
 async def _wechat(
     session: AsyncSession, conversation: Conversation, member: Member | None
 ) -> WeChatIdentityInfo | None:
+    """The sender's WeChat identity with the customer-service messages used since their
+    last message: the outbox's (`wechat_identity`, a member's) and the inbox's answers."""
     if member is not None:
-        where = (Identity.member_id == member.id,)
+        info = await wechat_identity(session, member.id)
     elif conversation.channel == "wechat":
-        where = (Identity.address == conversation.address,)
+        stmt = select(Identity.address, Identity.active, Identity.last_inbound_at).where(
+            Identity.channel == "wechat", Identity.address == conversation.address
+        )
+        row = (await session.exec(stmt)).first()
+        info = WeChatIdentityInfo(*row) if row is not None else None
     else:
         return None
-    stmt = (
-        select(Identity)
-        .where(Identity.channel == "wechat", col(Identity.active), *where)
-        .order_by(col(Identity.last_inbound_at).desc())
-        .limit(1)
-    )
-    identity = (await session.exec(stmt)).first()
-    if identity is None or identity.last_inbound_at is None:
-        return None
-    since = identity.last_inbound_at
-    used = 0
-    if member is not None:
-        outbox = select(func.count()).where(
-            OutboxMessage.member_id == member.id,
-            OutboxMessage.via == CUSTOMER_SERVICE,
-            OutboxMessage.status != "suppressed",
-            col(OutboxMessage.send_after) >= since,
-        )
-        used += int((await session.exec(outbox)).one())
+    if info is None or info.last_inbound_at is None:
+        return info
     answers = (
         select(func.count())
         .select_from(ConversationMessage)
@@ -116,11 +106,11 @@ async def _wechat(
             ConversationMessage.author == ASSISTANT,
             ConversationMessage.via == CUSTOMER_SERVICE,
             ConversationMessage.status == SENT,
-            col(ConversationMessage.at) >= since,
+            col(ConversationMessage.at) >= info.last_inbound_at,
         )
     )
-    used += int((await session.exec(answers)).one())
-    return WeChatIdentityInfo(identity.address, True, since, used)
+    used = int((await session.exec(answers)).one())
+    return replace(info, cs_sent_since_inbound=info.cs_sent_since_inbound + used)
 
 
 async def _phone(
