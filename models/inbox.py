@@ -29,8 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, func, or_, text
-from sqlmodel import Field, SQLModel, col, select
+from sqlalchemy import func, or_, text
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import insert_ignore
@@ -38,8 +38,8 @@ from models.errors import Conflict, DomainError, InvalidInput, NotFound
 from models.ownership import owner_id
 from models.staff_queries import Scope
 from models.strict import bad_char
-from models.tables import Assistant, Member
-from models.types import UTCDateTime
+from models.tables.inbox import LIVE, Conversation, ConversationMessage
+from models.tables.members import Assistant, Member
 
 OPEN, ANSWERED, CLOSED = "open", "answered", "closed"
 STATUSES = (OPEN, ANSWERED, CLOSED)
@@ -47,66 +47,6 @@ MEMBER, ASSISTANT, BOT = "member", "assistant", "bot"
 SENT, FAILED = "sent", "failed"
 TEXT_MAX = 2000
 """Longest message kept (a longer one is cut; a reply longer than this is refused)."""
-_LIVE = "status <> 'closed'"
-
-
-def _at(nullable: bool = False):
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
-
-
-def _ref(target: str, nullable: bool = True, index: bool = True):
-    return Field(
-        default=None,
-        sa_column=Column(Integer, ForeignKey(target), nullable=nullable, index=index),
-    )
-
-
-class Conversation(SQLModel, table=True):
-    __tablename__ = "conversations"
-    __table_args__ = (
-        Index(
-            "uq_conversations_live_thread",
-            "thread_key",
-            unique=True,
-            postgresql_where=text(_LIVE),
-            sqlite_where=text(_LIVE),
-        ),
-        Index("ix_conversations_status_updated", "status", "updated_at"),
-    )
-    id: int | None = Field(default=None, primary_key=True)
-    thread_key: str = Field(sa_column=Column(String(80), nullable=False))
-    member_id: int | None = _ref("members.id")
-    channel: str = Field(max_length=10)
-    """Where the member last wrote from: wechat | sms | console."""
-    address: str = Field(max_length=64)
-    """The openid or phone number the member last wrote from."""
-    assistant_id: int | None = _ref("assistants.id")
-    """Who answers: the owning assistant; None → the store's managers."""
-    store_id: int | None = _ref("stores.id")
-    """The member's store; None (no member) → every store's managers."""
-    status: str = Field(default=OPEN, max_length=10)
-    opened_at: datetime = _at()
-    updated_at: datetime = _at()
-    """The last message's time (the inbox is sorted by it)."""
-    closed_at: datetime | None = _at(nullable=True)
-    closed_by: int | None = _ref("assistants.id", index=False)
-
-
-class ConversationMessage(SQLModel, table=True):
-    __tablename__ = "conversation_messages"
-    id: int | None = Field(default=None, primary_key=True)
-    conversation_id: int = _ref("conversations.id", nullable=False)
-    author: str = Field(max_length=10)
-    """member | assistant | bot"""
-    assistant_id: int | None = _ref("assistants.id", index=False)
-    """The assistant who wrote a reply."""
-    text: str = Field(sa_column=Column(Text, nullable=False))
-    at: datetime = _at()
-    channel: str = Field(max_length=10)
-    via: str | None = Field(default=None, max_length=20)
-    status: str | None = Field(default=None, max_length=10)
-    """A reply's delivery: sent | failed (None for what the member or the bot wrote)."""
-    error: str | None = Field(default=None, max_length=200)
 
 
 class NotYours(DomainError):
@@ -173,7 +113,7 @@ async def open_or_join(
             .values(thread_key=key, member_id=member.id if member else None, channel=channel,
                     address=address, assistant_id=assistant_id, store_id=store_id, status=OPEN,
                     opened_at=now, updated_at=now)
-            .on_conflict_do_nothing(index_elements=["thread_key"], index_where=text(_LIVE))
+            .on_conflict_do_nothing(index_elements=["thread_key"], index_where=text(LIVE))
         )  # fmt: skip
         opened = ((await session.exec(stmt)).rowcount or 0) > 0
         found = await live(session, key)

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from bot.app import create_app
 from bot.router import Intent, route
 from models.db import transaction
-from models.tables import Identity
+from models.tables.members import Identity
 from models.types import utcnow
 from tests.conftest import API_KEY
 from tests.fakes import (

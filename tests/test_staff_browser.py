@@ -23,7 +23,9 @@ from sqlmodel import select
 
 from bot.app import create_app
 from models.db import transaction
-from models.tables import Member, OutboxMessage
+from models.tables.inbox import Conversation, ConversationMessage
+from models.tables.members import Member
+from models.tables.outbox import OutboxMessage
 from tests.test_staff_console import seed
 
 CHROMIUM = "/usr/bin/chromium"
@@ -258,8 +260,8 @@ async def test_inbox_answer_and_close(page, base_url, sessions, settings):
     await expect(page).to_have_url(f"{base_url}/staff/inbox?closed=1")
     await expect(page.locator(".notice")).to_contain_text("咨询已结束")
     async with transaction(sessions) as s:
-        closed = await s.get(inbox.Conversation, conversation_id)
-        kept = list(await s.exec(select(inbox.ConversationMessage)))
+        closed = await s.get(Conversation, conversation_id)
+        kept = list(await s.exec(select(ConversationMessage)))
     assert closed.status == "closed"
     assert sorted((m.author, m.channel, m.status) for m in kept) == [
         ("assistant", "sms", "sent"),

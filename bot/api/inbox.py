@@ -11,7 +11,7 @@ member.
   [{"from": "member"|"assistant"|"bot", "text", "at", "channel", "status"?}]}]}`,
   last changed first; another `status` → 422.
 - `POST /api/inbox/{id}/reply` `{"text"}` → 202 `{"status": "sent"|"failed", "channel",
-  "via"}` (`scheduler.inbox_reply.answer`); 403 another assistant's conversation,
+  "via"}` (`scheduler.send.inbox_reply.answer`); 403 another assistant's conversation,
   404 unknown, 409 closed or no channel reaches the sender, 422 an empty or too long text.
 - `POST /api/inbox/{id}/close` → 200 `{"id", "status": "closed"}` (again: the same).
 """
@@ -35,7 +35,7 @@ from models.staff_queries import Scope
 from models.stores import authenticate_assistant
 from models.strict import row_id
 from models.types import utcnow
-from scheduler import inbox_reply
+from scheduler.send import inbox_reply
 
 routes = web.RouteTableDef()
 

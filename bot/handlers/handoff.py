@@ -24,8 +24,9 @@ from bot.conversation import Reply
 from bot.handlers.turn import Route, Turn
 from bot.router import Intent, Match
 from models import inbox
-from models.inbox import BOT, MEMBER, Conversation
-from models.tables import Assistant, Store
+from models.inbox import BOT, MEMBER
+from models.tables.inbox import Conversation
+from models.tables.members import Assistant, Store
 from scheduler.policy import is_allowed, next_allowed
 
 PASSIVE = "passive"

@@ -8,7 +8,6 @@ non-member gets just how to bind (WeChat) or join (SMS) — `not_member` — exc
 
 - anything unknown from a sender whose hand-off conversation is open joins it
   (`bot.handlers.handoff.join_open`): the person who answers reads it;
-
 - an openid waiting for its binding code is asked for the code (`bind_waiting`),
   not given the whole instruction again;
 - a resume word (接受) from an unbound openid with no stop on record is explained

@@ -5,7 +5,7 @@ reply box and a close button. The header's count of conversations waiting is
 
 Same rules as every console page (`console`: session, CSRF on POST); the same scope as
 `/api/inbox` — another assistant's conversation is 403, an unknown one 404. Phone
-numbers are masked; the answer goes out through `scheduler.inbox_reply.answer`, the
+numbers are masked; the answer goes out through `scheduler.send.inbox_reply.answer`, the
 API's own path.
 """
 
@@ -28,8 +28,8 @@ from models.staff_auth import SignedIn
 from models.stores import assistant_codes
 from models.strict import row_id
 from models.types import utcnow
-from scheduler import inbox_reply
-from scheduler.transports import mask_address
+from scheduler.send import inbox_reply
+from scheduler.send.transports import mask_address
 
 routes = web.RouteTableDef()
 FILTERS = (*inbox.STATUSES, "all")

@@ -34,21 +34,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models import inbox
 from models.db import transaction
 from models.errors import Conflict
-from models.inbox import (
-    ANSWERED,
-    ASSISTANT,
-    CLOSED,
-    FAILED,
-    SENT,
-    Conversation,
-    ConversationMessage,
-)
+from models.inbox import ANSWERED, ASSISTANT, CLOSED, FAILED, SENT
 from models.settings import Settings
 from models.staff_queries import Scope
-from models.tables import Identity, Member
+from models.tables.inbox import Conversation, ConversationMessage
+from models.tables.members import Identity, Member
 from scheduler.greeting_checks import wechat_identity
 from scheduler.policy import ChannelChoice, WeChatIdentityInfo, cs_window_open
-from scheduler.providers import (
+from scheduler.send.providers import (
     NOT_FOLLOWING,
     OUT_OF_WINDOW,
     SmsSender,
