@@ -60,7 +60,17 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.conversation import Inbound, Reply
-from bot.handlers import bind, card, consent, events, pending, points, rewards, vouchers
+from bot.handlers import (
+    bind,
+    card,
+    consent,
+    events,
+    handoff,
+    pending,
+    points,
+    rewards,
+    vouchers,
+)
 from bot.handlers import help as help_
 from bot.handlers.turn import Route, Turn
 from bot.quick import QuickPoints
@@ -83,12 +93,14 @@ log = logging.getLogger("memberbot.bot")
 
 ROUTES: dict[Intent, Route] = {
     r.intent: r
-    for module in (points, rewards, vouchers, card, consent, bind, help_)
+    for module in (points, rewards, vouchers, card, consent, bind, handoff, help_)
     for r in module.ROUTES
 }
 CONFIRMS = {**rewards.CONFIRMS, **card.CONFIRMS}
 READ_ONLY = frozenset({Intent.POINTS, Intent.VOUCHERS, Intent.HELP, Intent.UNKNOWN})
-"""Intents whose handlers change nothing: they need no lock on the sender."""
+"""Intents whose handlers need no lock on the sender: they change nothing, except that an
+unknown text joins the sender's open hand-off conversation (`bot.handlers.handoff`), an
+append that needs no lock."""
 ROUTES_KEPT = 1024
 """Routed texts remembered, up to 64 characters each (`Match` values are immutable)."""
 TOUCH_EVERY = timedelta(seconds=60)

@@ -57,6 +57,7 @@ class Intent(StrEnum):
     BIND = "bind"
     CODE = "code"
     UNKNOWN = "unknown"
+    HANDOFF = "handoff"
 
 
 # CONTRACT.md words first on each line; the rest are common variants members type.
@@ -79,6 +80,7 @@ KEYWORDS: dict[Intent, frozenset[str]] = {
     Intent.RESUME: frozenset({"接受", "订阅", "start", "unstop", "訂閱"}),
     Intent.HELP: frozenset({"帮助", "help", "info", "?", "菜单", "menu", "幫助"}),
     Intent.BIND: frozenset({"绑定", "bind", "绑定会员", "綁定"}),
+    Intent.HANDOFF: frozenset({"人工", "转人工", "人工客服", "agent"}),
 }
 
 # Keywords that take an argument, and so may be glued to it.

@@ -27,6 +27,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.errors import InvalidInput
+from models.staff_queries import Scope
 from models.stores import authenticate_assistant, get_assistant, hash_token
 from models.tables.members import Assistant
 from models.tables.staff import StaffSession
@@ -118,6 +119,11 @@ class SignedIn:
     @property
     def is_manager(self) -> bool:
         return self.role == MANAGER
+
+    @property
+    def scope(self) -> Scope:
+        """What this staff member may see (their members; a manager: the store's)."""
+        return Scope(self.assistant_id, self.store_id, self.is_manager)
 
 
 async def open_session(

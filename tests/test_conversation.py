@@ -831,6 +831,8 @@ SAMPLES: dict[str, dict] = {
     "resume_unbound": {},
     "welcome": {},
     "welcome_back": dict(name="N"),
+    "handoff_opened": dict(name="N", who="W", open_now=True, until="22:00", opens="", day="today"),
+    "handoff_joined": dict(who=None, open_now=False, until="", opens="10:00", day="tomorrow"),
 }
 
 

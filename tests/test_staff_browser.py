@@ -23,6 +23,8 @@ from sqlmodel import select
 
 from bot.app import create_app
 from models.db import transaction
+from models.tables.inbox import Conversation, ConversationMessage
+from models.tables.members import Member
 from models.tables.outbox import OutboxMessage
 from tests.test_staff_console import seed
 
@@ -216,3 +218,52 @@ async def test_manager_and_cards_pages_render_under_their_own_csp(
     icon = await page.request.get(f"{base_url}/favicon.ico")
     assert icon.status == 200
     assert icon.headers["content-type"].startswith("image/svg+xml")
+
+
+async def test_inbox_answer_and_close(page, base_url, sessions, settings):
+    """A member's question waits in the inbox (the header counts it); the assistant opens
+    the thread, answers in the reply box and closes the conversation. With no WeChat
+    window, the answer goes by SMS (the console sender records it)."""
+    from playwright.async_api import expect
+
+    from models import inbox
+    from models.types import utcnow
+
+    world = await seed(sessions, settings)
+    async with transaction(sessions) as s:
+        member = await s.get(Member, world.members["张三"])
+        conversation, _ = await inbox.open_or_join(
+            s, member=member, channel="sms", address=member.phone, now=utcnow()
+        )
+        inbox.add_message(s, conversation, author="member", text="这件大衣有没有L码",
+                          at=utcnow(), channel="sms")  # fmt: skip
+        conversation_id = conversation.id
+
+    await page.goto(f"{base_url}/staff/signin")
+    await page.fill("#secret", world.tokens["A001"])
+    await page.click("#signin")
+    await expect(page.locator("#inbox-count")).to_have_text("1")
+    await page.click("#nav-inbox")
+    await expect(page).to_have_url(f"{base_url}/staff/inbox")
+    await expect(page.locator("#conversations")).to_contain_text("张三")
+    await expect(page.locator("#conversations")).to_contain_text("+86138****8000")
+    await page.click(f"#conversation-{conversation_id} a")
+    await expect(page.locator("#thread")).to_contain_text("这件大衣有没有L码")
+    await expect(page.locator("#conversation-facts")).to_contain_text("+86138****8000")
+    await page.fill("#reply-text", "有的，给您留了一件L码")
+    await page.click("#reply-send")
+    await expect(page).to_have_url(f"{base_url}/staff/inbox/{conversation_id}?sent=sms")
+    await expect(page.locator(".notice")).to_contain_text("短信")
+    await expect(page.locator("#thread")).to_contain_text("有的，给您留了一件L码")
+    await expect(page.locator("#inbox-count")).to_have_count(0)
+    await page.click("#close")
+    await expect(page).to_have_url(f"{base_url}/staff/inbox?closed=1")
+    await expect(page.locator(".notice")).to_contain_text("咨询已结束")
+    async with transaction(sessions) as s:
+        closed = await s.get(Conversation, conversation_id)
+        kept = list(await s.exec(select(ConversationMessage)))
+    assert closed.status == "closed"
+    assert sorted((m.author, m.channel, m.status) for m in kept) == [
+        ("assistant", "sms", "sent"),
+        ("member", "sms", None),
+    ]

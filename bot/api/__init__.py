@@ -4,6 +4,7 @@
   wrapped by `common.operator`: `Authorization: Bearer <key>` checked against
   `settings.api.keys` before anything is read or written;
 - `greetings.py` — `POST /api/greetings`, authenticated by the assistant's own token;
+- `inbox.py` — `/api/inbox`: the hand-off conversations, by the assistant's token too;
 - `common.py` — what they share: the bearer credential, the JSON body, the operator
   check and the small request helpers;
 - `views.py` — the member view (CONTRACT.md "member view"), the JSON shape of a member.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.api import cards, greetings, members, purchases, stores
+from bot.api import cards, greetings, inbox, members, purchases, stores
 from bot.appkeys import LOYALTY, SETTINGS
 
 
@@ -25,5 +26,5 @@ def setup(app: web.Application) -> None:
     """Add the operator routes and the assistant-token route (POST /api/greetings).
     Needs `app[SETTINGS]` set."""
     app[LOYALTY] = app[SETTINGS].loyalty
-    for module in (stores, members, purchases, cards, greetings):
+    for module in (stores, members, purchases, cards, greetings, inbox):
         app.router.add_routes(module.routes)

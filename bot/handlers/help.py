@@ -6,6 +6,8 @@ an unbound WeChat user it starts with how to bind, for an SMS number that is no
 member with how to join. A member-only keyword (or anything unknown) from a
 non-member gets just how to bind (WeChat) or join (SMS) — `not_member` — except:
 
+- anything unknown from a sender whose hand-off conversation is open joins it
+  (`bot.handlers.handoff.join_open`): the person who answers reads it;
 - an openid waiting for its binding code is asked for the code (`bind_waiting`),
   not given the whole instruction again;
 - a resume word (接受) from an unbound openid with no stop on record is explained
@@ -17,7 +19,7 @@ non-member gets just how to bind (WeChat) or join (SMS) — `not_member` — exc
 from __future__ import annotations
 
 from bot.conversation import Reply
-from bot.handlers import bind
+from bot.handlers import bind, handoff
 from bot.handlers.turn import Route, Turn
 from bot.router import Intent, Match
 
@@ -46,6 +48,9 @@ async def help_(turn: Turn, match: Match) -> Reply:
 
 
 async def fallback(turn: Turn, match: Match) -> Reply:
+    joined = await handoff.join_open(turn)  # a text for the person already asked
+    if joined is not None:
+        return joined
     if turn.member is None:
         return await not_member(turn, match)
     return turn.reply("fallback", name=turn.member.name, wechat=turn.is_wechat)

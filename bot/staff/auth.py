@@ -34,7 +34,7 @@ from bot.appkeys import SESSIONS, SETTINGS
 from bot.edge import posted_form
 from bot.proxy import client_address
 from bot.staff.render import page, text
-from models import staff_auth, staff_lockout
+from models import inbox, staff_auth, staff_lockout
 from models.db import transaction
 from models.errors import DomainError
 from models.staff_auth import SignedIn
@@ -51,6 +51,8 @@ MAX_NEXT = 1000
 
 FORM = web.RequestKey("staff_form", MultiDictProxy)
 """The posted form of a console POST, read once by `console` (CSRF) and kept here."""
+INBOX_OPEN = web.RequestKey("staff_inbox_open", int)
+"""Conversations waiting for the signed-in staff's answer (the header's count)."""
 
 Page = Callable[[web.Request, SignedIn], Awaitable[web.StreamResponse]]
 
@@ -149,6 +151,7 @@ def staff_page(
         brand=brand(request),
         staff=staff,
         request_path=request.path_qs,
+        inbox_open=request.get(INBOX_OPEN, 0),
         **context,
     )
 
@@ -166,7 +169,10 @@ async def _signed_in(request: web.Request) -> SignedIn | None:
     if not raw:
         return None
     async with transaction(request.app[SESSIONS]) as session:
-        return await staff_auth.current(session, raw=raw, now=utcnow())
+        staff = await staff_auth.current(session, raw=raw, now=utcnow())
+        if staff is not None:
+            request[INBOX_OPEN] = await inbox.open_count(session, scope=staff.scope)
+        return staff
 
 
 def redirect(location: str) -> web.Response:

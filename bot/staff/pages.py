@@ -51,7 +51,7 @@ routes = web.RouteTableDef()
 
 
 def scope_of(staff: SignedIn) -> Scope:
-    return Scope(assistant_id=staff.assistant_id, store_id=staff.store_id, manager=staff.is_manager)
+    return staff.scope
 
 
 def _tx(request: web.Request):

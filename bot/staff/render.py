@@ -82,9 +82,11 @@ def page(
     status: int = 200,
     notice: str | None = None,
     error: str | None = None,
+    inbox_open: int = 0,
     **context: Any,
 ) -> web.Response:
-    """Render `template` as a complete HTML response."""
+    """Render `template` as a complete HTML response (`inbox_open`: the header's count of
+    conversations waiting for an answer)."""
     locale = pick_locale(locale)
     html = (
         environment()
@@ -97,6 +99,7 @@ def page(
             request_path=request_path,
             notice=notice,
             error=error,
+            inbox_open=inbox_open,
             **context,
         )
     )

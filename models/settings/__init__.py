@@ -34,6 +34,7 @@ from models.settings.sections import (
     ServerSettings,
     SmsSettings,
     StaffSettings,
+    StoreSettings,
     WeChatSettings,
 )
 
@@ -48,6 +49,7 @@ class Settings(Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     staff: StaffSettings = Field(default_factory=StaffSettings)
+    stores: StoreSettings = Field(default_factory=StoreSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     messaging: MessagingSettings = Field(default_factory=MessagingSettings)

@@ -230,6 +230,38 @@ class StaffSettings(Section):
 
 
 
+_HOURS = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")
+
+
+def _check_hours(value: str) -> str:
+    if not _HOURS.match(value.strip()):
+        raise ValueError(f"store hours {value!r}: expected HH:MM-HH:MM")
+    return value.strip()
+
+
+class StoreSettings(Section):
+    """When the stores' people answer: told to a member whose question is handed to a
+    person (the inbox, docs/staff-console.md "Inbox")."""
+
+    hours: str = "10:00-22:00"
+    """Opening hours, HH:MM-HH:MM brand time (end may be 24:00; start > end wraps)."""
+    hours_by_store: dict[str, str] = Field(default_factory=dict)
+    """A store's own hours by store code; the others keep `hours`."""
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: str) -> str:
+        return _check_hours(v)
+
+    @field_validator("hours_by_store")
+    @classmethod
+    def _by_store(cls, v: dict[str, str]) -> dict[str, str]:
+        return {code: _check_hours(hours) for code, hours in v.items()}
+
+    def hours_of(self, store_code: str | None) -> str:
+        return self.hours_by_store.get(store_code or "", self.hours)
+
+
 class KeywordSettings(Section):
     """A store's own member keywords per intent, added to CONTRACT.md's words.
 
@@ -247,3 +279,5 @@ class KeywordSettings(Section):
     resume: list[str] = Field(default_factory=list)
     help: list[str] = Field(default_factory=list)
     bind: list[str] = Field(default_factory=list)
+    handoff: list[str] = Field(default_factory=list)
+    """Words that hand the message to a person (the inbox), besides 人工 / 转人工 / AGENT."""

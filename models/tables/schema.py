@@ -10,6 +10,7 @@ from models.tables import (  # noqa: F401  (each module registers its tables)
     cards,
     conversation,
     inbound,
+    inbox,
     ledger,
     members,
     outbox,
