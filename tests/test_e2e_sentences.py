@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the e2e fixture `client` is imported from tests/test_e2e_webhooks.py)
 """End to end: members writing sentences, through the real webhooks (issue 12).
 
 Requests are built with wechatpy's and twilio's own code (tests/payloads.py) and go
@@ -76,7 +77,7 @@ async def test_pickup_day_in_words(client, mode, sentence, keyword):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("sentence", ["我没空去店里，卡寄给我吧", "can you mail the card to me instead"])
+@pytest.mark.parametrize("sentence", ["我没空去店里，卡寄给我吧", "can you mail the card instead"])
 async def test_mailing_instead_of_pickup(client, mode, sentence):
     await _card_ready(client)
     ask = await say(client, mode, sentence)
@@ -105,7 +106,8 @@ async def test_stop_in_plain_words_is_honoured_and_recorded(client, mode, senten
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
-    ("resume", "marker"), [("恢复接收消息吧", "恢复接收"), ("start texting me again", "Welcome back")]
+    ("resume", "marker"),
+    [("恢复接收消息吧", "恢复接收"), ("start texting me again", "Welcome back")],
 )
 async def test_resume_in_plain_words(client, mode, resume, marker):
     await say(client, mode, "不要再给我发消息了")
@@ -150,8 +152,9 @@ async def test_a_maybe_stop_answered_otherwise_changes_nothing(client, mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize(
     ("text", "marker"),
-    [("你好", "张三，您好"), ("谢谢", "不客气，张三"), ("好的", "好的，张三"), ("早上好", "张三，您好"),
-     ("👍", "好的，张三"), ("hi", "Hello 张三"), ("thanks!", "You're welcome, 张三")],
+    [("你好", "张三，您好"), ("谢谢", "不客气，张三"), ("好的", "好的，张三"),
+     ("早上好", "张三，您好"), ("👍", "好的，张三"), ("hi", "Hello 张三"),
+     ("thanks!", "You're welcome, 张三")],
 )  # fmt: skip
 async def test_small_talk_gets_a_short_friendly_answer_by_name(client, mode, text, marker):
     answer = await say(client, mode, text)

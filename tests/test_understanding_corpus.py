@@ -26,9 +26,10 @@ def test_the_corpus_is_big_enough_and_bilingual():
     langs = {r["lang"] for r in rows}
     assert langs == {"zh", "en"}
     intents = {r["intent"] for r in rows}
-    for needed in ("points", "redeem", "vouchers", "pickup", "mail", "stop", "resume", "help",
-                   "bind", "confirm", "smalltalk", "handoff", "unknown", "maybe_stop", "clarify"):  # fmt: skip
-        assert needed in intents
+    assert intents >= {
+        "points", "redeem", "vouchers", "pickup", "mail", "stop", "resume", "help", "bind",
+        "confirm", "smalltalk", "handoff", "unknown", "maybe_stop", "clarify",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(("path", "floor"), [(HELD_OUT, HELD_OUT_FLOOR), (TUNING, TUNING_FLOOR)])

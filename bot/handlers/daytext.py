@@ -30,16 +30,41 @@ import re
 from datetime import date, timedelta
 
 _RELATIVE = {
-    "今天": 0, "今日": 0, "今儿": 0, "today": 0,
-    "明天": 1, "明日": 1, "明儿": 1, "tomorrow": 1, "tmr": 1,
-    "后天": 2, "後天": 2, "day after tomorrow": 2, "the day after tomorrow": 2,
-    "大后天": 3, "大後天": 3,
+    "今天": 0,
+    "今日": 0,
+    "今儿": 0,
+    "today": 0,
+    "明天": 1,
+    "明日": 1,
+    "明儿": 1,
+    "tomorrow": 1,
+    "tmr": 1,
+    "后天": 2,
+    "後天": 2,
+    "day after tomorrow": 2,
+    "the day after tomorrow": 2,
+    "大后天": 3,
+    "大後天": 3,
 }
 _ZH_WEEKDAY = {"一": 0, "二": 1, "三": 2, "四": 3, "五": 4, "六": 5, "日": 6, "天": 6, "七": 6}
 _EN_WEEKDAY = {
-    "mon": 0, "monday": 0, "tue": 1, "tues": 1, "tuesday": 1, "wed": 2, "wednesday": 2,
-    "thu": 3, "thur": 3, "thurs": 3, "thursday": 3, "fri": 4, "friday": 4,
-    "sat": 5, "saturday": 5, "sun": 6, "sunday": 6,
+    "mon": 0,
+    "monday": 0,
+    "tue": 1,
+    "tues": 1,
+    "tuesday": 1,
+    "wed": 2,
+    "wednesday": 2,
+    "thu": 3,
+    "thur": 3,
+    "thurs": 3,
+    "thursday": 3,
+    "fri": 4,
+    "friday": 4,
+    "sat": 5,
+    "saturday": 5,
+    "sun": 6,
+    "sunday": 6,
 }
 _ZH_WEEKDAY_RE = re.compile(
     r"^(下下个?|下个?|这个?|本)?(?:周|星期|礼拜|禮拜|週)([一二三四五六日天七])$"

@@ -17,14 +17,18 @@ from bot.router import item_number
 from models.rules import Reward
 
 _ORDINAL = re.compile(
-    r"第\s*([0-9一二两三四五六七八九十]+)\s*(?:个|种|项|档|样)?|([0-9一二两三四五六七八九十]+)\s*号(?:礼品|奖品)?"
+    r"第\s*([0-9一二两三四五六七八九十]+)\s*(?:个|种|项|档|样)?"
+    r"|([0-9一二两三四五六七八九十]+)\s*号(?:礼品|奖品)?"
     r"|(?:number|no|#|item|option)\s*([0-9]+)|\b(first|second|third|fourth|fifth)\b"
-    r"|^(?:兑换|换|redeem)\s*([0-9]+)$|(?:兑换|换|redeem)\s*([0-9]{1,2})(?![0-9]|\s*(?:元|块|的|分|积分|points|yuan|rmb))"
+    r"|^(?:兑换|换|redeem)\s*([0-9]+)$|(?:兑换|换|redeem)\s*([0-9]{1,2})(?![0-9]|\s*(?:元|块|的|分"
+    r"|积分|points"
+    r"|yuan|rmb))"
 )
 _EN_ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
 _VALUE = re.compile(
     r"([0-9]+)\s*(?:元|块钱?|rmb|yuan|块的|元的|的)\s*(?:代金|优惠)?券?"
-    r"|([0-9]+)\s*(?:代金|优惠)?券|¥\s*([0-9]+)|([0-9]+)\s*(?:yuan |rmb |dollar )?(?:vouchers|coupon)"
+    r"|([0-9]+)\s*(?:代金|优惠)?券|¥\s*([0-9]+)|([0-9]+)\s*(?:yuan |rmb |dollar )?(?:vouchers"
+    r"|coupon)"
 )
 _COST = re.compile(r"([0-9]+)\s*(?:分|积分|points)")
 _PHONE = re.compile(r"(?:\+?86[\s-]?)?1[3-9][0-9](?:[\s-]?[0-9]{4}){2}")

@@ -46,13 +46,19 @@ _OUTRANKS = {
     Intent.BIND: (Intent.POINTS, Intent.HELP),
 }
 STRONG_HANDOFF = 4
-_QUESTION_ZH = re.compile(r"吗|么|呢|怎么|什么|为什么|多少|哪|几|能不能|可不可以|可以.+吗|有没有|是不是|想问|请问|请教")
+_QUESTION_ZH = re.compile(
+    r"吗|么|呢|怎么|什么|为什么|多少|哪|几|能不能|可不可以|可以.+吗|有没有"
+    r"|是不是|想问|请问|请教"
+)
 _QUESTION_EN = re.compile(
     r"^(?:what|how|when|where|why|who|which|can|could|do|does|is|are|will|would|should|may)\b|\?"
     r"|\bi (?:want|need|would like)\b|\bplease\b"
 )
 _SIMPLE_ARGS = {
-    Intent.REDEEM: re.compile(r"^(?:第\s*)?[0-9一二两三四五六七八九十]+\s*(?:个|号)?$|^(?:no|number|#)\s*[0-9]+$"),
+    Intent.REDEEM: re.compile(
+        r"^(?:第\s*)?[0-9一二两三四五六七八九十]+\s*(?:个|号)?$|^(?:no|number"
+        r"|#)\s*[0-9]+$"
+    ),
     Intent.PICKUP: re.compile(r"^[0-9]{1,4}[-/.][0-9]{1,2}(?:[-/.][0-9]{1,2})?$"),
     Intent.BIND: re.compile(r"^\+?[0-9][0-9 -]*$"),
 }

@@ -49,7 +49,10 @@ _RESUME_ZH = re.compile(
     r"|(?:打开|开通|开启)(?:推送|通知|消息)"
 )
 _NOT_RESUME_ZH = re.compile(r"(?:不|别|没)(?:要|想|用)?(?:恢复|订阅|重新|再次|继续)")
-_HOW_ZH = re.compile(r"(?:怎么|如何|怎样|咋)(?:才能|可以|能)?(?:退订|取消订阅|不接收|不收|关掉|停止)")
+_HOW_ZH = re.compile(
+    r"(?:怎么|如何|怎样|咋)(?:才能|可以|能)?(?:退订|取消订阅|不接收|不收|关掉"
+    r"|停止)"
+)
 _HOW_EN = re.compile(r"\bhow (?:do i|to|can i|can you|do you) (?:unsubscribe|stop|opt out|cancel)")
 _MAYBE_ZH = re.compile(
     rf"{_MSG_ZH}(?:太多|好多|很多|太频繁|好烦|很烦|真烦)|太多(?:了)?(?:的)?{_MSG_ZH}"
@@ -61,19 +64,23 @@ _MAYBE_ZH = re.compile(
 _STOP_EN = re.compile(
     r"\b(?:stop|quit|cease|end)(?: all)? (?:texting|messaging|sending|contacting|spamming|bothering"
     r"|emailing|the texts|the messages|your texts|your messages|these|those|all the|all|it now)"
-    r"|\bstop (?:the |these |your |all )?(?:texts|messages|promos?|promotions|notifications|spam|marketing)"
+    r"|\bstop (?:the |these |your |all )?(?:texts|messages|promos?|promotions|notifications|spam"
+    r"|marketing)"
     r"|\b(?:do not|never|no longer) (?:text|message|contact|spam|bother|send) (?:me|us|this number)"
-    r"|\b(?:do not|never) send (?:me )?(?:any )?(?:more )?(?:texts|messages|promos?|offers|ads|spam)"
+    r"|\b(?:do not|never) send (?:me )?(?:any )?(?:more )?(?:texts|messages|promos?|offers|ads"
+    r"|spam)"
     r"|\bno more (?:texts|messages|promos?|promotions|marketing|spam|offers|ads)"
     r"|\bunsubscribe|\bopt (?:me )?out|\boptout"
     r"|\b(?:remove|take|delete) (?:me|my number) (?:off|from)"
-    r"|\b(?:do not|no longer) want (?:to (?:get|receive) )?(?:any )?(?:more )?(?:of )?(?:your |these |those |the )?"
+    r"|\b(?:do not|no longer) want (?:to (?:get|receive) )?(?:any )?(?:more )?(?:of )?(?:your "
+    r"|these |those |the )?"
     r"(?:texts|messages|promos?|marketing|offers|ads)"
     r"|\b(?:i want|i would like|please|pls) to (?:stop|quit) (?:getting|receiving)"
     r"|\bstop (?:getting|receiving|sending)"
 )
 _NOT_STOP_EN = re.compile(
-    r"\b(?:do not|not|never|no need to|without) (?:unsubscribe|opt out|stop (?:the |sending|texting|"
+    r"\b(?:do not|not|never|no need to|without) (?:unsubscribe|opt out|stop (?:the |sending"
+    r"|texting|"
     r"messaging|messages|texts))"
     r"|\bnot (?:trying|going|asking) to (?:unsubscribe|stop|opt out)"
 )
@@ -101,7 +108,7 @@ _MAYBE_EN = re.compile(
 
 
 def consent(p: Prepared) -> str | None:
-    """"stop", "resume", "maybe_stop"; "negated" for a stop word said with a no
+    """ "stop", "resume", "maybe_stop"; "negated" for a stop word said with a no
     (不用退订: not a stop, and no question for a person either); None otherwise."""
     zh, en = p.zh, p.text
     if _HOW_ZH.search(zh) or _HOW_EN.search(en):

@@ -28,13 +28,17 @@ from dataclasses import dataclass
 ZH = "zh_CN"
 EN = "en"
 
-_TRADITIONAL = str.maketrans(dict(zip(
-    "積兌換領訂閱幫綁號週禮還發別訊們麼嗎給電話幾點個這裡會員選擇確認謝聯關過時間問題沒東買"
-    "賣貨碼價錢質態開門營業說請經應該對錯優惠劵寄獎勵張碼購訊息歡遞郵詢",
-    "积兑换领订阅帮绑号周礼还发别讯们么吗给电话几点个这里会员选择确认谢联关过时间问题没东买"
-    "卖货码价钱质态开门营业说请经应该对错优惠券寄奖励张码购讯息欢递邮询",
-    strict=True,
-)))
+_TRADITIONAL = str.maketrans(
+    dict(
+        zip(
+            "積兌換領訂閱幫綁號週禮還發別訊們麼嗎給電話幾點個這裡會員選擇確認謝聯關過時間問題沒東買"
+            "賣貨碼價錢質態開門營業說請經應該對錯優惠劵寄獎勵張碼購訊息歡遞郵詢",
+            "积兑换领订阅帮绑号周礼还发别讯们么吗给电话几点个这里会员选择确认谢联关过时间问题没东买"
+            "卖货码价钱质态开门营业说请经应该对错优惠券寄奖励张码购讯息欢递邮询",
+            strict=True,
+        )
+    )
+)
 _FIXES = (
     (re.compile(r"积份|机分|鸡分|绩分|基分|记分|积粉"), "积分"),
     (re.compile(r"对换|兑奂|兑唤|对唤|兑还"), "兑换"),
@@ -72,15 +76,39 @@ _EN_FIXES = (
 )
 # Pinyin abbreviations of the keywords (and two of small talk), only as a whole word.
 PINYIN = {
-    "jf": "积分", "cxjf": "查询积分", "cjf": "查积分", "dh": "兑换", "lk": "领卡",
-    "jk": "寄卡", "td": "退订", "bz": "帮助", "yhq": "优惠券", "djq": "代金券",
-    "wdq": "我的券", "bd": "绑定", "xx": "谢谢", "xxl": "谢谢啦", "nh": "你好",
-    "zs": "知道了", "hd": "好的", "ok": "好的",
+    "jf": "积分",
+    "cxjf": "查询积分",
+    "cjf": "查积分",
+    "dh": "兑换",
+    "lk": "领卡",
+    "jk": "寄卡",
+    "td": "退订",
+    "bz": "帮助",
+    "yhq": "优惠券",
+    "djq": "代金券",
+    "wdq": "我的券",
+    "bd": "绑定",
+    "xx": "谢谢",
+    "xxl": "谢谢啦",
+    "nh": "你好",
+    "zs": "知道了",
+    "hd": "好的",
+    "ok": "好的",
 }
 _EMOJI = {
-    "👍": " 好的 ", "👌": " 好的 ", "🙏": " 谢谢 ", "💐": " 谢谢 ", "👋": " 你好 ",
-    "🌹": " 谢谢 ", "❤": " 谢谢 ", "😊": " 好的 ", "🙂": " 好的 ", "🤝": " 好的 ",
-    "🌞": " 早上好 ", "☀": " 早上好 ", "🌙": " 晚安 ",
+    "👍": " 好的 ",
+    "👌": " 好的 ",
+    "🙏": " 谢谢 ",
+    "💐": " 谢谢 ",
+    "👋": " 你好 ",
+    "🌹": " 谢谢 ",
+    "❤": " 谢谢 ",
+    "😊": " 好的 ",
+    "🙂": " 好的 ",
+    "🤝": " 好的 ",
+    "🌞": " 早上好 ",
+    "☀": " 早上好 ",
+    "🌙": " 晚安 ",
 }
 _KEEP = set("+-/.:¥$%")
 _LETTER_WORD = re.compile(r"[a-z]{2,}")
@@ -102,7 +130,7 @@ def _cjk(ch: str) -> bool:
 
 
 def language(raw: str) -> str | None:
-    """"zh_CN", "en" or None (see the module docstring)."""
+    """ "zh_CN", "en" or None (see the module docstring)."""
     s = unicodedata.normalize("NFKC", raw or "").casefold()
     if any(_cjk(ch) for ch in s):
         return ZH
