@@ -83,6 +83,7 @@ from bot.handlers.choice import QUIET_KINDS
 from bot.handlers.turn import Route, Turn
 from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
+from bot.understand.cues import YES
 from bot.understand.reader import Reader
 from models import binding, identities, rawdb
 from models.clock import local_date
@@ -245,9 +246,10 @@ class MemberBot:
         if match.intent not in READ_ONLY:
             await _lock_sender(turn)
         row = await pending.current(turn)
-        if match.intent is Intent.CONFIRM:
+        live = row is not None and is_live(row, turn.now)
+        if match.intent is Intent.CONFIRM or (_says_yes(match) and live and row.kind in CONFIRMS):
             return await self._confirm(turn, row)
-        if row is not None and row.kind == CHOICE and is_live(row, turn.now):
+        if live and row.kind == CHOICE:
             chosen = choice.picked(row, match)
             if chosen is not None:
                 await _lock_sender(turn)
@@ -255,7 +257,7 @@ class MemberBot:
                 if chosen.lang:
                     turn.set_language(chosen.lang)
                 return await self._run(turn, chosen)
-        cancelled = row is not None and is_live(row, turn.now) and row.kind not in QUIET_KINDS
+        cancelled = live and row.kind not in QUIET_KINDS
         if row is not None:
             await pending.clear(turn, row)
         if match.intent is Intent.CODE:
@@ -308,6 +310,11 @@ class MemberBot:
                 text = render("bind_send_failed", turn.locale, brand=self._settings.brand.name)
                 return Reply(text, ("bind_code_failed",))
         return reply
+
+
+def _says_yes(match: Match) -> bool:
+    """ "好的", "可以", "👍", "sure": a yes to the question the bot just asked."""
+    return match.intent is Intent.SMALLTALK and match.args == YES
 
 
 # The statements of every message are built once (building one costs more CPU than

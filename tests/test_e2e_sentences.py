@@ -143,7 +143,7 @@ async def test_a_maybe_stop_is_asked_once_with_the_keyword_then_confirmed(client
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_maybe_stop_answered_otherwise_changes_nothing(client, mode):
     asked = await say(client, mode, "why do you keep texting me")
-    assert "reply STOP" in asked, asked
+    assert "reply STOP" in asked, asked  # asked in the language written in
     points = await say(client, mode, "积分")
     assert points.startswith("张三") or "当前积分" in points  # no "cancelled" note
     assert (await member(client))["stopped"] is False
@@ -177,3 +177,13 @@ async def test_numbered_options_in_english_answer_in_english(client, mode):
     asked = await say(client, mode, "my points and vouchers")
     assert "1. your points" in asked and "2. your vouchers" in asked, asked
     assert "Points: 3,500" in await say(client, mode, "1")
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("answer", "redeemed"), [("好的", True), ("👍", True), ("算了", False)])
+async def test_a_plain_yes_confirms_what_the_bot_asked(client, mode, answer, redeemed):
+    assert "确认用 3,000 分兑换" in await say(client, mode, "兑换 1")
+    reply = await say(client, mode, answer)
+    view = await member(client)
+    assert len(view["vouchers"]) == (1 if redeemed else 0), reply
+    assert ("兑换成功" in reply) is redeemed

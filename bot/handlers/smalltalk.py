@@ -1,6 +1,8 @@
 """Small talk (你好, 谢谢, 好的, 早上好, 👍, hi, thanks): a short friendly answer by name.
 
-`bot.understand` names the kind in `Match.args`: "greet", "thanks", "ok" or "bye".
+`bot.understand` names the kind in `Match.args`: "greet", "thanks", "bye", or "ok",
+"yes", "no" (one answer: "好的，张三！"; a "yes" while the bot waits for a confirmation
+confirms instead — `bot.bot`).
 Not the fallback and not a hand-off: nobody needs to answer a thank-you but the bot.
 A greeting from someone who is no member gets how to bind (WeChat) or join (SMS).
 """
@@ -12,7 +14,7 @@ from bot.handlers.help import not_member
 from bot.handlers.turn import Route, Turn
 from bot.router import Intent, Match
 
-KINDS = frozenset({"greet", "thanks", "ok", "bye"})
+KINDS = frozenset({"greet", "thanks", "ok", "bye", "yes", "no"})
 
 
 async def reply(turn: Turn, match: Match) -> Reply:

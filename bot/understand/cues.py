@@ -20,7 +20,10 @@ def _cues(*pairs: tuple[str, int]) -> tuple[Cue, ...]:
     return tuple((re.compile(p), w) for p, w in pairs)
 
 
-GREET, THANKS, OK, BYE = "greet", "thanks", "ok", "bye"
+GREET, THANKS, OK, BYE, YES, NO = "greet", "thanks", "ok", "bye", "yes", "no"
+"""Kinds of small talk. YES ("好的", "可以", "👍", "sure") also answers a question the bot
+asked (`bot.bot`: it confirms a pending redemption, mailing or stop); NO ("算了",
+"不用了", "never mind") and OK ("收到", "知道了", "got it") do not."""
 
 ZH: dict[Intent, tuple[Cue, ...]] = {
     Intent.POINTS: _cues(
@@ -123,7 +126,7 @@ ZH: dict[Intent, tuple[Cue, ...]] = {
         (r"谢谢|多谢|感谢|谢啦|辛苦|麻烦你了|太好了|棒|赞", 1),
         (
             r"^(?:好的?|嗯+|哦+|噢|收到|知道了|明白|了解|行|可以|好嘞|好滴|ok|好吧|没问题|没事|不用了"
-            r"|算了)+$",
+            r"|算了|是的?|对的?)+$",
             1,
         ),
         (r"再见|拜拜|晚安|回头见|下次见", 1),
@@ -270,5 +273,11 @@ SMALLTALK_KIND: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             r"\bgood (?:morning|afternoon|evening|day)\b|\bgreetings\b|\bare you there\b",
             GREET,
         ),
+        (
+            r"^(?:好的?|好吧|好嘞|好滴|可以|行|是的?|对的?|嗯+|没问题|ok|okay|sure|yes|yep|yeah"
+            r"|yes please)$",
+            YES,
+        ),
+        (r"不用了|算了|没事|不要了|\bnever ?mind\b|\bnvm\b|\bno thanks\b", NO),
     )
 )

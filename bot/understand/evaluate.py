@@ -31,6 +31,9 @@ DEFAULT_CATALOGUE: tuple[Reward, ...] = tuple(RewardRules().catalogue)
 """The default catalogue (1 = 3,000 points → a 300-yuan voucher), as the corpus assumes."""
 
 
+_ANSWER = {"yes": "ok", "no": "ok"}
+
+
 def load(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -54,8 +57,8 @@ def args_ok(match: Match, expected: dict) -> bool:
     if intent is Intent.BIND:
         digits = "".join(c for c in match.args if c.isdigit())
         return digits.removeprefix("86") == expected.get("phone", "")
-    if intent is Intent.SMALLTALK:
-        return "kind" not in expected or match.args == expected["kind"]
+    if intent is Intent.SMALLTALK:  # "yes" and "no" get the answer of "ok"
+        return "kind" not in expected or _ANSWER.get(match.args, match.args) == expected["kind"]
     if intent is Intent.CLARIFY:
         offered = {part.partition("=")[0] for part in match.args.split(";") if part}
         return offered == set(expected.get("options", ()))
