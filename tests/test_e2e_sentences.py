@@ -187,3 +187,10 @@ async def test_a_plain_yes_confirms_what_the_bot_asked(client, mode, answer, red
     view = await member(client)
     assert len(view["vouchers"]) == (1 if redeemed else 0), reply
     assert ("兑换成功" in reply) is redeemed
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_maybe_stop_from_a_stopped_member_asks_nothing(client, mode):
+    await say(client, mode, "TD")
+    assert "您已经退订了" in await say(client, mode, "你们短信太多了")
+    assert len((await member(client))["consent"]) == 1

@@ -10,7 +10,7 @@
   clear (短信太多了, 怎么退订, "why do you keep texting me") is never ignored: the
   member is asked once, naming the stop word. A member may also confirm with
   确认 / CONFIRM / YES (pending kind ``stop_ask``, `confirm_stop`); the stop is then
-  recorded with the sentence as its source.
+  recorded with the sentence as its source. A member already stopped is told so.
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ def picked(row: PendingAction, match: Match) -> Match | None:
 async def maybe_stop(turn: Turn, match: Match) -> Reply:
     if turn.member is None:
         return turn.reply("stop_ask", name=None, confirm=False)
+    if turn.member.stopped:  # nothing is sent to them already: say so, ask nothing
+        return turn.reply("stop_already")
     await pending.put(turn, kind=STOP_ASK, data={"text": match.text})
     return turn.reply("stop_ask", "stop_asked", name=turn.member.name, confirm=True)
 
