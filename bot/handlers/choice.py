@@ -22,7 +22,7 @@ from bot.handlers import consent, pending
 from bot.handlers.turn import Route, Turn
 from bot.router import Intent, Match
 from models.pending import CHOICE, STOP_ASK, payload
-from models.tables import PendingAction
+from models.tables.conversation import PendingAction
 
 QUIET_KINDS = frozenset({CHOICE, STOP_ASK})
 """Pending kinds dropped without a "cancelled" note when the member writes something else."""
