@@ -83,7 +83,6 @@ from bot.handlers.choice import QUIET_KINDS
 from bot.handlers.turn import Route, Turn
 from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
-from bot.understand.cues import YES
 from bot.understand.reader import Reader
 from models import binding, identities, rawdb
 from models.clock import local_date
@@ -248,7 +247,8 @@ class MemberBot:
             await _lock_sender(turn)
         row = await pending.current(turn)
         live = row is not None and is_live(row, turn.now)
-        if match.intent is Intent.CONFIRM or (_says_yes(match) and live and row.kind in CONFIRMS):
+        yes = choice.says_yes(match) and live and row.kind in CONFIRMS
+        if match.intent is Intent.CONFIRM or yes:
             return await self._confirm(turn, row)
         if live and row.kind == CHOICE:
             chosen = choice.picked(row, match)
@@ -311,11 +311,6 @@ class MemberBot:
                 text = render("bind_send_failed", turn.locale, brand=self._settings.brand.name)
                 return Reply(text, ("bind_code_failed",))
         return reply
-
-
-def _says_yes(match: Match) -> bool:
-    """ "好的", "可以", "👍", "sure": a yes to the question the bot just asked."""
-    return match.intent is Intent.SMALLTALK and match.args == YES
 
 
 # The statements of every message are built once (building one costs more CPU than

@@ -21,6 +21,7 @@ from bot.conversation import Reply
 from bot.handlers import consent, pending
 from bot.handlers.turn import Route, Turn
 from bot.router import Intent, Match
+from bot.understand.cues import YES
 from models.pending import CHOICE, STOP_ASK, payload
 from models.tables.conversation import PendingAction
 
@@ -45,6 +46,12 @@ async def clarify(turn: Turn, match: Match) -> Reply:
     return turn.reply(
         "clarify", "choice_pending", options=[o[0] for o in options], name=turn.member.name
     )
+
+
+def says_yes(match: Match) -> bool:
+    """ "好的", "可以", "👍", "sure": a yes to the question the bot just asked (`bot.bot`
+    then confirms the pending redemption, mailing or stop, as 确认 would)."""
+    return match.intent is Intent.SMALLTALK and match.args == YES
 
 
 def picked(row: PendingAction, match: Match) -> Match | None:
