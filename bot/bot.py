@@ -17,14 +17,21 @@ changes:
    within a minute cost no write. A stamp up to a
    minute old closes the window up to a minute early and counts customer-service
    messages from a little earlier against its 5-message cap: both on the safe side;
-2. choose the reply language — the member's locale, else the brand's;
-3. route the text (`bot.router`) or the event (`bot.handlers.events`);
+2. choose the reply language — the member's locale, else the language the message
+   is written in (`bot.router.Match.lang`), else the brand's;
+3. route the text (`bot.router`) or the event (`bot.handlers.events`); a text no
+   keyword matches — or a keyword whose argument is a sentence — is understood as a
+   sentence (`bot.understand`: the same intents and arguments, plus small talk,
+   hand-off, numbered options and the stop question);
 4. settle the sender's pending confirmation (`bot.handlers.pending`):
    - 确认/CONFIRM/YES carries it out when still inside its 10 minutes, else
      answers that it lapsed and nothing was done;
+   - a number answering numbered options (kind ``choice``) picks one
+     (`bot.handlers.choice`);
    - anything else — a stop word too (stop words always mean stop) — cancels it,
      is handled normally, and the answer starts with a one-line "cancelled" note
-     (unless that message itself made a new request);
+     (unless that message itself made a new request, or the pending action was
+     only a question: numbered options, the stop question);
 5. dispatch to the handler of the intent (`ROUTES` of each handler module); a
    member-only intent from a non-member gets how to bind (WeChat) or join (SMS).
 
@@ -51,7 +58,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 
 from sqlalchemy import and_, bindparam, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -63,25 +69,29 @@ from bot.conversation import Inbound, Reply
 from bot.handlers import (
     bind,
     card,
+    choice,
     consent,
     events,
     handoff,
     pending,
     points,
     rewards,
+    smalltalk,
     vouchers,
 )
 from bot.handlers import help as help_
+from bot.handlers.choice import QUIET_KINDS
 from bot.handlers.turn import Route, Turn
 from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
+from bot.understand.reader import Reader
 from models import binding, identities, rawdb
 from models.clock import local_date
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import InvalidInput
 from models.locale_format import pick_locale
 from models.members import get_member_by_phone
-from models.pending import in_window, is_live
+from models.pending import CHOICE, in_window, is_live
 from models.phone import mask_phone
 from models.settings import Settings
 from models.tables.conversation import PendingAction
@@ -93,16 +103,34 @@ log = logging.getLogger("memberbot.bot")
 
 ROUTES: dict[Intent, Route] = {
     r.intent: r
-    for module in (points, rewards, vouchers, card, consent, bind, handoff, help_)
+    for module in (
+        points,
+        rewards,
+        vouchers,
+        card,
+        consent,
+        bind,
+        handoff,
+        help_,
+        smalltalk,
+        choice,
+    )
     for r in module.ROUTES
 }
-CONFIRMS = {**rewards.CONFIRMS, **card.CONFIRMS}
-READ_ONLY = frozenset({Intent.POINTS, Intent.VOUCHERS, Intent.HELP, Intent.UNKNOWN})
+CONFIRMS = {**rewards.CONFIRMS, **card.CONFIRMS, **choice.CONFIRMS}
+READ_ONLY = frozenset(
+    {Intent.POINTS, Intent.VOUCHERS, Intent.HELP, Intent.UNKNOWN, Intent.SMALLTALK}
+)
 """Intents whose handlers need no lock on the sender: they change nothing, except that an
 unknown text joins the sender's open hand-off conversation (`bot.handlers.handoff`), an
 append that needs no lock."""
-ROUTES_KEPT = 1024
-"""Routed texts remembered, up to 64 characters each (`Match` values are immutable)."""
+ANSWERED_IN_A_CHAT = frozenset(
+    {Intent.POINTS, Intent.VOUCHERS, Intent.HELP, Intent.STOP, Intent.RESUME,
+     Intent.MAYBE_STOP, Intent.BIND, Intent.CODE, Intent.CONFIRM}
+)  # fmt: skip
+"""While the member has a live conversation with their assistant (`bot.handlers.handoff`),
+a sentence of another meaning ("好的，周六去拿", "谢谢") is part of that conversation and
+joins it; these the bot still answers itself. A keyword is always the bot's."""
 TOUCH_EVERY = timedelta(seconds=60)
 """How old `Identity.last_inbound_at` may get before a message rewrites it."""
 
@@ -129,9 +157,7 @@ class MemberBot:
         self._sessions = sessions
         self._sms = sms_sender
         self._clock = clock
-        self._router = Router(settings.keywords.model_dump())
-        self._route = lru_cache(maxsize=ROUTES_KEPT)(self._router.route)
-        """`Router.route` is a pure function of the text: members send the same few words."""
+        self._reader = Reader(Router(settings.keywords.model_dump()), self._rules.rewards.catalogue)
         self._touch_every = touch_every
         engine = sessions.kw.get("bind")
         raw = rawdb.for_engine(engine) if quick and engine is not None else None
@@ -143,17 +169,13 @@ class MemberBot:
     async def handle(self, inbound: Inbound) -> Reply:
         now = self._clock()
         match = None if inbound.event else self._match(inbound.text)
-        if (
-            self._quick is not None
-            and match is not None
-            and match.intent is Intent.POINTS
-            and inbound.channel == "wechat"
-        ):
+        quick = self._quick is not None and match is not None and inbound.channel == "wechat"
+        if quick and self._quick_answers(match):
             reply = await self._quick.answer(inbound.sender, now)
             if reply is not None:
                 return reply
         async with transaction(self._sessions) as session:
-            turn = await self._open_turn(session, inbound, now)
+            turn = await self._open_turn(session, inbound, now, match.lang if match else None)
             if match is None:
                 if inbound.event.casefold() != "click":  # follow / unfollow change the identity
                     await _lock_sender(turn)
@@ -171,12 +193,20 @@ class MemberBot:
         same time changes nothing twice."""
         if self._quick is None or inbound.event or inbound.channel != "wechat":
             return None
-        if self._match(inbound.text).intent is not Intent.POINTS:
+        if not self._quick_answers(self._match(inbound.text)):
             return None
         return await self._quick.answer(inbound.sender, self._clock(), unseen=key)
 
+    def _quick_answers(self, match: Match) -> bool:
+        """The quick path answers "积分" in the member's or the brand's language: a
+        balance asked in another language ("POINTS" on a Chinese brand) takes the
+        normal path, which also weighs the language of the message."""
+        return match.intent is Intent.POINTS and (
+            match.lang is None or match.lang == pick_locale(self._settings.brand.locale)
+        )
+
     def _match(self, text: str) -> Match:
-        return self._route(text) if len(text) <= 64 else self._router.route(text)
+        return self._reader.read(text)
 
     async def settle(self) -> None:
         """Wait until the writes made behind quick answers (stamps) are committed."""
@@ -185,7 +215,9 @@ class MemberBot:
 
     # ------------------------------------------------------------------ who is writing
 
-    async def _open_turn(self, session: AsyncSession, inbound: Inbound, now: datetime) -> Turn:
+    async def _open_turn(
+        self, session: AsyncSession, inbound: Inbound, now: datetime, wrote_in: str | None = None
+    ) -> Turn:
         identity: Identity | None = None
         member: Member | None = None
         row: PendingAction | None = None
@@ -219,7 +251,8 @@ class MemberBot:
             inbound=inbound,
             now=now,
             today=local_date(now, brand.tz),
-            locale=pick_locale(member.locale if member else None, brand.locale),
+            locale=pick_locale(member.locale if member else None, wrote_in, brand.locale),
+            wrote_in=wrote_in,
             member=member,
             identity=identity,
             pending=row,
@@ -232,9 +265,19 @@ class MemberBot:
         if match.intent not in READ_ONLY:
             await _lock_sender(turn)
         row = await pending.current(turn)
-        if match.intent is Intent.CONFIRM:
+        live = row is not None and is_live(row, turn.now)
+        yes = choice.says_yes(match) and live and row.kind in CONFIRMS
+        if match.intent is Intent.CONFIRM or yes:
             return await self._confirm(turn, row)
-        cancelled = row is not None and is_live(row, turn.now)
+        if live and row.kind == CHOICE:
+            chosen = choice.picked(row, match)
+            if chosen is not None:
+                await _lock_sender(turn)
+                await pending.clear(turn, row)
+                if chosen.lang:
+                    turn.set_language(chosen.lang)
+                return await self._run(turn, chosen)
+        cancelled = live and row.kind not in QUIET_KINDS
         if row is not None:
             await pending.clear(turn, row)
         if match.intent is Intent.CODE:
@@ -249,6 +292,10 @@ class MemberBot:
         return reply
 
     async def _run(self, turn: Turn, match: Match) -> Reply:
+        if match.sentence and match.intent not in ANSWERED_IN_A_CHAT:
+            joined = await handoff.join_open(turn)  # the person the member is talking to
+            if joined is not None:
+                return joined
         entry = ROUTES[match.intent] if match.intent in ROUTES else ROUTES[Intent.UNKNOWN]
         if entry.needs_member and turn.member is None:
             return await help_.not_member(turn, match)
@@ -339,7 +386,7 @@ async def _lock_sender(turn: Turn) -> None:
     identity, member, row = (await turn.session.exec(_SENDER_LOCKED, params=params)).one()
     turn.sender_locked = True
     turn.identity, turn.member, turn.pending, turn.pending_read = identity, member, row, True
-    turn.locale = pick_locale(member.locale if member else None, turn.settings.brand.locale)
+    turn.set_language(turn.wrote_in)
 
 
 _ADDRESS_LOCK = text("SELECT pg_advisory_xact_lock(:ns, hashtext(:address))")

@@ -57,7 +57,15 @@ class Intent(StrEnum):
     BIND = "bind"
     CODE = "code"
     UNKNOWN = "unknown"
+    # Understood in sentences (`bot.understand`); HANDOFF also has the words 人工 / AGENT:
     HANDOFF = "handoff"
+    """Only a person can answer it (stock, sizes, returns, complaints, "王芳在吗")."""
+    SMALLTALK = "smalltalk"
+    """Greetings, thanks, ok, goodbye; `args` names which ("greet", "thanks", …)."""
+    CLARIFY = "clarify"
+    """Two close meanings: ask with numbered options (`args`: "points,vouchers")."""
+    MAYBE_STOP = "maybe_stop"
+    """Might be a stop but is not clear: ask once, with the stop word."""
 
 
 # CONTRACT.md words first on each line; the rest are common variants members type.
@@ -128,6 +136,11 @@ class Match:
     """What followed the keyword, normalised ("1", "周六", "+8613800138000")."""
     text: str = ""
     """The whole normalised message."""
+    lang: str | None = None
+    """The language the message is written in ("zh_CN", "en"), None when it does not
+    show (digits, "JF", an emoji); see `bot.understand.language`."""
+    sentence: bool = False
+    """Understood from a sentence (`bot.understand`), not matched as a keyword."""
 
 
 # Polite wrappers around a stop word that still mean stop ("我要退订", "回复TD退订", "stop please").

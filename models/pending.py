@@ -28,6 +28,10 @@ from models.tables.conversation import PendingAction
 
 REDEEM = "redeem"
 MAIL_CARD = "mail_card"
+CHOICE = "choice"
+"""Numbered options offered for a sentence with two close meanings; the next message picks."""
+STOP_ASK = "stop_ask"
+"""A sentence that might be a stop was asked about; 确认 / CONFIRM / YES stops."""
 
 
 def is_live(row: PendingAction, now: datetime) -> bool:

@@ -344,7 +344,7 @@ async def test_stop_during_a_pending_redemption_stops_and_cancels(bot, settings,
 
 
 async def test_stop_is_recorded_once_with_its_channel(bot, sessions, store, clock):
-    member = await add_member(sessions, store)
+    member = await add_member(sessions, store, locale="zh_CN")  # "STOP" then answers in Chinese
     first = await bot.handle(sms_in("退订"))
     clock.advance(minutes=1)
     second = await bot.handle(sms_in("STOP"))
@@ -364,7 +364,7 @@ async def test_stopped_member_still_gets_answers(bot, settings, sessions, store)
 
 
 async def test_resume(bot, sessions, store):
-    await add_member(sessions, store)
+    await add_member(sessions, store, locale="zh_CN")
     await say(bot, "不接受")
     reply = await bot.handle(sms_in("接受"))
     assert reply.effects == ("resumed",)
@@ -385,8 +385,10 @@ async def test_stop_from_wechat_is_recorded_as_wechat(bot, sessions, store):
 
 async def test_stop_from_a_non_member_number_is_confirmed_and_kept_by_address(bot, sessions):
     reply = await bot.handle(sms_in("STOP", sender=OTHER_PHONE))
-    assert reply.text and "不会主动给这个号码发送消息" in reply.text
+    assert reply.text and "we will not send messages to this address" in reply.text  # English
     assert await count(sessions, ConsentEvent) == 1  # no member yet: kept by address
+    reply = await bot.handle(sms_in("退订", sender="+8613700137000"))
+    assert reply.text and "不会主动给这个号码发送消息" in reply.text
 
 
 # --------------------------------------------------------------------------- vouchers
@@ -467,7 +469,7 @@ async def test_card_pickup_asks_for_a_day_then_records_it(bot, settings, session
 
 
 async def test_card_pickup_refuses_past_invalid_and_far_days(bot, settings, sessions, store):
-    member = await add_member(sessions, store)
+    member = await add_member(sessions, store, locale="zh_CN")
     app_id = await _card(settings, sessions, member)
     assert "已经过去了" in await say(bot, "领卡 11-20")
     assert "没看懂“someday”" in await say(bot, "pickup someday")
@@ -492,7 +494,7 @@ async def test_card_mail_shows_masked_address_then_mails(bot, settings, sessions
 
 
 async def test_card_mail_without_address(bot, settings, sessions, store):
-    member = await add_member(sessions, store)
+    member = await add_member(sessions, store, locale="zh_CN")
     await _card(settings, sessions, member)
     assert "还没有您的邮寄地址" in await say(bot, "MAIL")
     assert await count(sessions, PendingAction) == 0
@@ -694,13 +696,14 @@ async def test_help_and_fallback_in_both_locales(
     await add_member(sessions, store, locale=locale)
     for word in ("帮助", "HELP", "info", "?", "？"):
         assert help_text in await say(bot, word)
-    for text in ("你好", "what's up", "", "🙂"):
+    for text in ("啊啊啊", "zzz", "", "🦖"):
         assert fallback_text in await say(bot, text)
 
 
 async def test_non_member_sms_gets_how_to_join(bot):
-    for text in ("积分", "兑换 1", "券", "领卡", "帮助", "hello"):
+    for text in ("积分", "兑换 1", "券", "领卡", "帮助", "你好"):
         assert "还不是我们的会员" in await say(bot, text, sender=OTHER_PHONE)
+    assert "not a member yet" in await say(bot, "hello", sender=OTHER_PHONE)  # in English
 
 
 async def test_brand_locale_en_for_non_members(make_settings, sessions, sms, clock):
@@ -723,7 +726,7 @@ async def test_brand_locale_en_for_non_members(make_settings, sessions, sms, clo
     ],
 )
 async def test_each_keyword_reaches_its_handler(bot, sessions, store, word, marker):
-    await add_member(sessions, store)
+    await add_member(sessions, store, locale="zh_CN")  # the member's language, whatever they write
     assert marker in await say(bot, word)
 
 
@@ -833,6 +836,9 @@ SAMPLES: dict[str, dict] = {
     "welcome_back": dict(name="N"),
     "handoff_opened": dict(name="N", who="W", open_now=True, until="22:00", opens="", day="today"),
     "handoff_joined": dict(who=None, open_now=False, until="", opens="10:00", day="tomorrow"),
+    "smalltalk": dict(kind="thanks", name="N"),
+    "clarify": dict(options=["points", "vouchers"], name="N"),
+    "stop_ask": dict(name="N", confirm=True),
 }
 
 

@@ -225,7 +225,7 @@ async def test_close_then_a_new_conversation(shop):
     assert (await shop.reply("A001", c["id"], expect=409))["error"]
     assert [x["id"] for x in await shop.inbox("A001", "closed")] == [c["id"]]
     # an unknown text no longer joins anything: the usual help
-    assert "没看懂" in await shop.say("还有M码吗")
+    assert "没看懂" in await shop.say("啊嗯哦")
     await shop.say("人工")
     opened = await shop.inbox("A001", "open")
     assert len(opened) == 1 and opened[0]["id"] != c["id"]

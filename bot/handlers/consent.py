@@ -4,6 +4,8 @@ DOMAIN.md §7 rule 6: "if this message disturbs you, reply 不接受").
 - A stop applies at once to every proactive message on every channel of the
   member: it is the member's flag plus an entry in the consent history
   (`models.consent.stop`, recorded with the time, the channel and the words).
+- A stop or resume said in a sentence (以后别给我发短信了, "please stop texting me")
+  is the same, recorded with the source "sentence: <the sentence>".
 - It is confirmed once. A second stop records nothing and gets a one-line
   "you are already unsubscribed" — an answer to the member's own message.
 - A stopped member still gets answers to whatever they ask.
@@ -25,7 +27,9 @@ from models import consent
 
 
 def _source(match: Match) -> str:
-    return f"keyword: {match.text}"
+    """How the consent history names what the member sent: the keyword, or the
+    sentence understood as one (`bot.understand`)."""
+    return f"{'sentence' if match.sentence else 'keyword'}: {match.text}"
 
 
 async def stop(turn: Turn, match: Match) -> Reply:

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.conversation import Inbound, Reply
 from bot.router import Intent, Match
-from models.locale_format import local_name
+from models.locale_format import local_name, pick_locale
 from models.rules import LoyaltyRules, Reward
 from models.tables.conversation import PendingAction
 from models.tables.members import Identity, Member, Store
@@ -67,6 +67,9 @@ class Turn:
     outgoing: list[OutgoingSms] = field(default_factory=list)
     pending_created: bool = False
     """Set by a handler that stored a new pending action (so no "cancelled" note is added)."""
+    wrote_in: str | None = None
+    """The language the message is written in (`bot.router.Match.lang`): the reply's
+    language when the member has none set."""
 
     @property
     def channel(self) -> str:
@@ -84,6 +87,12 @@ class Turn:
     def actor(self) -> str:
         """How card events and consent records name a change the member made."""
         return f"member:{self.inbound.channel}"
+
+    def set_language(self, wrote_in: str | None) -> None:
+        """The reply's language: the member's, else the message's, else the brand's."""
+        self.wrote_in = wrote_in
+        member_locale = self.member.locale if self.member else None
+        self.locale = pick_locale(member_locale, wrote_in, self.settings.brand.locale)
 
     def text(self, template: str, /, **ctx) -> str:
         return render(template, self.locale, brand=self.settings.brand.name, **ctx)
