@@ -41,7 +41,7 @@ from jinja2 import TemplateError
 from models.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
 from models.locale_format import format_money
 from models.settings.lexicon import Lexicon, Words, normalize
-from scheduler import render
+from scheduler import meaning, render
 from scheduler.lexicon import compact, exempt_spans, hits, may_hit
 from scheduler.text import finish
 
@@ -77,6 +77,8 @@ def _content_violations(
     the exempt spans are looked up only then: most texts need neither.
     """
     spec = kind_spec(kind)
+    if spec.is_greeting:
+        exempt = tuple(exempt)  # read twice: the word rules and the meaning rules
     compacted = compact(norm)
     spans: list[tuple[int, int]] | None = None
     cls = spec.message_class
@@ -103,7 +105,22 @@ def _content_violations(
         flag("product_in_seasonal", lexicon.products, "product")
     if kind == "dormant":
         flag("prying_in_dormant", lexicon.prying, "prying question")
+    if spec.is_greeting:
+        out.extend(_meaning_violations(kind, norm, lexicon, exempt, {v.rule for v in out}))
     return out
+
+
+def _meaning_violations(
+    kind: str, norm: str, lexicon: Lexicon, exempt: Iterable[str], found: set[str]
+) -> Iterator[Violation]:
+    """The greeting rules judged by meaning (`scheduler.meaning`): a promotion or, in a
+    ``dormant`` text, prying said without the lexicon's words. A rule the words already
+    broke is not named twice."""
+    phrases = chain(STOP_HINTS.values(), exempt)
+    for f in meaning.findings(norm, phrases, lexicon.allow, prying=kind == "dormant"):
+        rule = "prying_in_dormant" if f.concept == "prying" else "promotion_in_greeting"
+        if rule not in found:
+            yield Violation(rule, f'{f.what} "{f.phrase}" in a greeting ({kind})')
 
 
 def _signature_line(norm: str, hint: str) -> str:
