@@ -5,12 +5,12 @@
 
 | rule | applies to | what it catches |
 |---|---|---|
-| ``promotion_in_greeting`` | greetings | promotion or new-arrival words (§7.1) |
+| ``promotion_in_greeting`` | greetings | promotion or new-arrival words (§7.1), or meaning |
 | ``promotion_in_service_notice`` | service notices | promotion, new-arrival words |
 | ``promotion_in_care`` | care | promotion words (care carries care tips only) |
 | ``new_arrivals_in_care`` | care but ``care_d30`` | new-arrival words (§6: only day 30) |
 | ``product_in_seasonal`` | ``seasonal`` | product names (§7.3) |
-| ``prying_in_dormant`` | ``dormant`` | asking whether something happened (§7.4) |
+| ``prying_in_dormant`` | ``dormant`` | asking whether something happened (§7.4), words or meaning |
 | ``missing_signature`` | greetings, care | last line lacks the store / assistant name (§7.2) |
 | ``missing_stop_hint`` | every kind | the locale's stop hint is absent (§7.6) |
 
@@ -21,6 +21,11 @@ that come from the member's own record — store, assistant, member and reward
 names, the items bought (`scheduler.render.DATA_FIELDS`): a bought "新款大衣" is
 not a new-arrival push, and the next reward "300元代金券" is what DOMAIN.md §2
 asks the points notice to name. An assistant's ``note`` is never exempt.
+
+Greetings are also judged by what they mean (`scheduler.meaning`, docs/greeting-rules.md):
+an invitation to come and shop, arrivals, store events, items held, prices, benefits,
+points for gifts — and, in a ``dormant`` text, asking why the member stayed away —
+under the same two rule names, with the member-record values masked.
 
 The same checks run on template sources at start-up (`lint_all`, ``memberbot
 lint``) and on every rendered message before it is queued (`render_checked`).
