@@ -36,8 +36,9 @@ grievance. Negated visits (没来店里, haven't been in) are not invitations.
 the first promotion `Finding` (concept, the matched text) and, for a ``dormant`` text,
 the first prying one (`judge`), in the normalised text with the member-record values,
 stop hints and the lexicon's ``allow`` phrases replaced by `MASK` (`mask`): a store
-called "新品汇" or the hint "Reply STOP" is no finding. Results are cached per distinct masked text: the planner's greetings
-differ only in the values masked, so a festival day judges a handful of texts.
+called "新品汇" or the hint "Reply STOP" is no finding. Results are cached per distinct
+masked text: the planner's greetings differ only in the values masked, so a festival
+day judges a handful of texts.
 Deterministic, local, no model.
 """
 
