@@ -185,12 +185,17 @@ _PRYING = _Index.of(("prying",))
 
 
 def mask(norm: str, phrases: Iterable[str]) -> str:
-    """`norm` with every occurrence of the (normalised) `phrases` replaced by `MASK`.
+    """Normalised text `norm` with every occurrence of `phrases` replaced by `MASK`.
 
-    Phrases under two characters are left alone (a one-character name would blank
-    out a word)."""
-    for p in phrases:
-        if len(p) >= 2 and p in norm:
+    A phrase is looked for as given, then normalised (`normalize`: most names are
+    already in normal form, so the planner rarely normalises one). Phrases under two
+    characters are left alone (a one-character name would blank out a word)."""
+    for p in dict.fromkeys(phrases):
+        if p not in norm:
+            p = normalize(p).strip()
+            if p not in norm:
+                continue
+        if len(p) >= 2:
             norm = norm.replace(p, MASK)
     return norm
 
@@ -217,7 +222,7 @@ def findings(
 ) -> tuple[Finding, ...]:
     """`judge` of normalised text `norm` with `phrases` (member-record values, stop hints)
     and the lexicon's `allow` phrases masked; what `scheduler.message_rules` asks."""
-    return _judged(mask(norm, (normalize(p).strip() for p in phrases)), allow, prying)
+    return _judged(mask(norm, phrases), allow, prying)
 
 
 @lru_cache(maxsize=4096)
