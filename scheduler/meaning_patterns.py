@@ -57,13 +57,17 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"欢迎(?:您|你|大家)?(?:和\w{1,4})?(?:再|常|随时|有空|多)?"
         + alt(*w("来 过来 回来 光临 莅临 到 回 选购 试穿 参加 报名 预约")),
         r"(?:敬请|恭候|期待您的?)(?:光临|莅临|到来)",
+        # 随时过来, 有空再来 — not 随时联系
+        r"(?:随时|有空|得空|抽空|有时间|方便的话|改天)(?:再|就)?(?:过来|来|回来)(?!了|电|信)",
         r"(?:我们|店里)?(?:等您|等你)(?:来|过来|哦|呀|$|[,.!。])",
         # pop in, come by — not "come in handy"
         r"\b(?:come|pop|drop|swing|stop|nip|head|call)(?: on)? "
         r"(?:in|by|over|round|around|down|along)\b(?! handy)",
         r"\bcome (?:and |to )?"
         + alt(*w("see visit browse shop try look check pick join"), "have a look", "say hi"),
-        r"\b(?:visit|see|join) us\b",
+        r"\b(?:visit|see|join) us\b|\bcome (?:and )?celebrate\b",
+        r"\b(?:when|next time|whenever|if|once) you(?:'re| are)? "
+        r"(?:visit|pop|drop|come|stop|swing|passing|nearby|in store|in the store)\b",
         r"\b(?:welcome you back|see you (?:in|at) (?:the |our )?(?:store|shop|boutique))",
         # come into the shop — not "thinking of you at the store"
         r"\b(?:see you|come|coming|pop|drop|stop|swing|head|back|visit|welcome you)(?: \w+){0,2} "
@@ -78,6 +82,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?:买|购)(?:" + NUM + r"|一|两)?(?:件|套|条|双|身|个)",
         # 买件大衣 — not 添件衣服
         r"(?:买|购)" + C + r"{0,4}?" + GARMENT,
+        r"(?:现在|趁早|趁现在|赶紧|赶快|快)(?:就)?(?:买|入|下手|下单|订)",
         # shop with us — not "the shop team", "holiday shopping"
         r"\b(?:shop|shopping|browse|browsing) (?:with us|now|our|around|in[- ]store|"
         r"the (?:new|latest|collection|range|sale))\b",
@@ -94,6 +99,12 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         + r"{0,4}?"
         + alt(GARMENT, "货", "款", "色", "系列"),
         r"(?:进|到|来|上)了(?:一批|几款|几件|一些新|好多新|很多新)",
+        r"(?:新|刚|刚刚|刚好|又)?(?:进了|上了|新到)" + C + r"{0,6}?" + GARMENT,
+        alt(GARMENT, "货", "系列") + r"(?:又|也|终于)?(?:回来了|回归|又来了|补回来了)",
+        r"(?:最火|最热|最好卖|卖得最好|最受欢迎|畅销|人气|热门)的?"
+        + C
+        + r"{0,4}?"
+        + alt("款", GARMENT),
         alt(
             *w("上架 上市 发布会 推出 补货 补到货 有货 现货 断码 断货 返场 售罄 卖得 抢手"),
             *w("热卖 爆款 限量 限定 联名 新色 新衣"),
@@ -112,17 +123,23 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"(?:here|in|arrived|landed|dropped|out now|available)\b"
         r"(?! (?:the|a|an|your|my|our) (?!size))",
         r"\bback in (?:stock|your size)\b|\bjust (?:in|arrived|landed|dropped)\b",
+        r"\brestock(?:ed|s)?\b|\btake a peek\b",
+        r"\b(?:edit|capsule|drop|lookbook) is (?:live|here|out)\b",
         r"\b(?:see|check out|discover|find out) what's new\b",
         r"\bwhat's new (?:in|at) (?:the |our )?(?:store|shop)",
     ),
     "store_event": (
-        alt(
-            *w("店庆 周年庆 庆典 开业 新店 分店 开张 沙龙 派对 酒会 茶话会 品鉴会 发布会 见面会"),
+        r"(?<![您你])"
+        + alt(
+            *w("店庆 周年庆 庆典 新店 分店 开张 沙龙 派对 酒会 茶话会 品鉴会 发布会 见面会"),
             *w("时装秀 走秀 秀场 抽奖 嘉年华 答谢会 开放日 诚邀 邀请您 邀您 报名 名额 回馈"),
             *w("会员日 会员活动 会员专场"),
         ),
         # 我们店的十周年 — not 成为我们会员3周年
         r"(?:店|品牌)(?:的)?" + C + r"{0,4}?周年",
+        # our opening — not 祝您新店开业大吉
+        r"(?<![您你])(?<!您的)(?<!你的)开业(?!大吉|快乐|顺利|兴隆)",
+        r"\bour \d+(?:st|nd|rd|th) (?:birthday|anniversary)\b",
         r"我们(?:搬|搬到|搬了|换了新)(?:新)?(?:地址|家|店|地方)",
         r"\b(?:store|shop|boutique|brand)(?:'s)? "
         r"(?:anniversary|birthday party|opening|party|event|celebration|sale)\b",
@@ -137,7 +154,10 @@ PATTERNS: dict[str, tuple[str, ...]] = {
     "held_item": (
         # 给您留了, 帮您挑了 — not 给您留言
         r"(?:给|为|帮|替)(?:您|你)"
-        + alt(*w("预留 保留 留着 挑 选 备 准备 订 调 找"), "留(?![言意步念])")
+        + alt(
+            *w("预留 保留 留着 精选 挑选 搭配 推荐 介绍 挑 选 备 准备 订 调 找 定做"),
+            "留(?![言意步念])",
+        )
         + r"(?:了|好|着|下|出)?",
         r"(?:留|预留|保留|留着|收着|存着|订)(?:了|下|好)?(?:一|两|几|最后一)"
         r"(?:件|条|双|套|款|个|顶|只)",
@@ -148,17 +168,23 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"\b(?:kept|saved|held|reserved|set aside|put aside|put by|picked out)"
         r"(?: [a-z'-]+){0,7} for you\b",
         r"\bbefore (?:they're|they are|it's|it is) gone\b|\bwhile stocks last\b",
+        r"\b(?:something|a little something|a surprise|something special) "
+        r"(?:\w+ )?(?:waiting )?for you\b",
+        r"\bwaiting for you (?:at|in) (?:the |our )?(?:counter|store|shop|boutique)\b",
         r"\bthe last (?:one|few|piece)\b|\bdon't miss\b",
     ),
     "price": (
         alt(
-            *w("价格 价钱 原价 现价 特价 低价 半价 会员价 专享价 优惠价 到手价 划算 便宜 实惠"),
+            *w(
+                "涨价 价格 价钱 原价 现价 特价 低价 半价 会员价 专享价 优惠价 到手价 划算 便宜 实惠"
+            ),
             *w("省钱 低至 仅需 只需 多少钱 清货 清仓 甩卖 特卖 返现 充值 储值 折扣 打折 力度"),
         ),
         # 只要六百 — not 只要您开心
         r"(?:只要|才|仅)" + NUM + r"+",
         # 六百多 — not 长命百岁
-        r"(?<![\w年])" + NUM + r"{1,3}[百千](?:多|块|元)?(?!岁|年)",
+        r"(?<![\d一二两三四五六七八九十百千几年])" + NUM + r"{1,3}[百千](?:多|块|元)?"
+        r"(?!岁|年|个|次|遍|里|万|米|公里|倍|位|人)",
         r"\d+\s*(?:块|元(?![旦宵])|刀)",
         r"买" + NUM + r"送" + NUM + r"|满" + NUM + r"+|减" + NUM + r"+",
         # only 199 yuan — not "just 5 days"
@@ -189,7 +215,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"\bexclusive\b|\bfor free\b|\bon the house\b",
     ),
     "points": (
-        r"积分" + C + r"{0,10}?" + alt(*w("换 兑 抵 用 清零 过期 到期 翻倍 加倍 送 返 领 享")),
+        r"积分[^。.!?\n]{0,14}?" + alt(*w("换 兑 抵 用 清零 过期 到期 翻倍 加倍 送 返 领 享")),
         alt(*w("换 兑 用 送 返 赠 加倍 双倍 翻倍 多倍 攒")) + C + r"{0,6}?积分",
         r"\b(?:your|bonus|double|triple|extra|member|reward|loyalty) points\b",
         r"\bpoints?\b[^.!?]{0,30}\b"
@@ -216,6 +242,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"\b(?:would|will|'d) suit you\b|\bsuit you (?:perfectly|well|so well|beautifully)\b",
         r"\blook (?:great|lovely|amazing|gorgeous) on you\b|\b(?:in|of) your (?:size|colou?r)\b",
         r"\b(?:think|know|sure|bet) you'(?:d|ll) (?:like|love)\b",
+        r"\bshow you (?:\w+ ){0,3}(?:pieces|styles|items|new|looks|outfits|colou?rs)\b",
         r"\b(?:pieces|styles|items|outfits|ones?) (?:that|which) (?:would|will) (?:suit|fit)\b",
         r"\bwardrobe\b",
     ),
@@ -232,7 +259,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         + r"{0,14}?"
         + alt(
             *w("不满 失望 不开心 不高兴 意见 顾虑 不喜欢 嫌 得罪 怠慢 没做好 做得不好 不好"),
-            *w("说错 做错 忘了 忘记 发生 遇到 不舒服 困难 不方便"),
+            *w("说错 做错 忘了 忘记 发生 遇到 不舒服 困难 不方便 没来 不来"),
             "生" + C + "{0,4}气",
             "不合" + C + "{0,2}心意",
             "换" + C + "{0,2}(?:家|店)",
@@ -284,7 +311,7 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         + r" (?:with|at|by) (?:us|our|the|me)\b",
         r"\b(?:something|anything)(?: that)? (?:happen|the matter|wrong|bothering)",
         r"\bwhat (?:happened|went wrong|'s wrong|is wrong|kept you|made you)",
-        r"\b(?:kept|keeps|keeping) you away\b|\bstay(?:ed|ing)? away\b|\bmade you stop\b",
+        r"\b(?:kept|keeps|keeping) you (?:away|from)\b|\bstay(?:ed|ing)? away\b|\bmade you stop\b",
         r"\bstopped (?:coming|visiting|shopping|dropping)|\breason (?:you|why)\b",
         r"\b(?:shopping|shop|buying) (?:somewhere|elsewhere|at another|with another|at other)",
         r"\b(?:another|other|different) (?:store|shop|brand)s?\b",
