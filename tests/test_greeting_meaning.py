@@ -20,6 +20,7 @@ from scheduler.message_rules import check, check_content, lint_all
 from tests.test_greet_cli import config, one_error_line, outbox_rows, run, seeded  # noqa: F401
 from tests.test_greetings_api import NOON, PHONE, Clock, call, rows, seed
 from tests.test_planner import member, one, plan, shop
+from tests.test_staff_console import client, csrf_of, sign_in, world  # noqa: F401
 
 LEX = Lexicon()
 CORPUS = Path(__file__).resolve().parents[1] / "bench" / "corpus"
@@ -220,10 +221,10 @@ def clock(monkeypatch) -> Clock:
 async def test_api_refuses_with_422_naming_the_rule(
     aiohttp_client, make_settings, sessions, clock, occasion, note, rule
 ):
-    client = await aiohttp_client(create_app(make_settings()))
-    tokens = await seed(client)
+    api = await aiohttp_client(create_app(make_settings()))
+    tokens = await seed(api)
     body = {"member": PHONE, "occasion": occasion, "note": note}
-    status, answer, _ = await call(client, body, tokens["A001"])
+    status, answer, _ = await call(api, body, tokens["A001"])
     assert status == 422, answer
     assert (answer["rule"], answer["field"]) == (rule, "note")
     assert await rows(sessions) == []
@@ -231,11 +232,11 @@ async def test_api_refuses_with_422_naming_the_rule(
 
 @pytest.mark.parametrize("occasion", ["other", "dormant", "birthday"])
 async def test_api_queues_warm_notes(aiohttp_client, make_settings, sessions, clock, occasion):
-    client = await aiohttp_client(create_app(make_settings()))
-    tokens = await seed(client)
+    api = await aiohttp_client(create_app(make_settings()))
+    tokens = await seed(api)
     for note in WARM[:4]:
         body = {"member": PHONE, "occasion": occasion, "note": note}
-        status, answer, _ = await call(client, body, tokens["A001"])
+        status, answer, _ = await call(api, body, tokens["A001"])
         assert status == 202, answer
     assert len(await rows(sessions)) == 4
 
@@ -267,3 +268,19 @@ async def test_planner_suppresses_a_greeting_that_promotes_by_meaning(sessions, 
     for m in (zh, en):
         p = one(planned, m, "holiday")
         assert (p.status, p.reason) == ("suppressed", "rule:promotion_in_greeting")
+
+
+async def test_console_preview_names_the_rule_and_send_is_refused(client, world, sessions):  # noqa: F811
+    await sign_in(client, world.tokens["A001"])
+    member_id = world.members["张三"]
+    csrf = await csrf_of(client, f"/staff/members/{member_id}")
+    url = f"/staff/members/{member_id}/greeting"
+    form = {"occasion": "other", "note": "给您留了一件羊绒大衣", "csrf_token": csrf}
+    page = await (await client.post(url, data={**form, "action": "preview"})).text()
+    assert "不符合消息规则" in page and "promotion_in_greeting" in page
+    assert "an item held for the member" in page
+    resp = await client.post(url, data={**form, "action": "send"})
+    assert resp.status == 422
+    assert await rows(sessions) == []
+    warm = {**form, "note": "天冷了注意保暖", "action": "preview"}
+    assert "已通过消息规则检查" in await (await client.post(url, data=warm)).text()
