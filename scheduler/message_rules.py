@@ -191,11 +191,17 @@ def data_phrases(ctx: Mapping[str, Any], locale: str) -> list[str]:
 
 
 def iter_data_phrases(ctx: Mapping[str, Any], locale: str) -> Iterator[str]:
-    """`data_phrases`, made only when asked for (`check` needs them only for a text in
-    which some lexicon entry may be found)."""
+    """`data_phrases`, made only when asked for (a greeting's meaning check masks them;
+    the word rules need them only for a text in which some lexicon entry may be found).
+    A text value — the usual case: names — is yielded without further tests."""
     for key in render.DATA_FIELDS:
         value = ctx.get(key)
-        values = value if isinstance(value, list | tuple) else [value]
+        if value is None or value == "":
+            continue
+        if type(value) is str:
+            yield value
+            continue
+        values = value if isinstance(value, list | tuple) else (value,)
         for v in values:
             if v is None or v == "":
                 continue
