@@ -48,7 +48,8 @@ from models.identities import activate_wechat, deactivate_wechat
 from models.phone import mask_phone, normalise_phone
 from models.rules import LoyaltyRules
 from models.stores import get_assistant, get_store
-from models.tables import Assistant, CardApplication, Identity, Member, Store
+from models.tables.cards import CardApplication
+from models.tables.members import Assistant, Identity, Member, Store
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.members")

@@ -27,7 +27,9 @@ from models.db import transaction
 from models.errors import InvalidInput
 from models.members import MemberIn, upsert_member
 from models.stores import create_or_update_assistant, upsert_store
-from models.tables import Member, PointsEntry, Purchase, PurchaseItem
+from models.tables.ledger import PointsEntry
+from models.tables.members import Member
+from models.tables.purchases import Purchase, PurchaseItem
 from tests.conftest import API_KEY
 
 MEMBER_HEADER = "phone,name,gender,birthday,birthday_calendar,store,assistant"

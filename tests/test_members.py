@@ -22,7 +22,7 @@ from models.members import (
     upsert_member,
 )
 from models.rules import LoyaltyRules
-from models.tables import Assignment, Assistant, ConsentEvent, Identity, Member
+from models.tables.members import Assignment, Assistant, ConsentEvent, Identity, Member
 from tests.factories import make_assistant, make_member, make_store
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -9,7 +9,7 @@ from sqlmodel import select
 from models.errors import InsufficientPoints, NotFound
 from models.points import balance_check, expire_due, expiring_soon, expiry_date, post_points
 from models.rules import ExpiryRules, PointsRules
-from models.tables import PointsEntry, PointsLot
+from models.tables.ledger import PointsEntry, PointsLot
 from tests.factories import make_member
 
 NEVER = PointsRules()

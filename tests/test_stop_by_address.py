@@ -20,8 +20,8 @@ from models import consent
 from models.db import transaction
 from models.members import MemberIn, get_member_by_phone, upsert_member
 from models.rules import LoyaltyRules
-from scheduler.planner import plan_day
-from scheduler.providers import SentSms
+from scheduler.plan.planner import plan_day
+from scheduler.send.providers import SentSms
 from tests.conftest import API_KEY
 from tests.factories import make_member, make_store
 from tests.fakes import TWILIO_AUTH_TOKEN

@@ -29,7 +29,8 @@ from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules
 from models.strict import ascii_int
-from models.tables import Assistant, Member, Purchase, Store
+from models.tables.members import Assistant, Member, Store
+from models.tables.purchases import Purchase
 
 
 @dataclass

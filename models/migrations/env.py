@@ -1,12 +1,11 @@
 """Alembic environment: run against the connection memberbot hands in (`models.db.migrate`)."""
 
 from alembic import context
-from sqlmodel import SQLModel
 
-import models.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from models.tables.schema import METADATA
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = METADATA
 
 
 def run() -> None:

@@ -11,7 +11,7 @@ from fractions import Fraction
 from models.calendar import is_birthday
 from models.purchases.input import ItemIn
 from models.rules import PointsRules
-from models.tables import Member
+from models.tables.members import Member
 
 
 def _item_multiplier(rules: PointsRules, item: ItemIn) -> Decimal:

@@ -12,7 +12,7 @@ from models.clock import local_date as brand_date
 from models.errors import InvalidInput
 from models.points import MEMBERS, post_points, sync_member
 from models.rules import LoyaltyRules
-from models.tables import PointsEntry
+from models.tables.ledger import PointsEntry
 
 
 async def record_visit(

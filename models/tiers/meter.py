@@ -11,7 +11,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.rules import Measure, TierRule, TierRules
-from models.tables import Purchase
+from models.tables.purchases import Purchase
 from models.tiers.windows import Span, window_span
 from models.types import from_cents
 
