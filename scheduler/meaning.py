@@ -53,7 +53,7 @@ from re import _parser
 
 from models.settings.lexicon import Words, normalize
 from scheduler.lexicon import allow_spans
-from scheduler.meaning_patterns import PATTERNS
+from scheduler.meaning_patterns import PATTERNS, THANKS_FOR_VISITING
 
 MASK = "〇"
 """What a masked value becomes: one character no pattern uses."""
@@ -204,7 +204,8 @@ def judge(masked: str, *, promotion: bool = True, prying: bool = False) -> tuple
     """The findings in `masked` (normalised, member values masked): the first promotion
     finding and, when `prying`, the first prying one. A prying question's own words
     (是不是价格让您不满意) are its object, not a promotion: when `prying`, they are masked
-    before the promotion patterns look."""
+    before the promotion patterns look, and so is thanks for a visit already made.
+    """
     found: list[Finding] = []
     if prying:
         spans = _PRYING.spans(masked)
@@ -212,8 +213,10 @@ def judge(masked: str, *, promotion: bool = True, prying: bool = False) -> tuple
             found.append(Finding("prying", masked[spans[0][0] : spans[0][1]].strip()))
             for start, end in sorted(spans, reverse=True):
                 masked = masked[:start] + MASK + masked[end:]
-    if promotion and (hit := _PROMOTION.first(masked)) is not None:
-        found.insert(0, hit)
+    if promotion:
+        masked = THANKS_FOR_VISITING.sub(MASK, masked)
+        if (hit := _PROMOTION.first(masked)) is not None:
+            found.insert(0, hit)
     return tuple(found)
 
 

@@ -6,6 +6,8 @@ with what it is about; the comments give an example it catches and one it must n
 
 from __future__ import annotations
 
+import re
+
 
 def alt(*options: str) -> str:
     """``(?:a|b|…)``."""
@@ -321,3 +323,11 @@ PATTERNS: dict[str, tuple[str, ...]] = {
         r"\bforg[eo]t(?:ten)? (?:about )?us\b",
     ),
 }
+
+THANKS_FOR_VISITING = re.compile(
+    r"(?:谢谢|感谢|多谢)(?:您|你)?(?:今天|上次|昨天|那天|前几天|之前|刚才|一直)?"
+    r"(?:来|到|光临|光顾|过来|来到)(?:我们)?(?:店里|店|本店|这里)?"
+    r"|\bthank(?:s| you) for (?:coming|visiting|stopping|dropping|popping)(?: (?:in|by))?\b"
+)
+"""Gratitude for a visit already made (谢谢您今天来店里, "thanks for coming in"): masked
+before the promotion patterns look — it invites nothing."""

@@ -71,6 +71,8 @@ def test_warm_notes_pass(note):
         ("Hope you get some free time to rest.", "A free alteration is yours."),
         ("We're all thinking of you at the store.", "Pop into the store and say hi."),
         ("Congratulations on your promotion!", "Your points can be exchanged for a gift."),
+        ("谢谢您今天来店里", "欢迎您明天来店里"),  # thanks for a visit vs an invitation
+        ("Thanks for coming in last week!", "Come in next week!"),
     ],
 )
 def test_lookalikes(warm, promoting):

@@ -24,7 +24,7 @@ from models.settings.lexicon import Lexicon, Words, normalize
 from scheduler import render
 from scheduler.lexicon import _entry_pattern, compact, may_hit
 from scheduler.meaning import CONCEPTS, MASK, PROMOTION_CONCEPTS, mask
-from scheduler.meaning_patterns import PATTERNS
+from scheduler.meaning_patterns import PATTERNS, THANKS_FOR_VISITING
 from scheduler.message_rules import Violation, _signature_line, check, data_phrases
 
 LEX = Lexicon()
@@ -157,6 +157,7 @@ def reference_meaning(
                 )
             for s, e in sorted(spans, reverse=True):
                 masked = masked[:s] + MASK + masked[e:]
+    masked = THANKS_FOR_VISITING.sub(MASK, masked)
     for concept in PROMOTION_CONCEPTS:
         hit = next((m for p in PATTERNS[concept] if (m := re.search(p, masked))), None)
         if hit is not None:
