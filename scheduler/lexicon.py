@@ -184,12 +184,15 @@ def _scanner(norm: str, words: Words) -> re.Pattern[str] | None:
     return _alternation(words, tuple(sorted(live)))
 
 
+def allow_spans(norm: str, allow: Words) -> list[tuple[int, int]]:
+    """Where, in normalised text `norm`, the phrases of `allow` (the lexicon's ``allow``) occur."""
+    pattern = _scanner(norm, allow)
+    return [m.span() for m in pattern.finditer(norm)] if pattern is not None else []
+
+
 def exempt_spans(norm: str, lexicon: Lexicon, phrases: Iterable[str]) -> list[tuple[int, int]]:
     """Where, in normalised text `norm`, the ``allow`` phrases and the given `phrases` occur."""
-    spans: list[tuple[int, int]] = []
-    allow = _scanner(norm, lexicon.allow)
-    if allow is not None:
-        spans.extend(m.span() for m in allow.finditer(norm))
+    spans = allow_spans(norm, lexicon.allow)
     for phrase in phrases:
         p = normalize(phrase).strip()
         start = norm.find(p) if p else -1

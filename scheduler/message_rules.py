@@ -5,12 +5,12 @@
 
 | rule | applies to | what it catches |
 |---|---|---|
-| ``promotion_in_greeting`` | greetings | promotion or new-arrival words (§7.1) |
+| ``promotion_in_greeting`` | greetings | promotion or new-arrival words (§7.1), or meaning |
 | ``promotion_in_service_notice`` | service notices | promotion, new-arrival words |
 | ``promotion_in_care`` | care | promotion words (care carries care tips only) |
 | ``new_arrivals_in_care`` | care but ``care_d30`` | new-arrival words (§6: only day 30) |
 | ``product_in_seasonal`` | ``seasonal`` | product names (§7.3) |
-| ``prying_in_dormant`` | ``dormant`` | asking whether something happened (§7.4) |
+| ``prying_in_dormant`` | ``dormant`` | asking whether something happened (§7.4), words or meaning |
 | ``missing_signature`` | greetings, care | last line lacks the store / assistant name (§7.2) |
 | ``missing_stop_hint`` | every kind | the locale's stop hint is absent (§7.6) |
 
@@ -21,6 +21,11 @@ that come from the member's own record — store, assistant, member and reward
 names, the items bought (`scheduler.render.DATA_FIELDS`): a bought "新款大衣" is
 not a new-arrival push, and the next reward "300元代金券" is what DOMAIN.md §2
 asks the points notice to name. An assistant's ``note`` is never exempt.
+
+Greetings are also judged by what they mean (`scheduler.meaning`, docs/greeting-rules.md):
+an invitation to come and shop, arrivals, store events, items held, prices, benefits,
+points for gifts — and, in a ``dormant`` text, asking why the member stayed away —
+under the same two rule names, with the member-record values masked.
 
 The same checks run on template sources at start-up (`lint_all`, ``memberbot
 lint``) and on every rendered message before it is queued (`render_checked`).
@@ -41,7 +46,7 @@ from jinja2 import TemplateError
 from models.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, stop_hint
 from models.locale_format import format_money
 from models.settings.lexicon import Lexicon, Words, normalize
-from scheduler import render
+from scheduler import meaning, render
 from scheduler.lexicon import compact, exempt_spans, hits, may_hit
 from scheduler.text import finish
 
@@ -77,6 +82,8 @@ def _content_violations(
     the exempt spans are looked up only then: most texts need neither.
     """
     spec = kind_spec(kind)
+    if spec.is_greeting:
+        exempt = tuple(exempt)  # read twice: the word rules and the meaning rules
     compacted = compact(norm)
     spans: list[tuple[int, int]] | None = None
     cls = spec.message_class
@@ -103,7 +110,22 @@ def _content_violations(
         flag("product_in_seasonal", lexicon.products, "product")
     if kind == "dormant":
         flag("prying_in_dormant", lexicon.prying, "prying question")
+    if spec.is_greeting:
+        out.extend(_meaning_violations(kind, norm, lexicon, exempt, {v.rule for v in out}))
     return out
+
+
+def _meaning_violations(
+    kind: str, norm: str, lexicon: Lexicon, exempt: Iterable[str], found: set[str]
+) -> Iterator[Violation]:
+    """The greeting rules judged by meaning (`scheduler.meaning`): a promotion or, in a
+    ``dormant`` text, prying said without the lexicon's words. A rule the words already
+    broke is not named twice."""
+    phrases = chain(STOP_HINTS.values(), exempt)
+    for f in meaning.findings(norm, phrases, lexicon.allow, prying=kind == "dormant"):
+        rule = "prying_in_dormant" if f.concept == "prying" else "promotion_in_greeting"
+        if rule not in found:
+            yield Violation(rule, f'{f.what} "{f.phrase}" in a greeting ({kind})')
 
 
 def _signature_line(norm: str, hint: str) -> str:
@@ -169,11 +191,17 @@ def data_phrases(ctx: Mapping[str, Any], locale: str) -> list[str]:
 
 
 def iter_data_phrases(ctx: Mapping[str, Any], locale: str) -> Iterator[str]:
-    """`data_phrases`, made only when asked for (`check` needs them only for a text in
-    which some lexicon entry may be found)."""
+    """`data_phrases`, made only when asked for (a greeting's meaning check masks them;
+    the word rules need them only for a text in which some lexicon entry may be found).
+    A text value — the usual case: names — is yielded without further tests."""
     for key in render.DATA_FIELDS:
         value = ctx.get(key)
-        values = value if isinstance(value, list | tuple) else [value]
+        if value is None or value == "":
+            continue
+        if type(value) is str:
+            yield value
+            continue
+        values = value if isinstance(value, list | tuple) else (value,)
         for v in values:
             if v is None or v == "":
                 continue

@@ -440,7 +440,7 @@ async def test_rules_are_checked_before_the_duplicate(
 ):
     """A greeting queued under yesterday's word lists is refused today when the same
     request breaks today's rules: the rule check comes first, not the duplicate's 200."""
-    note = "祝您周末愉快，记得来店里坐坐"
+    note = "祝您周末愉快，记得喝杯热奶茶"  # (来店里坐坐 is now refused by meaning)
     first = await _client(aiohttp_client, make_settings)
     tokens = await seed(first)
     status, _, _ = await call(first, {"member": PHONE, "occasion": "other", "note": note},
@@ -449,7 +449,7 @@ async def test_rules_are_checked_before_the_duplicate(
     stricter = make_settings().messaging.lexicon.promotion
     second = await _client(
         aiohttp_client, make_settings,
-        messaging={"lexicon": {"promotion": {"zh": [*stricter.zh, "来店里"], "en": stricter.en}}},
+        messaging={"lexicon": {"promotion": {"zh": [*stricter.zh, "奶茶"], "en": stricter.en}}},
     )  # fmt: skip
     status, body, _ = await call(
         second, {"member": PHONE, "occasion": "other", "note": note}, tokens["A001"]

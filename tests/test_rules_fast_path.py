@@ -23,6 +23,8 @@ from models.kinds import KINDS, LOCALES, STOP_HINTS, MessageClass, kind_spec, st
 from models.settings.lexicon import Lexicon, Words, normalize
 from scheduler import render
 from scheduler.lexicon import _entry_pattern, compact, may_hit
+from scheduler.meaning import CONCEPTS, MASK, PROMOTION_CONCEPTS, mask
+from scheduler.meaning_patterns import PATTERNS, THANKS_FOR_VISITING
 from scheduler.message_rules import Violation, _signature_line, check, data_phrases
 
 LEX = Lexicon()
@@ -115,6 +117,8 @@ def reference_check(
         flag("product_in_seasonal", lexicon.products, "product")
     if kind == "dormant":
         flag("prying_in_dormant", lexicon.prying, "prying question")
+    if spec.is_greeting:
+        out.extend(reference_meaning(kind, norm, lexicon, (*names, *exempt), {v.rule for v in out}))
     hint = normalize(stop_hint(locale))
     if spec.needs_signature and names:
         line = _signature_line(norm, hint)
@@ -128,6 +132,42 @@ def reference_check(
             )
     if spec.needs_stop_hint and hint not in norm:
         out.append(Violation("missing_stop_hint", f'no stop hint "{stop_hint(locale)}"'))
+    return out
+
+
+def reference_meaning(
+    kind: str, norm: str, lexicon: Lexicon, phrases: tuple[str, ...], found: set[str]
+) -> list[Violation]:
+    """The meaning rules without the cache or the first-character index: every pattern of
+    `scheduler.meaning_patterns` tried, in table order."""
+    masked = mask(norm, [normalize(p).strip() for p in (*STOP_HINTS.values(), *phrases)])
+    allow = _pattern(lexicon.allow)
+    for s, e in sorted((m.span() for m in allow.finditer(masked)) if allow else (), reverse=True):
+        masked = masked[:s] + MASK + masked[e:]
+    out: list[Violation] = []
+    if kind == "dormant":
+        spans = [m.span() for p in PATTERNS["prying"] for m in re.finditer(p, masked)]
+        if spans:
+            s, e = spans[0]
+            if "prying_in_dormant" not in found:
+                what = CONCEPTS["prying"]
+                phrase = masked[s:e].strip()
+                out.append(
+                    Violation("prying_in_dormant", f'{what} "{phrase}" in a greeting ({kind})')
+                )
+            for s, e in sorted(spans, reverse=True):
+                masked = masked[:s] + MASK + masked[e:]
+    masked = THANKS_FOR_VISITING.sub(MASK, masked)
+    for concept in PROMOTION_CONCEPTS:
+        hit = next((m for p in PATTERNS[concept] if (m := re.search(p, masked))), None)
+        if hit is not None:
+            if "promotion_in_greeting" not in found:
+                what, phrase = CONCEPTS[concept], hit.group().strip()
+                out.insert(
+                    0,
+                    Violation("promotion_in_greeting", f'{what} "{phrase}" in a greeting ({kind})'),
+                )
+            break
     return out
 
 

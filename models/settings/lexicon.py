@@ -110,7 +110,9 @@ _PRYING_EN = (
     "not happy with us",
 )
 _ALLOW_ZH = ("户外活动", "活动筋骨", "活动身体", "活动自如", "多活动", "上新台阶")
-_ALLOW_EN = ("dress warmly", "dress in layers", "a great deal of", "a good deal of")
+_ALLOW_EN = (
+    "dress warmly", "dress in layers", "a great deal of", "a good deal of", "your promotion",
+)
 
 # fmt: on
 
