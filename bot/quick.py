@@ -79,7 +79,7 @@ One row per openid: the identity, the member it is actively bound to (else NULLs
 whether a confirmation is pending, the balance less the lots already past their last
 day (the daily job may not have expired them yet), and as text the member's purchases in the tier
 windows ("day points cents,…"), the next expiry ("day points": the smallest day of
-the open lots from today on and their sum — what `models.points.NEXT_EXPIRY` says),
+the open lots from today on and their sum — what `models.points_reads.NEXT_EXPIRY` says),
 the tiers of the open card applications ("gold,…"), and whether the inbound log
 already has the message (`bot.inbound_log`: its de-duplication key; a retry, or a
 message another request is handling). Each identity and each key looked up once,

@@ -25,7 +25,8 @@ from bot.csvio.sheet import sheet_file
 from models import consent
 from models.db import transaction
 from models.errors import InvalidInput
-from models.members import MemberIn, upsert_member
+from models.member_input import MemberIn
+from models.members import upsert_member
 from models.stores import create_or_update_assistant, upsert_store
 from models.tables import Member, PointsEntry, Purchase, PurchaseItem
 from tests.conftest import API_KEY

@@ -1,7 +1,7 @@
 """The chat bot's hot path — a bound member's "积分" (bench/bench_wechat.py measures it):
 what it writes, how many statements it runs and which locks it takes, and that
 `models.tiers.progress.tier_progress_and_expiry` answers exactly what `tier_progress` and
-`models.points.expiring_soon` answer separately."""
+`models.points_reads.expiring_soon` answer separately."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from bot.bot import MemberBot
 from bot.conversation import Inbound
-from models import points
+from models import points_reads
 from models.db import transaction
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
@@ -199,8 +199,10 @@ async def test_progress_and_expiry_match_the_separate_answers(sessions, rules, s
         for today in (date(2026, 5, 10), date(2026, 6, 1), date(2026, 9, 20), date(2026, 12, 31)):
             both = await tier_progress_and_expiry(s, rules=rules, member=member, today=today)
             progress = await tier_progress(s, rules=rules, member=member, today=today)
-            expiry = await points.expiring_soon(s, member_id=member.id, today=today)
-            again, lapsed = await points.expiry_and_lapsed(s, member_id=member.id, today=today)
+            expiry = await points_reads.expiring_soon(s, member_id=member.id, today=today)
+            again, lapsed = await points_reads.expiry_and_lapsed(
+                s, member_id=member.id, today=today
+            )
             assert both == (progress, expiry, lapsed) and again == expiry, today
             assert progress is not None
 

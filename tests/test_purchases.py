@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlmodel import func, select
 
 from models.errors import Conflict, InsufficientPoints, InvalidInput
-from models.points import balance_check
+from models.points_reads import balance_check
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.purchases.visits import adjust_points, record_visit

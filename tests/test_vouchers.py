@@ -9,7 +9,8 @@ import pytest
 from sqlmodel import func, select
 
 from models.errors import Conflict, InsufficientPoints, InvalidInput
-from models.points import balance_check, post_points
+from models.points import post_points
+from models.points_reads import balance_check
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.purchases.visits import record_visit

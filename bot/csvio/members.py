@@ -19,7 +19,8 @@ from bot.csvio.export import code_maps, member_row, openids_of
 from bot.csvio.reading import EXPORT_COLUMNS, MEMBER_COLUMNS, check_file, read_rows
 from bot.csvio.report import ImportSummary, validation_reason
 from models.errors import DomainError
-from models.members import MemberIn, parse_day, upsert_member
+from models.member_input import MemberIn, parse_day
+from models.members import upsert_member
 from models.rules import LoyaltyRules
 from models.tables import Identity, Member
 

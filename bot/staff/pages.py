@@ -36,7 +36,7 @@ from models.clock import brand_today
 from models.db import transaction
 from models.errors import DomainError, InvalidInput
 from models.locale_format import local_name, pick_locale
-from models.members import format_day
+from models.member_input import format_day
 from models.phone import mask_phone
 from models.staff_auth import SignedIn
 from models.staff_queries import Scope

@@ -18,7 +18,8 @@ from models import ownership
 from models.clock import local_date as brand_date
 from models.db import insert_ignore
 from models.errors import Conflict, InvalidInput
-from models.points import MEMBERS, latest, post_points, sync_member
+from models.ledger import MEMBERS, latest, sync_member
+from models.points import post_points
 from models.purchases.earning import purchase_points
 from models.purchases.input import PurchaseIn
 from models.purchases.referral import credit_referrer

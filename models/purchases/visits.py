@@ -10,7 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import local_date as brand_date
 from models.errors import InvalidInput
-from models.points import MEMBERS, post_points, sync_member
+from models.ledger import MEMBERS, sync_member
+from models.points import post_points
 from models.rules import LoyaltyRules
 from models.tables import PointsEntry
 

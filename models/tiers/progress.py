@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, bindparam, literal_column, type_coerce, union
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.points import LAPSED, NEXT_EXPIRY, expiry_and_lapsed
+from models.points_reads import LAPSED, NEXT_EXPIRY, expiry_and_lapsed
 from models.rules import LoyaltyRules, Measure, TierLevel, TierRule, TierRules
 from models.tables import Member, Purchase
 from models.tiers.meter import measure_total
@@ -95,7 +95,7 @@ async def tier_progress(
 async def tier_progress_and_expiry(
     session: AsyncSession, *, rules: LoyaltyRules, member: Member, today: date
 ) -> tuple[TierProgress | None, tuple[int, date] | None, int]:
-    """`tier_progress`, `models.points.expiring_soon` and the points already past their
+    """`tier_progress`, `models.points_reads.expiring_soon` and the points already past their
     last day (not yet expired by the daily job) together, for the chat bot's
     "积分": when the next level has calendar windows, the purchases they need and the
     member's next expiry come back from one statement (UNION ALL) — on this stack a round
@@ -195,7 +195,7 @@ def progress_from_sales(
 
 
 # Built once (`tier_progress` answers the chat bot's "积分"); parameters member_id, start,
-# today. The UNION ALL adds the next expiry (`models.points.NEXT_EXPIRY`) as a "lot" row.
+# today. The UNION ALL adds the next expiry (`models.points_reads.NEXT_EXPIRY`) as a "lot" row.
 _SALES = select(
     literal_column("'sale'"),
     Purchase.local_date,
@@ -239,7 +239,7 @@ class _Sales:
         cls, session: AsyncSession, member_id: int, start: date, today: date
     ) -> tuple[_Sales, tuple[int, date] | None, int]:
         """The purchases, (points, day) of the next expiry like `expiring_soon`, and the
-        points already past their last day (`models.points.expiry_and_lapsed`)."""
+        points already past their last day (`models.points_reads.expiry_and_lapsed`)."""
         params = {"member_id": member_id, "start": start, "today": today}
         rows: list[tuple[date, int, int]] = []
         expiry: tuple[int, date] | None = None
