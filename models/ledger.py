@@ -5,10 +5,15 @@ Three records move together, always in one transaction:
 
 - ``points_ledger`` (`PointsEntry`), append-only; its unique ``key`` makes every
   change idempotent (a retried or duplicated request posts nothing);
-- ``members.points``, the balance, never below zero;
+- ``members.points``, the balance, never below zero except after a ``return`` or
+  a negative ``adjustment`` took back points already spent (``NEGATIVE_ALLOWED``);
+  nothing else can then spend until it is positive again;
 - ``points_lots`` (`PointsLot`): what is left of each earning and when it
   expires. Earnings open a lot; spending takes from the lots that expire first
-  (lots that never expire last); expiry closes one lot.
+  (lots that never expire last); expiry closes one lot. What a return takes back
+  beyond the open lots becomes a *debt lot* (``remaining`` below zero, no expiry);
+  the next earnings pay the debt lots first. Positive lots and debt lots never
+  coexist, so the invariant below holds with a negative balance too.
 
 So ``members.points == sum(ledger deltas) == sum(open lots)`` (`models.points_reads.balance_check`).
 
@@ -56,8 +61,22 @@ from models.tables import Member, PointsEntry, PointsLot
 from models.types import UTCDateTime
 
 REASONS = frozenset(
-    {"purchase", "birthday_bonus", "referral", "visit", "redemption", "expiry", "adjustment"}
+    {
+        "purchase",
+        "birthday_bonus",
+        "referral",
+        "visit",
+        "redemption",
+        "expiry",
+        "adjustment",
+        "return",
+        "voucher_void",
+        "rebate",
+    }
 )
+NEGATIVE_ALLOWED = frozenset({"return", "adjustment"})
+"""Reasons whose negative delta may take the balance below zero (CONTRACT.md "Points and
+returns": points taken back that were already spent leave a debt)."""
 
 MEMBERS = Member.__table__
 LEDGER = PointsEntry.__table__
@@ -84,12 +103,16 @@ def latest(column, at: datetime):
 
 
 async def _move_balance(
-    session: AsyncSession, member_id: int, delta: int, at: datetime
+    session: AsyncSession, member_id: int, delta: int, at: datetime, below_zero: bool = False
 ) -> int | None:
-    """Add `delta` unless the balance would go negative; the new balance, or None."""
+    """Add `delta` unless the balance would go negative (unless `below_zero`); the new
+    balance, or None."""
+    where = [MEMBERS.c.id == member_id]
+    if not below_zero:
+        where.append(MEMBERS.c.points + delta >= 0)
     stmt = (
         MEMBERS.update()
-        .where(MEMBERS.c.id == member_id, MEMBERS.c.points + delta >= 0)
+        .where(*where)
         .values(points=MEMBERS.c.points + delta, updated_at=latest(MEMBERS.c.updated_at, at))
         .returning(MEMBERS.c.points)
     )
@@ -105,9 +128,9 @@ async def lock_member(session: AsyncSession, member_id: int) -> int:
     return points
 
 
-async def _consume(session: AsyncSession, member_id: int, amount: int) -> None:
+async def _consume(session: AsyncSession, member_id: int, amount: int) -> int:
     """Take `amount` points from the member's open lots, earliest expiry first, never-expiring
-    last (called under the member's lock)."""
+    last (called under the member's lock); what the lots could not cover."""
     stmt = (
         select(LOTS.c.id, LOTS.c.remaining)
         .where(LOTS.c.member_id == member_id, LOTS.c.remaining > 0)
@@ -121,6 +144,26 @@ async def _consume(session: AsyncSession, member_id: int, amount: int) -> None:
             LOTS.update().where(LOTS.c.id == lid).values(remaining=LOTS.c.remaining - take)
         )
         amount -= take
+    return amount
+
+
+async def _pay_debt(session: AsyncSession, member_id: int, amount: int) -> int:
+    """Pay the member's debt lots (negative ``remaining``) with `amount` earned points,
+    oldest first; what is left to open a lot with."""
+    stmt = (
+        select(LOTS.c.id, LOTS.c.remaining)
+        .where(LOTS.c.member_id == member_id, LOTS.c.remaining < 0)
+        .order_by(LOTS.c.id)
+    )
+    for lid, remaining in (await session.exec(stmt)).all():
+        if amount <= 0:
+            break
+        pay = min(amount, -remaining)
+        await session.exec(
+            LOTS.update().where(LOTS.c.id == lid).values(remaining=LOTS.c.remaining + pay)
+        )
+        amount -= pay
+    return amount
 
 
 async def write_entry(
@@ -144,7 +187,8 @@ async def write_entry(
     """
     if reason not in REASONS:
         raise ValueError(f"unknown points reason {reason!r}")
-    balance = await _move_balance(session, member_id, delta, at)
+    below_zero = reason in NEGATIVE_ALLOWED and delta < 0
+    balance = await _move_balance(session, member_id, delta, at, below_zero)
     if balance is None:
         if await key_exists(session, key):
             return None  # a concurrent twin posted it first
@@ -169,19 +213,19 @@ async def write_entry(
     entry_id = (await session.exec(stmt, params=values)).scalar_one_or_none()
     if entry_id is None:
         # A twin committed this key while we waited for the member lock: undo our move.
-        await _move_balance(session, member_id, -delta, at)
+        await _move_balance(session, member_id, -delta, at, True)
         return None
+    lot = dict(member_id=member_id, entry_id=entry_id, earned_on=local_date)
     if delta > 0:
-        lot = dict(
-            member_id=member_id,
-            entry_id=entry_id,
-            earned_on=local_date,
-            expires_on=expires_on,
-            points=delta,
-            remaining=delta,
-        )
-        await session.exec(LOTS.insert(), params=lot)
+        # A balance below zero before this entry means a debt lot: pay it first.
+        left = await _pay_debt(session, member_id, delta) if balance - delta < 0 else delta
+        if left > 0:
+            lot.update(expires_on=expires_on, points=left, remaining=left)
+            await session.exec(LOTS.insert(), params=lot)
     elif delta < 0 and lot_id is None:
-        await _consume(session, member_id, -delta)
+        short = await _consume(session, member_id, -delta)
+        if short > 0:  # only for NEGATIVE_ALLOWED reasons: the debt is a lot below zero
+            lot.update(expires_on=None, points=-short, remaining=-short)
+            await session.exec(LOTS.insert(), params=lot)
     sync_member(session, member_id, points=balance)
     return PointsEntry(id=entry_id, **values)

@@ -19,7 +19,7 @@ logged and does not stop the others (every step is idempotent, and each catches 
 on a later day what an earlier day missed):
 
 1. upkeep: points lots past their last day expire (`models.points.expire_due`),
-   vouchers past theirs expire (`models.vouchers.expire_vouchers`), tiers whose
+   vouchers past theirs expire (`models.voucher_till.expire_vouchers`), tiers whose
    validity ended are reviewed (`models.tiers.review.review_tiers`), members whose
    probation ended without a purchase are handed out again (`models.ownership.
    redistribute`, DOMAIN.md §8), inbound-message history older than
@@ -58,7 +58,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import cards, ownership, points, vouchers
+from models import cards, ownership, points, voucher_till
 from models.calendar import LUNAR, SOLAR, month_bounds, occurrences_between, yearly_days_between
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
@@ -154,7 +154,7 @@ def upkeep_steps(*, settings: Settings, day: date, now: datetime) -> dict[str, S
         return await points.expire_due(s, rules=settings.points, today=day, now=now)
 
     async def expire_vouchers(s: AsyncSession) -> int:
-        return await vouchers.expire_vouchers(s, today=day)
+        return await voucher_till.expire_vouchers(s, today=day, now=now)
 
     async def review_tiers(s: AsyncSession) -> int:
         return len(await review.review_tiers(s, rules=loyalty, today=day, now=now))

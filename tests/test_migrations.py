@@ -5,6 +5,7 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import models.tables  # noqa: F401
+import models.till_tables  # noqa: F401
 from models.db import migrate
 
 

@@ -4,6 +4,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import models.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+import models.till_tables  # noqa: F401
 
 config = context.config
 target_metadata = SQLModel.metadata

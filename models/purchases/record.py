@@ -27,6 +27,7 @@ from models.rules import LoyaltyRules, PointsRules
 from models.tables import Assistant, Member, Purchase, PurchaseItem, Store
 from models.tiers.upgrade import evaluate_after_purchase
 from models.types import UTCDateTime
+from models.voucher_till import use_voucher
 
 
 def _attach(session: AsyncSession, obj):
@@ -127,6 +128,9 @@ async def record_purchase(
     sale's store). A receipt already recorded returns (existing, False) and
     changes nothing when it is the same sale (amount, time, store); another amount,
     time or store under that number raises `Conflict` naming the difference.
+    `data.vouchers` are used for this sale (`models.voucher_till.use_voucher`, the
+    buyer's own vouchers only); one that cannot be used raises `Conflict` and the
+    caller's transaction, rolled back, records nothing of the sale.
     """
     existing = (
         await session.exec(select(Purchase).where(Purchase.receipt_no == data.receipt_no))
@@ -169,6 +173,17 @@ async def record_purchase(
         return winner, False
     purchase.id = purchase_id
     _attach(session, purchase)
+    for code in dict.fromkeys(data.vouchers):  # a code twice in one sale is used once
+        await use_voucher(
+            session,
+            tz=tz,
+            code=code,
+            store_code=store.code,
+            receipt_no=data.receipt_no,
+            actor="sale",
+            now=at,
+            member_id=member.id,
+        )
     if data.items:
         await session.exec(
             PurchaseItem.__table__.insert(),

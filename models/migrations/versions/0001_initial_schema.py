@@ -421,6 +421,28 @@ def upgrade() -> None:
     with op.batch_alter_table('purchase_items', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_purchase_items_purchase_id'), ['purchase_id'], unique=False)
 
+    op.create_table('sale_returns',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('return_no', sa.String(length=64), nullable=False),
+    sa.Column('purchase_id', sa.Integer(), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('local_date', sa.Date(), nullable=False),
+    sa.Column('sale_date', sa.Date(), nullable=False),
+    sa.Column('amount', models.types.Money(), nullable=False),
+    sa.Column('points', sa.Integer(), nullable=False),
+    sa.Column('referral_points', sa.Integer(), nullable=False),
+    sa.Column('created_at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], ),
+    sa.ForeignKeyConstraint(['purchase_id'], ['purchases.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('return_no')
+    )
+    with op.batch_alter_table('sale_returns', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_sale_returns_member_id'), ['member_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_sale_returns_purchase_id'), ['purchase_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_sale_returns_sale_date'), ['sale_date'], unique=False)
+
     op.create_table('points_lots',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('member_id', sa.Integer(), nullable=False),
@@ -437,6 +459,18 @@ def upgrade() -> None:
         batch_op.create_index('ix_points_lots_due', ['expires_on'], unique=False, postgresql_where=sa.text('remaining > 0'), sqlite_where=sa.text('remaining > 0'))
         batch_op.create_index(batch_op.f('ix_points_lots_expires_on'), ['expires_on'], unique=False)
         batch_op.create_index('ix_points_lots_open', ['member_id', 'remaining'], unique=False)
+
+    op.create_table('return_items',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('return_id', sa.Integer(), nullable=False),
+    sa.Column('sku', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('qty', sa.Integer(), nullable=False),
+    sa.Column('amount', models.types.Money(), nullable=False),
+    sa.ForeignKeyConstraint(['return_id'], ['sale_returns.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('return_items', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_return_items_return_id'), ['return_id'], unique=False)
 
     op.create_table('vouchers',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -459,19 +493,51 @@ def upgrade() -> None:
     with op.batch_alter_table('vouchers', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_vouchers_member_id'), ['member_id'], unique=False)
 
+    op.create_table('voucher_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('voucher_id', sa.Integer(), nullable=False),
+    sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=10), nullable=False),
+    sa.Column('at', models.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('store_id', sa.Integer(), nullable=True),
+    sa.Column('receipt_no', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('actor', sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+    sa.Column('reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+    sa.Column('entry_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['entry_id'], ['points_ledger.id'], ),
+    sa.ForeignKeyConstraint(['store_id'], ['stores.id'], ),
+    sa.ForeignKeyConstraint(['voucher_id'], ['vouchers.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('voucher_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_voucher_events_voucher_id'), ['voucher_id'], unique=False)
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('voucher_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_voucher_events_voucher_id'))
+
+    op.drop_table('voucher_events')
     with op.batch_alter_table('vouchers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_vouchers_member_id'))
 
     op.drop_table('vouchers')
+    with op.batch_alter_table('return_items', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_return_items_return_id'))
+
+    op.drop_table('return_items')
     with op.batch_alter_table('points_lots', schema=None) as batch_op:
         batch_op.drop_index('ix_points_lots_open')
         batch_op.drop_index(batch_op.f('ix_points_lots_expires_on'))
         batch_op.drop_index('ix_points_lots_due', postgresql_where=sa.text('remaining > 0'), sqlite_where=sa.text('remaining > 0'))
 
     op.drop_table('points_lots')
+    with op.batch_alter_table('sale_returns', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_sale_returns_sale_date'))
+        batch_op.drop_index(batch_op.f('ix_sale_returns_purchase_id'))
+        batch_op.drop_index(batch_op.f('ix_sale_returns_member_id'))
+
+    op.drop_table('sale_returns')
     with op.batch_alter_table('purchase_items', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_purchase_items_purchase_id'))
 
