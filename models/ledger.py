@@ -187,7 +187,8 @@ async def write_entry(
     """
     if reason not in REASONS:
         raise ValueError(f"unknown points reason {reason!r}")
-    below_zero = reason in NEGATIVE_ALLOWED and delta < 0
+    # An earning always goes through (it pays a debt first); a spend must be covered.
+    below_zero = delta >= 0 or reason in NEGATIVE_ALLOWED
     balance = await _move_balance(session, member_id, delta, at, below_zero)
     if balance is None:
         if await key_exists(session, key):
