@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import date
 
 from sqlalchemy import bindparam, func, literal_column, union_all
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.errors import NotFound
 from models.ledger import LEDGER, LOTS, MEMBERS
+from models.tables import PointsEntry
 
 NEXT_EXPIRY = (
     select(func.sum(LOTS.c.remaining).label("points"), LOTS.c.expires_on.label("day"))
@@ -92,3 +93,15 @@ async def balance_check(session: AsyncSession, *, member_id: int) -> tuple[int, 
     ledger = (await session.exec(ledger_sum)).one()
     lots = (await session.exec(lots_sum)).one()
     return int(points), int(ledger), int(lots)
+
+
+async def history(session: AsyncSession, *, member_id: int, limit: int = 100) -> list[PointsEntry]:
+    """The member's ledger entries, newest first: every change with its reason and note
+    (an adjustment's note says who and why; a return's names the receipt)."""
+    stmt = (
+        select(PointsEntry)
+        .where(PointsEntry.member_id == member_id)
+        .order_by(col(PointsEntry.id).desc())
+        .limit(limit)
+    )
+    return list((await session.exec(stmt)).all())

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import func, select
 
-from models.errors import Conflict, InsufficientPoints, InvalidInput
+from models.errors import Conflict, InvalidInput
 from models.points_reads import balance_check
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase

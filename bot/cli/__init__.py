@@ -9,6 +9,8 @@ database, brings the schema up to date and calls the domain or the web app.
     memberbot chat [--channel C] [--demo] [--create] [--from ID]        (bot/cli/chat.py)
     memberbot plan | outbox | lint | report                             (bot/cli/plan.py)
     memberbot greet --assistant ID --member PHONE --occasion O [--note TEXT]  (bot/cli/greet.py)
+    memberbot vouchers show|use|void CODE [--store S] [--reason T] | list PHONE
+                                                                        (bot/cli/vouchers.py)
 
 This module is the parser and the dispatch; each command runs in its own module, and
 what they share (`CliError`, the settings from the command line, `open_database`) is
@@ -36,6 +38,7 @@ from bot.cli.common import PROG, CliError
 from bot.cli.data import cmd_export, cmd_import
 from bot.cli.greet import add_greet_command
 from bot.cli.plan import add_commands
+from bot.cli.vouchers import add_vouchers_command
 from bot.csvio.report import CsvFileError
 from bot.logsetup import configure_cli_logging
 from models.settings.load import ConfigError
@@ -130,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_commands(sub, common)
     add_greet_command(sub, common)
+    add_vouchers_command(sub, common)
     return parser
 
 
