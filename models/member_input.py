@@ -78,6 +78,9 @@ class MemberIn(BaseModel):
     wechat_openid: Code | None = None
     address: Annotated[str, Field(max_length=300)] | None = None
     locale: Literal["zh_CN", "en"] | None = None
+    join_date: date | None = None
+    """`YYYY-MM-DD`; a new member's default is the day it is created (`upsert_member`
+    refuses a day in the future). Anniversaries of joining count from it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -121,6 +124,17 @@ class MemberIn(BaseModel):
             check_day(*parse_day(v), "solar")
         return v
 
+    @field_validator("join_date", mode="before")
+    @classmethod
+    def _join_date(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if not isinstance(v, str) or not _DAY.match(v) or _DAY.match(v).group(1) is None:
+            raise ValueError("expected YYYY-MM-DD")
+        year, month, day = parse_day(v)
+        check_day(year, month, day, "solar")
+        return date(year, month, day)
+
     @field_validator("preferred_contact")
     @classmethod
     def _contact(cls, v: str | None) -> str | None:
@@ -128,7 +142,9 @@ class MemberIn(BaseModel):
             raise ValueError("expected HH:MM-HH:MM")
         return v
 
-    @field_validator("store", "assistant", "name", "birthday_calendar", "birthday_leap_month")
+    @field_validator(
+        "store", "assistant", "name", "birthday_calendar", "birthday_leap_month", "join_date"
+    )
     @classmethod
     def _not_null(cls, v: Any) -> Any:
         if v is None:

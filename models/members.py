@@ -16,6 +16,8 @@ Input rules:
   file; a member without a store takes the assistant's). A new or different
   assistant is recorded through `models.ownership.assign` (DOMAIN.md §8).
 - `card_no` and `wechat_openid` belong to one member each (409 otherwise).
+- `join_date` (default: the day the member is created; never in the future) can be
+  set and corrected; anniversaries of joining count from it.
 - A stop sent from the phone number or the openid before it was a member's is
   applied when it joins (`models.consent.adopt_address`).
 
@@ -163,6 +165,8 @@ def _apply_plain_fields(member: Member, data: MemberIn, fields: set[str]) -> Non
     if "wedding_anniversary" in fields:
         w = parse_day(data.wedding_anniversary) if data.wedding_anniversary else (None, None, None)
         member.wedding_year, member.wedding_month, member.wedding_day = w
+    if "join_date" in fields:
+        member.join_date = data.join_date
     for name in ("card_no", "preferred_contact", "address", "locale"):
         if name in fields:
             setattr(member, name, getattr(data, name))
@@ -225,9 +229,13 @@ async def upsert_member(
         if holder is not None and holder != data.phone:
             raise Conflict("card number already belongs to another member", "card_no")
 
+    if data.join_date is not None and data.join_date > today:
+        raise InvalidInput("the join date cannot be in the future", "join_date")
     member, created = await _get_or_create(
         session, phone=data.phone, today=today, entry_tier=rules.tiers.entry.code
     )
+    if created and data.join_date is not None:
+        member.tier_since = data.join_date
     previous_assistant = member.assistant_id
     _apply_plain_fields(member, data, fields)
     await _settle_store(session, member=member, store=store, assistant=assistant)

@@ -66,6 +66,8 @@ def _same_member(data: MemberIn, row: dict[str, Any]) -> bool:
         given, stored = getattr(data, name), row.get(name)
         if name in ("birthday", "wedding_anniversary"):
             same = bool(stored) and given is not None and parse_day(given) == parse_day(stored)
+        elif name == "join_date":
+            same = given is not None and given.isoformat() == stored
         elif name == "birthday_calendar":
             # The export leaves the calendar empty when there is no birthday.
             same = given == (stored or "solar")
