@@ -17,7 +17,7 @@ from sqlmodel import col, select
 from models.calendar import LUNAR, SOLAR, yearly_days_between, yearly_days_on
 from models.clock import add_months, day_start, local_date
 from models.occasions import festivals_on, season_start_on
-from models.tables import DORMANT_PENDING, Member, PointsLot
+from models.tables import DORMANT_PENDING, Member, PointsLot, Voucher
 from scheduler.plan_reads import rows
 from scheduler.plan_types import Due, PlanDay
 
@@ -131,3 +131,19 @@ async def points_expiry(plan: PlanDay, due: dict[int, list[Due]]) -> None:
     occasion = f"lots:{expires.isoformat()}"
     for member_id, points in await rows(plan, stmt):
         due[member_id].append(Due("points_expiry", occasion, data=(int(points), expires)))
+
+
+async def voucher_expiry(plan: PlanDay, due: dict[int, list[Due]]) -> None:
+    """Unused vouchers whose last day is D + ``voucher_expiry_notice_days``, per member."""
+    expires = plan.day + timedelta(days=plan.msg.voucher_expiry_notice_days)
+    stmt = (
+        select(Voucher.member_id, Voucher.code)
+        .where(Voucher.status == "issued", Voucher.expires_on == expires)
+        .order_by(Voucher.member_id, Voucher.code)
+    )
+    codes: dict[int, list[str]] = {}
+    for member_id, code in await rows(plan, stmt):
+        codes.setdefault(member_id, []).append(code)
+    occasion = f"vouchers:{expires.isoformat()}"
+    for member_id, held in codes.items():
+        due[member_id].append(Due("voucher_expiry", occasion, data=(held, expires)))

@@ -5,7 +5,7 @@ trace; on both engines, and 20 uses at once across two app instances on PostgreS
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -15,13 +15,14 @@ from bot.app import create_app
 from models.db import transaction
 from models.points import post_points
 from models.points_reads import balance_check
-from models.tables import Member, PointsEntry, Purchase, PurchaseItem, Voucher
+from models.tables import Member, PointsEntry, Purchase, PurchaseItem, Store, Voucher
 from models.till_tables import VoucherEvent
 from models.types import utcnow
 from models.voucher_till import expire_vouchers
 from models.vouchers import redeem
 from tests.conftest import is_pg
 from tests.test_api import call, member, purchase, seed
+from tests.test_planner import kinds, one, plan
 
 PHONE = "+8613800138000"
 
@@ -210,3 +211,27 @@ async def test_twenty_simultaneous_uses_across_two_instances_use_it_once(session
     finally:
         for c in clients:
             await c.close()
+
+
+async def test_a_voucher_about_to_expire_gets_a_service_notice(sessions, settings):
+    """`voucher_expiry` N days before the last day (default 7), once per member and day,
+    naming the codes; a used voucher gets none; the text passes the service rules."""
+    async with transaction(sessions) as s:
+        store = Store(code="S1", name="静安店")
+        s.add(store)
+        await s.flush()
+        m = Member(phone=PHONE, join_date=date(2026, 1, 1), tier="points", store_id=store.id)
+        s.add(m)
+        await s.flush()
+        codes = {}
+        for code, status in (("AAAAAAAAAAAA", "issued"), ("BBBBBBBBBBBB", "used")):
+            s.add(Voucher(code=code, member_id=m.id, reward_code="v300", value=300,
+                          status=status, issued_at=utcnow(), expires_on=date(2026, 5, 8),
+                          redemption_key=code))  # fmt: skip
+            codes[code] = status
+    planned = await plan(sessions, settings, date(2026, 5, 1))
+    notice = one(planned, m, "voucher_expiry")
+    assert "AAAAAAAAAAAA" in notice.text and "BBBBBBBBBBBB" not in notice.text
+    assert "05月08日" in notice.text or "5月8日" in notice.text or "2026-05-08" in notice.text
+    assert notice.occasion == "vouchers:2026-05-08"
+    assert kinds(await plan(sessions, settings, date(2026, 5, 2)), m) == []
