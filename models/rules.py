@@ -214,7 +214,21 @@ class Reward(_Strict):
     valid_days: Annotated[int, Field(ge=1, le=3660)] = 90
 
 
+class AutoVoucher(_Strict):
+    """000's way: a voucher issued by itself when a year's points reach the threshold."""
+
+    enabled: bool = False
+    """Off by default: members redeem by message (兑换). A store that runs 000's way
+    turns it on (`models.auto_vouchers`)."""
+    reward: Annotated[str, Field(min_length=1, max_length=32)] = "v300"
+    """The catalogue reward issued (its cost is deducted, its voucher issued)."""
+    threshold: Annotated[int, Field(gt=0)] = 3000
+    """Purchase points earned within the 365 days ending on the sale's day (returns
+    netted, points already turned into automatic vouchers in that window not counted)."""
+
+
 class RewardRules(_Strict):
+    auto: AutoVoucher = Field(default_factory=AutoVoucher)
     catalogue: list[Reward] = Field(
         default_factory=lambda: [
             Reward(
@@ -236,6 +250,12 @@ class RewardRules(_Strict):
 
     def by_code(self, code: str) -> Reward | None:
         return next((r for r in self.catalogue if r.code == code), None)
+
+    @model_validator(mode="after")
+    def _auto_reward(self) -> RewardRules:
+        if self.auto.enabled and self.by_code(self.auto.reward) is None:
+            raise ValueError(f"auto.reward: {self.auto.reward!r} is not in the catalogue")
+        return self
 
 
 class OwnershipRules(_Strict):

@@ -209,7 +209,7 @@ def message_values(
     elif kind == "points_expiry":
         points, expires = c.data
         v.update(expiring_points=points, expiry_date=expires, points=m.points)
-    elif kind == "voucher_expiry":
+    elif kind in ("voucher_expiry", "voucher_issued"):
         codes, expires = c.data
         v.update(voucher_codes=codes, expiry_date=expires)
     elif kind in ("card_pickup", "card_pickup_again", "card_mailed"):

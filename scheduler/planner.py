@@ -52,6 +52,8 @@ What is due on D (DOMAIN.md §5-7, MESSAGING.md; occasion keys in brackets):
   D + ``points_expiry_notice_days``, summed per member.
 - ``voucher_expiry`` [``vouchers:<expires_on>``]: unused vouchers whose last day is
   D + ``voucher_expiry_notice_days``, one message per member naming their codes.
+- ``voucher_issued`` [``voucher:<code>``]: an automatic voucher (``rewards.auto``)
+  issued on D - 1.
 
 Every message is rendered in the member's locale (``members.locale``, else
 ``brand.locale``), signed with the store's and the assistant's names (purchase
@@ -116,6 +118,7 @@ _SOURCES = (
     occasion_due.dormant,
     occasion_due.points_expiry,
     occasion_due.voucher_expiry,
+    occasion_due.voucher_issued,
     card_messages,
 )
 """Everything due on a day except the every-member greetings, in this order."""

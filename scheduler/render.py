@@ -49,6 +49,7 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "card_mailed": ("tier_name",),
     "points_expiry": ("expiring_points", "expiry_date", "points"),
     "voucher_expiry": ("voucher_codes", "expiry_date"),
+    "voucher_issued": ("voucher_codes", "expiry_date"),
     "care_d3": ("items", "care_tips"),
     "care_d7": ("items", "care_tips"),
     "care_d10": ("items",),

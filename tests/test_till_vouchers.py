@@ -235,3 +235,38 @@ async def test_a_voucher_about_to_expire_gets_a_service_notice(sessions, setting
     assert "05月08日" in notice.text or "5月8日" in notice.text or "2026-05-08" in notice.text
     assert notice.occasion == "vouchers:2026-05-08"
     assert kinds(await plan(sessions, settings, date(2026, 5, 2)), m) == []
+
+
+async def test_000_automatic_voucher_when_a_years_points_reach_the_threshold(
+    aiohttp_client, make_settings, sessions
+):
+    """Off by default; on: crossing 3,000 purchase points within 365 days issues the
+    voucher once (not again on a re-sent receipt), 6,000 a second time, with a
+    `voucher_issued` service notice the next day."""
+    off = await aiohttp_client(create_app(make_settings()))
+    await seed(off)
+    await call(off, "POST", "/api/purchases", purchase(amount="3000", items=[]))
+    assert (await member(off))["vouchers"] == []
+    settings = make_settings(rewards={"auto": {"enabled": True}})
+    client = await aiohttp_client(create_app(settings))
+    for receipt, amount, at in (
+        ("R2", "1000", "2026-03-11T14:00:00+08:00"),  # 4,000 in the year: one voucher
+        ("R2", "1000", "2026-03-11T14:00:00+08:00"),  # re-sent: nothing more
+        ("R3", "1500", "2026-06-01T14:00:00+08:00"),  # 5,500 - 3,000 used: none
+        ("R4", "500", "2027-03-10T14:00:00+08:00"),  # R1 out of the year: 3,000 - 3,000
+    ):
+        status, _ = await call(client, "POST", "/api/purchases", purchase(receipt, amount, at=at))
+        assert status in (200, 201)
+    view = await member(client)
+    assert len(view["vouchers"]) == 1 and view["points"] == 6000 - 3000
+    # the first voucher (and R2) leave the year: R3 + R4 + R5 = 3,000 new points
+    at = "2027-03-12T10:00:00+08:00"
+    await call(client, "POST", "/api/purchases", purchase("R5", "1000", at=at))
+    view = await member(client)
+    assert len(view["vouchers"]) == 2 and view["points"] == 7000 - 6000
+    async with transaction(sessions) as s:
+        m = (await s.exec(select(Member).where(Member.phone == PHONE))).one()
+        assert await balance_check(s, member_id=m.id) == (1000, 1000, 1000)
+    planned = await plan(sessions, settings, date(2026, 3, 12))
+    notice = one(planned, m, "voucher_issued")
+    assert view["vouchers"][0]["code"] in notice.text or view["vouchers"][1]["code"] in notice.text

@@ -14,7 +14,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import ownership
+from models import auto_vouchers, ownership
 from models.clock import local_date as brand_date
 from models.db import insert_ignore
 from models.errors import Conflict, InvalidInput
@@ -202,6 +202,9 @@ async def record_purchase(
             referrer_phone=data.referrer,
         )
     await evaluate_after_purchase(session, rules=rules, member=member, purchase=purchase, tz=tz)
+    await auto_vouchers.after_purchase(
+        session, rules=rules, tz=tz, member=member, purchase=purchase
+    )
     await ownership.on_purchase(session, rules=rules, member=member, purchase=purchase)
     return purchase, True
 
