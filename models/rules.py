@@ -49,6 +49,23 @@ class ExpiryRules(_Strict):
         return _check_mmdd(v)
 
 
+class RebateRules(_Strict):
+    """004's annual rebate: on `day` the daily job turns each member's whole balance into
+    a voucher worth ``balance × rate`` yuan and clears the points (`models.rebate`)."""
+
+    enabled: bool = False
+    day: str = "08-01"
+    """MM-DD: the first day of the new period (before that day's expiry runs)."""
+    rate: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.01")
+    """Yuan of voucher value per point (004: 1 %)."""
+    valid_days: Annotated[int, Field(ge=1, le=3660)] = 90
+
+    @field_validator("day")
+    @classmethod
+    def _day(cls, v: str) -> str:
+        return _check_mmdd(v)
+
+
 class PointsRules(_Strict):
     rate: Annotated[Decimal, Field(gt=0)] = Decimal("1")
     """Points per yuan paid (DOMAIN.md §2: 1 point per yuan)."""
@@ -68,6 +85,7 @@ class PointsRules(_Strict):
     """Days that earn `double_points_multiplier`: `YYYY-MM-DD` once, `MM-DD` every year."""
     double_points_multiplier: Annotated[Decimal, Field(ge=1)] = Decimal("2")
     expiry: ExpiryRules = Field(default_factory=ExpiryRules)
+    rebate: RebateRules = Field(default_factory=RebateRules)
 
     @field_validator("double_points_days")
     @classmethod

@@ -18,7 +18,9 @@ Then, in order, each step in its own transaction so that one failing step is
 logged and does not stop the others (every step is idempotent, and each catches up
 on a later day what an earlier day missed):
 
-1. upkeep: points lots past their last day expire (`models.points.expire_due`),
+1. upkeep: on the rebate day (004, `points.rebate`) balances become vouchers
+   (`models.rebate.run_rebate`, before the expiry), points lots past their last day
+   expire (`models.points.expire_due`),
    vouchers past theirs expire (`models.voucher_till.expire_vouchers`), tiers whose
    validity ended are reviewed (`models.tiers.review.review_tiers`), members whose
    probation ended without a purchase are handed out again (`models.ownership.
@@ -63,6 +65,7 @@ from models.calendar import LUNAR, SOLAR, month_bounds, occurrences_between, yea
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
 from models.inbound import prune
+from models.rebate import run_rebate
 from models.settings import Settings
 from models.tables import Assistant, Member, PlanRun, Store
 from models.tiers import review
@@ -150,6 +153,9 @@ def upkeep_steps(*, settings: Settings, day: date, now: datetime) -> dict[str, S
     """The upkeep steps of the day, by name, each a function of one session."""
     loyalty = settings.loyalty
 
+    async def rebate(s: AsyncSession) -> int:
+        return await run_rebate(s, rules=settings.points, today=day, now=now)
+
     async def expire_points(s: AsyncSession) -> int:
         return await points.expire_due(s, rules=settings.points, today=day, now=now)
 
@@ -163,6 +169,7 @@ def upkeep_steps(*, settings: Settings, day: date, now: datetime) -> dict[str, S
         return len(await ownership.redistribute(s, rules=loyalty, today=day))
 
     return {
+        "rebate": rebate,  # before the expiry: the ended period's points are rebated
         "expire_points": expire_points,
         "expire_vouchers": expire_vouchers,
         "review_tiers": review_tiers,
