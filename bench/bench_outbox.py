@@ -6,7 +6,7 @@
 For each engine, on a fresh database:
 
 1. **Throughput** — `--messages` due SMS (default 5,000, one member each) are drained by
-   one `scheduler.sender.Sender` with the rate limit off, through the real
+   one `scheduler.send.sender.Sender` with the rate limit off, through the real
    `TwilioSmsSender` (twilio's async client) to a local fake Twilio
    (`tests.fakes.FakeTwilioApi`) running in its own process. Every message goes the
    whole way: claim (FOR UPDATE SKIP LOCKED on PostgreSQL), send-time re-checks,
@@ -148,7 +148,8 @@ async def _seed(sessions, *, count: int, first_member: int, tag: str, now: datet
     from sqlalchemy import insert
 
     from models.db import transaction
-    from models.tables import Member, OutboxMessage
+    from models.tables.members import Member
+    from models.tables.outbox import OutboxMessage
 
     chunk = 1000
     today = now.date()
@@ -201,7 +202,7 @@ async def _statuses(sessions, tag: str) -> dict[str, int]:
     from sqlalchemy import func
     from sqlmodel import select
 
-    from models.tables import OutboxMessage
+    from models.tables.outbox import OutboxMessage
 
     async with sessions() as s:
         rows = await s.exec(
@@ -237,7 +238,7 @@ class _InProcess:
         self._run = secrets.token_hex(6)  # ids never repeat the fake Twilio's
 
     async def send(self, message):
-        from scheduler.transports import SendResult
+        from scheduler.send.transports import SendResult
 
         await asyncio.sleep(0)
         return SendResult(provider_id=f"IP{self._run}{next(self._ids):08d}", status="queued")
@@ -249,8 +250,8 @@ async def _drain(
     from bot.sms_sender import open_sms_sender
     from models.db import make_engine, session_factory
     from models.settings.load import load_settings
-    from scheduler.sender import Sender, drain_until_idle
-    from scheduler.transports import Transports
+    from scheduler.send.sender import Sender, drain_until_idle
+    from scheduler.send.transports import Transports
     from tests.fakes import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 
     settings = load_settings(

@@ -18,7 +18,7 @@ For each database and member count:
    expiry, card steps) and ``festival`` (中秋 2026-09-25: a holiday greeting for
    every member, planned and saved a batch at a time with ``iter_plan``);
    ``ordinary-job`` and ``festival-job`` run the same days through
-   ``scheduler.planner.save_day``, what the daily job calls (batch k saved while
+   ``scheduler.plan.planner.save_day``, what the daily job calls (batch k saved while
    batch k + 1 is composed). ``--repeat N`` runs each case N times; ``--phases``
    times the planner's reads, rendering and rules check (without overlapping the
    reads and the composing, so the parts add up).
@@ -405,10 +405,10 @@ class _Phases:
         return wrapper
 
     def install(self) -> None:
-        from scheduler import (
+        from scheduler import message_rules
+        from scheduler.plan import (
             card_steps,
             care_calendar,
-            message_rules,
             occasion_due,
             plan_compose,
             plan_reads,
@@ -438,8 +438,8 @@ async def _run_case(
 ) -> dict:
     from models.db import make_engine, session_factory
     from models.settings.load import load_settings
-    from scheduler.plan_save import save_plan
-    from scheduler.planner import iter_plan, plan_day, save_day
+    from scheduler.plan.plan_save import save_plan
+    from scheduler.plan.planner import iter_plan, plan_day, save_day
 
     settings = load_settings(None, environ={}, overrides={"database": {"url": url}})
     engine = make_engine(url)

@@ -49,7 +49,7 @@ async def setup(url: str, members: int) -> tuple[list[str], list[str]]:
     from models.purchases.record import record_purchase
     from models.rules import LoyaltyRules
     from models.stores import upsert_store
-    from models.tables import Member
+    from models.tables.members import Member
     from models.vouchers import redeem
 
     rules, tz = LoyaltyRules(), ZoneInfo("Asia/Shanghai")
@@ -89,7 +89,7 @@ async def check(url: str) -> int:
 
     from models.db import make_engine, session_factory, transaction
     from models.points_reads import balance_check
-    from models.tables import Member
+    from models.tables.members import Member
 
     engine = make_engine(url)
     bad = 0

@@ -263,7 +263,7 @@ async def _fill_database(db_url: str) -> None:
     from models.db import make_engine, migrate, session_factory, transaction
     from models.purchases.input import PurchaseIn
     from models.purchases.record import record_purchase
-    from models.tables import Identity, Member, Store
+    from models.tables.members import Identity, Member, Store
 
     if db_url.startswith("postgresql"):
         import asyncpg
@@ -337,7 +337,9 @@ async def reset_database(db_url: str) -> None:
 
     from models import tables
     from models.db import make_engine
-    from models.tables import Identity, InboundMessage, PendingAction
+    from models.tables.conversation import PendingAction
+    from models.tables.inbound import InboundMessage
+    from models.tables.members import Identity
 
     engine = make_engine(db_url)
     async with engine.begin() as conn:
@@ -355,7 +357,7 @@ async def member_points(db_url: str, i: int) -> int:
     from sqlalchemy import select
 
     from models.db import make_engine
-    from models.tables import Member
+    from models.tables.members import Member
 
     engine = make_engine(db_url)
     async with engine.connect() as conn:
@@ -614,14 +616,15 @@ IDLE = "event loop idle (epoll wait)"
 CATEGORIES = [
     ("database driver (sqlite3 on the loop or aiosqlite's thread / asyncpg)",
      ("aiosqlite/", "asyncpg/", "_connection_worker_thread", "models/rawdb.py",
-      "bot/rawdb.py")),
+      "models/rawdb_sqlite.py", "models/rawdb_pg.py", "bot/rawdb.py")),
     ("SQLAlchemy (session, ORM, Core, greenlet bridge)", ("sqlalchemy/", "sqlmodel/")),
     ("aiohttp (HTTP server)", ("aiohttp/", "multidict/", "yarl/")),
     ("WeChat wire (wechatpy, XML, AES, adapter)",
      ("wechatpy/", "xmltodict", "bot/channels/", "cryptography/", "xml/etree")),
     ("reply templates (jinja2)", ("jinja2/", "scheduler/text.py", "bot/templating.py")),
-    ("inbound log + group commit", ("bot/inbound_log.py", "models/group_commit.py",
-                                    "bot/group_commit.py", "bot/eager.py")),
+    ("inbound log + group commit", ("bot/inbound_log.py", "bot/inbound_outcome.py",
+                                    "models/group_commit.py", "bot/group_commit.py",
+                                    "bot/eager.py")),
     ("bot + domain code", ("bot/", "models/")),
 ]  # fmt: skip
 EVENT_LOOP = ("asyncio/", "selectors.py")
@@ -718,7 +721,7 @@ async def count_late(db_url: str) -> int:
     from sqlalchemy import func, select
 
     from models.db import make_engine
-    from models.tables import InboundMessage
+    from models.tables.inbound import InboundMessage
 
     engine = make_engine(db_url)
     async with engine.connect() as conn:

@@ -291,12 +291,12 @@ async def snapshot(url: str) -> dict[str, tuple[int, str]]:
     from sqlalchemy import text
 
     from models.db import make_engine
-    from models.tables import SQLModel
+    from models.tables.schema import METADATA
 
     engine = make_engine(url)
     out = {}
     async with engine.connect() as conn:
-        for table in SQLModel.metadata.sorted_tables:
+        for table in METADATA.sorted_tables:
             rows = (await conn.execute(text(f'SELECT * FROM "{table.name}" ORDER BY 1'))).all()
             digest = hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
             out[table.name] = (len(rows), digest[:16])

@@ -15,9 +15,9 @@ from bot.conversation import Conversation
 from bot.inbound_log import InboundLog
 from models.rules import LoyaltyRules
 from models.settings import Settings
-from scheduler.providers import SmsSender
-from scheduler.sender import Sender
-from scheduler.transports import Transports
+from scheduler.send.providers import SmsSender
+from scheduler.send.sender import Sender
+from scheduler.send.transports import Transports
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)

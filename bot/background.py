@@ -5,7 +5,7 @@
 `setup` adds one `cleanup_ctx` (STYLE.md: background work is a cleanup_ctx task,
 cancelled and awaited on shutdown) that:
 
-- always runs the outbox sender loop (`scheduler.sender.Sender.run`) as a background
+- always runs the outbox sender loop (`scheduler.send.sender.Sender.run`) as a background
   task — CONTRACT.md: with ``scheduler.enabled = false`` serve plans nothing by
   itself, but the outbox sender still runs;
 - when ``scheduler.enabled``, starts an APScheduler 3.11 `AsyncIOScheduler` with one
@@ -54,9 +54,9 @@ from bot.channels.wechat import WECHAT_API
 from models.db import transaction
 from models.types import utcnow
 from scheduler.jobs import DailyResult, run_daily, run_finished
-from scheduler.sender import Sender
+from scheduler.send.sender import Sender
+from scheduler.send.transports import Transports
 from scheduler.service import due_catch_up, plan_time, replica_name
-from scheduler.transports import Transports
 
 log = logging.getLogger("memberbot.scheduler")
 

@@ -74,8 +74,9 @@ from models.members import get_member_by_phone
 from models.pending import in_window, is_live
 from models.phone import mask_phone
 from models.settings import Settings
-from models.tables import Identity, Member, PendingAction
-from scheduler.providers import SmsSender, SmsSendError
+from models.tables.conversation import PendingAction
+from models.tables.members import Identity, Member
+from scheduler.send.providers import SmsSender, SmsSendError
 from scheduler.text import render
 
 log = logging.getLogger("memberbot.bot")

@@ -37,7 +37,7 @@ from models.db import make_engine, migrate, session_factory, transaction
 from models.errors import InvalidInput
 from models.phone import normalise_phone
 from models.settings import Settings
-from scheduler.providers import ConsoleSmsSender, SmsSender
+from scheduler.send.providers import ConsoleSmsSender, SmsSender
 
 PROMPT = "> "
 _EVENTS = {"/subscribe": "subscribe", "/unsubscribe": "unsubscribe"}

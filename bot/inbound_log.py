@@ -15,7 +15,7 @@ How (`InboundLog.respond_once`):
 2. It waits for the handler until the deadline. In time: the answer is stored
    (`answered`) and returned. Too late: the row becomes `deferred`, the caller answers
    the platform at once ("success" / empty TwiML) and delivers the answer itself when
-   the handler finishes (`deliver_late`), ending in `sent` or `failed`.
+   the handler finishes (`bot.inbound_outcome.deliver_late`), ending in `sent` or `failed`.
    The deadline bounds the whole request, not only the handler: when the database
    stalls (a held lock, a slow disk) and the claim or a record is not done by then,
    the caller answers "success" all the same and the request's work goes on behind
@@ -45,104 +45,43 @@ How (`InboundLog.respond_once`):
    before that row lands answers from the same data again: no second effect, since
    the only write is the forward-only `last_inbound_at` stamp.
 
-The log is on the hot path of every webhook, so it runs on the raw driver
-(`models.rawdb`, no SQLAlchemy) with one statement per message: the claim
-(INSERT … ON CONFLICT DO NOTHING RETURNING id), committed before the handler runs —
-on SQLite in the batch transaction of the writes queued meanwhile, on PostgreSQL as
-one multi-row statement per batch (`models.group_commit`). The answer of step 2 is
-stored *behind* the reply (`RawDb.defer`, batched with other writes): a retry that
-meanwhile finds the row `processing` waits for it (step 3), exactly as for a message
-still being handled; `settle()` waits until the stored answers are committed, and
-the final statuses of step 2's late path (`deferred`, `sent`, `failed`) are awaited.
-If the process dies between the reply and that write, a retry after the lease takes
-the message over (step 4) — one that comes only if that reply was lost as well.
-Keys are written in sorted order, so two processes never deadlock. Without a raw
-driver (an in-memory SQLite database) the same steps go through SQLAlchemy Core.
+The rows, their statements and when each is committed: `bot.inbound_store`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import eager
 from bot.conversation import Reply
 from bot.handler_slots import HOLD_MAX, MAX_HANDLERS, HandlerSlots
+from bot.inbound_outcome import (
+    HandlingFailed,
+    Outcome,
+    RequestState,
+    consume,
+    poll,
+    wait_local,
+)
 from bot.inbound_store import (
     ANSWERED,
     ANSWERED_ROW,
     DEFERRED,
-    FAILED,
-    PROCESSING,
-    SENT,
     Claim,
     InboundStore,
-    Seen,
 )
 from models import rawdb
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.inbound")
 
-__all__ = ["ANSWERED", "DEFERRED", "FAILED", "PROCESSING", "SENT", "HandlingFailed", "InboundLog"]
-
 LEASE_MARGIN = 4.0
 """Seconds a claim's lease lasts beyond the deadline of the request that took it."""
-LATE_POLL_INTERVAL = 0.25
-"""Seconds between the reads of a copy still waiting for a holder after its deadline."""
-KEY_MAX = 200
-"""`inbound_messages.dedupe_key` is a varchar(200)."""
-
-
-def bounded_key(key: str) -> str:
-    """A de-duplication key that fits the column: a longer one is replaced by its hash
-    (an over-long key would fail on PostgreSQL, and with it the batch it went in)."""
-    if len(key) <= KEY_MAX:
-        return key
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-
-
-class HandlingFailed(Exception):
-    """The handler of this message (or of the duplicate being waited for) raised."""
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What to answer the platform now.
-
-    `answered`: `text` is the answer (None: answer nothing). `deferred`: answer nothing
-    now; the answer goes, or went, another way. If this request must deliver it
-    (`delivers_late`): `late` is the handler's task and `claim` its row, or `rest` is
-    the request's own work that outlived its deadline (its outcome says what to do).
-    """
-
-    kind: Literal["answered", "deferred"]
-    text: str | None = None
-    late: asyncio.Future[Reply] | None = None
-    claim: Claim | None = None
-    rest: asyncio.Future[Outcome] | None = None
-
-    @property
-    def delivers_late(self) -> bool:
-        return self.late is not None or self.rest is not None
-
-
-@dataclass(slots=True)
-class _Request:
-    """One request's progress, shared by its answer (`respond_once`) and its work."""
-
-    deadline: float
-    replied: bool = False
-    """The platform got its answer at the deadline: an answer found from now on goes late."""
-    failing: bool = False
-    """The handler raised (its claim is being released): the answer is an error."""
 
 
 class InboundLog:
@@ -156,8 +95,9 @@ class InboundLog:
         handler_hold_max: float = HOLD_MAX,
     ):
         self._engine = engine
-        self._store = InboundStore(engine)
-        self._raw = self._store.raw
+        self.store = InboundStore(engine)
+        """The rows (`deliver_late` records through it)."""
+        self._raw = self.store.raw
         self.poll_interval = poll_interval
         self.lease_margin = lease_margin
         self._handlers = HandlerSlots(max_handlers, hold_max=handler_hold_max)
@@ -193,13 +133,13 @@ class InboundLog:
         no claim; None goes the claimed way. `answered`: the platform already has its
         answer (`success`), so whatever is found goes late, as after a missed deadline.
         """
-        request = _Request(deadline, replied=answered)
+        request = RequestState(deadline, replied=answered)
         work = eager.start(self._work(channel, key, handler, quick, request))
         if not answered and await eager.finished_by(work, deadline):
             return work.result()
         request.replied = True
         if request.failing:
-            work.add_done_callback(_consume)
+            work.add_done_callback(consume)
             raise HandlingFailed(f"{channel} {key}")
         return Outcome("deferred", rest=work)
 
@@ -209,12 +149,11 @@ class InboundLog:
         key: str,
         handler: Callable[[], Awaitable[Reply]],
         quick: Callable[[], Awaitable[Reply | None]] | None,
-        request: _Request,
+        request: RequestState,
     ) -> Outcome:
-        if self._raw is not None:
-            await rawdb.pace(self._raw)
+        await rawdb.pace(self._raw)
         first = self._local.get((channel, key))
-        if first is None and quick is not None and self._raw is not None:
+        if first is None and quick is not None:
             reply = await quick()
             if reply is not None and not request.replied:
                 text = reply.text or None
@@ -227,7 +166,7 @@ class InboundLog:
         if first is not None:  # a duplicate within this process: wait for the first one
             self.waiting += 1
             try:
-                return await self._wait_local(first, request.deadline)
+                return await wait_local(first, request.deadline)
             finally:
                 self.waiting -= 1
         mine: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
@@ -244,13 +183,13 @@ class InboundLog:
             del self._deadlines[(channel, key)]
 
     async def _respond(
-        self, channel: str, key: str, handler: Callable[[], Awaitable[Reply]], request: _Request
+        self, channel: str, key: str, handler: Callable[[], Awaitable[Reply]], request: RequestState
     ) -> Outcome:
         claim = await self._claim(channel, key)
         while claim is None:  # seen before, or being handled by another process
             self.waiting += 1
             try:
-                seen = await self._poll(channel, key, request.deadline)
+                seen = await poll(self.store, channel, key, request.deadline, self.poll_interval)
             finally:
                 self.waiting -= 1
             if isinstance(seen, Outcome):
@@ -258,7 +197,7 @@ class InboundLog:
             if seen is None:  # released: its handler failed; this copy starts afresh
                 claim = await self._claim(channel, key)
                 continue
-            claim = await self._store.take_over(seen, self._lease_until(channel, key))
+            claim = await self.store.take_over(seen, self._lease_until(channel, key))
             if claim is not None:
                 log.warning("took over %s %s: its holder's lease expired", channel, key)
         if self._handlers.full():  # as many handlers under way as the loop can serve
@@ -270,14 +209,14 @@ class InboundLog:
         task = self._handlers.start(handler)
         finished = await eager.finished_by(task, request.deadline)
         if request.replied or not finished:
-            await self._store.record(claim, DEFERRED, None)
+            await self.store.record(claim, DEFERRED, None)
             return Outcome("deferred", late=task, claim=claim)
         if task.exception() is not None:
             request.failing = True
-            await self._store.release(claim)
+            await self.store.release(claim)
             raise HandlingFailed(f"{channel} {key}") from task.exception()
         text = task.result().text or None
-        self._track(self._store.record_later(claim, ANSWERED, text))
+        self.store.record_later(claim, ANSWERED, text)
         return Outcome("answered", text)
 
     async def _start_late(
@@ -287,52 +226,18 @@ class InboundLog:
         late way — marked `deferred` first, so that a retry meanwhile knows — and its
         handler runs when a slot is free."""
         try:
-            await self._store.record(claim, DEFERRED, None)
+            await self.store.record(claim, DEFERRED, None)
         except BaseException:
             self._handlers.give_back_when_acquired(queued)
             raise
         await queued
         return Outcome("deferred", late=self._handlers.start(handler), claim=claim)
 
-    async def deliver_late(
-        self, outcome: Outcome, deliver: Callable[[str], Awaitable[None]]
-    ) -> None:
-        """Await a deferred handler and hand its answer to `deliver` (once); record how it
-        went. For a request that answered before its own work was done (`rest`), first
-        that work: what it finds to deliver (nothing if another request handled it)."""
-        if outcome.rest is not None:
-            try:
-                outcome = await outcome.rest
-            except Exception:
-                log.exception("a message answered `success` at its deadline got no answer")
-                return
-        if outcome.late is None:
-            return
-        assert outcome.claim is not None
-        try:
-            reply = await outcome.late
-        except Exception:
-            log.exception("late handler failed")
-            await self._store.record(outcome.claim, FAILED, None)
-            return
-        text = reply.text or None
-        status = SENT
-        if text is not None:
-            try:
-                await deliver(text)
-            except Exception:
-                log.exception("late answer could not be delivered")
-                status = FAILED
-        await self._store.record(outcome.claim, status, text)
-
     def spawn(self, coro: Awaitable[None]) -> None:
         """Run background work (late deliveries) that `aclose` waits for."""
-        self._track(asyncio.ensure_future(coro))
-
-    def _track(self, task: asyncio.Future | None) -> None:
-        if task is not None:
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def drain(self, within: float | None = None) -> set[asyncio.Future]:
         """Wait until the late deliveries under way are done and the answers stored; the
@@ -345,8 +250,7 @@ class InboundLog:
 
     async def settle(self) -> None:
         """Wait until every answer given so far is stored (they are written behind)."""
-        if self._raw is not None:
-            await self._raw.settle()
+        await self._raw.settle()
 
     async def aclose(self, grace: float = 10.0) -> None:
         """On shutdown: let late deliveries finish (up to `grace` s), then cancel the rest;
@@ -362,7 +266,7 @@ class InboundLog:
     async def _claim(self, channel: str, key: str) -> Claim | None:
         """Insert the `processing` row of a key, committed, with its lease; its claim, or
         None if the key was seen before."""
-        return await self._store.claim(channel, key, self._lease_until(channel, key))
+        return await self.store.claim(channel, key, self._lease_until(channel, key))
 
     def _lease_until(self, channel: str, key: str) -> datetime:
         """A claim lasts until the deadline of the request taking it, plus `lease_margin`:
@@ -370,41 +274,3 @@ class InboundLog:
         deadline = self._deadlines.get((channel, key))
         left = 0.0 if deadline is None else deadline - asyncio.get_running_loop().time()
         return utcnow() + timedelta(seconds=max(0.0, left) + self.lease_margin)
-
-    async def _wait_local(self, first: asyncio.Future[Outcome | None], deadline: float) -> Outcome:
-        """The outcome of the first request in this process, or nothing if not ready in time."""
-        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-        try:
-            outcome = await asyncio.wait_for(asyncio.shield(first), remaining)
-        except TimeoutError:
-            return Outcome("deferred")
-        if outcome is None:
-            raise HandlingFailed("the first request for this message failed")
-        return outcome
-
-    async def _poll(self, channel: str, key: str, deadline: float) -> Outcome | Seen | None:
-        """The stored answer of a message claimed before; the row if its holder's lease
-        expired (to take it over); None if the holder let it go (its handler failed).
-        Still `processing` at the deadline: this goes on behind the `success` answer
-        until the lease runs out, so a dead holder's message is still answered."""
-        loop = asyncio.get_running_loop()
-        while True:
-            seen = await self._store.read(channel, key)
-            if seen is None or seen.expired(utcnow()):
-                return seen
-            if seen.status == ANSWERED:
-                return Outcome("answered", seen.text)
-            if seen.status != PROCESSING:
-                return Outcome("deferred")
-            interval = self.poll_interval
-            if loop.time() + interval > deadline:
-                if seen.lease_until is None:
-                    return Outcome("deferred")
-                interval = max(interval, LATE_POLL_INTERVAL)
-            await asyncio.sleep(interval)
-
-
-def _consume(future: asyncio.Future) -> None:
-    """Mark the error of work nobody awaits any more as seen (it was answered already)."""
-    if not future.cancelled():
-        future.exception()

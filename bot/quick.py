@@ -4,12 +4,14 @@ The usual message to the bot is a member asking for their points. Through a sess
 it costs a transaction and two or three statements on SQLAlchemy, several times the
 CPU of everything else the webhook does. `QuickPoints.answer` reads what the answer
 needs — the sender's identity, the member it is actively bound to, whether the
-sender has a pending confirmation, the member's purchases in the tier windows, the
-next expiry and (when a level takes effect on approval) the open card
-applications — in one statement on the raw driver (`models.rawdb`), one snapshot, and
-builds the reply with the same code as the normal path (`models.tiers.progress.
-progress_from_sales`, `bot.handlers.points.answer`), so the text is the same. The
-reads of concurrent messages share that statement (`FACTS`). Given the message's
+sender has a pending confirmation, and the points answer's facts (the member's
+purchases in the tier windows, the next expiry, the open card applications when a
+level takes effect on approval) — in one statement on the raw driver (`models.rawdb`),
+one snapshot. That statement is the session path's read with the sender's columns
+added (`models.tiers.facts.sender_read` around `member_facts`, compiled once by
+`models.rawdb.compiled`), and the reply is built by the same code as the normal path
+(`models.tiers.facts.answer_facts`, `bot.handlers.points.answer`), so the text is the
+same. The reads of concurrent messages share that statement. Given the message's
 de-duplication key (`unseen`), the same read also shows whether the inbound log has
 it: the webhook then answers without a claim (`bot.inbound_log`, step 5).
 
@@ -22,7 +24,7 @@ the message implies:
   answers only from the member the identity is actively bound to);
 - a pending confirmation of the sender (any other message cancels it: a write);
 - rules with a ``cumulative`` reach rule (their progress needs a sum over all
-  purchases; `models.tiers.progress.needs_totals`).
+  purchases, one more statement each; `models.tiers.progress.needs_totals`).
 
 The one write of a quick answer is the sender's `last_inbound_at`, when it is older
 than `touch_every` (the 48-hour customer-service window, MESSAGING.md): it is
@@ -40,76 +42,17 @@ from functools import lru_cache
 from bot.conversation import Reply
 from bot.handlers import points
 from models import identities, rawdb
-from models.cards import OPEN
 from models.clock import day_end, day_start, local_date
 from models.group_commit import GroupWriter
 from models.locale_format import pick_locale
 from models.settings import Settings
-from models.tiers.progress import needs_totals, progress_from_sales, sales_start
-from models.tiers.upgrade import needs_applications, pending_from
-from models.types import from_cents
+from models.tiers import facts
+from models.tiers.progress import needs_totals
+from models.tiers.upgrade import needs_applications
 
-_OPEN = ", ".join(f"'{status}'" for status in sorted(OPEN))
-FACTS = """
-SELECT i.address, i.active, i.last_inbound_at, m.id, m.name,
-       m.points - (SELECT COALESCE(SUM(l.remaining), 0) FROM points_lots l
-                    WHERE l.member_id = m.id AND l.remaining > 0 AND l.expires_on < ?),
-       m.tier,
-       m.cumulative_spend, m.locale, m.birthday_month, m.birthday_day, m.birthday_calendar,
-       m.birthday_leap_month, m.eligible_tier,
-       (SELECT COUNT(*) FROM pending_actions p
-         WHERE p.channel = 'wechat' AND p.sender = i.address),
-       (SELECT {agg}(CAST(p.local_date AS TEXT) || ' ' || CAST(COALESCE(p.points, 0) AS TEXT)
-                     || ' ' || CAST(COALESCE(p.amount, 0) AS TEXT), ',')
-          FROM purchases p
-         WHERE p.member_id = m.id AND p.local_date >= ? AND p.local_date <= ?),
-       (SELECT CAST(l.expires_on AS TEXT) || ' ' || CAST(SUM(l.remaining) AS TEXT)
-          FROM points_lots l
-         WHERE l.member_id = m.id AND l.remaining > 0 AND l.expires_on >= ?
-         GROUP BY l.expires_on ORDER BY l.expires_on LIMIT 1),
-       {applications},
-       {seen}
-FROM {rows}identities i LEFT JOIN members m ON m.id = i.member_id AND i.active
-WHERE i.channel = 'wechat' AND i.address {who}"""
-"""The rows of the openids of concurrent messages, read in one statement (per statement
-the driver's and the database's fixed costs outweigh the lookups themselves: on SQLite
-~25 µs of CPU per message in the server when each message had its own statement).
-
-One row per openid: the identity, the member it is actively bound to (else NULLs),
-whether a confirmation is pending, the balance less the lots already past their last
-day (the daily job may not have expired them yet), and as text the member's purchases in the tier
-windows ("day points cents,…"), the next expiry ("day points": the smallest day of
-the open lots from today on and their sum — what `models.points_reads.NEXT_EXPIRY` says),
-the tiers of the open card applications ("gold,…"), and whether the inbound log
-already has the message (`bot.inbound_log`: its de-duplication key; a retry, or a
-message another request is handling). Each identity and each key looked up once,
-every other part by the member's id on its (member_id, …) index. Parameters: today,
-first sales day, today, today, then those of `SQLITE` or `POSTGRESQL`."""
-_APPLICATIONS = f"""(SELECT {{agg}}(c.tier, ',') FROM card_applications c
-          WHERE c.member_id = m.id AND c.status IN ({_OPEN}))"""
-SQLITE = {
-    "agg": "group_concat",
-    "seen": "(SELECT COUNT(*) FROM inbound_messages d"
-    " WHERE d.channel = 'wechat' AND d.dedupe_key = w.seen), w.seen",
-    "who": "= w.address",
-    "rows": "w, ",
-}
-"""SQLite: the (openid, key) pairs are the rows of `w`, given before the statement as
-`WITH w(address, seen) AS (VALUES (?, ?), …)` (`QuickPoints._sqlite_text`; one text per
-batch size, at most `SQLITE_BATCH` pairs); a row per pair, its key as the last column."""
 SQLITE_BATCH = 32
-POSTGRESQL = {
-    "agg": "string_agg",
-    "seen": "(SELECT array_agg(k) FROM unnest(?::text[]) AS k WHERE (SELECT true"
-    " FROM inbound_messages d WHERE d.channel = 'wechat' AND d.dedupe_key = k LIMIT 1))",
-    "who": "= ANY(?::text[])",
-    "rows": "",
-}
-"""PostgreSQL: the keys, then the openids, as arrays; a row per openid, with the keys
-of the batch that the log has. The keys are looked up one by one (a subplan per key,
-both index columns in the lookup): `dedupe_key = ANY(keys)` would let a plan made while
-the log looked empty scan every message of the channel for each read, as the log
-grows (`tests/test_quick_answers.py`)."""
+"""SQLite: at most this many (openid, key) pairs per statement (`models.tiers.facts.
+sqlite_prefix`); PostgreSQL takes the batch's keys and openids as two arrays."""
 
 _NEVER = datetime.min.replace(tzinfo=UTC)
 
@@ -130,16 +73,14 @@ class QuickPoints:
         tier_rules = self._rules.tiers
         self.usable = not needs_totals(tier_rules)
         """False when the rules need what one read cannot give: always the normal path."""
-        self._applications = needs_applications(tier_rules)
-        form = SQLITE if raw.dialect == "sqlite" else POSTGRESQL
-        applications = _APPLICATIONS.format(agg=form["agg"]) if self._applications else "NULL"
-        self._sql = FACTS.format(applications=applications, **form)
+        read = facts.sender_read(raw.dialect, needs_applications(tier_rules))
+        self._sql, self._names = rawdb.compiled(read, raw.dialect)
         self._sqlite_texts: dict[int, str] = {}
         self._stamp = identities.stamp_text(raw.dialect)
         self._reads: GroupWriter[tuple[str, date, str | None], tuple | None] = GroupWriter(
             self._read_many
         )
-        self._start: tuple[date, date] | None = None
+        self._start: tuple[date, dict] | None = None
         self._day: tuple[datetime, datetime, date] = (_NEVER, _NEVER, date.min)
         """[start, end) of the brand day last seen, and that day."""
         self._compose = lru_cache(maxsize=ANSWERS_KEPT)(self._answer)
@@ -155,11 +96,10 @@ class QuickPoints:
         day = self._day
         today = day[2] if day[0] <= now < day[1] else self._new_day(now)
         sender = await self._reads.submit((openid, today, unseen))
-        if sender is None or not sender[1] or sender[3] is None or sender[14] or sender[18]:
+        if sender is None or not sender[1] or sender[3] is None or sender[4] or sender[18]:
             # unknown, unbound or inactive openid, a pending confirmation, or seen before
             return None
-        facts = (today, sender[4:14], sender[15], sender[16], sender[17])
-        reply = self._compose(facts)
+        reply = self._compose(today, sender[5 : 5 + facts.FACT_COLUMNS])
         stamp = rawdb.read_time(sender[2])
         stale = now - self._touch_every
         if stamp is None or stamp <= stale:
@@ -169,46 +109,18 @@ class QuickPoints:
             await rawdb.pace(raw)
         return reply
 
-    def _answer(self, facts: tuple) -> Reply:
-        """The reply from what was read: `_compose` remembers the last `ANSWERS_KEPT`."""
-        today, member_row, sale_rows, expiry_row, applications = facts  # texts, see FACTS
-        name, balance, tier, spend, locale, b_month, b_day, b_calendar, b_leap, eligible = (
-            member_row
-        )
-        member = points.PointsFacts(
-            name=name,
-            points=balance,
-            tier=tier,
-            cumulative_spend=from_cents(spend),
-            birthday_month=b_month,
-            birthday_day=b_day,
-            birthday_calendar=b_calendar,
-            birthday_leap_month=bool(b_leap),
-        )
-        sales = []
-        for sale in sale_rows.split(",") if sale_rows else ():
-            day, pts, cents = sale.split(" ")
-            sales.append((date.fromisoformat(day), int(pts), int(cents)))
-        expiring = None
-        if expiry_row is not None:
-            day, pts = expiry_row.split(" ")
-            expiring = (int(pts), date.fromisoformat(day))
-        applications = applications.split(",") if applications else []
-        rules = self._rules
-        pending = pending_from(
-            rules.tiers, tier=tier, eligible=eligible, applications=applications
-        )
-        progress = progress_from_sales(
-            rules.tiers, tier=tier, pending=pending, sales=sales, today=today
-        )
+    def _answer(self, today: date, row: tuple) -> Reply:
+        """The reply from what was read (`member_facts` columns): `_compose` remembers
+        the last `ANSWERS_KEPT`."""
+        found = facts.answer_facts(self._rules.tiers, row, today)
         return points.answer(
-            rules=rules,
+            rules=self._rules,
             brand=self._brand.name,
-            locale=pick_locale(locale, self._brand.locale),
+            locale=pick_locale(found.locale, self._brand.locale),
             today=today,
-            member=member,
-            progress=progress,
-            expiring=expiring,
+            member=found.member,
+            progress=found.progress,
+            expiring=found.expiring,
         )
 
     def _new_day(self, now: datetime) -> date:
@@ -227,18 +139,18 @@ class QuickPoints:
             self._day = (_NEVER, _NEVER, today)
         return today
 
-    def _args(self, today: date) -> list:
-        """The statement's day parameters (today, first sales day, today, today)."""
-        dialect = self._raw.dialect
-        day = rawdb.sql_date(today, dialect)
-        return [day, rawdb.sql_date(self._sales_start(today), dialect), day, day]
-
-    def _sales_start(self, today: date) -> date:
-        """The first day of purchases the answer may need (worked out once a day)."""
+    def _args(self, today: date, **arrays: list[str]) -> list:
+        """The statement's parameters in order: the day ones (`today`, `start`, worked
+        out once a day) and on PostgreSQL the arrays `keys` and `openids`."""
         if self._start is None or self._start[0] != today:
-            start = sales_start(self._rules.tiers, today) or today + timedelta(days=1)
-            self._start = (today, start)
-        return self._start[1]
+            dialect, tiers = self._raw.dialect, self._rules.tiers
+            days = {
+                "today": rawdb.sql_date(today, dialect),
+                "start": rawdb.sql_date(facts.first_sales_day(tiers, today), dialect),
+            }
+            self._start = (today, days)
+        values = {**self._start[1], **arrays}
+        return [values[name] for name in self._names]
 
     async def _read_many(self, items: list[tuple[str, date, str | None]]) -> list[tuple | None]:
         """The rows of several (openid, day, key), one statement per day (and per
@@ -252,7 +164,8 @@ class QuickPoints:
             batch = [(openid, key) for openid, day, key in items if day == today]
             keys = sorted({key for _, key in batch if key is not None})
             openids = sorted({openid for openid, _ in batch})
-            for row in await self._raw.fetch(self._sql, *self._args(today), keys, openids):
+            args = self._args(today, keys=keys, openids=openids)
+            for row in await self._raw.fetch(self._sql, *args):
                 rows[(row[0], today)] = row
                 seen.update(row[18] or ())
         found: list[tuple | None] = []
@@ -276,7 +189,6 @@ class QuickPoints:
     def _sqlite_text(self, pairs: int) -> str:
         text = self._sqlite_texts.get(pairs)
         if text is None:
-            values = ", ".join(["(?, ?)"] * pairs)
-            text = f"WITH w(address, seen) AS (VALUES {values}){self._sql}"
+            text = f"{facts.sqlite_prefix(pairs)} {self._sql}"
             self._sqlite_texts[pairs] = text
         return text

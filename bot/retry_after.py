@@ -2,7 +2,7 @@
 
 Twilio and WeChat may answer 429 or 503 with it, as seconds or as an HTTP date. The
 outbox sender waits at least that long before the next call to that provider
-(`scheduler.sender`).
+(`scheduler.send.sender`).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ pointing at Twilio or a fake). `open_sms_sender(settings.sms)` is an async conte
 manager: the Twilio HTTP client must be created inside the running loop and closed
 on shutdown (LIBRARIES.md), so the app opens it in a `cleanup_ctx`.
 
-A refused send raises `SmsSendError` (`scheduler.providers`, with the `SmsSender`
+A refused send raises `SmsSendError` (`scheduler.send.providers`, with the `SmsSender`
 protocol and the console sender: what the outbox needs of SMS), whose `kind` tells
 the caller what to do (MESSAGING.md "SMS (Twilio)"): `retry` (429, 5xx, network —
 back off and try again), `stopped` (21610: the member replied STOP to the carrier — record a stop),
@@ -31,7 +31,13 @@ import aiohttp
 from bot.retry_after import parse_retry_after
 from models.phone import mask_phone
 from models.settings.sections import SmsSettings
-from scheduler.providers import ConsoleSmsSender, SendErrorKind, SentSms, SmsSender, SmsSendError
+from scheduler.send.providers import (
+    ConsoleSmsSender,
+    SendErrorKind,
+    SentSms,
+    SmsSender,
+    SmsSendError,
+)
 
 log = logging.getLogger("memberbot.sms")
 

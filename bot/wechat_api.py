@@ -19,7 +19,7 @@ included (CONTRACT.md: point it at a sandbox or a fake in tests).
   MESSAGING.md); the answer's `msgid` identifies it.
 
 WeChat reports errors as HTTP 200 with `{"errcode": n, "errmsg": …}`. `WeChatApiError`
-(`scheduler.providers`, with the codes below and the `WeChatSender` protocol) says
+(`scheduler.send.providers`, with the codes below and the `WeChatSender` protocol) says
 whether trying again later may help (`retryable`: HTTP 429/5xx, network, errcode -1
 "system busy", 45009 daily quota reached) and, when WeChat sent one, how long it asked
 us to wait (`retry_after`, from a `Retry-After` header); 45015 / 45047 (the member's 48-hour window
@@ -37,7 +37,7 @@ from collections.abc import Callable
 import aiohttp
 
 from bot.retry_after import parse_retry_after
-from scheduler.providers import WeChatApiError
+from scheduler.send.providers import WeChatApiError
 
 TOKEN_INVALID = frozenset({40001, 40014, 42001})
 REFRESH_MARGIN = 300.0

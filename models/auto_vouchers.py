@@ -24,7 +24,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.clock import day_start
 from models.errors import InsufficientPoints
 from models.rules import LoyaltyRules
-from models.tables import Member, PointsEntry, Purchase, Voucher
+from models.tables.ledger import PointsEntry, Voucher
+from models.tables.members import Member
+from models.tables.purchases import Purchase
 from models.vouchers import redeem
 
 AUTO_PREFIX = "auto:"

@@ -27,7 +27,8 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.members import get_member_by_phone
-from models.tables import BindCode, Member
+from models.tables.conversation import BindCode
+from models.tables.members import Member
 
 CODE_VALID_MINUTES = 10
 MAX_WRONG_TRIES = 5

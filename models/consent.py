@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.tables import ConsentEvent, Member
+from models.tables.members import ConsentEvent, Member
 
 STOP = "stop"
 RESUME = "resume"

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger("memberbot.group_commit")
 
@@ -202,3 +202,51 @@ def _consume(future: asyncio.Future) -> None:
     """Mark a batch's failure as seen (it is logged; `settle` re-raises it to waiters)."""
     if not future.cancelled():
         future.exception()
+
+
+# --------------------------------------------------------------------------- batches of statements
+# A batch of `models.rawdb` writes: (sql, args, key) items, the submitted ones (a caller
+# waits for their rows) and the deferred ones, run in one go in a fixed order.
+
+Deferred = tuple[str, tuple, Any]
+"""(sql, args, key) of one write."""
+
+
+def ordered(items: list[Deferred]) -> list[tuple[str, list[tuple]]]:
+    """Deferred writes as (sql, rows) groups in a fixed order: by SQL, then by key."""
+    groups: dict[str, list[tuple[Any, int, tuple]]] = {}
+    for n, (sql, args, key) in enumerate(items):
+        groups.setdefault(sql, []).append((key, n, args))
+    return [
+        (sql, [args for _, _, args in sorted(rows, key=sort_key)])
+        for sql, rows in sorted(groups.items())
+    ]
+
+
+def sort_key(row: tuple[Any, int, tuple]) -> tuple:
+    key, n, _ = row
+    return (key is None, key if key is not None else 0, n)
+
+
+def awaited_order(items: list[Deferred], deferred: list[bool]) -> list[int]:
+    """The submitted (not deferred) items' positions, by SQL and key like `ordered`."""
+    positions = [n for n, d in enumerate(deferred) if not d]
+    return sorted(positions, key=lambda n: (items[n][0], *sort_key((items[n][2], n, ()))))
+
+
+async def with_fallback(write, items: list[Deferred], deferred: list[bool]) -> list:
+    """`write(items, deferred)`; if the batch fails and had deferred writes, they are
+    dropped (logged) and the submitted ones tried again alone, so a bad deferred write
+    never fails a request."""
+    try:
+        return await write(items, deferred)
+    except Exception:
+        if all(deferred) or not any(deferred):
+            raise
+        log.exception("a batch with %d deferred writes failed; they are dropped", sum(deferred))
+    keep = [n for n, d in enumerate(deferred) if not d]
+    again = await write([items[n] for n in keep], [False] * len(keep))
+    results: list = [None] * len(items)
+    for n, result in zip(keep, again, strict=True):
+        results[n] = result
+    return results

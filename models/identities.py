@@ -20,28 +20,41 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import bindparam, or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import consent
-from models.tables import Identity, Member
+from models import consent, rawdb
+from models.tables.members import Identity, Member
+
+
+def _wechat_active() -> tuple:
+    """Active WeChat identities."""
+    return (Identity.channel == "wechat", Identity.active == True)  # noqa: E712
 
 
 def _active_wechat(member_id: int) -> tuple:
     """The member's active WeChat identities."""
-    return (
-        Identity.member_id == member_id,
-        Identity.channel == "wechat",
-        Identity.active == True,  # noqa: E712
-    )
+    return (Identity.member_id == member_id, *_wechat_active())
 
 
 async def active_openid(session: AsyncSession, *, member_id: int) -> str | None:
     """The openid of the member's active WeChat identity, if any."""
     stmt = select(Identity.address).where(*_active_wechat(member_id)).order_by(Identity.id.desc())
     return (await session.exec(stmt)).first()
+
+
+async def active_openids(session: AsyncSession, *, member_ids: list[int]) -> dict[int, str]:
+    """`active_openid` of many members at once: member id → openid, for those with one."""
+    stmt = (
+        select(Identity.member_id, Identity.address)
+        .where(col(Identity.member_id).in_(member_ids), *_wechat_active())
+        .order_by(col(Identity.id).desc())
+    )
+    openids: dict[int, str] = {}
+    for member_id, address in (await session.exec(stmt)).all():
+        openids.setdefault(member_id, address)
+    return openids
 
 
 async def deactivate_wechat(
@@ -147,10 +160,8 @@ async def stamp(
 
 
 def stamp_text(dialect: str) -> str:
-    """`STAMP` for a raw driver (`bot.rawdb`) of `dialect` ("sqlite" or "postgresql"):
+    """`STAMP` for a raw driver (`models.rawdb`) of `dialect` ("sqlite" or "postgresql"):
     `?` placeholders, the values in the order of `STAMP_ARGS`, as the driver stores them."""
-    compiled = STAMP.compile(
-        dialect=sqlite.dialect() if dialect == "sqlite" else postgresql.dialect(paramstyle="qmark")
-    )
-    assert tuple(compiled.positiontup) == STAMP_ARGS, compiled.positiontup
-    return compiled.string
+    sql, names = rawdb.compiled(STAMP, dialect)
+    assert names == STAMP_ARGS, names
+    return sql

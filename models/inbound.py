@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from models.tables import InboundMessage
+from models.tables.inbound import InboundMessage
 
 TABLE = InboundMessage.__table__
 

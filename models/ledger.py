@@ -57,7 +57,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import insert_ignore
 from models.errors import InsufficientPoints, NotFound
-from models.tables import Member, PointsEntry, PointsLot
+from models.tables.ledger import PointsEntry, PointsLot
+from models.tables.members import Member
 from models.types import UTCDateTime
 
 REASONS = frozenset(

@@ -11,7 +11,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models import cards
 from models.errors import Conflict, InvalidInput
 from models.rules import LoyaltyRules
-from models.tables import CardApplication, Member
+from models.tables.cards import CardApplication
+from models.tables.members import Member
 
 
 async def apply_for_card(

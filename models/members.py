@@ -43,7 +43,7 @@ from models.member_input import MemberIn, check_day, parse_day
 from models.phone import mask_phone, normalise_phone
 from models.rules import LoyaltyRules
 from models.stores import get_assistant, get_store
-from models.tables import Assistant, Identity, Member, Store
+from models.tables.members import Assistant, Identity, Member, Store
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.members")

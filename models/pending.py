@@ -24,7 +24,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import insert_ignore
-from models.tables import PendingAction
+from models.tables.conversation import PendingAction
 
 REDEEM = "redeem"
 MAIL_CARD = "mail_card"

@@ -18,7 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.clock import add_months
 from models.ledger import LOTS, key_exists, lock_member, write_entry
 from models.rules import ExpiryRules, PointsRules
-from models.tables import PointsEntry
+from models.tables.ledger import PointsEntry
 
 
 def expiry_date(rules: ExpiryRules, earned_on: date) -> date | None:

@@ -1,73 +1,61 @@
-"""Reads of the points lots: the member's next expiry, points past their last day the
-daily job has not expired yet, and `balance_check` (ledger = balance = open lots)."""
+"""Reads of the points lots: points past their last day the daily job has not expired yet
+(`lapsed_points`), the member's next expiry (`next_expiry`, `expiring_soon`), the
+member's ledger (`history`) and `balance_check` (ledger = balance = open lots)."""
 
 from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import bindparam, func, literal_column, union_all
+from sqlalchemy import Date, Text, bindparam, cast, func, literal_column
+from sqlalchemy.sql.expression import ColumnElement, ScalarSelect
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.errors import NotFound
 from models.ledger import LEDGER, LOTS, MEMBERS
-from models.tables import PointsEntry
+from models.tables.ledger import PointsEntry
 
-NEXT_EXPIRY = (
-    select(func.sum(LOTS.c.remaining).label("points"), LOTS.c.expires_on.label("day"))
-    .where(
-        LOTS.c.member_id == bindparam("member_id"),
-        LOTS.c.remaining > 0,
-        LOTS.c.expires_on
-        == select(func.min(LOTS.c.expires_on))
-        .where(
-            LOTS.c.member_id == bindparam("member_id"),
-            LOTS.c.remaining > 0,
-            LOTS.c.expires_on >= bindparam("today"),
-        )
-        .scalar_subquery(),
+_SPACE = literal_column("' '", Text)
+_ZERO = literal_column("0")
+
+
+def lapsed_points(member_id: ColumnElement, today: ColumnElement) -> ScalarSelect:
+    """Points of the member's lots past their last day that the daily job has not expired
+    yet: no longer the member's, though still in `members.points` until it runs. A scalar
+    subquery (correlated when `member_id` is a column of the enclosing statement)."""
+    lots = LOTS.alias("l")
+    return (
+        select(func.coalesce(func.sum(lots.c.remaining), _ZERO))
+        .where(lots.c.member_id == member_id, lots.c.remaining > _ZERO, lots.c.expires_on < today)
+        .scalar_subquery()
     )
-    .group_by(LOTS.c.expires_on)
-)
-"""The member's next expiry: one row (points, day), or none. Parameters `member_id`,
-`today`. Built once: the chat bot's "积分" runs it on every call (building a statement
-costs more than running it); `models.tiers.progress.tier_progress_and_expiry` reads it along
-with the member's purchases."""
 
 
-LAPSED = (
-    select(func.coalesce(func.sum(LOTS.c.remaining), 0))
-    .where(
-        LOTS.c.member_id == bindparam("member_id"),
-        LOTS.c.remaining > 0,
-        LOTS.c.expires_on < bindparam("today"),
+def next_expiry(member_id: ColumnElement, today: ColumnElement) -> ScalarSelect:
+    """The member's next expiry as the text "day points" (the first day from `today` on
+    with open lots, and their sum), or NULL: one column, so the read of the chat bot's
+    "积分" (`models.tiers.facts`) carries it next to the rest; `read_expiry` parses it."""
+    lots = LOTS.alias("l")
+    return (
+        select(cast(lots.c.expires_on, Text) + _SPACE + cast(func.sum(lots.c.remaining), Text))
+        .where(lots.c.member_id == member_id, lots.c.remaining > _ZERO, lots.c.expires_on >= today)
+        .group_by(lots.c.expires_on)
+        .order_by(lots.c.expires_on)
+        .limit(literal_column("1"))
+        .offset(_ZERO)  # SQLite would add "OFFSET ?" otherwise
+        .scalar_subquery()
     )
-    .scalar_subquery()
-)
-"""Points of the member's lots past their last day that the daily job has not expired
-yet: no longer the member's, though still in `members.points` until it runs."""
-_NEXT = NEXT_EXPIRY.subquery()
-EXPIRY_AND_LAPSED = union_all(
-    select(literal_column("'lot'"), _NEXT.c.day, _NEXT.c.points),
-    select(literal_column("'lapsed'"), literal_column("NULL"), LAPSED),
-)
-"""`NEXT_EXPIRY` and `LAPSED` in one read: ('lot', day, points) when something expires,
-and ('lapsed', NULL, points)."""
 
 
-async def expiry_and_lapsed(
-    session: AsyncSession, *, member_id: int, today: date
-) -> tuple[tuple[int, date] | None, int]:
-    """(`expiring_soon`, the points of lots already past their last day): what the
-    balance of "积分" leaves out until the daily job expires them."""
-    params = {"member_id": member_id, "today": today}
-    expiry, lapsed = None, 0
-    for kind, day, points in await session.exec(EXPIRY_AND_LAPSED, params=params):
-        if kind == "lot":
-            expiry = (int(points), day)
-        else:
-            lapsed = int(points or 0)
-    return expiry, lapsed
+def read_expiry(text: str | None) -> tuple[int, date] | None:
+    """(points, day) from the text of `next_expiry`; None when nothing expires."""
+    if text is None:
+        return None
+    day, points = text.split(" ")
+    return int(points), date.fromisoformat(day)
+
+
+_NEXT_EXPIRY = select(next_expiry(bindparam("member_id"), bindparam("today", type_=Date)))
 
 
 async def expiring_soon(
@@ -75,8 +63,7 @@ async def expiring_soon(
 ) -> tuple[int, date] | None:
     """(points, day) of the member's next expiry on or after `today`; None if nothing expires."""
     params = {"member_id": member_id, "today": today}
-    row = (await session.exec(NEXT_EXPIRY, params=params)).first()
-    return None if row is None else (int(row[0]), row[1])
+    return read_expiry((await session.exec(_NEXT_EXPIRY, params=params)).one())
 
 
 async def balance_check(session: AsyncSession, *, member_id: int) -> tuple[int, int, int]:

@@ -19,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.ledger import MEMBERS, key_exists, lock_member, write_entry
 from models.rules import PointsRules
-from models.tables import Voucher
+from models.tables.ledger import Voucher
 from models.vouchers import new_code
 
 

@@ -1,4 +1,4 @@
-"""How the day's taken-back members are handed out again (`models.ownership.redistribute`).
+"""How the day's taken-back members are handed out again (`models.probation.redistribute`).
 
 Pure: the members due, each store's active assistants, who owned whom before and the
 current load go in; member id → new assistant id comes out. `rng` is the only chance.

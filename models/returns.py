@@ -44,9 +44,10 @@ from models.points import post_points
 from models.purchases.earning import item_multiplier
 from models.purchases.input import MAX_QTY, Yuan, iso_datetime, whole_count
 from models.rules import LoyaltyRules
-from models.tables import Member, Purchase, PurchaseItem
+from models.tables.members import Member
+from models.tables.purchases import Purchase, PurchaseItem
+from models.tables.till import ReturnItem, SaleReturn
 from models.tiers.returned import reevaluate_after_return
-from models.till_tables import ReturnItem, SaleReturn
 
 
 class ReturnItemIn(BaseModel):

@@ -28,7 +28,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.errors import InvalidInput
 from models.stores import authenticate_assistant, get_assistant, hash_token
-from models.tables import Assistant, StaffSession
+from models.tables.members import Assistant
+from models.tables.staff import StaffSession
 
 ROLES = ("assistant", "manager")
 MANAGER = "manager"

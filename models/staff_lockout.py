@@ -27,7 +27,7 @@ from sqlalchemy import delete
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.tables import StaffSignInFailure
+from models.tables.staff import StaffSignInFailure
 
 
 @dataclass(frozen=True)

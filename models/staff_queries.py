@@ -18,7 +18,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.strict import DIGITS
-from models.tables import CardApplication, CardEvent, Member, OutboxMessage
+from models.tables.cards import CardApplication, CardEvent
+from models.tables.members import Member
+from models.tables.outbox import OutboxMessage
 
 MAX_LIST = 500
 

@@ -17,7 +17,7 @@ Definitions (docs/staff-console.md repeats them for staff):
 - **Pickup progress** (`pickup_progress`): card applications per status.
 - **Eligible but not applied**: `models.tiers.upgrade.eligible_not_applied`.
 - **Latest redistribution** (`latest_redistribution`): the members taken back on
-  the most recent day `models.ownership.redistribute` took any back, and where
+  the most recent day `models.probation.redistribute` took any back, and where
   they went.
 
 Every function is keyword-only, takes the session and a store id, reads only.
@@ -36,7 +36,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import cards
 from models.ownership import NO_PURCHASE, REDISTRIBUTED
-from models.tables import Assignment, Assistant, CardApplication, Member, Purchase
+from models.tables.cards import CardApplication
+from models.tables.members import Assignment, Assistant, Member
+from models.tables.purchases import Purchase
 
 
 @dataclass(frozen=True)

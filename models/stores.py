@@ -15,7 +15,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.errors import InvalidInput
-from models.tables import Assistant, Store
+from models.tables.members import Assistant, Store
 
 TOKEN_MAX = 512
 """Longer bearer tokens are refused without hashing them."""

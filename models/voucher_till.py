@@ -34,8 +34,9 @@ from models.clock import local_date
 from models.errors import Conflict, InvalidInput, NotFound
 from models.points import post_points
 from models.rules import LoyaltyRules
-from models.tables import PointsEntry, Store, Voucher
-from models.till_tables import VoucherEvent
+from models.tables.ledger import PointsEntry, Voucher
+from models.tables.members import Store
+from models.tables.till import VoucherEvent
 
 VOUCHERS = Voucher.__table__
 EVENTS = VoucherEvent.__table__

@@ -33,7 +33,7 @@ from models.clock import local_date
 from models.errors import Conflict, InvalidInput
 from models.points import post_points
 from models.rules import LoyaltyRules
-from models.tables import Voucher
+from models.tables.ledger import Voucher
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone
 CODE_LENGTH = 12  # 32**12 = 2**60 codes

@@ -20,7 +20,8 @@ from models.errors import DomainError
 from models.kinds import GREETING_KINDS, GREETING_OCCASIONS
 from models.outbox.states import SUPPRESSED
 from models.settings import Settings
-from models.tables import Assistant, Identity, Member, OutboxMessage
+from models.tables.members import Assistant, Identity, Member
+from models.tables.outbox import OutboxMessage
 from scheduler import message_rules, policy, render
 from scheduler.message_rules import Violation
 

@@ -66,7 +66,8 @@ from models.kinds import LOCALES
 from models.outbox.states import QUEUED, SUPPRESSED, enqueue
 from models.ownership import NotOwner, owner_id
 from models.settings import Settings
-from models.tables import Assistant, Member, OutboxMessage, Store
+from models.tables.members import Assistant, Member, Store
+from models.tables.outbox import OutboxMessage
 from scheduler import policy
 from scheduler.greeting_checks import (
     KIND,

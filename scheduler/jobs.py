@@ -23,16 +23,16 @@ on a later day what an earlier day missed):
    expire (`models.points.expire_due`),
    vouchers past theirs expire (`models.voucher_till.expire_vouchers`), tiers whose
    validity ended are reviewed (`models.tiers.review.review_tiers`), members whose
-   probation ended without a purchase are handed out again (`models.ownership.
+   probation ended without a purchase are handed out again (`models.probation.
    redistribute`, DOMAIN.md §8), inbound-message history older than
    `INBOUND_KEEP` is pruned (`models.inbound.prune`). Upkeep runs before the plan
    so that messages are signed by the member's current assistant and care follows
    the current tier.
-2. the plan: `scheduler.planner.save_day` — `plan_day` + `save_plan` a batch of
+2. the plan: `scheduler.plan.planner.save_day` — `plan_day` + `save_plan` a batch of
    members at a time (ON CONFLICT DO NOTHING on (member, kind, occasion): a rerun or
    a second replica queues nothing twice).
 3. card pickup steps (DOMAIN.md §5), after the plan as the planner asks
-   (`scheduler.planner.due_card_steps`): the application moves to the status the
+   (`scheduler.plan.planner.due_card_steps`): the application moves to the status the
    planned message announced — ``notified`` (card_pickup), ``notified_again`` (the
    day after a missed appointment, card_pickup_again), ``mailed`` (after the second
    miss, card_mailed). The step is taken even when the message was suppressed
@@ -60,14 +60,15 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import cards, ownership, points, voucher_till
+from models import cards, points, probation, voucher_till
 from models.calendar import LUNAR, SOLAR, month_bounds, occurrences_between, yearly_days_between
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
 from models.inbound import prune
 from models.rebate import run_rebate
 from models.settings import Settings
-from models.tables import Assistant, Member, PlanRun, Store
+from models.tables.members import Assistant, Member, Store
+from models.tables.outbox import PlanRun
 from models.tiers import review
 
 log = logging.getLogger("memberbot.jobs")
@@ -166,7 +167,7 @@ def upkeep_steps(*, settings: Settings, day: date, now: datetime) -> dict[str, S
         return len(await review.review_tiers(s, rules=loyalty, today=day, now=now))
 
     async def redistribute(s: AsyncSession) -> int:
-        return len(await ownership.redistribute(s, rules=loyalty, today=day))
+        return len(await probation.redistribute(s, rules=loyalty, today=day))
 
     return {
         "rebate": rebate,  # before the expiry: the ended period's points are rebated
@@ -189,9 +190,9 @@ async def _step(
 
 
 async def plan_and_save(session: AsyncSession, *, settings: Settings, day: date, now: datetime):
-    """The plan of `day`, saved (`scheduler.planner.save_day`: a batch of members saved
+    """The plan of `day`, saved (`scheduler.plan.planner.save_day`: a batch of members saved
     while the next is composed); the `SaveResult`."""
-    from scheduler.planner import save_day
+    from scheduler.plan.planner import save_day
 
     return await save_day(session, settings=settings, day=day, now=now)
 
@@ -199,7 +200,7 @@ async def plan_and_save(session: AsyncSession, *, settings: Settings, day: date,
 async def _card_steps(
     session: AsyncSession, *, settings: Settings, day: date, now: datetime
 ) -> int:
-    from scheduler.card_steps import due_card_steps
+    from scheduler.plan.card_steps import due_card_steps
 
     moved = 0
     for step in await due_card_steps(session, day=day, tz=settings.brand.tz):

@@ -27,7 +27,7 @@ from datetime import date, timedelta
 from models.calendar import SOLAR, occurrences_between
 from models.occasions import festivals_on, season_start_on
 from models.settings import Settings
-from models.tables import Member
+from models.tables.members import Member
 
 NOT_NEAR_OCCASION = "not_near_occasion"
 DATE_TIED = ("birthday", "wedding_anniversary", "join_anniversary", "holiday", "seasonal")

@@ -1,7 +1,7 @@
 """When and how a proactive message may go: quiet hours, channel choice, weekly cap.
 
 Pure functions of their arguments (no database, no clock), shared by the planner
-(`scheduler.planner`), the sender (re-checks at send time) and the staff greetings.
+(`scheduler.plan.planner`), the sender (re-checks at send time) and the staff greetings.
 
 Quiet hours (MESSAGING.md "Timing"; DOMAIN.md §1 preferred contact time)
     A proactive message goes out only inside the brand's send window

@@ -12,7 +12,7 @@ from datetime import date
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.tables import Assistant, Member, Store
+from models.tables.members import Assistant, Member, Store
 
 
 async def make_store(

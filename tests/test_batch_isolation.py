@@ -4,7 +4,7 @@ On PostgreSQL the claims of concurrent messages go in one statement and the stor
 answers in one `executemany`: a key longer than `inbound_messages.dedupe_key`
 (varchar 200) used to fail the whole batch, so other members' messages got 500.
 Over-long identifiers are now refused at the edge (400), keys are bounded
-(`bot.inbound_log.bounded_key`), and a refused batch is written again item by item.
+(`bot.inbound_outcome.bounded_key`), and a refused batch is written again item by item.
 Meaningful on PostgreSQL (SQLite does not enforce the column width); run on both."""
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from sqlalchemy import select
 
 from bot.app import create_app
 from bot.appkeys import SMS_SENDER
-from bot.channels.wechat import WeChatMessage
+from bot.channels.wechat_message import WeChatMessage
 from bot.conversation import Inbound, Reply
-from bot.inbound_log import KEY_MAX, InboundLog, bounded_key
+from bot.inbound_log import InboundLog
+from bot.inbound_outcome import KEY_MAX, bounded_key
 from models import rawdb
 from models.group_commit import GroupWriter
-from models.tables import InboundMessage
-from scheduler.providers import ConsoleSmsSender
+from models.tables.inbound import InboundMessage
+from scheduler.send.providers import ConsoleSmsSender
 from tests.fakes import TWILIO_AUTH_TOKEN
 from tests.payloads import (
     WECHAT_ACCOUNT,

@@ -12,7 +12,8 @@ from sqlmodel import func, select
 from bot.bot import MemberBot
 from bot.conversation import Inbound
 from models.db import transaction
-from models.tables import BindCode, Identity, Member
+from models.tables.conversation import BindCode
+from models.tables.members import Identity, Member
 from tests.conftest import is_pg
 from tests.factories import make_member, make_store
 from tests.test_conversation import NOW, Clock, FakeSms

@@ -11,12 +11,14 @@ import pytest
 from sqlalchemy import text, update
 from sqlmodel import col, select
 
-from models import cards
+from models import card_reads, cards
 from models.db import transaction
 from models.errors import Conflict, InvalidInput, NotFound
 from models.rules import LoyaltyRules
 from models.settings.load import load_settings
-from models.tables import CardApplication, CardEvent, Member, TierChange
+from models.tables.cards import CardApplication, CardEvent
+from models.tables.ledger import TierChange
+from models.tables.members import Member
 from tests.conftest import is_pg
 from tests.factories import make_assistant, make_member, make_store
 
@@ -77,7 +79,7 @@ async def silver_applicant(session, *, phone="+8613800138000", store=None) -> Me
 async def history(session, app: CardApplication) -> list[tuple[str, str, str, str]]:
     return [
         (e.from_status, e.to_status, e.actor, e.note)
-        for e in await cards.events(session, application_id=app.id)
+        for e in await card_reads.events(session, application_id=app.id)
     ]
 
 
@@ -230,7 +232,7 @@ async def test_unknown_status_and_unknown_id(session):
         )
     assert missing.value.field == "id"
     with pytest.raises(InvalidInput):
-        await cards.list_applications(session, status="lost")
+        await card_reads.list_applications(session, status="lost")
 
 
 async def test_opening_is_idempotent_per_tier(session):
@@ -242,7 +244,7 @@ async def test_opening_is_idempotent_per_tier(session):
         session, member=member, tier="silver", actor="api", now=NOW, rules=B
     )
     assert again.id == first.id
-    assert len(await cards.list_applications(session)) == 1
+    assert len(await card_reads.list_applications(session)) == 1
 
 
 async def test_a_higher_application_cancels_open_lower_ones(session):
@@ -321,12 +323,13 @@ async def test_list_by_status_and_store(session):
     await cards.advance(
         session, rules=B, application_id=a2.id, to_status="entered", actor="api", now=NOW
     )
-    assert [a.id for a in await cards.list_applications(session)] == [a1.id, a2.id]
-    assert [a.id for a in await cards.list_applications(session, status="applied")] == [a1.id]
-    assert [a.id for a in await cards.list_applications(session, store_id=other_store.id)] == [
+    assert [a.id for a in await card_reads.list_applications(session)] == [a1.id, a2.id]
+    assert [a.id for a in await card_reads.list_applications(session, status="applied")] == [a1.id]
+    assert [a.id for a in await card_reads.list_applications(session, store_id=other_store.id)] == [
         a2.id
     ]
-    assert await cards.list_applications(session, status="entered", store_id=one.store_id) == []
+    none = await card_reads.list_applications(session, status="entered", store_id=one.store_id)
+    assert none == []
 
 
 # --------------------------------------------------------------------------- concurrency

@@ -25,7 +25,8 @@ from bot.cli.serve import serve_settings, start_server
 from bot.demo import DEMO_API_KEY, DEMO_MEMBERS, demo_token, seed_demo
 from models.db import transaction
 from models.stores import authenticate_assistant, create_or_update_assistant, upsert_store
-from models.tables import Member, Purchase
+from models.tables.members import Member
+from models.tables.purchases import Purchase
 from tests.conftest import API_KEY
 
 REPO = Path(__file__).resolve().parents[1]

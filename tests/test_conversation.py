@@ -16,23 +16,16 @@ from sqlmodel import col, func, select
 from bot.bot import MemberBot
 from bot.chat import run_chat
 from bot.conversation import Inbound, Reply
-from models import cards, consent
+from models import card_reads, cards, consent
 from models.db import transaction
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
-from models.tables import (
-    BindCode,
-    CardApplication,
-    CardEvent,
-    ConsentEvent,
-    Identity,
-    Member,
-    PendingAction,
-    PointsEntry,
-    Voucher,
-)
+from models.tables.cards import CardApplication, CardEvent
+from models.tables.conversation import BindCode, PendingAction
+from models.tables.ledger import PointsEntry, Voucher
+from models.tables.members import ConsentEvent, Identity, Member
 from models.vouchers import redeem
-from scheduler.providers import SentSms, SmsSendError
+from scheduler.send.providers import SentSms, SmsSendError
 from tests.factories import make_member, make_store
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # Wednesday 25 Nov 2026, 10:00 in Shanghai
@@ -436,7 +429,7 @@ async def _application(sessions, app_id: int) -> CardApplication:
 
 async def _events(sessions, app_id: int) -> list[CardEvent]:
     async with sessions() as s:
-        return list(await cards.events(s, application_id=app_id))
+        return list(await card_reads.events(s, application_id=app_id))
 
 
 async def test_card_none(bot, sessions, store):

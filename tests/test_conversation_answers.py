@@ -85,7 +85,7 @@ async def test_points_while_a_code_is_waiting_asks_for_the_code(bot, sessions, s
 async def _bind(sessions, phone: str, openid: str) -> None:
     from sqlmodel import select
 
-    from models.tables import Identity, Member
+    from models.tables.members import Identity, Member
 
     async with transaction(sessions) as s:
         member = (await s.exec(select(Member).where(Member.phone == phone))).one()

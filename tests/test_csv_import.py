@@ -28,7 +28,9 @@ from models.errors import InvalidInput
 from models.member_input import MemberIn
 from models.members import upsert_member
 from models.stores import create_or_update_assistant, upsert_store
-from models.tables import Member, PointsEntry, Purchase, PurchaseItem
+from models.tables.ledger import PointsEntry
+from models.tables.members import Member
+from models.tables.purchases import Purchase, PurchaseItem
 from tests.conftest import API_KEY
 
 MEMBER_HEADER = "phone,name,gender,birthday,birthday_calendar,store,assistant"

@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import text
 
-from models.tables import Member
-from scheduler.occasion_due import dormant_query
+from models.tables.members import Member
+from scheduler.plan.occasion_due import dormant_query
 from tests.conftest import is_pg
 from tests.test_planner import (
     add_outbox,

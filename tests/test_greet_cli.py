@@ -17,7 +17,7 @@ from sqlmodel import select
 from bot.cli import main
 from models.db import transaction
 from models.stores import create_or_update_assistant, upsert_store
-from models.tables import OutboxMessage
+from models.tables.outbox import OutboxMessage
 from tests.factories import make_member
 
 REPO = Path(__file__).resolve().parents[1]
@@ -175,7 +175,7 @@ async def test_rate_limit(seeded, sessions, config, capsys):
 
 async def test_stopped_member_is_suppressed_not_refused(seeded, sessions, config, capsys):
     from models import consent
-    from models.tables import Member
+    from models.tables.members import Member
     from models.types import utcnow
 
     async with transaction(sessions) as s:

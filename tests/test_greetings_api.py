@@ -16,7 +16,8 @@ from models import ownership, stores
 from models.db import transaction
 from models.kinds import GREETING_OCCASIONS, LOCALES
 from models.outbox.states import enqueue
-from models.tables import Assistant, Identity, Member, OutboxEvent, OutboxMessage
+from models.tables.members import Assistant, Identity, Member
+from models.tables.outbox import OutboxEvent, OutboxMessage
 from scheduler import greeting_checks, greetings, message_rules, render
 from tests.conftest import API_KEY
 

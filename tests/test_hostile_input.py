@@ -15,7 +15,7 @@ from bot.app import create_app
 from bot.conversation import Reply
 from bot.router import item_number
 from models.db import transaction
-from models.tables import SQLModel
+from models.tables.schema import METADATA
 from tests.conftest import API_KEY
 from tests.payloads import sms, twilio_signature
 from tests.test_api import call, purchase, seed
@@ -39,7 +39,7 @@ async def row_counts(sessions) -> dict[str, int]:
     async with transaction(sessions) as s:
         return {
             t.name: (await s.exec(select(func.count()).select_from(t))).one()
-            for t in SQLModel.metadata.sorted_tables
+            for t in METADATA.sorted_tables
         }
 
 

@@ -1,7 +1,7 @@
 """The chat bot's hot path — a bound member's "积分" (bench/bench_wechat.py measures it):
-what it writes, how many statements it runs and which locks it takes, and that
-`models.tiers.progress.tier_progress_and_expiry` answers exactly what `tier_progress` and
-`models.points_reads.expiring_soon` answer separately."""
+what it writes, how many statements it runs and which locks it takes, that the points
+answer's one read (`models.tiers.facts`) gives the expiry `models.points_reads.expiring_soon`
+gives, and that the quick path answers with the session path's text."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules
 from models.settings.load import load_settings
-from models.tables import Identity, Member, PendingAction
-from models.tiers.progress import tier_progress, tier_progress_and_expiry
-from scheduler.providers import SentSms
+from models.tables.conversation import PendingAction
+from models.tables.ledger import PointsLot
+from models.tables.members import Identity, Member
+from models.tiers.facts import read_points
+from scheduler.send.providers import SentSms
 from tests.factories import make_member, make_store
 
 NOW = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
@@ -188,7 +190,7 @@ async def test_a_changing_message_locks_the_sender_on_postgresql(
     ],
     ids=["scheme-a", "scheme-b", "scheme-c"],
 )
-async def test_progress_and_expiry_match_the_separate_answers(sessions, rules, sales):
+async def test_the_read_gives_progress_and_the_separate_expiry(sessions, rules, sales):
     async with transaction(sessions) as s:
         await make_store(s)
     for i, (day, amount) in enumerate(sales):
@@ -197,14 +199,16 @@ async def test_progress_and_expiry_match_the_separate_answers(sessions, rules, s
     async with sessions() as s:
         member = (await s.exec(select(Member))).one()
         for today in (date(2026, 5, 10), date(2026, 6, 1), date(2026, 9, 20), date(2026, 12, 31)):
-            both = await tier_progress_and_expiry(s, rules=rules, member=member, today=today)
-            progress = await tier_progress(s, rules=rules, member=member, today=today)
+            found = await read_points(s, tiers=rules.tiers, member_id=member.id, today=today)
             expiry = await points_reads.expiring_soon(s, member_id=member.id, today=today)
-            again, lapsed = await points_reads.expiry_and_lapsed(
-                s, member_id=member.id, today=today
+            assert found.expiring == expiry, today
+            assert found.progress is not None and found.progress.today == today
+            lapsed = sum(
+                lot.remaining
+                for lot in (await s.exec(select(PointsLot))).all()
+                if lot.remaining > 0 and lot.expires_on is not None and lot.expires_on < today
             )
-            assert both == (progress, expiry, lapsed) and again == expiry, today
-            assert progress is not None
+            assert found.member.points == member.points - lapsed, today
 
 
 async def test_progress_and_expiry_at_the_top_level(sessions):
@@ -214,10 +218,9 @@ async def test_progress_and_expiry_at_the_top_level(sessions):
     rules = LoyaltyRules(**{"points": CALENDAR_YEAR})
     await buy(sessions, rules, "1200", datetime(2026, 3, 1, 12, tzinfo=TZ), "R1")
     async with sessions() as s:
-        found = await tier_progress_and_expiry(
-            s, rules=rules, member=await s.get(Member, top.id), today=date(2026, 6, 1)
-        )
-    assert found == (None, (1200, date(2026, 12, 31)), 0)
+        found = await read_points(s, tiers=rules.tiers, member_id=top.id, today=date(2026, 6, 1))
+    assert (found.progress, found.expiring) == (None, (1200, date(2026, 12, 31)))
+    assert found.member.points == 1200
 
 
 # --------------------------------------------------------------------------- the quick path

@@ -11,12 +11,13 @@ from sqlalchemy import insert, select
 
 from bot import eager
 from bot.conversation import Reply
-from bot.inbound_log import HandlingFailed, InboundLog
+from bot.inbound_log import InboundLog
+from bot.inbound_outcome import HandlingFailed
 from models import rawdb
 from models.db import make_engine
 from models.group_commit import GroupWriter, WriteQueue
 from models.inbound import prune
-from models.tables import InboundMessage
+from models.tables.inbound import InboundMessage
 
 
 async def test_writes_that_arrive_during_a_flush_go_together_in_the_next():

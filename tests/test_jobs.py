@@ -22,20 +22,15 @@ from models import voucher_till
 from models.db import transaction
 from models.ownership import assign
 from models.points import post_points
-from models.tables import (
-    Assistant,
-    CardApplication,
-    Member,
-    OutboxMessage,
-    PlanRun,
-    PointsLot,
-    Store,
-    Voucher,
-)
-from scheduler import jobs, planner, service
+from models.tables.cards import CardApplication
+from models.tables.ledger import PointsLot, Voucher
+from models.tables.members import Assistant, Member, Store
+from models.tables.outbox import OutboxMessage, PlanRun
+from scheduler import jobs, service
 from scheduler.jobs import month_end_birthdays, run_daily, run_finished
+from scheduler.plan import planner
+from scheduler.send.transports import Transports
 from scheduler.service import due_catch_up
-from scheduler.transports import Transports
 from tests.conftest import is_pg
 
 SH = ZoneInfo("Asia/Shanghai")

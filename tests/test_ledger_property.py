@@ -24,7 +24,9 @@ from models.purchases.record import record_purchase
 from models.purchases.visits import adjust_points
 from models.returns import ReturnIn, record_return
 from models.rules import ExpiryRules, LoyaltyRules, PointsRules
-from models.tables import Member, Purchase, PurchaseItem, Store, Voucher
+from models.tables.ledger import Voucher
+from models.tables.members import Member, Store
+from models.tables.purchases import Purchase, PurchaseItem
 from models.voucher_till import use_voucher, void_voucher
 from models.vouchers import redeem
 

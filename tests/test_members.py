@@ -19,7 +19,7 @@ from models.member_cards import apply_for_card
 from models.member_input import MemberIn
 from models.members import get_member_by_phone, upsert_member
 from models.rules import LoyaltyRules
-from models.tables import Assignment, Assistant, ConsentEvent, Identity, Member
+from models.tables.members import Assignment, Assistant, ConsentEvent, Identity, Member
 from tests.factories import make_assistant, make_member, make_store
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -2,17 +2,15 @@
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlmodel import SQLModel
 
-import models.tables  # noqa: F401
-import models.till_tables  # noqa: F401
 from models.db import migrate
+from models.tables.schema import METADATA
 
 
 async def test_migrated_schema_matches_the_tables(engine):
     def diff(conn):
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        return compare_metadata(ctx, SQLModel.metadata)
+        return compare_metadata(ctx, METADATA)
 
     async with engine.connect() as conn:
         changes = await conn.run_sync(diff)

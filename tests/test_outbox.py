@@ -33,7 +33,8 @@ from models.outbox.states import (
     events,
     transition,
 )
-from models.tables import ConsentEvent, Identity, Member, OutboxMessage
+from models.tables.members import ConsentEvent, Identity, Member
+from models.tables.outbox import OutboxMessage
 from tests.conftest import is_pg
 
 DAY = date(2026, 12, 1)

@@ -14,17 +14,12 @@ from sqlmodel import select
 
 from models.db import transaction
 from models.errors import InvalidInput, NotFound
-from models.ownership import (
-    NO_ELIGIBLE,
-    REDISTRIBUTED,
-    assign,
-    on_purchase,
-    owned_members,
-    redistribute,
-)
+from models.ownership import REDISTRIBUTED, assign, on_purchase, owned_members
+from models.probation import NO_ELIGIBLE, redistribute
 from models.redistribution import Due, plan_redistribution
 from models.rules import LoyaltyRules
-from models.tables import Assignment, Assistant, Member, Purchase, Store
+from models.tables.members import Assignment, Assistant, Member, Store
+from models.tables.purchases import Purchase
 from tests.factories import make_assistant, make_member, make_store
 
 RULES = LoyaltyRules()

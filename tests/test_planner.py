@@ -1,4 +1,4 @@
-"""scheduler.planner: what is due on a day, with explicit dates, on both engines."""
+"""scheduler.plan.planner: what is due on a day, with explicit dates, on both engines."""
 
 from __future__ import annotations
 
@@ -10,29 +10,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, text
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 
-from models.tables import (
-    Assistant,
-    CardApplication,
-    CardEvent,
-    Identity,
-    Member,
-    OutboxEvent,
-    OutboxMessage,
-    PointsEntry,
-    PointsLot,
-    Purchase,
-    PurchaseItem,
-    SQLModel,
-    Store,
-)
-from scheduler import planner
-from scheduler.card_steps import card_step_due, due_card_steps
-from scheduler.occasion_due import dormant_range, join_dates
-from scheduler.plan_save import pending_only, save_plan
-from scheduler.plan_types import Planned, SaveResult
-from scheduler.planner import plan_day
+from models.tables.cards import CardApplication, CardEvent
+from models.tables.ledger import PointsEntry, PointsLot
+from models.tables.members import Assistant, Identity, Member, Store
+from models.tables.outbox import OutboxEvent, OutboxMessage
+from models.tables.purchases import Purchase, PurchaseItem
+from scheduler.plan import planner
+from scheduler.plan.card_steps import card_step_due, due_card_steps
+from scheduler.plan.occasion_due import dormant_range, join_dates
+from scheduler.plan.plan_save import pending_only, save_plan
+from scheduler.plan.plan_types import Planned, SaveResult
+from scheduler.plan.planner import plan_day
 from tests.conftest import is_pg
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -933,7 +923,7 @@ async def test_the_sqlite_save_stores_what_sqlalchemy_would(sessions, settings):
     SQLAlchemy's own insert of the same rows stores (compared as the raw column values)."""
     from sqlalchemy import insert
 
-    from scheduler.plan_save import _OUTBOX_FIELDS
+    from scheduler.plan.plan_save import _OUTBOX_FIELDS
 
     day = date(2026, 9, 25)
     async with sessions() as session, session.begin():
@@ -1021,7 +1011,7 @@ async def test_plan_day_reads_no_clock_and_writes_nothing(sessions, settings, mo
     import models.occasions
     import models.types
     import scheduler.policy
-    from scheduler import (
+    from scheduler.plan import (
         card_steps,
         care_calendar,
         occasion_due,

@@ -10,7 +10,7 @@ from models.errors import InsufficientPoints, NotFound
 from models.points import expire_due, expiry_date, post_points
 from models.points_reads import balance_check, expiring_soon
 from models.rules import ExpiryRules, PointsRules
-from models.tables import PointsEntry, PointsLot
+from models.tables.ledger import PointsEntry, PointsLot
 from tests.factories import make_member
 
 NEVER = PointsRules()

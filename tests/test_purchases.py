@@ -15,7 +15,9 @@ from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.purchases.visits import adjust_points, record_visit
 from models.rules import LoyaltyRules, PointsRules
-from models.tables import Member, PointsEntry, Purchase, PurchaseItem
+from models.tables.ledger import PointsEntry
+from models.tables.members import Member
+from models.tables.purchases import Purchase, PurchaseItem
 from tests.factories import make_assistant, make_member, make_store
 
 TZ = ZoneInfo("Asia/Shanghai")

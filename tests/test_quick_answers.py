@@ -20,8 +20,9 @@ from bot.app import create_app
 from bot.appkeys import INBOUND_LOG
 from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
 from bot.inbound_log import InboundLog
-from models import rawdb
-from models.tables import InboundMessage
+from models import rawdb, rawdb_pg
+from models.tables.inbound import InboundMessage
+from models.tiers import facts
 from models.types import utcnow
 from tests.conftest import API_KEY, is_pg
 from tests.payloads import (
@@ -200,13 +201,14 @@ async def test_the_key_lookup_stays_a_lookup_when_planned_on_an_empty_log(settin
     With the raw pool's settings, each key must be looked up by both index columns."""
     import asyncpg
 
-    sql = quick.FACTS.format(applications="NULL", **quick.POSTGRESQL)
+    sql, names = rawdb.compiled(facts.sender_read("postgresql", False), "postgresql")
+    assert names == ("today", "start", "today", "today", "keys", "openids"), names
     dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(dsn, server_settings=rawdb.MAIN_SETTINGS)
+    conn = await asyncpg.connect(dsn, server_settings=rawdb_pg.MAIN_SETTINGS)
     try:
         await conn.execute("ANALYZE inbound_messages")  # empty: what a fresh install has
         await conn.execute("SET plan_cache_mode = force_generic_plan")
-        await conn.execute(f"PREPARE facts AS {rawdb.numbered(sql)}")
+        await conn.execute(f"PREPARE facts AS {rawdb_pg.numbered(sql)}")
         rows = await conn.fetch(
             "EXPLAIN EXECUTE facts('2026-12-01', '2026-06-01', '2026-12-01', '2026-12-01',"
             " ARRAY['msg:1', 'msg:2'], ARRAY['o_1', 'o_2'])"
@@ -230,7 +232,7 @@ async def test_a_batched_read_gives_each_message_its_own_row(settings, engine, s
     from datetime import date, timedelta
 
     from models.db import transaction
-    from models.tables import Identity
+    from models.tables.members import Identity
     from tests.factories import make_member, make_store
 
     async with transaction(sessions) as s:

@@ -17,7 +17,8 @@ from models.db import transaction
 from models.errors import InsufficientPoints
 from models.points_reads import balance_check
 from models.rules import LoyaltyRules
-from models.tables import Member, PointsEntry, TierChange
+from models.tables.ledger import PointsEntry, TierChange
+from models.tables.members import Member
 from models.vouchers import redeem
 from tests.test_api import call, member, seed
 

@@ -16,7 +16,8 @@ from sqlmodel import func, select
 
 from bot.cli import main
 from models.db import transaction
-from models.tables import Assistant, Member, OutboxEvent, OutboxMessage, PlanRun, Store
+from models.tables.members import Assistant, Member, Store
+from models.tables.outbox import OutboxEvent, OutboxMessage, PlanRun
 from scheduler.render import MESSAGES_DIR
 from tests.conftest import API_KEY, PG_URL_ENV
 

@@ -15,7 +15,9 @@ from models.points import post_points
 from models.points_reads import balance_check
 from models.rebate import run_rebate
 from models.settings.load import load_settings
-from models.tables import Member, PointsEntry, Purchase, Store, TierChange, Voucher
+from models.tables.ledger import PointsEntry, TierChange, Voucher
+from models.tables.members import Member, Store
+from models.tables.purchases import Purchase
 from models.tiers.review import review_tiers
 from scheduler.jobs import upkeep_steps
 

@@ -14,8 +14,8 @@ from bot.bot import MemberBot
 from bot.conversation import Inbound
 from models.db import transaction
 from models.outbox.states import QUEUED, SENT, SUPPRESSED
-from models.tables import Identity
-from scheduler.sender import drain_until_idle
+from models.tables.members import Identity
+from scheduler.send.sender import drain_until_idle
 from tests.test_outbox import PHONE, T0, add_member, add_message, load, set_status
 from tests.test_sender import (  # noqa: F401 (fixtures)
     OPENID,

@@ -1,4 +1,4 @@
-"""The outbox sender (scheduler/sender.py) against local fake Twilio and WeChat servers
+"""The outbox sender (scheduler/send/sender.py) against local fake Twilio and WeChat servers
 (tests/fakes.py): sending, retries with backoff, refusals for good, re-checks at send
 time, re-routing, the rate limit, status callbacks racing the send call, crashes
 mid-send and two senders sharing one outbox."""
@@ -29,11 +29,11 @@ from models.outbox.states import (
     SUPPRESSED,
     UNDELIVERABLE,
 )
-from models.tables import Identity, Member
-from scheduler.ratelimit import RateLimiter
-from scheduler.send_retry import backoff
-from scheduler.sender import Sender, drain_until_idle
-from scheduler.transports import (
+from models.tables.members import Identity, Member
+from scheduler.send.ratelimit import RateLimiter
+from scheduler.send.send_retry import backoff
+from scheduler.send.sender import Sender, drain_until_idle
+from scheduler.send.transports import (
     ConsoleTransport,
     SmsTransport,
     Transports,
@@ -730,7 +730,7 @@ async def test_the_console_transport_prints_one_masked_line():
 
 
 async def test_console_sms_in_the_embedded_default(sessions, make_settings):
-    from scheduler.providers import ConsoleSmsSender
+    from scheduler.send.providers import ConsoleSmsSender
 
     out = io.StringIO()
     console = ConsoleSmsSender(out=out)

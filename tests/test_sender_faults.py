@@ -15,9 +15,9 @@ import pytest
 from bot.retry_after import parse_retry_after
 from bot.wechat_api import WeChatApi
 from models.outbox.states import FAILED, GAVE_UP, QUEUED, SENT
-from scheduler.providers import WeChatApiError
-from scheduler.ratelimit import SharedRateLimiter
-from scheduler.sender import drain_until_idle
+from scheduler.send.providers import WeChatApiError
+from scheduler.send.ratelimit import SharedRateLimiter
+from scheduler.send.sender import drain_until_idle
 from tests.fakes import WECHAT_APP_ID, WECHAT_APP_SECRET
 from tests.test_outbox import T0, add_member, add_message, load
 from tests.test_sender import OPENID, fake_twilio, fake_wechat, make_sender, wechat_identity  # noqa: F401 (fixtures)

@@ -12,7 +12,7 @@ from bot.bot import MemberBot
 from bot.conversation import Inbound
 from bot.handlers import pending
 from models.db import transaction
-from models.tables import Identity
+from models.tables.members import Identity
 from tests.factories import make_member, make_store
 from tests.test_conversation import NOW, PHONE, Clock, FakeSms, buy
 

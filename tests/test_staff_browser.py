@@ -23,7 +23,7 @@ from sqlmodel import select
 
 from bot.app import create_app
 from models.db import transaction
-from models.tables import OutboxMessage
+from models.tables.outbox import OutboxMessage
 from tests.test_staff_console import seed
 
 CHROMIUM = "/usr/bin/chromium"

@@ -17,7 +17,10 @@ from models import cards
 from models.clock import brand_today
 from models.db import transaction
 from models.stores import create_or_update_assistant
-from models.tables import CardApplication, CardEvent, Member, OutboxMessage, StaffSession
+from models.tables.cards import CardApplication, CardEvent
+from models.tables.members import Member
+from models.tables.outbox import OutboxMessage
+from models.tables.staff import StaffSession
 from tests.conftest import API_KEY
 from tests.factories import make_member, make_store
 

@@ -12,7 +12,7 @@ from bot.app import create_app
 from models import cards
 from models.clock import brand_today
 from models.db import transaction
-from models.tables import Member
+from models.tables.members import Member
 from tests.test_staff_console import seed, sign_in
 
 

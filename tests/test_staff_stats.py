@@ -7,9 +7,10 @@ from decimal import Decimal
 
 import pytest
 
-from models import cards, ownership, staff_stats
+from models import cards, ownership, probation, staff_stats
 from models.db import transaction
-from models.tables import Member, Purchase
+from models.tables.members import Member
+from models.tables.purchases import Purchase
 from tests.factories import make_assistant, make_member, make_store
 
 START, END = date(2026, 3, 1), date(2026, 3, 10)  # ten days
@@ -157,7 +158,7 @@ async def test_latest_redistribution_shows_who_went_where(sessions, rules):
         assert (await staff_stats.latest_redistribution(s, store_id=store.id)).day is None
         m = await make_member(s, phone="+8613800138000", store=store)
         await ownership.assign(s, rules=rules, member=m, assistant_id=a1.id, on=date(2026, 1, 1))
-        done = await ownership.redistribute(s, rules=rules, today=date(2026, 3, 5), seed=1)
+        done = await probation.redistribute(s, rules=rules, today=date(2026, 3, 5), seed=1)
         assert len(done) == 1
         latest = await staff_stats.latest_redistribution(s, store_id=store.id)
     assert latest.day == date(2026, 3, 5)

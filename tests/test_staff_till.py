@@ -10,8 +10,9 @@ from sqlmodel import select
 
 from models.db import transaction
 from models.points import post_points
-from models.tables import Member, PointsEntry
-from models.till_tables import VoucherEvent
+from models.tables.ledger import PointsEntry
+from models.tables.members import Member
+from models.tables.till import VoucherEvent
 from models.types import utcnow
 from models.vouchers import redeem
 from tests.test_staff_console import client, csrf_of, sign_in, world  # noqa: F401  (fixtures)

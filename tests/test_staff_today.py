@@ -15,9 +15,9 @@ from models.db import transaction
 from models.kinds import CARE_KINDS
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
-from models.tables import OutboxMessage
-from scheduler.care_calendar import sale_day
-from scheduler.planner import save_day
+from models.tables.outbox import OutboxMessage
+from scheduler.plan.care_calendar import sale_day
+from scheduler.plan.planner import save_day
 from tests.test_staff_console import seed, sign_in
 
 

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from models import identities, rawdb
 from models.db import transaction
-from models.tables import Identity
+from models.tables.members import Identity
 
 OPENID = "o_stamp"
 T = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)

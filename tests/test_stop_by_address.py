@@ -21,8 +21,8 @@ from models.db import transaction
 from models.member_input import MemberIn
 from models.members import get_member_by_phone, upsert_member
 from models.rules import LoyaltyRules
-from scheduler.planner import plan_day
-from scheduler.providers import SentSms
+from scheduler.plan.planner import plan_day
+from scheduler.send.providers import SentSms
 from tests.conftest import API_KEY
 from tests.factories import make_member, make_store
 from tests.fakes import TWILIO_AUTH_TOKEN

@@ -17,15 +17,18 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from models import cards
+from models import card_reads, cards
 from models.calendar import month_bounds
 from models.db import transaction
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.rules import LoyaltyRules, TierRule, TierRules
 from models.settings.load import load_settings
-from models.tables import CardApplication, Member, Purchase, Store, TierChange
-from models.tiers.progress import tier_progress
+from models.tables.cards import CardApplication
+from models.tables.ledger import TierChange
+from models.tables.members import Member, Store
+from models.tables.purchases import Purchase
+from models.tiers.facts import read_points
 from models.tiers.review import review_tiers
 from models.tiers.upgrade import eligible_not_applied, evaluate_after_purchase
 from models.tiers.windows import (
@@ -212,8 +215,8 @@ async def test_a_2999_points_in_half_a_year_is_not_gold_3000_is(session):
     assert await changes(session, member) == [("upgrade", "points", "gold", date(2026, 8, 16))]
     # Gold needs a card; Scheme A opens the application by itself.
     assert await applications(session, member) == [("gold", "applied")]
-    (app,) = await cards.list_applications(session, status="applied")
-    (event,) = await cards.events(session, application_id=app.id)
+    (app,) = await card_reads.list_applications(session, status="applied")
+    (event,) = await card_reads.events(session, application_id=app.id)
     assert (event.to_status, event.actor) == ("applied", "system")
 
 
@@ -596,13 +599,17 @@ async def test_c_review_with_the_period_reading(session):
 # --------------------------------------------------------------------------- progress
 
 
+async def progress_of(session, rules: LoyaltyRules, member, today: date):
+    """The progress part of the points answer's read (`models.tiers.facts.read_points`)."""
+    found = await read_points(session, tiers=rules.tiers, member_id=member.id, today=today)
+    return found.progress
+
+
 async def test_progress_half_year_says_what_is_missing_and_when_points_drop_out(session):
     await buy(session, A, 1000, date(2026, 3, 1))
     await buy(session, A, 500, date(2026, 5, 10))
     member = await member_of(session)
-    progress = await tier_progress(
-        session, rules=A, member=member, today=date(2026, 6, 1), tz=TZ
-    )
+    progress = await progress_of(session, A, member, date(2026, 6, 1))
     assert (progress.tier, progress.pending, progress.next.code) == ("points", None, "gold")
     (rule,) = progress.rules
     assert (rule.counted, rule.missing) == (Decimal(1500), Decimal(1500))
@@ -616,7 +623,7 @@ async def test_progress_windows_of_scheme_c(session):
     member = await member_of(session)
     assert member.tier == "me"
     await buy(session, C, 1000, date(2026, 9, 20))
-    progress = await tier_progress(session, rules=C, member=member, today=date(2026, 9, 20))
+    progress = await progress_of(session, C, member, date(2026, 9, 20))
     assert progress.next.code == "we"
     by_window = {r.rule.window: r for r in progress.rules}
     assert (by_window["day"].counted, by_window["day"].buy_by) == (Decimal(1000), date(2026, 9, 20))
@@ -634,11 +641,11 @@ async def test_progress_windows_of_scheme_c(session):
 async def test_progress_of_a_pending_member_and_at_the_top(session):
     await buy(session, B, 1500, date(2026, 5, 1))
     member = await member_of(session)
-    progress = await tier_progress(session, rules=B, member=member, today=date(2026, 5, 2))
+    progress = await progress_of(session, B, member, date(2026, 5, 2))
     assert (progress.tier, progress.pending, progress.next.code) == ("class_c", "silver", "gold")
     by_window = {r.rule.window: r for r in progress.rules}
     assert by_window["single_purchase"].missing == Decimal(3000)
     assert by_window["half_year"].missing == Decimal("8500.00")
 
     top = await make_member(session, phone="+8613900139000", tier="gold")
-    assert await tier_progress(session, rules=B, member=top, today=date(2026, 5, 2)) is None
+    assert await progress_of(session, B, top, date(2026, 5, 2)) is None

@@ -14,8 +14,9 @@ from bot.app import create_app
 from bot.csvio.export import export_members
 from models.db import transaction
 from models.points_reads import balance_check
-from models.tables import Member, PointsEntry
-from models.till_tables import SaleReturn
+from models.tables.ledger import PointsEntry
+from models.tables.members import Member
+from models.tables.till import SaleReturn
 from tests.test_api import call, seed
 from tests.test_csv_import import cli, config, members_by_phone, shop, write  # noqa: F401
 from tests.test_planner import one, plan

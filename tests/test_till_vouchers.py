@@ -15,8 +15,10 @@ from bot.app import create_app
 from models.db import transaction
 from models.points import post_points
 from models.points_reads import balance_check
-from models.tables import Member, PointsEntry, Purchase, PurchaseItem, Store, Voucher
-from models.till_tables import VoucherEvent
+from models.tables.ledger import PointsEntry, Voucher
+from models.tables.members import Member, Store
+from models.tables.purchases import Purchase, PurchaseItem
+from models.tables.till import VoucherEvent
 from models.types import utcnow
 from models.voucher_till import expire_vouchers
 from models.vouchers import redeem

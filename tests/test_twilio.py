@@ -18,7 +18,7 @@ from bot.sms_sender import TwilioSmsSender, open_sms_sender
 from models.db import transaction
 from models.outbox.receipts import can_move, get_receipt, record_receipt
 from models.settings.sections import SmsSettings
-from scheduler.providers import ConsoleSmsSender, SentSms, SmsSendError
+from scheduler.send.providers import ConsoleSmsSender, SentSms, SmsSendError
 from tests.fakes import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, FakeTwilioApi
 from tests.payloads import TWILIO_NUMBER, sms, sms_status, twilio_signature
 

@@ -12,17 +12,18 @@ from decimal import Decimal
 
 from bot.handlers import points
 from models.rules import TierRule
+from models.tiers.facts import read_points
 from models.tiers.nudge import NUDGE_MIN_DAYS, can_still_meet, upgrade_nudge
-from models.tiers.progress import RuleProgress, TierProgress, tier_progress
-from tests.test_tiers import C, buy, member_of, session  # noqa: F401  (fixture)
+from models.tiers.progress import RuleProgress, TierProgress
+from tests.test_tiers import C, buy, member_of, progress_of, session  # noqa: F401  (fixture)
 
 
 async def _answer(session, today: date, locale: str = "zh_CN") -> str:  # noqa: F811
     member = await member_of(session)
-    progress = await tier_progress(session, rules=C, member=member, today=today)
+    found = await read_points(session, tiers=C.tiers, member_id=member.id, today=today)
     reply = points.answer(
-        rules=C, brand="B", locale=locale, today=today, member=member,
-        progress=progress, expiring=None,
+        rules=C, brand="B", locale=locale, today=today, member=found.member,
+        progress=found.progress, expiring=None,
     )  # fmt: skip
     return reply.text
 
@@ -37,9 +38,7 @@ async def test_no_nudge_names_today_as_the_deadline(session):  # noqa: F811
     today = date(2026, 12, 2)
     await _we_buying(session, today, 25000)
     # The day rule is the closest (5,000 of 30,000 missing) but its deadline is today.
-    progress = await tier_progress(
-        session, rules=C, member=await member_of(session), today=today
-    )
+    progress = await progress_of(session, C, await member_of(session), today)
     assert (progress.closest.rule.window, progress.closest.buy_by) == ("day", today)
     text = await _answer(session, today)
     assert "2026年12月2日前" not in text and "5,000" not in text, text

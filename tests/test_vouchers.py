@@ -15,7 +15,7 @@ from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.purchases.visits import record_visit
 from models.rules import ExpiryRules, LoyaltyRules, PointsRules, Reward, RewardRules
-from models.tables import PointsEntry, Voucher
+from models.tables.ledger import PointsEntry, Voucher
 from models.voucher_till import expire_vouchers
 from models.vouchers import CODE_ALPHABET, member_vouchers, redeem
 from tests.factories import make_assistant, make_member, make_store

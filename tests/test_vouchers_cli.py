@@ -11,8 +11,8 @@ from sqlmodel import select
 from models.db import transaction
 from models.points import post_points
 from models.stores import upsert_store
-from models.tables import Member
-from models.till_tables import VoucherEvent
+from models.tables.members import Member
+from models.tables.till import VoucherEvent
 from models.types import utcnow
 from models.vouchers import redeem
 from tests.factories import make_member

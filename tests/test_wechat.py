@@ -16,7 +16,7 @@ from bot.appkeys import INBOUND_LOG
 from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
 from bot.conversation import Inbound, Reply
 from bot.wechat_api import WeChatApi
-from models.tables import InboundMessage
+from models.tables.inbound import InboundMessage
 from tests.fakes import WECHAT_APP_ID, WECHAT_APP_SECRET, FakeWeChatApi
 from tests.payloads import (
     CREATE_TIME,

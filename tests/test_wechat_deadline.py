@@ -21,10 +21,10 @@ from bot.channels.wechat import WECHAT_OPTIONS, WeChatOptions
 from bot.cli.serve import LISTEN_BACKLOG
 from bot.conversation import Reply
 from bot.handler_slots import HandlerSlots
-from bot.inbound_log import HandlingFailed
+from bot.inbound_outcome import HandlingFailed
 from bot.inbound_store import InboundStore
 from bot.loop_lag import LoopLag
-from models.tables import InboundMessage
+from models.tables.inbound import InboundMessage
 from tests import test_wechat
 from tests.conftest import is_pg
 from tests.payloads import plain, reply_fields, wechat_settings, wechat_text

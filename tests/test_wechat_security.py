@@ -14,7 +14,9 @@ from sqlalchemy import func, select
 from bot.app import create_app
 from bot.appkeys import ENGINE, INBOUND_LOG
 from bot.channels.wechat import WECHAT_REPLAY
-from models.tables import InboundMessage, PendingAction, Voucher, WeChatSignedUrl
+from models.tables.conversation import PendingAction
+from models.tables.inbound import InboundMessage, WeChatSignedUrl
+from models.tables.ledger import Voucher
 from tests.conftest import API_KEY
 from tests.payloads import (
     WECHAT_AES_KEY,

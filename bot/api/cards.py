@@ -11,7 +11,7 @@ from pydantic import Field
 
 from bot.api.common import Body, Code, context, member_or_404, operator, read_object, tx
 from bot.errors import json_response
-from models import cards, member_cards, members, stores
+from models import card_reads, cards, member_cards, members, stores
 from models.errors import InvalidInput, NotFound
 from models.strict import row_id
 from models.tiers.upgrade import eligible_not_applied
@@ -54,7 +54,7 @@ async def get_card_applications(request: web.Request) -> web.Response:
     _rules, tz, _today = context(request)
     async with tx(request) as session:
         store_id = await _store_filter(session, request)
-        apps = await cards.list_applications(
+        apps = await card_reads.list_applications(
             session, status=request.query.get("status"), store_id=store_id
         )
         body = await _application_views(session, apps, tz)

@@ -33,9 +33,10 @@ from bot.errors import Unauthorized, json_response
 from models.db import transaction
 from models.errors import NotFound
 from models.members import get_member_by_phone
+from models.outbox.states import SUPPRESSED
 from models.phone import normalise_phone
 from models.stores import authenticate_assistant
-from models.tables import OutboxMessage
+from models.tables.outbox import OutboxMessage
 from models.types import utcnow
 from scheduler import greetings
 
@@ -54,7 +55,7 @@ class GreetingIn(BaseModel):
 
 def message_view(message: OutboxMessage, tz) -> dict[str, Any]:
     """What the API answers about a greeting in the outbox."""
-    suppressed = message.status == "suppressed"
+    suppressed = message.status == SUPPRESSED
     body: dict[str, Any] = {
         "id": message.id,
         "status": message.status,

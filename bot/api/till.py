@@ -19,7 +19,8 @@ from models.errors import InvalidInput
 from models.phone import mask_phone
 from models.purchases.visits import adjust_points
 from models.returns import ReturnIn, record_return
-from models.tables import Member, Voucher
+from models.tables.ledger import Voucher
+from models.tables.members import Member
 from models.types import utcnow
 
 routes = web.RouteTableDef()

@@ -14,7 +14,7 @@ from models import consent, member_cards, members, stores, vouchers
 from models.identities import active_openid
 from models.member_input import format_day
 from models.rules import LoyaltyRules
-from models.tables import Member
+from models.tables.members import Member
 
 
 def _money(value) -> str:

@@ -36,11 +36,11 @@ from twilio.request_validator import (
 )
 from twilio.twiml.messaging_response import MessagingResponse
 
-from bot.appkeys import CONVERSATION, INBOUND_LOG, SESSIONS, SETTINGS, SMS_SENDER
-from bot.channels import xmlsafe
+from bot.appkeys import CONVERSATION, SESSIONS, SETTINGS, SMS_SENDER
+from bot.channels import respond, xmlsafe
 from bot.conversation import Inbound
 from bot.edge import posted_form
-from bot.inbound_log import HandlingFailed, bounded_key
+from bot.inbound_outcome import bounded_key
 from models.db import transaction
 from models.errors import InvalidInput
 from models.outbox.receipts import apply_receipt, record_receipt
@@ -106,30 +106,22 @@ async def receive(request: web.Request) -> web.Response:
     inbound = Inbound(
         channel="sms", sender=sender, text=form.get("Body", ""), at=utcnow(), message_id=sid
     )
-    conversation = app[CONVERSATION]
     if sid is None:  # nothing to de-duplicate by (not Twilio's own requests)
-        return _twiml((await conversation.handle(inbound)).text)
-    inbound_log = app[INBOUND_LOG]
-    try:
-        outcome = await inbound_log.respond_once(
-            "sms",
-            bounded_key(f"sid:{sid}"),
-            lambda: conversation.handle(inbound),
-            deadline=started + app[SMS_OPTIONS].reply_deadline,
-        )
-    except HandlingFailed:
-        log.exception("no answer for an sms")
-        raise web.HTTPInternalServerError(text="internal error") from None
-    if outcome.delivers_late:
-        sms_sender = app[SMS_SENDER]
+        return _twiml((await app[CONVERSATION].handle(inbound)).text)
 
-        async def deliver(text: str) -> None:
-            if not sender.startswith("+"):
-                raise ValueError("the sender is not a phone number: cannot text the answer")
-            await sms_sender.send(sender, text)
+    async def deliver(text: str) -> None:  # an answer not ready by the deadline
+        if not sender.startswith("+"):
+            raise ValueError("the sender is not a phone number: cannot text the answer")
+        await app[SMS_SENDER].send(sender, text)
 
-        inbound_log.spawn(inbound_log.deliver_late(outcome, deliver))
-    return _twiml(outcome.text)
+    return await respond.respond(
+        app,
+        inbound,
+        bounded_key(f"sid:{sid}"),
+        deadline=started + app[SMS_OPTIONS].reply_deadline,
+        render=_twiml,
+        deliver=deliver,
+    )
 
 
 async def status_callback(request: web.Request) -> web.Response:

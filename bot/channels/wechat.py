@@ -23,52 +23,38 @@ module only turns the wire into an `Inbound` and the `Reply` back into the wire.
 - Body: over `server.max_body_bytes` → 413; a DTD or entity declaration in the message
   → 400 before any parser runs (`xmlsafe`); malformed → 400; a `MsgType` or `Event`
   over 32 or a `MsgId` over 64 characters → 400.
-- Text messages and the events subscribe (also by QR scene), unsubscribe and menu
-  CLICK go to the conversation; other message types (image, voice, …) go as an empty
-  text so the bot answers with help; other events (VIEW, LOCATION, job reports, …) are
+- What goes to the conversation: `bot.channels.wechat_message`; other events are
   acknowledged with `success` and not passed on.
-- Retries and the 5-second deadline: `bot.inbound_log` (key: `FromUserName` + `MsgId`,
-  so one sender's `MsgId` never finds another's answer; events `FromUserName` +
-  `CreateTime`, plus the event and its key; bounded to the column by
-  `bounded_key`). An answer not ready
-  within `reply_deadline` is replaced by `success` and sent through the
-  customer-service API when it is ready. The deadline counts from when the request
-  arrived as well as the adapter can tell (`bot.loop_lag`: the time it waited for the
-  event loop) and bounds the whole request, database writes included.
+- Retries and the 5-second deadline: `bot.channels.respond` and `bot.inbound_log` (key:
+  `WeChatMessage.dedupe_key`). An answer not ready within `reply_deadline` is replaced
+  by `success` and sent through the customer-service API when it is ready. The
+  deadline counts from when the request arrived as well as the adapter can tell
+  (`bot.loop_lag`: the time it waited for the event loop) and bounds the whole
+  request, database writes included.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import re
-import struct
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from aiohttp import web
-from wechatpy.crypto import WeChatCrypto
-from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
-from wechatpy.utils import WeChatSigner, check_signature
 
 from bot import eager
-from bot.appkeys import CONVERSATION, ENGINE, HTTP, INBOUND_LOG, SETTINGS
+from bot.appkeys import ENGINE, HTTP, INBOUND_LOG, SETTINGS
+from bot.channels import respond, xmlsafe
 from bot.channels import wechat_replay as replay
-from bot.channels import xmlsafe
+from bot.channels.wechat_message import WeChatMessage, read_message, to_inbound
 from bot.channels.wechat_replay import ReplayMemory
-from bot.conversation import Inbound
-from bot.inbound_log import HandlingFailed, bounded_key
+from bot.channels.wechat_signing import WeChatSigning
 from bot.loop_lag import LoopLag
 from bot.wechat_api import WeChatApi
-from models.settings.sections import WeChatSettings
-from scheduler.providers import WeChatApiError
+from scheduler.send.providers import WeChatApiError
 
 log = logging.getLogger("memberbot.wechat")
-
-FORWARDED_EVENTS = frozenset({"subscribe", "unsubscribe", "click"})
 
 
 @dataclass
@@ -87,90 +73,7 @@ WECHAT_OPTIONS = web.AppKey("wechat_options", WeChatOptions)
 WECHAT_API = web.AppKey("wechat_api", WeChatApi)
 WECHAT_REPLAY = web.AppKey("wechat_replay", ReplayMemory)
 
-MSG_TYPE_MAX = 32
-"""Longest `MsgType` / `Event` accepted (WeChat's are a few letters): longer → 400."""
-MSG_ID_MAX = 64
-"""Longest `MsgId` accepted (WeChat's is a 64-bit number): longer → 400."""
-_ENCRYPT = re.compile(
-    rb"<Encrypt>\s*(?:<!\[CDATA\[([A-Za-z0-9+/=]+)\]\]>|([A-Za-z0-9+/=]+))\s*</Encrypt>"
-)
-"""The `<Encrypt>` field of a safe-mode envelope, found without an XML parser (base64
-has no character that XML treats specially)."""
-ENCRYPT_CANDIDATES = 4
-"""`<Encrypt>`-looking fields of one body whose signature is tried at most (the last ones:
-WeChat puts the real field last, after a compatible-mode envelope's plain copy)."""
-
 LOOP_LAG = web.AppKey("loop_lag", LoopLag)
-
-
-@dataclass(frozen=True, slots=True)
-class WeChatMessage:
-    """The fields of one inbound message or event that the bot uses."""
-
-    openid: str
-    account: str
-    msg_type: str
-    create_time: int
-    msg_id: str | None
-    content: str
-    event: str | None
-    event_key: str | None
-
-    @property
-    def dedupe_key(self) -> str:
-        """MESSAGING.md: messages by sender + `MsgId` (one member's `MsgId` never finds
-        another's answer), events by `FromUserName` + `CreateTime`."""
-        if self.msg_type != "event" and self.msg_id:
-            return bounded_key(f"msg:{self.openid}:{self.msg_id}")
-        # The event and its key join the pair, so a subscribe and a menu click in the same
-        # second are two events; a retry repeats all of them.
-        key = (self.event_key or "")[:64]
-        return bounded_key(
-            f"evt:{self.openid}:{self.create_time}:{self.event or self.msg_type}:{key}"
-        )
-
-
-def read_message(fields: dict) -> WeChatMessage:
-    """The message of a parsed `<xml>` document; MalformedXml if a needed field is wrong."""
-    field = xmlsafe.field
-    msg_type = field(fields, "MsgType").strip().lower()
-    created = field(fields, "CreateTime").strip()
-    if not (created.isascii() and created.isdigit() and len(created) <= 11):
-        raise xmlsafe.MalformedXml("<CreateTime> must be a Unix time")
-    openid = field(fields, "FromUserName").strip()
-    if not openid or len(openid) > 64:
-        raise xmlsafe.MalformedXml("<FromUserName> must be an openid")
-    event = field(fields, "Event", required=False)
-    msg_id = (field(fields, "MsgId", required=False) or "").strip() or None
-    if len(msg_type) > MSG_TYPE_MAX or (event is not None and len(event) > MSG_TYPE_MAX):
-        raise xmlsafe.MalformedXml(f"<MsgType> and <Event> are at most {MSG_TYPE_MAX} characters")
-    if msg_id is not None and len(msg_id) > MSG_ID_MAX:
-        raise xmlsafe.MalformedXml(f"<MsgId> is at most {MSG_ID_MAX} characters")
-    return WeChatMessage(
-        openid=openid,
-        account=field(fields, "ToUserName", required=False) or "",
-        msg_type=msg_type,
-        create_time=int(created),
-        msg_id=msg_id,
-        content=field(fields, "Content", required=False) or "",
-        event=event.strip().lower() if event else None,
-        event_key=field(fields, "EventKey", required=False) or None,
-    )
-
-
-def to_inbound(msg: WeChatMessage) -> Inbound | None:
-    """What the conversation gets; None for events the bot does not answer."""
-    at = datetime.fromtimestamp(msg.create_time, UTC)
-    if msg.msg_type == "event":
-        event = msg.event
-        if event not in FORWARDED_EVENTS:
-            return None
-        key = msg.event_key
-        if event == "subscribe" and key and key.startswith("qrscene_"):
-            key = key.removeprefix("qrscene_")  # subscribed by scanning a QR code with a scene
-        return Inbound(channel="wechat", sender=msg.openid, at=at, event=event, event_key=key)
-    text = msg.content if msg.msg_type == "text" else ""
-    return Inbound(channel="wechat", sender=msg.openid, text=text, at=at, message_id=msg.msg_id)
 
 
 def _success() -> web.Response:
@@ -185,63 +88,8 @@ def _bad_request(reason: str) -> web.Response:
     return web.Response(status=400, text=reason, content_type="text/plain")
 
 
-class WeChatWebhook:
+class WeChatWebhook(WeChatSigning):
     """The two handlers, with what they need from `wechat.*` settings."""
-
-    def __init__(self, settings: WeChatSettings):
-        self.token = settings.token
-        self.max_age = settings.max_timestamp_age
-        self.crypto = (
-            WeChatCrypto(settings.token, settings.encoding_aes_key, settings.app_id)
-            if settings.encoding_aes_key
-            else None
-        )
-
-    # ------------------------------------------------------------------ checks
-
-    def _signed(self, signature: str | None, timestamp: str, nonce: str) -> bool:
-        if not self.token or not signature:
-            return False  # an empty token would let anyone sign
-        try:
-            check_signature(self.token, signature, timestamp, nonce)
-        except InvalidSignatureException:
-            return False
-        return True
-
-    def _fresh(self, timestamp: str) -> bool:
-        """A Unix time in ASCII digits within `max_timestamp_age` of our clock."""
-        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-            return False
-        return abs(time.time() - int(timestamp)) <= self.max_age
-
-    def _decrypt(self, body: bytes, query) -> str:
-        """The inner XML of a safe-mode request, `msg_signature` checked before any XML
-        parser sees a byte: raises web.HTTPForbidden (not signed) / MalformedXml."""
-        signature = query.get("msg_signature", "")
-        timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
-        encrypted = self._signed_encrypt(body, signature, timestamp, nonce)
-        if encrypted is None:
-            raise web.HTTPForbidden(text="forbidden")
-        assert self.crypto is not None
-        try:
-            return self.crypto.decrypt_message({"Encrypt": encrypted}, signature, timestamp, nonce)
-        except (InvalidSignatureException, InvalidAppIdException):
-            raise web.HTTPForbidden(text="forbidden") from None
-        except (ValueError, struct.error, IndexError, TypeError) as exc:
-            raise xmlsafe.MalformedXml("cannot decrypt <Encrypt>") from exc
-
-    def _signed_encrypt(self, body: bytes, signature: str, timestamp: str, nonce: str):
-        """The `<Encrypt>` value that `msg_signature` covers, or None. A compatible-mode
-        envelope also carries the message in plain, whose text could itself look like an
-        `<Encrypt>` field: the last few candidates are tried, the last one first."""
-        candidates = list(_ENCRYPT.finditer(body))[-ENCRYPT_CANDIDATES:]
-        for found in reversed(candidates):
-            value = (found[1] or found[2]).decode("ascii")
-            signer = WeChatSigner()
-            signer.add_data(self.token, timestamp, nonce, value)
-            if hmac.compare_digest(signer.signature.encode(), signature.encode()):
-                return value
-        return None
 
     # ------------------------------------------------------------------ handlers
 
@@ -303,43 +151,26 @@ class WeChatWebhook:
             return _bad_request("DTD and entity declarations are not accepted")
         except xmlsafe.MalformedXml as exc:
             return _bad_request(str(exc))
-        try:
-            outcome = await self._respond(app, msg, deadline)
-        except HandlingFailed:
-            log.exception("no answer for a wechat message")
-            raise web.HTTPInternalServerError(text="internal error") from None
-        if outcome is None or outcome.text is None:
-            return _success()
-        return self._reply(msg, outcome.text, aes=aes, nonce=nonce, timestamp=timestamp)
-
-    async def _respond(
-        self, app: web.Application, msg: WeChatMessage, deadline: float, *, answered=False
-    ):
-        """Handle `msg` once (`bot.inbound_log`) and say what to answer by `deadline`: the
-        Outcome (its late part already on its way), or None for an event not passed on.
-        `answered`: WeChat already got `success`, so the answer goes by the API."""
         inbound = to_inbound(msg)
         if inbound is None:
-            return None
-        conversation = app[CONVERSATION]
-        inbound_log = app[INBOUND_LOG]
-        key = msg.dedupe_key
-        quick = getattr(conversation, "quick", None)  # bot.conversation.QuickConversation
-        outcome = await inbound_log.respond_once(
-            "wechat",
-            key,
-            lambda: conversation.handle(inbound),
+            return _success()  # an event the bot does not answer
+
+        def render(text: str | None) -> web.Response:
+            if text is None:
+                return _success()
+            return self._reply(msg, text, aes=aes, nonce=nonce, timestamp=timestamp)
+
+        return await respond.respond(
+            app,
+            inbound,
+            msg.dedupe_key,
             deadline=deadline,
-            quick=None if quick is None else lambda: quick(inbound, key),
-            answered=answered,
+            render=render,
+            deliver=self._deliver_to(app, msg),
         )
-        if outcome.delivers_late:
-            inbound_log.spawn(
-                inbound_log.deliver_late(
-                    outcome, lambda text: self._send_customer_service(app, msg.openid, text)
-                )
-            )
-        return outcome
+
+    def _deliver_to(self, app: web.Application, msg: WeChatMessage):
+        return lambda text: self._send_customer_service(app, msg.openid, text)
 
     async def _after_slow_verdict(
         self, app: web.Application, verdict: asyncio.Future, body: bytes
@@ -350,7 +181,16 @@ class WeChatWebhook:
             if not await verdict:
                 return  # a signed URL reused with another body: nothing happens
             msg = read_message(xmlsafe.parse_fields(xmlsafe.decode(body)))
-            await self._respond(app, msg, asyncio.get_running_loop().time(), answered=True)
+            inbound = to_inbound(msg)
+            if inbound is not None:  # its answer goes by the customer-service API
+                await respond.answer(
+                    app,
+                    inbound,
+                    msg.dedupe_key,
+                    deadline=asyncio.get_running_loop().time(),
+                    deliver=self._deliver_to(app, msg),
+                    answered=True,
+                )
         except (xmlsafe.UnsafeXml, xmlsafe.MalformedXml):
             log.warning("a wechat message answered `success` while slow was malformed")
         except Exception:

@@ -28,14 +28,11 @@ from __future__ import annotations
 import hashlib
 import time
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from models import rawdb
 from models.group_commit import GroupWriter
-from models.tables import WeChatSignedUrl
 
-TABLE = WeChatSignedUrl.__table__
 PURGE_EVERY = 0.25
 """Fraction of `max_age` between two purges by one process."""
 
@@ -52,7 +49,6 @@ def body_hash(body: bytes) -> str:
 
 class ReplayMemory:
     def __init__(self, engine: AsyncEngine, *, max_age: int):
-        self._engine = engine
         self._raw = rawdb.for_engine(engine)
         self.max_age = max_age
         self._next_purge = 0.0
@@ -62,47 +58,23 @@ class ReplayMemory:
         """Whether `body` is the body of the signed URL `key` (stored now if the URL is new)."""
         self._purge_now_and_then()
         raw = self._raw
-        if raw is not None and raw.dialect == "sqlite":
+        if raw.dialect == "sqlite":
             rows = await raw.write(_REMEMBER, key, body, signed_at, key=key)
             return not rows or rows[0][0] == body
         return await self._batches.submit((key, body, signed_at))
 
     async def _first_many(self, items: list[tuple[str, str, int]]) -> list[bool]:
-        """PostgreSQL (or no raw driver): the batch in one statement, URLs in sorted order
+        """PostgreSQL: the batch in one statement, URLs in sorted order
         (two processes never deadlock); a URL twice in the batch: its first body counts."""
         first: dict[str, tuple[str, int]] = {}
         for key, body, signed_at in items:
             first.setdefault(key, (body, signed_at))
         keys = sorted(first)
-        if self._raw is not None:
-            rows = await self._raw.write(
-                _REMEMBER_MANY,
-                keys,
-                [first[k][0] for k in keys],
-                [first[k][1] for k in keys],
-            )
-        else:
-            rows = await self._core(keys, first)
+        rows = await self._raw.write(
+            _REMEMBER_MANY, keys, [first[k][0] for k in keys], [first[k][1] for k in keys]
+        )
         stored = {key: body for key, body in rows}  # URLs known before, with another body
         return [first[key][0] == body and stored.get(key, body) == body for key, body, _ in items]
-
-    async def _core(self, keys: list[str], first: dict[str, tuple[str, int]]) -> list[tuple]:
-        """The same through SQLAlchemy (an in-memory SQLite database has no raw driver)."""
-        mod = postgresql if self._engine.dialect.name == "postgresql" else sqlite
-        stmt = mod.insert(TABLE)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[TABLE.c.url_key],
-            set_={"url_key": stmt.excluded.url_key},
-            where=TABLE.c.body_hash != stmt.excluded.body_hash,
-        ).returning(TABLE.c.url_key, TABLE.c.body_hash)
-        values = [{"url_key": k, "body_hash": first[k][0], "signed_at": first[k][1]} for k in keys]
-        async with self._engine.begin() as conn:
-            found = []
-            for row in values:  # one by one: SQLite's upsert takes one VALUES row here
-                found.extend((await conn.execute(stmt.values(**row))).all())
-            if self._due_for_purge():
-                await conn.execute(TABLE.delete().where(TABLE.c.signed_at < self._stale()))
-        return [(k, b) for k, b in found if first[k][0] != b]
 
     def _stale(self) -> int:
         return int(time.time()) - self.max_age
@@ -115,7 +87,7 @@ class ReplayMemory:
         return True
 
     def _purge_now_and_then(self) -> None:
-        if self._raw is not None and self._due_for_purge():
+        if self._due_for_purge():
             self._raw.defer(_PURGE, (self._stale(),), None)
 
 

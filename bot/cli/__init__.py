@@ -7,7 +7,8 @@ database, brings the schema up to date and calls the domain or the web app.
     memberbot import members|purchases FILE.csv                         (bot/cli/data.py)
     memberbot export members [--out F]                                  (bot/cli/data.py)
     memberbot chat [--channel C] [--demo] [--create] [--from ID]        (bot/cli/chat.py)
-    memberbot plan | outbox | lint | report                             (bot/cli/plan.py)
+    memberbot plan | outbox                                             (bot/cli/plan.py)
+    memberbot lint | report                                             (bot/cli/report.py)
     memberbot greet --assistant ID --member PHONE --occasion O [--note TEXT]  (bot/cli/greet.py)
     memberbot vouchers show|use|void CODE [--store S] [--reason T] | list PHONE
                                                                         (bot/cli/vouchers.py)
@@ -38,6 +39,7 @@ from bot.cli.common import PROG, CliError
 from bot.cli.data import cmd_export, cmd_import
 from bot.cli.greet import add_greet_command
 from bot.cli.plan import add_commands
+from bot.cli.report import add_report_commands
 from bot.cli.vouchers import add_vouchers_command
 from bot.csvio.report import CsvFileError
 from bot.logsetup import configure_cli_logging
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.set_defaults(run=_cmd_chat)
 
     add_commands(sub, common)
+    add_report_commands(sub, common)
     add_greet_command(sub, common)
     add_vouchers_command(sub, common)
     return parser

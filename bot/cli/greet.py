@@ -24,6 +24,7 @@ from bot.cli.common import CliError, open_database, runner
 from models.db import transaction
 from models.errors import DomainError, NotFound
 from models.members import get_member_by_phone
+from models.outbox.states import SUPPRESSED
 from models.ownership import NotOwner
 from models.phone import mask_phone, normalise_phone
 from models.settings import Settings
@@ -53,7 +54,7 @@ def describe(message, *, phone: str, created: bool, tz) -> str:
     """The one stdout line about a greeting in the outbox (the phone masked)."""
     head = f"{'' if created else 'already '}{message.status} greeting #{message.id}"
     head += f" to {mask_phone(phone)}"
-    if message.status == "suppressed":
+    if message.status == SUPPRESSED:
         return f"{head}: reason {message.reason}"
     when = message.send_after.astimezone(tz).isoformat()
     return f"{head}: channel {message.channel}, send_after {when}"

@@ -2,13 +2,12 @@
 
     memberbot plan --date YYYY-MM-DD [--dry-run] [--json]
     memberbot outbox [--status S] [--json]
-    memberbot lint [--templates DIR]
-    memberbot report birthdays [--month YYYY-MM] [--out F]
 
-`add_commands(subparsers, parent_parser)` adds them to `bot.cli`'s parser. Each
-sets ``func`` (``async def f(settings, args) -> int``, the testable core) and
-``run`` (``f(args) -> int``, what `bot.cli.main` calls: it loads the settings and
-runs ``func``). Bad input raises `bot.cli.common.CliError` (one line, exit 2).
+`add_commands(subparsers, parent_parser)` adds them to `bot.cli`'s parser (``lint`` and
+``report`` are in `bot.cli.report`). Each sets ``func`` (``async def f(settings, args)
+-> int``, the testable core) and ``run`` (``f(args) -> int``, what `bot.cli.main` calls:
+it loads the settings and runs ``func``). Bad input raises `bot.cli.common.CliError` (one
+line, exit 2).
 
 `plan --date D` without ``--dry-run``:
 
@@ -37,28 +36,24 @@ message was suppressed, failed or undeliverable), ``id``, ``attempts``.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, TextIO
 
 from sqlmodel import col, select
 
 from bot.cli.common import CliError, open_database, runner
-from bot.csvio.sheet import sheet_file, sheet_stdout
 from models.clock import brand_today
 from models.db import transaction
-from models.kinds import KINDS, LOCALES
 from models.outbox.states import QUEUED, STATUSES
 from models.settings import Settings
-from models.tables import Member, OutboxMessage
+from models.tables.members import Member
+from models.tables.outbox import OutboxMessage
 from models.types import utcnow
-from scheduler.jobs import birthday_report_month, month_end_birthdays, plan_and_save, run_daily
-from scheduler.message_rules import lint_all
-from scheduler.plan_save import pending_only
-from scheduler.planner import plan_day
+from scheduler.jobs import plan_and_save, run_daily
+from scheduler.plan.plan_save import pending_only
+from scheduler.plan.planner import plan_day
 from scheduler.service import replica_name
 
 PAGE = 1000
@@ -71,15 +66,8 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
-def _month(text: str) -> date:
-    try:
-        return datetime.strptime(text, "%Y-%m").date()
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a month YYYY-MM, got {text!r}") from None
-
-
 def add_commands(subparsers, parent_parser: argparse.ArgumentParser) -> None:
-    """Add ``plan``, ``outbox``, ``lint`` and ``report`` to `bot.cli`'s subparsers."""
+    """Add ``plan`` and ``outbox`` to `bot.cli`'s subparsers."""
     plan = subparsers.add_parser(
         "plan", parents=[parent_parser], help="run the daily planner for a date"
     )
@@ -94,27 +82,6 @@ def add_commands(subparsers, parent_parser: argparse.ArgumentParser) -> None:
     out.add_argument("--status", metavar="S", help=f"only this state: {', '.join(STATUSES)}")
     out.add_argument("--json", action="store_true", help="one JSON object per message")
     out.set_defaults(func=cmd_outbox, run=runner(cmd_outbox))
-
-    lint = subparsers.add_parser(
-        "lint", parents=[parent_parser], help="check every message template against the rules"
-    )
-    lint.add_argument(
-        "--templates",
-        metavar="DIR",
-        type=Path,
-        help="check the templates in DIR (<locale>/<kind>.txt) instead of the built-in ones",
-    )
-    lint.set_defaults(func=cmd_lint, run=runner(cmd_lint))
-
-    report = subparsers.add_parser(
-        "report", parents=[parent_parser], help="staff reports (next month's birthdays)"
-    )
-    report.add_argument("kind", choices=("birthdays",))
-    report.add_argument(
-        "--month", type=_month, metavar="YYYY-MM", help="default: next month (brand time)"
-    )
-    report.add_argument("--out", metavar="F", help="output file (default: standard output)")
-    report.set_defaults(func=cmd_report, run=runner(cmd_report))
 
 
 # --------------------------------------------------------------------------- plan
@@ -251,56 +218,3 @@ def _outbox_line(m, phone: str, settings: Settings) -> dict[str, Any]:
         "attempts": m.attempts,
     }
 
-
-# --------------------------------------------------------------------------- lint
-
-
-async def cmd_lint(settings: Settings, args: argparse.Namespace) -> int:
-    return lint_templates(settings, getattr(args, "templates", None))
-
-
-def lint_templates(settings: Settings, folder: Path | None = None) -> int:
-    """Print each violation as ``path: rule: detail``; the exit code (1 on a violation)."""
-    if folder is not None and not Path(folder).is_dir():
-        raise CliError(f"no template folder {folder}")
-    found = lint_all(folder, settings.messaging.lexicon)
-    for path, v in found:
-        print(f"{path}: {v.rule}: {' '.join(v.detail.split())}")
-    checked = len(KINDS) * len(LOCALES)
-    if found:
-        print(f"{checked} templates checked, {len(found)} violation(s)", file=sys.stderr)
-        return 1
-    print(f"{checked} templates checked, no violations")
-    return 0
-
-
-# --------------------------------------------------------------------------- report
-
-REPORT_COLUMNS = ("store", "member", "birthday", "calendar", "assistant", "phone", "stopped")
-
-
-async def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
-    """Next month's birthdays per store as CSV (UTF-8 with a BOM, like the member sheet);
-    a file is written under a temporary name and renamed at the end (`bot.csvio.sheet`)."""
-    month = args.month or birthday_report_month(brand_today(settings.brand.tz))
-    async with open_database(settings) as sessions, sessions() as session:
-        rows = await month_end_birthdays(session, settings=settings, month=month)
-    if not args.out:
-        with sheet_stdout() as out:
-            _write_report(out, rows)
-        return 0
-    target = Path(args.out)
-    with sheet_file(target) as fh:
-        _write_report(fh, rows)
-    print(f"birthdays {month:%Y-%m}: {len(rows)} rows written to {target}", file=sys.stderr)
-    return 0
-
-
-def _write_report(out: TextIO, rows) -> None:
-    writer = csv.writer(out)
-    writer.writerow(REPORT_COLUMNS)
-    for r in rows:
-        writer.writerow(
-            (r.store, r.member, r.birthday.isoformat(), r.calendar, r.assistant, r.phone,
-             "yes" if r.stopped else "")
-        )  # fmt: skip

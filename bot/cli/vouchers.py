@@ -24,7 +24,8 @@ from models.errors import Conflict, DomainError, NotFound
 from models.members import get_member_by_phone
 from models.phone import mask_phone
 from models.settings import Settings
-from models.tables import Member, Voucher
+from models.tables.ledger import Voucher
+from models.tables.members import Member
 from models.types import utcnow
 
 REFUSED = 1

@@ -10,12 +10,13 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.csvio.reading import EXPORT_COLUMNS
 from models.clock import local_date
-from models.tables import Assistant, Identity, Member, Store
+from models.identities import active_openids
+from models.tables.members import Assistant, Member, Store
 
 
 def _mmdd(year: int | None, month: int | None, day: int | None) -> str:
@@ -28,21 +29,6 @@ async def code_maps(session: AsyncSession) -> tuple[dict[int, str], dict[int, st
     stores = {i: c for i, c in (await session.exec(select(Store.id, Store.code))).all()}
     assistants = {i: c for i, c in (await session.exec(select(Assistant.id, Assistant.code))).all()}
     return stores, assistants
-
-
-async def openids_of(session: AsyncSession, member_ids: list[int]) -> dict[int, str]:
-    """The active WeChat openid of each member (the newest, as the member view shows)."""
-    idents = await session.exec(
-        select(Identity.member_id, Identity.address)
-        .where(
-            col(Identity.member_id).in_(member_ids), Identity.channel == "wechat", Identity.active
-        )
-        .order_by(col(Identity.id).desc())
-    )
-    openids: dict[int, str] = {}
-    for member_id, address in idents.all():
-        openids.setdefault(member_id, address)
-    return openids
 
 
 async def _member_chunks(
@@ -58,7 +44,7 @@ async def _member_chunks(
         if not members:
             return
         ids = [m.id for m in members]
-        yield members, await openids_of(session, ids)
+        yield members, await active_openids(session, member_ids=ids)
         session.expunge_all()
         last = ids[-1]
 

@@ -15,28 +15,20 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.csvio.batches import DEFAULT_BATCH, Batcher, Job, progress_bar
-from bot.csvio.export import code_maps, member_row, openids_of
+from bot.csvio.export import code_maps, member_row
 from bot.csvio.reading import EXPORT_COLUMNS, MEMBER_COLUMNS, check_file, read_rows
 from bot.csvio.report import ImportSummary, validation_reason
 from models.errors import DomainError
+from models.identities import active_openid, active_openids
 from models.member_input import MemberIn, parse_day
 from models.members import upsert_member
 from models.rules import LoyaltyRules
-from models.tables import Identity, Member
+from models.tables.members import Member
 
 
-def _member_snapshot(member: Member, openids: list[str]) -> tuple:
+def _member_snapshot(member: Member, openid: str | None) -> tuple:
     data = member.model_dump(exclude={"updated_at"})
-    return tuple(sorted(data.items(), key=lambda kv: kv[0])) + (tuple(sorted(openids)),)
-
-
-async def _openids(session: AsyncSession, member_id: int) -> list[str]:
-    rows = await session.exec(
-        select(Identity.address).where(
-            Identity.member_id == member_id, Identity.channel == "wechat", Identity.active
-        )
-    )
-    return list(rows.all())
+    return tuple(sorted(data.items(), key=lambda kv: kv[0])) + (openid,)
 
 
 async def _current_rows(
@@ -49,7 +41,7 @@ async def _current_rows(
     if not members:
         return {}
     stores, assistants = await code_maps(session)
-    openids = await openids_of(session, [m.id for m in members])
+    openids = await active_openids(session, member_ids=[m.id for m in members])
     rows = {}
     for m in members:
         row: dict[str, Any] = member_row(
@@ -105,13 +97,15 @@ async def import_members(
         existing = before.first()
         snapshot = updated_at = None
         if existing is not None:
-            snapshot = _member_snapshot(existing, await _openids(session, existing.id))
+            snapshot = _member_snapshot(
+                existing, await active_openid(session, member_id=existing.id)
+            )
             updated_at = existing.updated_at
         member, created = await upsert_member(session, rules=rules, tz=tz, data=data, today=today)
         if created:
             return "created"
         await session.flush()
-        after = _member_snapshot(member, await _openids(session, member.id))
+        after = _member_snapshot(member, await active_openid(session, member_id=member.id))
         if after == snapshot:
             if member.updated_at != updated_at:
                 member.updated_at = updated_at  # nothing changed: keep the old timestamp

@@ -37,7 +37,8 @@ from models.purchases.record import record_purchase
 from models.returns import ReturnIn, record_return
 from models.rules import LoyaltyRules
 from models.strict import ascii_int
-from models.tables import Assistant, Member, Purchase, Store
+from models.tables.members import Assistant, Member, Store
+from models.tables.purchases import Purchase
 
 
 @dataclass

@@ -39,7 +39,8 @@ from models.binding import CODE_VALID_MINUTES
 from models.errors import InvalidInput
 from models.locale_format import pick_locale
 from models.phone import normalise_phone
-from models.tables import BindCode, Member
+from models.tables.conversation import BindCode
+from models.tables.members import Member
 from scheduler.text import render
 
 

@@ -31,10 +31,11 @@ from bot.handlers import pending
 from bot.handlers.daytext import parse_day
 from bot.handlers.turn import CONFIRM_WINDOW_MINUTES, Route, Turn
 from bot.router import Intent, Match
-from models import cards
+from models import card_reads, cards
 from models.errors import Conflict
 from models.pending import MAIL_CARD, payload
-from models.tables import CardApplication, PendingAction
+from models.tables.cards import CardApplication
+from models.tables.conversation import PendingAction
 
 READY = frozenset({"approved", "notified", "notified_again"})
 IN_PROGRESS = frozenset({"applied", "entered", "sent_to_head_office"})
@@ -52,7 +53,7 @@ def mask_address(address: str) -> str:
 
 
 async def newest_application(turn: Turn) -> CardApplication | None:
-    return await cards.newest_application(turn.session, member_id=turn.member.id)
+    return await card_reads.newest_application(turn.session, member_id=turn.member.id)
 
 
 async def _store(turn: Turn) -> dict:

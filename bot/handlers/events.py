@@ -20,7 +20,7 @@ from bot.handlers.turn import Turn
 from bot.router import Match, route_menu
 from models import identities
 from models.locale_format import pick_locale
-from models.tables import Member
+from models.tables.members import Member
 
 Dispatch = Callable[[Turn, Match], Awaitable[Reply]]
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from bot.handlers.turn import CONFIRM_WINDOW_MINUTES, Turn
 from models import pending as actions
 from models.db import is_postgres
-from models.tables import PendingAction
+from models.tables.conversation import PendingAction
 
 
 async def current(turn: Turn) -> PendingAction | None:

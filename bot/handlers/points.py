@@ -6,19 +6,19 @@ The answer carries what the points notice of DOMAIN.md §2 carries, for today:
 - the next reward: the cheapest catalogue item the balance does not cover yet
   and how many points are missing ("距下一个礼品还差XX分", 003) — or, when some
   reward is already affordable, that the member can redeem now;
-- the next tier (`models.tiers.progress.tier_progress`): the closest reach rule, what is
-  missing (points or yuan) and by when, for windowed schemes; a tier waiting for
-  its card is named as such;
+- the next tier (`models.tiers.progress.progress_from_sales`): the closest reach rule,
+  what is missing (points or yuan) and by when, for windowed schemes; a tier waiting
+  for its card is named as such;
 - the balance without the lots already past their last day (the daily job may not
   have expired them yet), the next points to expire and their last day
-  (`models.points_reads.expiry_and_lapsed`);
-  both read by `models.tiers.progress.tier_progress_and_expiry`, in one statement when it can;
+  (`models.points_reads.lapsed_points`, `models.points_reads.next_expiry`);
 - on the member's birthday (`models.calendar.is_birthday`, solar or lunar), the
   birthday multiplier of their tier when it is above 1 (DOMAIN.md §2, 000/004).
 
-`show` reads through the turn's session; `answer` builds the reply from what was
-read, so `bot.quick` (the same answer without a session, for a bound WeChat member)
-gives exactly the same text.
+All of it is one read, `models.tiers.facts.member_facts` (plus a sum per cumulative
+rule): `show` runs it through the turn's session (`read_points`), `bot.quick` on the
+raw driver for a bound WeChat member; `answer` builds the reply from the facts either
+gives (`answer_facts`), so both paths give exactly the same text.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import NamedTuple
 
 from bot.conversation import Reply
 from bot.handlers.turn import Route, Turn
@@ -34,23 +33,10 @@ from bot.router import Intent, Match
 from models import calendar
 from models.locale_format import local_name
 from models.rules import LoyaltyRules
+from models.tiers.facts import PointsFacts, read_points
 from models.tiers.nudge import upgrade_nudge
-from models.tiers.progress import TierProgress, tier_progress_and_expiry
+from models.tiers.progress import TierProgress
 from scheduler.text import render
-
-
-class PointsFacts(NamedTuple):
-    """The member's side of the answer (a `Member` row has these attributes too). A
-    named tuple: made for every uncached quick answer, and a tuple is made fastest."""
-
-    name: str
-    points: int
-    tier: str
-    cumulative_spend: Decimal
-    birthday_month: int | None
-    birthday_day: int | None
-    birthday_calendar: str
-    birthday_leap_month: bool
 
 
 @dataclass(slots=True)
@@ -164,7 +150,7 @@ def answer(
     progress: TierProgress | None,
     expiring: tuple[int, date] | None,
 ) -> Reply:
-    """The points answer from what was read (`member` may be a `Member` row)."""
+    """The points answer from what was read (`models.tiers.facts.answer_facts`)."""
     factor = _birthday_multiplier(rules, member, today)
     text = render(
         "points",
@@ -183,21 +169,17 @@ def answer(
 
 
 async def show(turn: Turn, match: Match) -> Reply:
-    member = turn.member
-    progress, expiring, lapsed = await tier_progress_and_expiry(
-        turn.session, rules=turn.rules, member=member, today=turn.today
+    found = await read_points(
+        turn.session, tiers=turn.rules.tiers, member_id=turn.member.id, today=turn.today
     )
-    if lapsed:  # lots past their last day, not yet expired by the daily job: not counted
-        facts = PointsFacts(*(getattr(member, name) for name in PointsFacts._fields))
-        member = facts._replace(points=member.points - lapsed)
     return answer(
         rules=turn.rules,
         brand=turn.settings.brand.name,
         locale=turn.locale,
         today=turn.today,
-        member=member,
-        progress=progress,
-        expiring=expiring,
+        member=found.member,
+        progress=found.progress,
+        expiring=found.expiring,
     )
 
 

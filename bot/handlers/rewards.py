@@ -21,7 +21,7 @@ from bot.router import Intent, Match, item_number
 from models import vouchers
 from models.errors import InsufficientPoints
 from models.pending import REDEEM, payload
-from models.tables import PendingAction
+from models.tables.conversation import PendingAction
 
 
 def _catalogue(turn: Turn) -> list[dict]:

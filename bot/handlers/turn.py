@@ -23,7 +23,8 @@ from bot.conversation import Inbound, Reply
 from bot.router import Intent, Match
 from models.locale_format import local_name
 from models.rules import LoyaltyRules, Reward
-from models.tables import Identity, Member, PendingAction, Store
+from models.tables.conversation import PendingAction
+from models.tables.members import Identity, Member, Store
 from scheduler.text import render
 
 if TYPE_CHECKING:

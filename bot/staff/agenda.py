@@ -2,7 +2,7 @@
 
 - Birthdays (solar and lunar) are resolved to Gregorian dates by
   `models.calendar.occurrences_between`, the function the planner's rules rest on.
-- Follow-ups due today are `scheduler.planner.iter_plan` for the day, kept to the
+- Follow-ups due today are `scheduler.plan.planner.iter_plan` for the day, kept to the
   viewer's members and the care kinds: what the daily job plans, not a copy of it —
   each shown with its outbox row's real state when it has one (sent, delivered,
   suppressed, failed …), else as "not queued" with what the plan would do.
@@ -25,11 +25,12 @@ from models.clock import day_start, local_date
 from models.kinds import CARE_KINDS
 from models.settings import Settings
 from models.staff_queries import Scope
-from models.tables import CardApplication, Member
-from scheduler.card_steps import card_step_due
-from scheduler.occasion_due import dormant_range
-from scheduler.plan_types import Planned
-from scheduler.planner import iter_plan
+from models.tables.cards import CardApplication
+from models.tables.members import Member
+from scheduler.plan.card_steps import card_step_due
+from scheduler.plan.occasion_due import dormant_range
+from scheduler.plan.plan_types import Planned
+from scheduler.plan.planner import iter_plan
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The store manager's page (role ``manager`` only; 403 for others): the numbers of
 DOMAIN.md §9 (`models.staff_stats`), the members eligible for a card who have not
 applied (`models.tiers.upgrade.eligible_not_applied`) and the latest ownership
-redistribution (`models.ownership`), which the manager may run for today."""
+redistribution (`models.probation`), which the manager may run for today."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from bot.appkeys import SESSIONS, SETTINGS
 from bot.staff.auth import console, redirect, staff_page
 from bot.staff.pages import tier_name
 from bot.staff.render import text
-from models import ownership, staff_stats
+from models import probation, staff_stats
 from models.clock import brand_today
 from models.db import transaction
 from models.errors import InvalidInput
@@ -112,5 +112,5 @@ async def run_redistribution(request: web.Request, staff: SignedIn) -> web.Respo
     settings = request.app[SETTINGS]
     today = brand_today(settings.brand.tz)
     async with transaction(request.app[SESSIONS]) as session:
-        done = await ownership.redistribute(session, rules=settings.loyalty, today=today)
+        done = await probation.redistribute(session, rules=settings.loyalty, today=today)
     return redirect(f"/staff/manager?redistributed={len(done)}")

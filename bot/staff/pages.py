@@ -43,7 +43,7 @@ from models.staff_auth import SignedIn
 from models.staff_queries import Scope
 from models.stores import assistant_codes
 from models.strict import row_id
-from models.tables import Member
+from models.tables.members import Member
 from models.types import utcnow
 from scheduler import greetings
 from scheduler.greeting_checks import OCCASIONS

@@ -24,7 +24,7 @@ from models.purchases.visits import adjust_points
 from models.staff_auth import SignedIn
 from models.staff_queries import Scope
 from models.strict import ascii_int, row_id
-from models.tables import Member
+from models.tables.members import Member
 from models.types import utcnow
 
 routes = web.RouteTableDef()

@@ -14,7 +14,7 @@ from bot.staff.auth import console, staff_page
 from bot.staff.pages import _local_day, _today, _tx, scope_of, tier_name
 from models.phone import mask_phone
 from models.staff_auth import SignedIn
-from models.tables import Member
+from models.tables.members import Member
 
 routes = web.RouteTableDef()
 

@@ -1,13 +1,11 @@
 """Alembic environment: run against the connection memberbot hands in (`models.db.migrate`)."""
 
 from alembic import context
-from sqlmodel import SQLModel
 
-import models.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
-import models.till_tables  # noqa: F401
+from models.tables.schema import METADATA
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = METADATA
 
 
 def run() -> None:

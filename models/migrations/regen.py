@@ -3,7 +3,7 @@
     python -m models.migrations.regen
 
 Writes models/migrations/versions/0001_initial_schema.py afresh from
-models/tables.py. Once a schema has shipped, add new revisions instead
+the tables (`models.tables.schema`). Once a schema has shipped, add new revisions instead
 (`alembic revision --autogenerate` against a migrated database).
 """
 

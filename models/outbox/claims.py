@@ -47,7 +47,7 @@ from models.outbox.states import (
     aware,
     transition,
 )
-from models.tables import OutboxEvent, OutboxMessage, SmsReceipt
+from models.tables.outbox import OutboxEvent, OutboxMessage, SmsReceipt
 from models.types import UTCDateTime
 
 

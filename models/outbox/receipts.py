@@ -39,7 +39,8 @@ from models.outbox.states import (
     can_transition,
     transition,
 )
-from models.tables import Identity, Member, OutboxMessage, SmsReceipt
+from models.tables.members import Identity, Member
+from models.tables.outbox import OutboxMessage, SmsReceipt
 
 # Twilio's message states, in delivery order. States of equal rank do not replace each
 # other: a message that `failed` never becomes `delivered`, nor the other way round.

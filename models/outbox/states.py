@@ -38,7 +38,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import insert_ignore, is_postgres
-from models.tables import OutboxEvent, OutboxMessage
+from models.tables.outbox import OutboxEvent, OutboxMessage
 
 PLANNED, QUEUED, SENDING, SENT, DELIVERED = "planned", "queued", "sending", "sent", "delivered"
 FAILED, UNDELIVERABLE, SUPPRESSED = "failed", "undeliverable", "suppressed"

@@ -11,7 +11,8 @@ from fractions import Fraction
 from models.calendar import is_birthday
 from models.purchases.input import ItemIn
 from models.rules import PointsRules
-from models.tables import Member, PurchaseItem
+from models.tables.members import Member
+from models.tables.purchases import PurchaseItem
 
 
 def item_multiplier(rules: PointsRules, item: ItemIn | PurchaseItem) -> Decimal:

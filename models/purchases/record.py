@@ -24,7 +24,8 @@ from models.purchases.earning import purchase_points
 from models.purchases.input import PurchaseIn
 from models.purchases.referral import credit_referrer
 from models.rules import LoyaltyRules, PointsRules
-from models.tables import Assistant, Member, Purchase, PurchaseItem, Store
+from models.tables.members import Assistant, Member, Store
+from models.tables.purchases import Purchase, PurchaseItem
 from models.tiers.upgrade import evaluate_after_purchase
 from models.types import UTCDateTime
 from models.voucher_till import use_voucher

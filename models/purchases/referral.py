@@ -10,7 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.points import post_points
 from models.rules import PointsRules
-from models.tables import Member, Purchase
+from models.tables.members import Member
+from models.tables.purchases import Purchase
 
 
 async def credit_referrer(

@@ -14,7 +14,7 @@ from models.errors import Conflict, InvalidInput
 from models.ledger import MEMBERS, sync_member
 from models.points import post_points
 from models.rules import LoyaltyRules
-from models.tables import PointsEntry
+from models.tables.ledger import PointsEntry
 
 
 async def record_visit(

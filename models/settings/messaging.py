@@ -70,7 +70,7 @@ class MessagingSettings(Section):
     send_window: str = "09:00-21:00"
     weekly_cap: Annotated[int, Field(ge=0, le=100)] = 2
     care_days: CareDays = Field(default_factory=CareDays)
-    """The purchase follow-up calendar (scheduler.planner; DOMAIN.md §6)."""
+    """The purchase follow-up calendar (scheduler.plan.planner; DOMAIN.md §6)."""
     quarterly_after: Annotated[int, Field(ge=1, le=100)] = 3
     """Care follow-ups queued since the member's last purchase after which care falls
     back to one message per quarter (DOMAIN.md §6 frequency control)."""

@@ -11,9 +11,9 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.rules import Measure, TierRule, TierRules
-from models.tables import Purchase
+from models.tables.purchases import Purchase
+from models.tables.till import SaleReturn
 from models.tiers.windows import Span, window_span
-from models.till_tables import SaleReturn
 from models.types import from_cents
 
 

@@ -1,23 +1,15 @@
-"""Tier progress: what a member still needs for the next level (`tier_progress`), read
-with their next points expiry for the chat bot's "积分" (`tier_progress_and_expiry`), or
-computed without a session by the quick path (`progress_from_sales`)."""
+"""Tier progress: what a member still needs for the next level (`progress_from_sales`),
+from the purchases, pending tier and sums that `models.tiers.facts` reads for the chat
+bot's "积分" — one read on both of its paths."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta, tzinfo
+from datetime import date, timedelta
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, bindparam, literal_column, type_coerce, union_all
-from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from models.points_reads import LAPSED, NEXT_EXPIRY, expiry_and_lapsed
-from models.rules import LoyaltyRules, Measure, TierLevel, TierRule, TierRules
-from models.tables import Member, Purchase
-from models.tiers.meter import measure_total
-from models.tiers.upgrade import pending_tier
+from models.rules import Measure, TierLevel, TierRule, TierRules
 from models.tiers.windows import half_year_window, leaves_half_year_on, window_span
 from models.types import from_cents
 
@@ -67,84 +59,6 @@ class TierProgress:
         return min(self.rules, key=lambda r: r.missing / r.rule.threshold)
 
 
-async def tier_progress(
-    session: AsyncSession,
-    *,
-    rules: LoyaltyRules,
-    member: Member,
-    today: date,
-    tz: tzinfo | None = None,
-) -> TierProgress | None:
-    """What the member still needs for the next level as of the brand day `today`;
-    None at the top level. (`tz` is accepted for symmetry; `today` is already a brand day.)
-
-    It answers the chat bot's "积分", so it reads as little as it can: the pending tier
-    looks at card applications only if some level takes effect on approval; calendar
-    windows (day, month, half year, period) are summed from one read of the member's
-    purchases since the earliest window start (`_Sales`); ``cumulative`` rules add one
-    sum each; ``single_purchase`` rules need nothing.
-    """
-    found = await _next_level(session, rules, member)
-    if found is None:
-        return None
-    start = _earliest_start(rules.tiers, found[1], today)
-    sales = await _Sales.load(session, member.id, start, today)
-    return await _progress(session, rules.tiers, member, found, sales, today)
-
-
-async def tier_progress_and_expiry(
-    session: AsyncSession, *, rules: LoyaltyRules, member: Member, today: date
-) -> tuple[TierProgress | None, tuple[int, date] | None, int]:
-    """`tier_progress`, `models.points_reads.expiring_soon` and the points already past their
-    last day (not yet expired by the daily job) together, for the chat bot's
-    "积分": when the next level has calendar windows, the purchases they need and the
-    member's next expiry come back from one statement (UNION ALL) — on this stack a round
-    trip costs more CPU than the rest of the answer."""
-    found = await _next_level(session, rules, member)
-    start = _earliest_start(rules.tiers, found[1], today) if found else None
-    if start is None:
-        expiry, lapsed = await expiry_and_lapsed(session, member_id=member.id, today=today)
-        if found is None:
-            return None, expiry, lapsed
-        progress = await _progress(session, rules.tiers, member, found, _Sales(), today)
-        return progress, expiry, lapsed
-    sales, expiry, lapsed = await _Sales.load_with_expiry(session, member.id, start, today)
-    return await _progress(session, rules.tiers, member, found, sales, today), expiry, lapsed
-
-
-async def _next_level(
-    session: AsyncSession, rules: LoyaltyRules, member: Member
-) -> tuple[str | None, TierLevel] | None:
-    """(pending tier, the level above the member's current-or-pending tier); None at the top."""
-    tiers = rules.tiers
-    pending = await pending_tier(session, rules=rules, member=member)
-    base = tiers.index(pending if pending else member.tier)
-    if base >= len(tiers.levels) - 1:
-        return None
-    return pending, tiers.levels[base + 1]
-
-
-async def _progress(
-    session: AsyncSession,
-    tiers: TierRules,
-    member: Member,
-    found: tuple[str | None, TierLevel],
-    sales: _Sales,
-    today: date,
-) -> TierProgress:
-    pending, target = found
-    progress = [
-        await _rule_progress(session, member.id, sales, tiers, rule, today) for rule in target.reach
-    ]
-    return TierProgress(
-        tier=member.tier or tiers.entry.code,
-        pending=pending,
-        next=target,
-        rules=tuple(progress),
-        today=today,
-    )
-
-
 def _earliest_start(tiers: TierRules, level: TierLevel, today: date) -> date | None:
     """The first day any calendar window of `level`'s reach rules covers; None if none has one."""
     starts = [
@@ -164,8 +78,16 @@ def sales_start(tiers: TierRules, today: date) -> date | None:
 
 def needs_totals(tiers: TierRules) -> bool:
     """Whether some reach rule counts since joining (`cumulative`): then progress needs a
-    sum over all purchases, which `progress_from_sales` does not have."""
+    sum over all purchases (`progress_from_sales`'s `totals`), one more statement each."""
     return any(rule.window == "cumulative" for level in tiers.levels for rule in level.reach)
+
+
+def next_level(tiers: TierRules, *, tier: str, pending: str | None) -> TierLevel | None:
+    """The level above the member's current-or-pending tier; None at the top."""
+    base = tiers.index(pending if pending else tier)
+    if base >= len(tiers.levels) - 1:
+        return None
+    return tiers.levels[base + 1]
 
 
 def progress_from_sales(
@@ -175,83 +97,35 @@ def progress_from_sales(
     pending: str | None,
     sales: Iterable[tuple[date, int, int]],
     today: date,
+    totals: Mapping[Measure, Decimal] | None = None,
 ) -> TierProgress | None:
-    """`tier_progress` from what it reads, without a session: the member's tier, their
-    pending tier (`pending_from`) and their purchases as (brand day, points, cents) from
-    at least `sales_start` to `today`. Only for rules without cumulative windows
-    (`needs_totals` false)."""
-    base = tiers.index(pending if pending else tier)
-    if base >= len(tiers.levels) - 1:
+    """What the member still needs for the next level as of the brand day `today`; None
+    at the top level. From what is read (`models.tiers.facts`): the member's tier, their
+    pending tier (`pending_from`), their purchases as (brand day, points, cents) from at
+    least `sales_start` to `today` and, for ``cumulative`` rules, their sums since
+    joining (`totals`, whole points or yuan by measure)."""
+    target = next_level(tiers, tier=tier, pending=pending)
+    if target is None:
         return None
-    target = tiers.levels[base + 1]
     rows = _Sales(tuple(sales))
     return TierProgress(
         tier=tier or tiers.entry.code,
         pending=pending,
         next=target,
-        rules=tuple(_window_progress(rows, tiers, rule, today) for rule in target.reach),
+        rules=tuple(_rule_progress(rows, tiers, rule, today, totals) for rule in target.reach),
         today=today,
     )
-
-
-# Built once (`tier_progress` answers the chat bot's "积分"); parameters member_id, start,
-# today. The UNION ALL adds the next expiry (`models.points_reads.NEXT_EXPIRY`) as a "lot" row.
-_SALES = select(
-    literal_column("'sale'"),
-    Purchase.local_date,
-    Purchase.points,
-    type_coerce(Purchase.amount, BigInteger()),
-).where(
-    Purchase.member_id == bindparam("member_id"),
-    Purchase.local_date >= bindparam("start"),
-    Purchase.local_date <= bindparam("today"),
-)
-_EXPIRY = NEXT_EXPIRY.subquery()
-_SALES_AND_EXPIRY = union_all(
-    _SALES,
-    select(literal_column("'lot'"), _EXPIRY.c.day, _EXPIRY.c.points, literal_column("0")),
-    select(literal_column("'lapsed'"), literal_column("NULL"), LAPSED, literal_column("0")),
-)
 
 
 @dataclass(frozen=True)
 class _Sales:
     """One member's purchases from a start day to `today`: (brand day, points, cents) each.
 
-    Every calendar window of a progress report lies in that range (`_earliest_start`), so
+    Every calendar window of a progress report lies in that range (`sales_start`), so
     its totals and oldest counted day come from this one read instead of a query each.
     """
 
     rows: tuple[tuple[date, int, int], ...] = ()
-
-    @classmethod
-    async def load(
-        cls, session: AsyncSession, member_id: int, start: date | None, today: date
-    ) -> _Sales:
-        if start is None:
-            return cls()
-        params = {"member_id": member_id, "start": start, "today": today}
-        rows = await session.exec(_SALES, params=params)
-        return cls(tuple((day, points or 0, cents or 0) for _, day, points, cents in rows))
-
-    @classmethod
-    async def load_with_expiry(
-        cls, session: AsyncSession, member_id: int, start: date, today: date
-    ) -> tuple[_Sales, tuple[int, date] | None, int]:
-        """The purchases, (points, day) of the next expiry like `expiring_soon`, and the
-        points already past their last day (`models.points_reads.expiry_and_lapsed`)."""
-        params = {"member_id": member_id, "start": start, "today": today}
-        rows: list[tuple[date, int, int]] = []
-        expiry: tuple[int, date] | None = None
-        lapsed = 0
-        for kind, day, points, cents in await session.exec(_SALES_AND_EXPIRY, params=params):
-            if kind == "lot":
-                expiry = (int(points), day)
-            elif kind == "lapsed":
-                lapsed = int(points or 0)
-            else:
-                rows.append((day, points or 0, cents or 0))
-        return cls(tuple(rows)), expiry, lapsed
 
     def total(self, what: Measure, start: date, end: date) -> Decimal:
         """Like `measure_total` over [start, end]: whole points, or yuan."""
@@ -267,18 +141,17 @@ class _Sales:
         )
 
 
-async def _rule_progress(
-    session: AsyncSession,
-    member_id: int,
+def _rule_progress(
     sales: _Sales,
     tiers: TierRules,
     rule: TierRule,
     today: date,
+    totals: Mapping[Measure, Decimal] | None,
 ) -> RuleProgress:
     if rule.window == "cumulative":
-        counted = await measure_total(
-            session, member_id=member_id, measure=rule.measure, span=(None, None)
-        )
+        if totals is None or rule.measure not in totals:
+            raise ValueError(f"cumulative {rule.measure} rule without its total")
+        counted = totals[rule.measure]
         missing = max(rule.threshold - counted, Decimal(0))
         return RuleProgress(rule=rule, counted=counted, missing=missing)
     return _window_progress(sales, tiers, rule, today)

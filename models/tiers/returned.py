@@ -20,7 +20,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import add_months
 from models.rules import LoyaltyRules, TierLevel
-from models.tables import Member, Purchase, TierChange
+from models.tables.ledger import TierChange
+from models.tables.members import Member
+from models.tables.purchases import Purchase
 from models.tiers.meter import Meter
 from models.tiers.windows import window_span
 

@@ -10,7 +10,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import add_months
 from models.rules import LoyaltyRules, TierRules
-from models.tables import Member, TierChange
+from models.tables.ledger import TierChange
+from models.tables.members import Member
 from models.tiers.meter import Meter
 from models.tiers.windows import validity_window
 

@@ -14,7 +14,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models import cards
 from models.clock import add_months
 from models.rules import LoyaltyRules, TierLevel, TierRules
-from models.tables import CardApplication, Member, Purchase, TierChange
+from models.tables.cards import CardApplication
+from models.tables.ledger import TierChange
+from models.tables.members import Member
+from models.tables.purchases import Purchase
 from models.tiers.meter import Meter
 
 

@@ -1,6 +1,5 @@
 """The till's tables: what happens to a voucher at the till (`VoucherEvent`) and returns
-(`SaleReturn`, `ReturnItem`). Conventions as in `models.tables` (money in cents, UTC
-timestamps, brand-local dates); both are append-only history.
+(`SaleReturn`, `ReturnItem`). Both are append-only history.
 
 Rules that write them: `models.voucher_till` (use, void, expiry of vouchers) and
 `models.returns` (a return of items of a recorded sale).
@@ -11,17 +10,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Column, ForeignKey, Integer, String
+from sqlalchemy import Column, String
 from sqlmodel import Field, SQLModel
 
-from models.types import Money, UTCDateTime, utcnow
-
-
-def _fk(target: str, nullable: bool = False, index: bool = True):
-    return Field(
-        default=None,
-        sa_column=Column(Integer, ForeignKey(target), nullable=nullable, index=index),
-    )
+from models.tables.columns import _fk, _money, _now, _ts
+from models.types import UTCDateTime
 
 
 class VoucherEvent(SQLModel, table=True):
@@ -34,7 +27,7 @@ class VoucherEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     voucher_id: int = _fk("vouchers.id")
     action: str = Field(max_length=10)  # use | void | expire
-    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    at: datetime = _ts()
     store_id: int | None = _fk("stores.id", nullable=True, index=False)
     receipt_no: str | None = Field(default=None, max_length=64)
     actor: str = Field(default="", max_length=100)
@@ -57,12 +50,10 @@ class SaleReturn(SQLModel, table=True):
     at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     local_date: date
     sale_date: date = Field(index=True)
-    amount: Decimal = Field(default=Decimal("0"), sa_column=Column(Money(), nullable=False))
+    amount: Decimal = _money()
     points: int = 0
     referral_points: int = 0
-    created_at: datetime = Field(
-        default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False)
-    )
+    created_at: datetime = _now()
 
 
 class ReturnItem(SQLModel, table=True):
@@ -71,4 +62,4 @@ class ReturnItem(SQLModel, table=True):
     return_id: int = _fk("sale_returns.id")
     sku: str = Field(default="", max_length=64)
     qty: int = 1
-    amount: Decimal = Field(default=Decimal("0"), sa_column=Column(Money(), nullable=False))
+    amount: Decimal = _money()

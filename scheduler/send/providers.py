@@ -2,7 +2,7 @@
 
 The clients themselves talk HTTP and live at the edge (`bot.sms_sender`: Twilio through
 its aiohttp client; `bot.wechat_api`: the Official Account API over an aiohttp session);
-the app builds them and hands them to `scheduler.transports`. Here are only the
+the app builds them and hands them to `scheduler.send.transports`. Here are only the
 protocols they implement, the errors they raise and the error codes the transports sort
 refusals by — so the scheduler needs no HTTP library.
 

@@ -19,9 +19,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.outbox.states import PLANNED, SUPPRESSED
-from models.tables import OutboxMessage
-from scheduler.plan_reads import CHUNK, among, chunks
-from scheduler.plan_types import Planned, SaveResult
+from models.tables.outbox import OutboxMessage
+from scheduler.plan.plan_reads import CHUNK, among, chunks
+from scheduler.plan.plan_types import Planned, SaveResult
 
 _OUTBOX_FIELDS = (
     "member_id", "kind", "occasion", "planned_on", "store_id", "assistant_id", "locale", "text",
@@ -156,7 +156,7 @@ _SQLITE_NOTE_DORMANT = (
 async def _note_dormant(session: AsyncSession, chunk: Sequence[Planned], pg: bool) -> None:
     """Record on each member the last purchase its ``dormant`` greeting (inserted now or
     already in the outbox) was for, so the planner does not find it due again
-    (`scheduler.occasion_due.dormant`). Only while that is still the last purchase: one
+    (`scheduler.plan.occasion_due.dormant`). Only while that is still the last purchase: one
     made meanwhile keeps the member pending for the next dormancy."""
     noted = [(p.member_id, p.dormant_for) for p in chunk if p.dormant_for is not None]
     if not noted:

@@ -2,7 +2,7 @@
 
 `read_recipients` reads, for a pass's messages, what the checks need of their
 members (stopped, preferred time, phone, bad and inactive identities);
-`send_time_verdict` applies the rules of step 2 of `scheduler.sender`;
+`send_time_verdict` applies the rules of step 2 of `scheduler.send.sender`;
 `send_time_channel` chooses the channel again at send time (the window may have
 opened or closed since planning); `next_channel` picks the channel after WeChat
 could not reach the member.
@@ -22,7 +22,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.clock import local_date
 from models.kinds import GREETING_KINDS
 from models.outbox.states import DELIVERED, SENT
-from models.tables import Identity, Member, OutboxMessage
+from models.tables.members import Identity, Member
+from models.tables.outbox import OutboxMessage
 from scheduler.policy import (
     ChannelChoice,
     Suppressed,
@@ -30,7 +31,7 @@ from scheduler.policy import (
     choose_channel,
     next_allowed,
 )
-from scheduler.transports import Permanent, Transports
+from scheduler.send.transports import Permanent, Transports
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +155,7 @@ def send_time_verdict(
 def next_channel(
     m: OutboxMessage, who: Recipient, exc: Permanent, now: datetime, transports: Transports
 ) -> ChannelChoice | None:
-    """The next channel after WeChat could not reach the member (`scheduler.sender`):
+    """The next channel after WeChat could not reach the member (`scheduler.send.sender`):
     customer service → a template message for a service notice when one is configured,
     else SMS; template → SMS; never back to WeChat. None: no channel left."""
     if m.channel != "wechat" or transports.sms is None:

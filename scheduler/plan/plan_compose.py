@@ -19,8 +19,8 @@ from models.kinds import KINDS, LOCALES
 from models.locale_format import local_name
 from models.outbox.states import QUEUED
 from scheduler import message_rules, policy, render
-from scheduler.plan_reads import BatchContext
-from scheduler.plan_types import Due, MemberRow, PlanDay, Planned, Sale, suppress
+from scheduler.plan.plan_reads import BatchContext
+from scheduler.plan.plan_types import Due, MemberRow, PlanDay, Planned, Sale, suppress
 from scheduler.text import finish
 
 _KIND_ORDER = {k: i for i, k in enumerate(KINDS)}

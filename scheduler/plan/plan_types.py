@@ -1,7 +1,7 @@
 """The values the planner's parts hand each other, and the state of one planning run.
 
 `Planned`, `SaveResult` and `CardStep` are public (re-exported by
-`scheduler.planner`); `Due`, `MemberRow`, `Sale` and `CardApp` are the
+`scheduler.plan.planner`); `Due`, `MemberRow`, `Sale` and `CardApp` are the
 planner's internal rows; `PlanDay` holds the settings, derived values and
 caches of one run (one brand day).
 """
@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.clock import day_end, day_start
 from models.outbox.states import SUPPRESSED
 from models.settings import Settings
-from models.tables import Member
+from models.tables.members import Member
 
 
 @dataclass(slots=True)

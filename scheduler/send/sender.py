@@ -29,7 +29,7 @@ One pass (`Sender.drain_once`):
    - `Retryable` → `failed`, attempts + 1, `next_attempt_at` = now + `retry_backoff` ×
      2^(attempts − 1), at most 300 s (or the provider's `Retry-After`, if longer);
      after `max_attempts` → `failed` with no next try, reason "gave up". The channel
-     pauses for the same backoff (a circuit breaker, `scheduler.send_retry`): while a
+     pauses for the same backoff (a circuit breaker, `scheduler.send.send_retry`): while a
      provider is down one message probes it and the others wait, `queued`; a probe of
      a provider already down spends no attempt, so an outage never makes a message
      give up. A successful probe makes everything held for the channel due at once;
@@ -55,8 +55,8 @@ under way is the at-least-once boundary of `models.outbox.claims` (its claim exp
 and it is sent again). The semaphore is given back as soon as the provider answered, so a
 busy database never holds up the sending.
 
-The send-time rules and the re-route are in `scheduler.send_checks`, the backoff and
-the circuit breaker in `scheduler.send_retry`, the recording in `scheduler.send_records`;
+The send-time rules and the re-route are in `scheduler.send.send_checks`, the backoff and
+the circuit breaker in `scheduler.send.send_retry`, the recording in `scheduler.send.send_records`;
 this module runs the passes.
 """
 
@@ -75,20 +75,20 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from models.outbox.claims import claim
 from models.outbox.states import SUPPRESSED
 from models.settings import Settings
-from models.tables import OutboxMessage
+from models.tables.outbox import OutboxMessage
 from models.types import utcnow
 from scheduler.policy import Suppressed
-from scheduler.ratelimit import RateLimiter, SharedRateLimiter
-from scheduler.send_checks import (
+from scheduler.send.ratelimit import RateLimiter, SharedRateLimiter
+from scheduler.send.send_checks import (
     Recipient,
     Suppress,
     read_recipients,
     send_time_channel,
     send_time_verdict,
 )
-from scheduler.send_records import DrainResult, Pass, Recorder
-from scheduler.send_retry import HELD_PREFIX, ChannelBreaker
-from scheduler.transports import (
+from scheduler.send.send_records import DrainResult, Pass, Recorder
+from scheduler.send.send_retry import HELD_PREFIX, ChannelBreaker
+from scheduler.send.transports import (
     Permanent,
     Retryable,
     Transport,

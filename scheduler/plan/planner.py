@@ -80,11 +80,11 @@ page through all members by id (keyset), so memory stays bounded with
 and `save_day` (the daily job) also saves batch k - 1 meanwhile: the database
 and this process work at the same time.
 
-The parts: `scheduler.care_calendar` (purchase follow-ups, quarterly fallback),
-`scheduler.occasion_due` (birthdays, anniversaries, festivals, seasons, dormant,
-expiry), `scheduler.card_steps`, `scheduler.plan_reads` (batch reads),
-`scheduler.plan_compose` (one member's messages), `scheduler.plan_save`
-(`save_plan`, `pending_only`) and `scheduler.plan_types` (the values passed
+The parts: `scheduler.plan.care_calendar` (purchase follow-ups, quarterly fallback),
+`scheduler.plan.occasion_due` (birthdays, anniversaries, festivals, seasons, dormant,
+expiry), `scheduler.plan.card_steps`, `scheduler.plan.plan_reads` (batch reads),
+`scheduler.plan.plan_compose` (one member's messages), `scheduler.plan.plan_save`
+(`save_plan`, `pending_only`) and `scheduler.plan.plan_types` (the values passed
 between them). This module runs them in order; each part's names are imported from
 its own module.
 """
@@ -102,12 +102,12 @@ from sqlalchemy import and_
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.settings import Settings
-from scheduler import care_calendar, occasion_due
-from scheduler.card_steps import card_messages
-from scheduler.plan_compose import plan_member
-from scheduler.plan_reads import BatchContext, among, chunks, members_after, members_by_ids
-from scheduler.plan_save import save_plan
-from scheduler.plan_types import Due, MemberRow, PlanDay, Planned, SaveResult
+from scheduler.plan import care_calendar, occasion_due
+from scheduler.plan.card_steps import card_messages
+from scheduler.plan.plan_compose import plan_member
+from scheduler.plan.plan_reads import BatchContext, among, chunks, members_after, members_by_ids
+from scheduler.plan.plan_save import save_plan
+from scheduler.plan.plan_types import Due, MemberRow, PlanDay, Planned, SaveResult
 
 _SOURCES = (
     care_calendar.purchase_followups,

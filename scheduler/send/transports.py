@@ -18,9 +18,9 @@ A transport sends one outbox message and says how it went (MESSAGING.md "Channel
   re-route these to another channel, nothing was delivered —,
   `rejected` (any other refusal, e.g. another Twilio 4xx).
 
-Implementations: `SmsTransport` (any `scheduler.providers.SmsSender`: Twilio's async
+Implementations: `SmsTransport` (any `scheduler.send.providers.SmsSender`: Twilio's async
 REST client `bot.sms_sender` with the status callback URL, or the console SMS sender),
-the WeChat customer-service and template transports (any `scheduler.providers.
+the WeChat customer-service and template transports (any `scheduler.send.providers.
 WeChatSender`: the app's `bot.wechat_api.WeChatApi`) and
 `ConsoleTransport` (one masked line on stdout). `Transports.for_message` picks one.
 
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from models.phone import mask_phone
-from models.tables import OutboxMessage
-from scheduler.providers import (
+from models.tables.outbox import OutboxMessage
+from scheduler.send.providers import (
     NOT_FOLLOWING,
     OUT_OF_WINDOW,
     ConsoleSmsSender,
@@ -78,7 +78,7 @@ class Retryable(Exception):
         self.code = code
         self.outage = outage
         """The provider is down or throttling (not a refusal of this message or of our
-        configuration): the sender's circuit breaker handles it (`scheduler.sender`)."""
+        configuration): the sender's circuit breaker handles it (`scheduler.send.sender`)."""
         self.retry_after = retry_after
         """Seconds the provider asked us to wait before the next call, when it said."""
 

@@ -1,7 +1,7 @@
 """The care calendar: purchase follow-ups due on a day, and the quarterly fallback.
 
 Day N of a purchase counts the sale's brand day as day 1 (`sale_day`); the
-follow-ups and the fallback rules are described in `scheduler.planner`. The
+follow-ups and the fallback rules are described in `scheduler.plan.planner`. The
 date arithmetic is pure (`sale_day`, `quarter_occasion`,
 `quarterly_sale_days`); the sources read the purchases and members whose day
 it is through the indexes on `purchases.local_date` and
@@ -21,9 +21,11 @@ from sqlmodel import col, select
 from models.clock import add_months, day_end, day_start, local_date
 from models.kinds import CARE_KINDS
 from models.outbox.states import SUPPRESSED
-from models.tables import Member, OutboxMessage, Purchase
-from scheduler.plan_reads import CHUNK, among, chunks, rows
-from scheduler.plan_types import Due, MemberRow, PlanDay, Sale
+from models.tables.members import Member
+from models.tables.outbox import OutboxMessage
+from models.tables.purchases import Purchase
+from scheduler.plan.plan_reads import CHUNK, among, chunks, rows
+from scheduler.plan.plan_types import Due, MemberRow, PlanDay, Sale
 
 QUARTER_DAYS = 91
 
@@ -126,7 +128,7 @@ async def quarterly_days(plan: PlanDay, due: dict[int, list[Due]]) -> None:
 async def apply_fallback(
     plan: PlanDay, members: list[MemberRow], due: dict[int, list[Due]]
 ) -> None:
-    """Quarterly fallback (`scheduler.planner`): swap per-purchase care for the quarter's."""
+    """Quarterly fallback (`scheduler.plan.planner`): swap per-purchase care for the quarter's."""
     concerned = [m.id for m in members if any(c.care or c.quarterly for c in due.get(m.id, ()))]
     if not concerned:
         return

@@ -16,9 +16,10 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import local_date
-from models.tables import CardApplication, CardEvent, Member
-from scheduler.plan_reads import CHUNK, among, chunks
-from scheduler.plan_types import CardApp, CardStep, Due, PlanDay
+from models.tables.cards import CardApplication, CardEvent
+from models.tables.members import Member
+from scheduler.plan.plan_reads import CHUNK, among, chunks
+from scheduler.plan.plan_types import CardApp, CardStep, Due, PlanDay
 
 _CARD_READY = ("approved", "notified", "notified_again")
 

@@ -1,7 +1,7 @@
 """The planner's batch reads: the members due, and what their messages need, in bulk.
 
 Everything is read for the members of one batch at a time (``chunk_size`` in
-`scheduler.planner.iter_plan`), only the columns used, as plain rows: the
+`scheduler.plan.planner.iter_plan`), only the columns used, as plain rows: the
 members (`members_by_ids`, or `members_after` by id for the every-member days),
 their identities and the last 7 days of their outbox (`BatchContext.load`), the
 items of the purchases their follow-ups are about, and the stores and
@@ -21,9 +21,11 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import col, select
 
 from models.outbox.states import SUPPRESSED
-from models.tables import Assistant, Identity, OutboxMessage, PurchaseItem, Store
+from models.tables.members import Assistant, Identity, Store
+from models.tables.outbox import OutboxMessage
+from models.tables.purchases import PurchaseItem
 from scheduler import policy, render
-from scheduler.plan_types import (
+from scheduler.plan.plan_types import (
     MEMBER_COLUMNS,
     AssistantRow,
     Due,

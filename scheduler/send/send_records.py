@@ -34,10 +34,10 @@ from models.outbox.states import (
     transition,
 )
 from models.settings.messaging import OutboxSettings
-from models.tables import OutboxMessage
-from scheduler.send_checks import Recipient, WindowUse, next_channel
-from scheduler.send_retry import DOWN_NOTE, HELD_PREFIX, PROBE_NOTE, backoff
-from scheduler.transports import (
+from models.tables.outbox import OutboxMessage
+from scheduler.send.send_checks import Recipient, WindowUse, next_channel
+from scheduler.send.send_retry import DOWN_NOTE, HELD_PREFIX, PROBE_NOTE, backoff
+from scheduler.send.transports import (
     BAD_ADDRESS,
     STOPPED,
     UNREACHABLE,
@@ -207,7 +207,7 @@ class Recorder:
     ) -> None:
         """`failed`: tried again after the backoff (at least `not_before`: the provider's
         `Retry-After`, the channel's pause), or given up after `max_attempts`. A `probe`
-        of a provider already known to be down spends no attempt (`scheduler.send_retry`)
+        of a provider already known to be down spends no attempt (`scheduler.send.send_retry`)
         and goes behind the messages held meanwhile, so the next probe is another one."""
         now = run.now()
         fields: dict = {}

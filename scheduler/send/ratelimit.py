@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.db import insert_ignore, transaction
-from models.tables import OutboxRate
+from models.tables.outbox import OutboxRate
 
 SHARED_MARGIN = 0.05
 """`SharedRateLimiter` spaces turns by (1 + this) / rate (see the module docstring)."""

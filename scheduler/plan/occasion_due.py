@@ -1,7 +1,7 @@
 """Occasions due on a day: birthdays, anniversaries, festivals, seasons, dormancy, expiry.
 
 The calendar rules are pure functions of the day (`models.calendar.yearly_days_on` and
-`yearly_days_between`, `join_dates`, `dormant_range`; documented in `scheduler.planner`);
+`yearly_days_between`, `join_dates`, `dormant_range`; documented in `scheduler.plan.planner`);
 each source turns them into one indexed read of the members (or points lots) whose
 occasion it is and adds a `Due` per member. `every_member` gives the holiday
 and seasonal greetings that go to every member.
@@ -18,9 +18,10 @@ from models.auto_vouchers import AUTO_PREFIX
 from models.calendar import LUNAR, SOLAR, yearly_days_between, yearly_days_on
 from models.clock import add_months, day_start, local_date
 from models.occasions import festivals_on, season_start_on
-from models.tables import DORMANT_PENDING, Member, PointsLot, Voucher
-from scheduler.plan_reads import rows
-from scheduler.plan_types import Due, PlanDay
+from models.tables.ledger import PointsLot, Voucher
+from models.tables.members import DORMANT_PENDING, Member
+from scheduler.plan.plan_reads import rows
+from scheduler.plan.plan_types import Due, PlanDay
 
 JOIN_YEARS_BACK = 100
 """Join anniversaries are looked up for join dates up to this many years back."""
@@ -112,7 +113,7 @@ def dormant_query(bought_before: datetime):
 async def dormant(plan: PlanDay, due: dict[int, list[Due]]) -> None:
     """Members whose last purchase is more than ``dormant_months`` months before the day
     and whose ``dormant`` greeting is not recorded for it yet (``members.dormant_noted_at``,
-    set by `scheduler.plan_save.save_plan`): due on every day until it is recorded, so a
+    set by `scheduler.plan.plan_save.save_plan`): due on every day until it is recorded, so a
     member imported long dormant, or a day the planner did not run, is still greeted. Read
     through the partial index ``ix_members_dormant_due``, which holds only the members not
     yet greeted for their last purchase: the cost follows the greetings due."""
