@@ -42,7 +42,8 @@ from decimal import Decimal
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import consent
-from models.members import MemberIn, get_member_by_phone, upsert_member
+from models.member_input import MemberIn
+from models.members import get_member_by_phone, upsert_member
 from models.purchases.input import ItemIn, PurchaseIn
 from models.purchases.record import record_purchase
 from models.settings import Settings

@@ -5,7 +5,8 @@ lists them; they appear in `plan --json` and `outbox --json`). Each kind belongs
 to one class, and the class decides what the text may say:
 
 - service notice (``points_notice``, ``card_pickup``, ``card_pickup_again``,
-  ``card_mailed``, ``points_expiry``): no promotion; stop hint.
+  ``card_mailed``, ``points_expiry``, ``voucher_expiry``, ``voucher_issued``): no
+  promotion; stop hint.
 - care (``care_d3``, ``care_d7``, ``care_d10``, ``care_d30``, ``care_d120``): no
   promotion — care tips only (day 3 and 7 carry them), and ``care_d30`` alone
   may lightly mention new arrivals; signature and stop hint.
@@ -78,6 +79,8 @@ _SPECS = (
     KindSpec("card_pickup_again", MessageClass.SERVICE),
     KindSpec("card_mailed", MessageClass.SERVICE),
     KindSpec("points_expiry", MessageClass.SERVICE),
+    KindSpec("voucher_expiry", MessageClass.SERVICE),
+    KindSpec("voucher_issued", MessageClass.SERVICE),
     KindSpec("care_d3", MessageClass.CARE, care_tips=True),
     KindSpec("care_d7", MessageClass.CARE, care_tips=True),
     KindSpec("care_d10", MessageClass.CARE),

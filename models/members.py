@@ -16,157 +16,37 @@ Input rules:
   file; a member without a store takes the assistant's). A new or different
   assistant is recorded through `models.ownership.assign` (DOMAIN.md §8).
 - `card_no` and `wechat_openid` belong to one member each (409 otherwise).
+- `join_date` (default: the day the member is created; never in the future) can be
+  set and corrected; anniversaries of joining count from it.
 - A stop sent from the phone number or the openid before it was a member's is
   applied when it joins (`models.consent.adopt_address`).
+
+The input (`MemberIn`) and the day helpers are in `models.member_input`; card
+applications made by staff in `models.member_cards`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from datetime import date
 from zoneinfo import ZoneInfo
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import cards, consent, ownership
+from models import consent, ownership
 from models.db import insert_ignore
 from models.errors import Conflict, InvalidInput
 from models.identities import activate_wechat, deactivate_wechat
+from models.member_input import MemberIn, check_day, parse_day
 from models.phone import mask_phone, normalise_phone
 from models.rules import LoyaltyRules
 from models.stores import get_assistant, get_store
-from models.tables.cards import CardApplication
 from models.tables.members import Assistant, Identity, Member, Store
 from models.types import utcnow
 
 log = logging.getLogger("memberbot.members")
-
-_DAY = re.compile(r"^(?:([0-9]{4})-)?([0-9]{2})-([0-9]{2})$")
-_CONTACT = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")
-_GENDERS = {"M": "M", "F": "F", "m": "M", "f": "F", "男": "M", "女": "F"}
-
-Code = Annotated[str, Field(min_length=1, max_length=64)]
-Calendar = Literal["solar", "lunar"]
-
-
-def parse_day(value: str) -> tuple[int | None, int, int]:
-    """'05-20' → (None, 5, 20); '1990-05-20' → (1990, 5, 20). Format only."""
-    m = _DAY.match(value)
-    if not m:
-        raise ValueError("expected MM-DD or YYYY-MM-DD")
-    return (int(m.group(1)) if m.group(1) else None), int(m.group(2)), int(m.group(3))
-
-
-def check_day(year: int | None, month: int, day: int, calendar: str) -> None:
-    """Raise ValueError unless (year, month, day) is a possible date in `calendar`."""
-    if year is not None and year < 1900:
-        raise ValueError("year before 1900")
-    if calendar == "lunar":
-        if not (1 <= month <= 12 and 1 <= day <= 30):
-            raise ValueError("a lunar date has month 1-12 and day 1-30")
-        return
-    try:
-        date(year or 2000, month, day)  # 2000 is a leap year: 02-29 is a valid birthday
-    except ValueError:
-        raise ValueError("no such date") from None
-
-
-def format_day(year: int | None, month: int | None, day: int | None) -> str | None:
-    if month is None or day is None:
-        return None
-    return f"{year:04d}-{month:02d}-{day:02d}" if year else f"{month:02d}-{day:02d}"
-
-
-class MemberIn(BaseModel):
-    """The member JSON of CONTRACT.md (plus `address`, `locale`, `birthday_leap_month`)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    phone: str
-    name: Annotated[str, Field(max_length=100)] | None = None
-    gender: Literal["M", "F"] | None = None
-    birthday_calendar: Calendar | None = None
-    """None: not given (a new member's birthday is solar; an update keeps the one on file).
-    Declared before `birthday` so that the birthday validator can see it."""
-    birthday_leap_month: StrictBool = False
-    birthday: str | None = None
-    wedding_anniversary: str | None = None
-    store: Code | None = None
-    assistant: Code | None = None
-    card_no: Code | None = None
-    preferred_contact: str | None = None
-    wechat_openid: Code | None = None
-    address: Annotated[str, Field(max_length=300)] | None = None
-    locale: Literal["zh_CN", "en"] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _blank_is_absent(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
-        return data
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, v: str) -> str:
-        try:
-            return normalise_phone(v)
-        except InvalidInput as exc:
-            raise ValueError(exc.message) from None
-
-    @field_validator("gender", mode="before")
-    @classmethod
-    def _gender(cls, v: Any) -> Any:
-        return _GENDERS.get(v.strip(), v) if isinstance(v, str) else v
-
-    @field_validator("birthday")
-    @classmethod
-    def _birthday(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is not None:
-            year, month, day = parse_day(v)
-            calendar = info.data.get("birthday_calendar")
-            if calendar is not None:
-                check_day(year, month, day, calendar)
-            else:  # possible in one calendar at least; `upsert_member` settles which
-                try:
-                    check_day(year, month, day, "solar")
-                except ValueError:
-                    check_day(year, month, day, "lunar")
-        return v
-
-    @field_validator("wedding_anniversary")
-    @classmethod
-    def _wedding(cls, v: str | None) -> str | None:
-        if v is not None:
-            check_day(*parse_day(v), "solar")
-        return v
-
-    @field_validator("preferred_contact")
-    @classmethod
-    def _contact(cls, v: str | None) -> str | None:
-        if v is not None and not _CONTACT.match(v):
-            raise ValueError("expected HH:MM-HH:MM")
-        return v
-
-    @field_validator("store", "assistant", "name", "birthday_calendar", "birthday_leap_month")
-    @classmethod
-    def _not_null(cls, v: Any) -> Any:
-        if v is None:
-            raise ValueError("may be changed but not cleared")
-        return v
 
 
 # --------------------------------------------------------------------------- lookups
@@ -285,6 +165,8 @@ def _apply_plain_fields(member: Member, data: MemberIn, fields: set[str]) -> Non
     if "wedding_anniversary" in fields:
         w = parse_day(data.wedding_anniversary) if data.wedding_anniversary else (None, None, None)
         member.wedding_year, member.wedding_month, member.wedding_day = w
+    if "join_date" in fields:
+        member.join_date = data.join_date
     for name in ("card_no", "preferred_contact", "address", "locale"):
         if name in fields:
             setattr(member, name, getattr(data, name))
@@ -347,9 +229,13 @@ async def upsert_member(
         if holder is not None and holder != data.phone:
             raise Conflict("card number already belongs to another member", "card_no")
 
+    if data.join_date is not None and data.join_date > today:
+        raise InvalidInput("the join date cannot be in the future", "join_date")
     member, created = await _get_or_create(
         session, phone=data.phone, today=today, entry_tier=rules.tiers.entry.code
     )
+    if created and data.join_date is not None:
+        member.tier_since = data.join_date
     previous_assistant = member.assistant_id
     _apply_plain_fields(member, data, fields)
     await _settle_store(session, member=member, store=store, assistant=assistant)
@@ -384,49 +270,6 @@ async def upsert_member(
     return member, created
 
 
-async def apply_for_card(
-    session: AsyncSession,
-    *,
-    rules: LoyaltyRules,
-    member: Member,
-    tier: str,
-    actor: str,
-    now: datetime,
-) -> tuple[CardApplication, bool]:
-    """Staff apply for a card for a member who has reached (or is eligible for) `tier`
-    (DOMAIN.md §3 Scheme B: the assistant fills the application; 003 flags eligible
-    members who have not applied). Returns (application, created); an application
-    already under way for that tier is returned as it is.
-
-    Unknown tier or a tier without a card → InvalidInput (field "tier"); a tier above
-    both the member's tier and their eligible tier → Conflict (field "tier").
-    """
-    level = rules.tiers.find(tier)
-    if level is None:
-        raise InvalidInput(f"unknown tier {tier!r}", "tier")
-    if not level.requires_card:
-        raise InvalidInput(f"tier {tier!r} has no card to apply for", "tier")
-    existing = (
-        await session.exec(
-            select(CardApplication).where(
-                CardApplication.member_id == member.id,
-                CardApplication.tier == tier,
-                col(CardApplication.status).in_(cards.ACTIVE),
-            )
-        )
-    ).first()
-    if existing is not None:
-        return existing, False
-    index = rules.tiers.index
-    reached = max(index(member.tier), index(member.eligible_tier) if member.eligible_tier else 0)
-    if index(tier) > reached:
-        raise Conflict(f"the member is not eligible for tier {tier!r}", "tier")
-    app = await cards.open_application(
-        session, member=member, tier=tier, actor=actor, now=now, rules=rules
-    )
-    return app, True
-
-
 # --------------------------------------------------------------------------- reading
 
 
@@ -441,16 +284,6 @@ async def phones(session: AsyncSession, *, member_ids: set[int | None]) -> dict[
         return {}
     rows = await session.exec(select(Member.id, Member.phone).where(col(Member.id).in_(ids)))
     return dict(rows.all())
-
-
-async def card_applications(session: AsyncSession, *, member_id: int) -> list[CardApplication]:
-    """The member's card applications, oldest first."""
-    rows = await session.exec(
-        select(CardApplication)
-        .where(CardApplication.member_id == member_id)
-        .order_by(CardApplication.id)
-    )
-    return list(rows.all())
 
 
 async def bad_number(session: AsyncSession, *, phone: str) -> bool:

@@ -1,41 +1,10 @@
 """The points ledger: every change of a member's balance (DOMAIN.md §2, §4).
 
-Three records move together, always in one transaction:
-
-- ``points_ledger`` (`PointsEntry`), append-only; its unique ``key`` makes every
-  change idempotent (a retried or duplicated request posts nothing);
-- ``members.points``, the balance, never below zero;
-- ``points_lots`` (`PointsLot`): what is left of each earning and when it
-  expires. Earnings open a lot; spending takes from the lots that expire first
-  (lots that never expire last); expiry closes one lot.
-
-So ``members.points == sum(ledger deltas) == sum(open lots)`` (`balance_check`).
-
-Concurrency (PostgreSQL READ COMMITTED; SQLite serialises writers with
-``BEGIN IMMEDIATE``). `post_points`:
-
-1. returns None at once if the key is already in the ledger (cheap select);
-2. moves the balance with one conditional statement,
-   ``UPDATE members SET points = points + :d WHERE id = :id AND points + :d >= 0
-   RETURNING points``. It takes the member's row lock, which is held to the end of
-   the transaction, so every change to one member is serialised; a waiter
-   re-checks the condition against the committed balance, so the balance can
-   never go negative. The returned value is the true ``balance_after``;
-3. inserts the ledger row with ``ON CONFLICT (key) DO NOTHING RETURNING id``. A
-   twin request with the same key waited for the member lock in step 2, so the
-   first one has committed by now and the insert returns nothing: the balance
-   move is undone (the lock is still ours) and the call returns None. When step 2
-   matched no row, the key is looked up again before `InsufficientPoints` is
-   raised, so a twin gets None rather than an error;
-4. opens or consumes lots, reading them only now, under the lock.
-
-Lock order is always "member row first, then ledger key", so two postings can
-only deadlock if they lock two members in opposite orders (a purchase that
-credits a referrer); PostgreSQL then aborts one and the caller may retry.
-
-Spending (a negative delta other than expiry) first expires the member's lots
-that are past their date, so points past expiry are never spent even before the
-daily `expire_due` job has run.
+Three records move together, always in one transaction (`models.ledger`, which also
+describes the concurrency design): the append-only ledger, the balance and the lots.
+This module posts changes (`post_points`, which first expires what is past its last
+day before a spend), dates the lots (`expiry_date`) and expires them (`expire_due`);
+`models.points_reads` holds the reads (next expiry, lapsed points, `balance_check`).
 """
 
 from __future__ import annotations
@@ -43,28 +12,13 @@ from __future__ import annotations
 from calendar import monthrange
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Date, Text, bindparam, case, cast, func, literal, literal_column
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.orm.util import identity_key
-from sqlalchemy.sql.expression import ColumnElement, ScalarSelect
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import add_months
-from models.db import insert_ignore
-from models.errors import InsufficientPoints, NotFound
+from models.ledger import LOTS, key_exists, lock_member, write_entry
 from models.rules import ExpiryRules, PointsRules
-from models.tables.ledger import PointsEntry, PointsLot
-from models.tables.members import Member
-from models.types import UTCDateTime
-
-REASONS = frozenset(
-    {"purchase", "birthday_bonus", "referral", "visit", "redemption", "expiry", "adjustment"}
-)
-
-MEMBERS = Member.__table__
-LEDGER = PointsEntry.__table__
-LOTS = PointsLot.__table__
+from models.tables.ledger import PointsEntry
 
 
 def expiry_date(rules: ExpiryRules, earned_on: date) -> date | None:
@@ -95,65 +49,6 @@ def _on(year: int, month: int, day: int) -> date:
     return date(year, month, min(day, monthrange(year, month)[1]))
 
 
-async def _key_exists(session: AsyncSession, key: str) -> bool:
-    found = await session.exec(select(LEDGER.c.id).where(LEDGER.c.key == key))
-    return found.first() is not None
-
-
-def sync_member(session: AsyncSession, member_id: int, **values) -> None:
-    """Refresh a member already loaded in this session after a Core UPDATE (no query)."""
-    member = session.identity_map.get(identity_key(Member, member_id))
-    if member is not None:
-        for name, value in values.items():
-            set_committed_value(member, name, value)
-
-
-def latest(column, at: datetime):
-    """SQL for the later of a nullable timestamp column and `at`."""
-    value = literal(at, UTCDateTime())
-    return case((column.is_(None) | (column < value), value), else_=column)
-
-
-async def _move_balance(
-    session: AsyncSession, member_id: int, delta: int, at: datetime
-) -> int | None:
-    """Add `delta` unless the balance would go negative; the new balance, or None."""
-    stmt = (
-        MEMBERS.update()
-        .where(MEMBERS.c.id == member_id, MEMBERS.c.points + delta >= 0)
-        .values(points=MEMBERS.c.points + delta, updated_at=latest(MEMBERS.c.updated_at, at))
-        .returning(MEMBERS.c.points)
-    )
-    return (await session.exec(stmt)).scalar_one_or_none()
-
-
-async def _lock_member(session: AsyncSession, member_id: int) -> int:
-    """Take the member's row lock (PostgreSQL; SQLite already holds the write lock); the balance."""
-    stmt = select(MEMBERS.c.points).where(MEMBERS.c.id == member_id).with_for_update()
-    points = (await session.exec(stmt)).first()
-    if points is None:
-        raise NotFound("unknown member", "member")
-    return points
-
-
-async def _consume(session: AsyncSession, member_id: int, amount: int) -> None:
-    """Take `amount` points from the member's open lots, earliest expiry first, never-expiring
-    last (called under the member's lock)."""
-    stmt = (
-        select(LOTS.c.id, LOTS.c.remaining)
-        .where(LOTS.c.member_id == member_id, LOTS.c.remaining > 0)
-        .order_by(LOTS.c.expires_on.asc().nulls_last(), LOTS.c.id)
-    )
-    for lid, remaining in (await session.exec(stmt)).all():
-        if amount <= 0:
-            break
-        take = min(amount, remaining)
-        await session.exec(
-            LOTS.update().where(LOTS.c.id == lid).values(remaining=LOTS.c.remaining - take)
-        )
-        amount -= take
-
-
 async def post_points(
     session: AsyncSession,
     *,
@@ -176,11 +71,12 @@ async def post_points(
     pre-check when the caller knows the key is new (derived from a row it has just
     inserted); the ``ON CONFLICT`` guard still applies.
     """
-    if check_key and await _key_exists(session, key):
+    if check_key and await key_exists(session, key):
         return None
-    return await _post(
+    if delta < 0 and reason != "expiry":
+        await _expire_member(session, rules=rules, member_id=member_id, today=local_date, now=at)
+    return await write_entry(
         session,
-        rules=rules,
         member_id=member_id,
         delta=delta,
         reason=reason,
@@ -189,72 +85,8 @@ async def post_points(
         local_date=local_date,
         purchase_id=purchase_id,
         note=note,
+        expires_on=expiry_date(rules.expiry, local_date),
     )
-
-
-async def _post(
-    session: AsyncSession,
-    *,
-    rules: PointsRules,
-    member_id: int,
-    delta: int,
-    reason: str,
-    key: str,
-    at: datetime,
-    local_date: date,
-    purchase_id: int | None = None,
-    note: str = "",
-    lot_id: int | None = None,
-) -> PointsEntry | None:
-    """`post_points` without the key pre-check.
-
-    `lot_id`: this is the expiry of that lot; the caller closes it (no FIFO spending).
-    """
-    if reason not in REASONS:
-        raise ValueError(f"unknown points reason {reason!r}")
-    if delta < 0 and reason != "expiry":
-        await _expire_member(session, rules=rules, member_id=member_id, today=local_date, now=at)
-    balance = await _move_balance(session, member_id, delta, at)
-    if balance is None:
-        if await _key_exists(session, key):
-            return None  # a concurrent twin posted it first
-        current = await _lock_member(session, member_id)
-        raise InsufficientPoints(current, -delta)
-    values = dict(
-        member_id=member_id,
-        delta=delta,
-        reason=reason,
-        at=at,
-        local_date=local_date,
-        key=key,
-        balance_after=balance,
-        purchase_id=purchase_id,
-        note=note[:200],
-    )
-    stmt = (
-        insert_ignore(session.bind.dialect.name, LEDGER)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(LEDGER.c.id)
-    )
-    entry_id = (await session.exec(stmt, params=values)).scalar_one_or_none()
-    if entry_id is None:
-        # A twin committed this key while we waited for the member lock: undo our move.
-        await _move_balance(session, member_id, -delta, at)
-        return None
-    if delta > 0:
-        lot = dict(
-            member_id=member_id,
-            entry_id=entry_id,
-            earned_on=local_date,
-            expires_on=expiry_date(rules.expiry, local_date),
-            points=delta,
-            remaining=delta,
-        )
-        await session.exec(LOTS.insert(), params=lot)
-    elif delta < 0 and lot_id is None:
-        await _consume(session, member_id, -delta)
-    sync_member(session, member_id, points=balance)
-    return PointsEntry(id=entry_id, **values)
 
 
 async def _expire_lot(
@@ -267,7 +99,7 @@ async def _expire_lot(
     now: datetime,
 ) -> int:
     """Post the expiry of one lot (key ``expiry:<lot id>``); the points it removed."""
-    balance = await _lock_member(session, member_id)
+    balance = await lock_member(session, member_id)
     # Read the lot only under the lock: a spend or an expiry run that committed while
     # we waited may have used or closed it (then there is nothing left to do).
     row = (
@@ -278,9 +110,8 @@ async def _expire_lot(
     remaining, earned_on = row
     amount = min(remaining, balance)
     if amount > 0:
-        entry = await _post(
+        entry = await write_entry(
             session,
-            rules=rules,
             member_id=member_id,
             delta=-amount,
             reason="expiry",
@@ -289,6 +120,7 @@ async def _expire_lot(
             local_date=today,
             note=f"lot {lot_id} earned {earned_on.isoformat()}",
             lot_id=lot_id,
+            expires_on=None,
         )
         if entry is None:
             return 0
@@ -332,74 +164,3 @@ async def expire_due(
             session, rules=rules, member_id=member_id, lot_id=lot_id, today=today, now=now
         )
     return total
-
-
-_SPACE = literal_column("' '", Text)
-_ZERO = literal_column("0")
-
-
-def lapsed_points(member_id: ColumnElement, today: ColumnElement) -> ScalarSelect:
-    """Points of the member's lots past their last day that the daily job has not expired
-    yet: no longer the member's, though still in `members.points` until it runs. A scalar
-    subquery (correlated when `member_id` is a column of the enclosing statement)."""
-    lots = LOTS.alias("l")
-    return (
-        select(func.coalesce(func.sum(lots.c.remaining), _ZERO))
-        .where(lots.c.member_id == member_id, lots.c.remaining > _ZERO, lots.c.expires_on < today)
-        .scalar_subquery()
-    )
-
-
-def next_expiry(member_id: ColumnElement, today: ColumnElement) -> ScalarSelect:
-    """The member's next expiry as the text "day points" (the first day from `today` on
-    with open lots, and their sum), or NULL: one column, so the read of the chat bot's
-    "积分" (`models.tiers.facts`) carries it next to the rest; `read_expiry` parses it."""
-    lots = LOTS.alias("l")
-    return (
-        select(
-            cast(lots.c.expires_on, Text) + _SPACE + cast(func.sum(lots.c.remaining), Text)
-        )
-        .where(lots.c.member_id == member_id, lots.c.remaining > _ZERO, lots.c.expires_on >= today)
-        .group_by(lots.c.expires_on)
-        .order_by(lots.c.expires_on)
-        .limit(literal_column("1"))
-        .offset(_ZERO)  # SQLite would add "OFFSET ?" otherwise
-        .scalar_subquery()
-    )
-
-
-def read_expiry(text: str | None) -> tuple[int, date] | None:
-    """(points, day) from the text of `next_expiry`; None when nothing expires."""
-    if text is None:
-        return None
-    day, points = text.split(" ")
-    return int(points), date.fromisoformat(day)
-
-
-_NEXT_EXPIRY = select(
-    next_expiry(bindparam("member_id"), bindparam("today", type_=Date))
-)
-
-
-async def expiring_soon(
-    session: AsyncSession, *, member_id: int, today: date
-) -> tuple[int, date] | None:
-    """(points, day) of the member's next expiry on or after `today`; None if nothing expires."""
-    params = {"member_id": member_id, "today": today}
-    return read_expiry((await session.exec(_NEXT_EXPIRY, params=params)).one())
-
-
-async def balance_check(session: AsyncSession, *, member_id: int) -> tuple[int, int, int]:
-    """(members.points, sum of ledger deltas, sum of open lots) — equal when nothing drifted."""
-    points = (await session.exec(select(MEMBERS.c.points).where(MEMBERS.c.id == member_id))).first()
-    if points is None:
-        raise NotFound("unknown member", "member")
-    ledger_sum = select(func.coalesce(func.sum(LEDGER.c.delta), 0)).where(
-        LEDGER.c.member_id == member_id
-    )
-    lots_sum = select(func.coalesce(func.sum(LOTS.c.remaining), 0)).where(
-        LOTS.c.member_id == member_id
-    )
-    ledger = (await session.exec(ledger_sum)).one()
-    lots = (await session.exec(lots_sum)).one()
-    return int(points), int(ledger), int(lots)

@@ -49,6 +49,23 @@ class ExpiryRules(_Strict):
         return _check_mmdd(v)
 
 
+class RebateRules(_Strict):
+    """004's annual rebate: on `day` the daily job turns each member's whole balance into
+    a voucher worth ``balance × rate`` yuan and clears the points (`models.rebate`)."""
+
+    enabled: bool = False
+    day: str = "08-01"
+    """MM-DD: the first day of the new period (before that day's expiry runs)."""
+    rate: Annotated[Decimal, Field(gt=0, le=1)] = Decimal("0.01")
+    """Yuan of voucher value per point (004: 1 %)."""
+    valid_days: Annotated[int, Field(ge=1, le=3660)] = 90
+
+    @field_validator("day")
+    @classmethod
+    def _day(cls, v: str) -> str:
+        return _check_mmdd(v)
+
+
 class PointsRules(_Strict):
     rate: Annotated[Decimal, Field(gt=0)] = Decimal("1")
     """Points per yuan paid (DOMAIN.md §2: 1 point per yuan)."""
@@ -68,6 +85,7 @@ class PointsRules(_Strict):
     """Days that earn `double_points_multiplier`: `YYYY-MM-DD` once, `MM-DD` every year."""
     double_points_multiplier: Annotated[Decimal, Field(ge=1)] = Decimal("2")
     expiry: ExpiryRules = Field(default_factory=ExpiryRules)
+    rebate: RebateRules = Field(default_factory=RebateRules)
 
     @field_validator("double_points_days")
     @classmethod
@@ -214,7 +232,21 @@ class Reward(_Strict):
     valid_days: Annotated[int, Field(ge=1, le=3660)] = 90
 
 
+class AutoVoucher(_Strict):
+    """000's way: a voucher issued by itself when a year's points reach the threshold."""
+
+    enabled: bool = False
+    """Off by default: members redeem by message (兑换). A store that runs 000's way
+    turns it on (`models.auto_vouchers`)."""
+    reward: Annotated[str, Field(min_length=1, max_length=32)] = "v300"
+    """The catalogue reward issued (its cost is deducted, its voucher issued)."""
+    threshold: Annotated[int, Field(gt=0)] = 3000
+    """Purchase points earned within the 365 days ending on the sale's day (returns
+    netted, points already turned into automatic vouchers in that window not counted)."""
+
+
 class RewardRules(_Strict):
+    auto: AutoVoucher = Field(default_factory=AutoVoucher)
     catalogue: list[Reward] = Field(
         default_factory=lambda: [
             Reward(
@@ -236,6 +268,12 @@ class RewardRules(_Strict):
 
     def by_code(self, code: str) -> Reward | None:
         return next((r for r in self.catalogue if r.code == code), None)
+
+    @model_validator(mode="after")
+    def _auto_reward(self) -> RewardRules:
+        if self.auto.enabled and self.by_code(self.auto.reward) is None:
+            raise ValueError(f"auto.reward: {self.auto.reward!r} is not in the catalogue")
+        return self
 
 
 class OwnershipRules(_Strict):

@@ -117,14 +117,3 @@ async def member_vouchers(
         stmt = stmt.where(Voucher.status == "issued", Voucher.expires_on >= today)
     stmt = stmt.order_by(Voucher.expires_on, Voucher.id)
     return list((await session.exec(stmt)).all())
-
-
-async def expire_vouchers(session: AsyncSession, *, today: date) -> int:
-    """Mark issued vouchers past their last day (`expires_on` < `today`) expired; how many."""
-    table = Voucher.__table__
-    stmt = (
-        table.update()
-        .where(table.c.status == "issued", table.c.expires_on < today)
-        .values(status="expired")
-    )
-    return (await session.exec(stmt)).rowcount

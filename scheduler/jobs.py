@@ -18,8 +18,10 @@ Then, in order, each step in its own transaction so that one failing step is
 logged and does not stop the others (every step is idempotent, and each catches up
 on a later day what an earlier day missed):
 
-1. upkeep: points lots past their last day expire (`models.points.expire_due`),
-   vouchers past theirs expire (`models.vouchers.expire_vouchers`), tiers whose
+1. upkeep: on the rebate day (004, `points.rebate`) balances become vouchers
+   (`models.rebate.run_rebate`, before the expiry), points lots past their last day
+   expire (`models.points.expire_due`),
+   vouchers past theirs expire (`models.voucher_till.expire_vouchers`), tiers whose
    validity ended are reviewed (`models.tiers.review.review_tiers`), members whose
    probation ended without a purchase are handed out again (`models.probation.
    redistribute`, DOMAIN.md §8), inbound-message history older than
@@ -58,12 +60,13 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import cards, points, probation, vouchers
+from models import cards, points, probation, voucher_till
 from models.calendar import LUNAR, SOLAR, month_bounds, occurrences_between, yearly_days_between
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
 from models.inbound import prune
 from models.phone import mask_phone
+from models.rebate import run_rebate
 from models.settings import Settings
 from models.tables.members import Assistant, Member, Store
 from models.tables.outbox import PlanRun
@@ -154,11 +157,14 @@ def upkeep_steps(*, settings: Settings, day: date, now: datetime) -> dict[str, S
     """The upkeep steps of the day, by name, each a function of one session."""
     loyalty = settings.loyalty
 
+    async def rebate(s: AsyncSession) -> int:
+        return await run_rebate(s, rules=settings.points, today=day, now=now)
+
     async def expire_points(s: AsyncSession) -> int:
         return await points.expire_due(s, rules=settings.points, today=day, now=now)
 
     async def expire_vouchers(s: AsyncSession) -> int:
-        return await vouchers.expire_vouchers(s, today=day)
+        return await voucher_till.expire_vouchers(s, today=day, now=now)
 
     async def review_tiers(s: AsyncSession) -> int:
         return len(await review.review_tiers(s, rules=loyalty, today=day, now=now))
@@ -167,6 +173,7 @@ def upkeep_steps(*, settings: Settings, day: date, now: datetime) -> dict[str, S
         return len(await probation.redistribute(s, rules=loyalty, today=day))
 
     return {
+        "rebate": rebate,  # before the expiry: the ended period's points are rebated
         "expire_points": expire_points,
         "expire_vouchers": expire_vouchers,
         "review_tiers": review_tiers,

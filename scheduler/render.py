@@ -48,6 +48,8 @@ KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "card_pickup_again": ("tier_name", "pickup_store"),
     "card_mailed": ("tier_name",),
     "points_expiry": ("expiring_points", "expiry_date", "points"),
+    "voucher_expiry": ("voucher_codes", "expiry_date"),
+    "voucher_issued": ("voucher_codes", "expiry_date"),
     "care_d3": ("items", "care_tips"),
     "care_d7": ("items", "care_tips"),
     "care_d10": ("items",),
@@ -174,6 +176,7 @@ _SAMPLE = {
 _SAMPLE_SHARED = {
     "purchase_date": date(2026, 11, 5), "points": 3200, "cumulative_spend": Decimal("4280"),
     "missing_for_reward": 800, "expiring_points": 1200, "expiry_date": date(2026, 12, 31),
+    "voucher_codes": ["K7QW2M9XPR4T"],
     "years": 3,
 }
 _SAMPLE_FESTIVALS = (

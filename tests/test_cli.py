@@ -186,7 +186,8 @@ def test_help_exits_zero(capsys):
 
 
 async def _seed_member(sessions, phone: str = "13800138000") -> None:
-    from models.members import MemberIn, upsert_member
+    from models.member_input import MemberIn
+    from models.members import upsert_member
     from models.settings.load import load_settings
 
     rules = load_settings(None, environ={}).loyalty

@@ -25,7 +25,8 @@ from bot.csvio.sheet import sheet_file
 from models import consent
 from models.db import transaction
 from models.errors import InvalidInput
-from models.members import MemberIn, upsert_member
+from models.member_input import MemberIn
+from models.members import upsert_member
 from models.stores import create_or_update_assistant, upsert_store
 from models.tables.ledger import PointsEntry
 from models.tables.members import Member
@@ -423,7 +424,7 @@ async def test_export_writes_the_member_sheet(config, shop, sessions, tmp_path, 
     assert tuple(rows[0]) == (
         "phone", "name", "gender", "birthday", "birthday_calendar", "wedding_anniversary",
         "store", "assistant", "card_no", "preferred_contact", "wechat_openid", "locale",
-        "points", "tier", "cumulative_spend", "last_purchase", "stopped",
+        "join_date", "points", "tier", "cumulative_spend", "last_purchase", "stopped",
     )  # fmt: skip
     by_phone = {r["phone"]: r for r in rows}
     assert by_phone["+8613800138001"] == {
@@ -439,6 +440,7 @@ async def test_export_writes_the_member_sheet(config, shop, sessions, tmp_path, 
         "preferred_contact": "",
         "wechat_openid": "",
         "locale": "",
+        "join_date": date.fromisoformat(by_phone["+8613800138001"]["join_date"]).isoformat(),
         "points": "1380",
         "tier": "points",
         "cumulative_spend": "1380.50",

@@ -1,6 +1,6 @@
 """The chat bot's hot path — a bound member's "积分" (bench/bench_wechat.py measures it):
 what it writes, how many statements it runs and which locks it takes, that the points
-answer's one read (`models.tiers.facts`) gives the expiry `models.points.expiring_soon`
+answer's one read (`models.tiers.facts`) gives the expiry `models.points_reads.expiring_soon`
 gives, and that the quick path answers with the session path's text."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from bot.bot import MemberBot
 from bot.conversation import Inbound
-from models import points
+from models import points_reads
 from models.db import transaction
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
@@ -200,7 +200,7 @@ async def test_the_read_gives_progress_and_the_separate_expiry(sessions, rules, 
         member = (await s.exec(select(Member))).one()
         for today in (date(2026, 5, 10), date(2026, 6, 1), date(2026, 9, 20), date(2026, 12, 31)):
             found = await read_points(s, tiers=rules.tiers, member_id=member.id, today=today)
-            expiry = await points.expiring_soon(s, member_id=member.id, today=today)
+            expiry = await points_reads.expiring_soon(s, member_id=member.id, today=today)
             assert found.expiring == expiry, today
             assert found.progress is not None and found.progress.today == today
             lapsed = sum(

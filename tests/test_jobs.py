@@ -18,7 +18,7 @@ from sqlmodel import func, select
 
 from bot import appkeys, background
 from bot.app import create_app
-from models import vouchers
+from models import voucher_till
 from models.db import transaction
 from models.ownership import assign
 from models.points import post_points
@@ -200,10 +200,10 @@ async def test_a_failing_step_is_logged_and_the_others_still_run(
         store, a, _ = await shop(s)
         await member(s, store, a, birthday_month=4, birthday_day=1)
 
-    async def broken(session, *, today):
+    async def broken(session, *, today, now):
         raise RuntimeError("voucher table on fire")
 
-    monkeypatch.setattr(vouchers, "expire_vouchers", broken)
+    monkeypatch.setattr(voucher_till, "expire_vouchers", broken)
     result = await run_daily(sessions, settings=settings, day=DAY, now=NOW)
     assert result.failed == ["expire_vouchers"]
     assert result.queued == 1 and "review_tiers" in result.upkeep and "card_steps" in result.upkeep

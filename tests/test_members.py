@@ -15,12 +15,9 @@ from bot.api.views import member_view
 from models import consent, stores
 from models.db import transaction
 from models.errors import Conflict, InvalidInput
-from models.members import (
-    MemberIn,
-    apply_for_card,
-    get_member_by_phone,
-    upsert_member,
-)
+from models.member_cards import apply_for_card
+from models.member_input import MemberIn
+from models.members import get_member_by_phone, upsert_member
 from models.rules import LoyaltyRules
 from models.tables.members import Assignment, Assistant, ConsentEvent, Identity, Member
 from tests.factories import make_assistant, make_member, make_store

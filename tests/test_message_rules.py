@@ -50,7 +50,7 @@ def test_kinds_match_the_contract():
         "points_notice", "care_d3", "care_d7", "care_d10", "care_d30", "care_d120",
         "card_pickup", "card_pickup_again", "card_mailed", "birthday", "wedding_anniversary",
         "join_anniversary", "holiday", "seasonal", "dormant", "points_expiry",
-        "personal_greeting",
+        "personal_greeting", "voucher_expiry", "voucher_issued",
     }  # fmt: skip
     assert {
         "birthday", "wedding_anniversary", "join_anniversary", "holiday", "seasonal",
@@ -62,6 +62,8 @@ def test_kinds_match_the_contract():
         "card_pickup_again",
         "card_mailed",
         "points_expiry",
+        "voucher_expiry",  # issue 13: service notices, like points_expiry
+        "voucher_issued",
     } == SERVICE_KINDS
     assert {"care_d3", "care_d7", "care_d10", "care_d30", "care_d120"} == CARE_KINDS
 

@@ -7,7 +7,8 @@ import pytest
 from sqlmodel import select
 
 from models.errors import InsufficientPoints, NotFound
-from models.points import balance_check, expire_due, expiring_soon, expiry_date, post_points
+from models.points import expire_due, expiry_date, post_points
+from models.points_reads import balance_check, expiring_soon
 from models.rules import ExpiryRules, PointsRules
 from models.tables.ledger import PointsEntry, PointsLot
 from tests.factories import make_member

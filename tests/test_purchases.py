@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import func, select
 
-from models.errors import Conflict, InsufficientPoints, InvalidInput
-from models.points import balance_check
+from models.errors import Conflict, InvalidInput
+from models.points_reads import balance_check
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.purchases.visits import adjust_points, record_visit
@@ -445,32 +445,30 @@ async def test_visit_points_once_per_brand_day(sessions):
 
 async def test_adjustments(sessions):
     at = datetime(2026, 5, 1, 4, tzinfo=UTC)
+    common = dict(rules=RULES, tz=TZ, at=at, actor="M01")
     async with sessions() as s, s.begin():
         m = await make_member(s)
-        e = await adjust_points(
-            s, rules=RULES, tz=TZ, member_id=m.id, delta=50, key="fix-1", at=at, note="lost receipt"
+        e, made = await adjust_points(
+            s, member_id=m.id, delta=50, key="fix-1", reason="lost receipt", **common
         )
-        assert (e.reason, e.delta, e.key, e.note) == (
+        assert made and (e.reason, e.delta, e.key, e.note) == (
             "adjustment",
             50,
             "adjust:fix-1",
-            "lost receipt",
+            "M01: lost receipt",
         )
-        assert (
-            await adjust_points(
-                s, rules=RULES, tz=TZ, member_id=m.id, delta=50, key="fix-1", at=at, note="again"
-            )
-            is None
+        again, made = await adjust_points(
+            s, member_id=m.id, delta=50, key="fix-1", reason="again", **common
         )
-        await adjust_points(
-            s, rules=RULES, tz=TZ, member_id=m.id, delta=-20, key="fix-2", at=at, note=""
-        )
-        with pytest.raises(InsufficientPoints):
-            await adjust_points(
-                s, rules=RULES, tz=TZ, member_id=m.id, delta=-31, key="fix-3", at=at, note=""
-            )
+        assert not made and again.id == e.id
+        with pytest.raises(Conflict):
+            await adjust_points(s, member_id=m.id, delta=40, key="fix-1", reason="x", **common)
+        await adjust_points(s, member_id=m.id, delta=-20, key="fix-2", reason="typo", **common)
         with pytest.raises(InvalidInput):
-            await adjust_points(
-                s, rules=RULES, tz=TZ, member_id=m.id, delta=0, key="fix-4", at=at, note=""
-            )
+            await adjust_points(s, member_id=m.id, delta=0, key="fix-4", reason="x", **common)
+        with pytest.raises(InvalidInput):
+            await adjust_points(s, member_id=m.id, delta=5, key="fix-5", reason=" ", **common)
         assert await balance_check(s, member_id=m.id) == (30, 30, 30)
+        # A correction of points wrongly given and already spent leaves a debt.
+        await adjust_points(s, member_id=m.id, delta=-31, key="fix-3", reason="double", **common)
+        assert await balance_check(s, member_id=m.id) == (-1, -1, -1)

@@ -18,7 +18,8 @@ from bot.bot import MemberBot
 from bot.conversation import Inbound
 from models import consent
 from models.db import transaction
-from models.members import MemberIn, get_member_by_phone, upsert_member
+from models.member_input import MemberIn
+from models.members import get_member_by_phone, upsert_member
 from models.rules import LoyaltyRules
 from scheduler.plan.planner import plan_day
 from scheduler.send.providers import SentSms

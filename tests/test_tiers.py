@@ -154,7 +154,7 @@ def test_scheme_b_and_c_shapes():
     assert [lv.code for lv in C.tiers.levels] == ["member", "me", "we", "svip"]
     assert C.tiers.period_start == "08-01"
     assert C.tiers.find("we").valid_months == 12
-    assert C.tiers.find("me").valid_months is None
+    assert C.tiers.find("me").valid_months == 12  # issue 13: lapses under 1,000 points
 
 
 @pytest.mark.parametrize(
@@ -550,9 +550,18 @@ async def test_c_review_lapses_to_the_lower_card(session):
     assert [(c.reason, c.from_tier, c.to_tier, c.on) for c in done] == [
         ("lapsed", "we", "me", date(2027, 9, 10))
     ]
-    assert (member.tier, member.tier_since, member.tier_expires) == ("me", date(2027, 9, 10), None)
+    # issue 13: the ME card is valid 12 months and lapses under 1,000 points in its year
+    assert (member.tier, member.tier_since, member.tier_expires) == (
+        "me",
+        date(2027, 9, 10),
+        date(2028, 9, 10),
+    )
     assert await review_tiers(session, rules=C, today=date(2027, 9, 10)) == []
-    assert await review_tiers(session, rules=C, today=date(2030, 1, 1)) == []
+    done = await review_tiers(session, rules=C, today=date(2030, 1, 1))
+    assert [(c.reason, c.to_tier, c.on) for c in done] == [
+        ("renewed", "me", date(2028, 9, 10)),  # the 5,000 of 2027-09-10
+        ("lapsed", "member", date(2029, 9, 10)),
+    ]
 
 
 async def test_c_a_late_review_catches_up_one_validity_at_a_time(session):

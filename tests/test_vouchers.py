@@ -9,13 +9,15 @@ import pytest
 from sqlmodel import func, select
 
 from models.errors import Conflict, InsufficientPoints, InvalidInput
-from models.points import balance_check, post_points
+from models.points import post_points
+from models.points_reads import balance_check
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.purchases.visits import record_visit
 from models.rules import ExpiryRules, LoyaltyRules, PointsRules, Reward, RewardRules
 from models.tables.ledger import PointsEntry, Voucher
-from models.vouchers import CODE_ALPHABET, expire_vouchers, member_vouchers, redeem
+from models.voucher_till import expire_vouchers
+from models.vouchers import CODE_ALPHABET, member_vouchers, redeem
 from tests.factories import make_assistant, make_member, make_store
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -121,9 +123,9 @@ async def test_member_vouchers_and_expiry(sessions):
             s, member_id=member_id, today=date(2026, 5, 12), active_only=True
         )
         assert [v.code for v in active] == [big.code]
-        assert await expire_vouchers(s, today=date(2026, 5, 11)) == 0
-        assert await expire_vouchers(s, today=date(2026, 5, 12)) == 1
-        assert await expire_vouchers(s, today=date(2026, 5, 12)) == 0
+        assert await expire_vouchers(s, today=date(2026, 5, 11), now=NOW) == 0
+        assert await expire_vouchers(s, today=date(2026, 5, 12), now=NOW) == 1
+        assert await expire_vouchers(s, today=date(2026, 5, 12), now=NOW) == 0
         statuses = (await s.exec(select(Voucher.code, Voucher.status).order_by(Voucher.id))).all()
         assert statuses == [(small.code, "expired"), (big.code, "issued")]
 

@@ -1,6 +1,7 @@
 """The JSON API: the `/api/*` routes of CONTRACT.md.
 
-- `stores.py`, `members.py`, `purchases.py`, `cards.py` — the operator routes, each
+- `stores.py`, `members.py`, `purchases.py`, `cards.py`, `till.py` (vouchers at the
+  till, returns, points adjustments) — the operator routes, each
   wrapped by `common.operator`: `Authorization: Bearer <key>` checked against
   `settings.api.keys` before anything is read or written;
 - `greetings.py` — `POST /api/greetings`, authenticated by the assistant's own token;
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.api import cards, greetings, inbox, members, purchases, stores
+from bot.api import cards, greetings, inbox, members, purchases, stores, till
 from bot.appkeys import LOYALTY, SETTINGS
 
 
@@ -26,5 +27,5 @@ def setup(app: web.Application) -> None:
     """Add the operator routes and the assistant-token route (POST /api/greetings).
     Needs `app[SETTINGS]` set."""
     app[LOYALTY] = app[SETTINGS].loyalty
-    for module in (stores, members, purchases, cards, greetings, inbox):
+    for module in (stores, members, purchases, cards, greetings, inbox, till):
         app.router.add_routes(module.routes)

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from bot.api.common import Body, Code, context, member_or_404, operator, read_object, tx
 from bot.errors import json_response
-from models import card_reads, cards, members, stores
+from models import card_reads, cards, member_cards, members, stores
 from models.errors import InvalidInput, NotFound
 from models.strict import row_id
 from models.tiers.upgrade import eligible_not_applied
@@ -73,7 +73,7 @@ async def post_card_application(request: web.Request) -> web.Response:
     rules, tz, _today = context(request)
     async with tx(request) as session:
         member = await member_or_404(session, data.member, "member")
-        app, created = await members.apply_for_card(
+        app, created = await member_cards.apply_for_card(
             session, rules=rules, member=member, tier=data.tier, actor="api", now=utcnow()
         )
         (body,) = await _application_views(session, [app], tz)

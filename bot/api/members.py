@@ -15,7 +15,7 @@ from bot.api.common import Body, context, member_or_404, operator, read_object, 
 from bot.api.views import member_view
 from bot.errors import json_response
 from models import consent, member_data, members
-from models.members import MemberIn
+from models.member_input import MemberIn
 from models.phone import normalise_phone
 from models.types import utcnow
 

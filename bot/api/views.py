@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import consent, members, stores, vouchers
+from models import consent, member_cards, members, stores, vouchers
 from models.identities import active_openid
-from models.members import format_day
+from models.member_input import format_day
 from models.rules import LoyaltyRules
 from models.tables.members import Member
 
@@ -33,7 +33,7 @@ async def member_view(
     level = rules.tiers.level(member.tier)
     member_vouchers = await vouchers.member_vouchers(session, member_id=member.id, today=today)
     events = await consent.history(session, member_id=member.id)
-    apps = await members.card_applications(session, member_id=member.id)
+    apps = await member_cards.card_applications(session, member_id=member.id)
     store = await stores.store_codes(session, store_ids={member.store_id})
     staff = await stores.assistant_codes(session, assistant_ids={member.assistant_id})
     return {

@@ -13,6 +13,8 @@ database, brings the schema up to date and calls the domain or the web app.
     memberbot backup --out F                                            (bot/cli/backup.py)
     memberbot member export|erase PHONE                                 (bot/cli/member.py)
     memberbot sms-templates --provider aliyun [--locale L] [--json]     (bot/cli/sms_templates.py)
+    memberbot vouchers show|use|void CODE [--store S] [--reason T] | list PHONE
+                                                                        (bot/cli/vouchers.py)
 
 This module is the parser and the dispatch; each command runs in its own module, and
 what they share (`CliError`, the settings from the command line, `open_database`) is
@@ -44,6 +46,7 @@ from bot.cli.member import add_member_commands
 from bot.cli.plan import add_commands
 from bot.cli.report import add_report_commands
 from bot.cli.sms_templates import add_sms_templates_command
+from bot.cli.vouchers import add_vouchers_command
 from bot.csvio.report import CsvFileError
 from bot.logsetup import configure_cli_logging
 from models.settings.load import ConfigError
@@ -142,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backup_command(sub, common)
     add_member_commands(sub, common)
     add_sms_templates_command(sub, common)
+    add_vouchers_command(sub, common)
     return parser
 
 

@@ -66,6 +66,7 @@ def member_row(
         "preferred_contact": member.preferred_contact or "",
         "wechat_openid": openid,
         "locale": member.locale or "",
+        "join_date": member.join_date.isoformat(),
         "points": str(member.points),
         "tier": member.tier or "",
         "cumulative_spend": f"{member.cumulative_spend:.2f}",

@@ -20,7 +20,8 @@ from bot.csvio.reading import EXPORT_COLUMNS, MEMBER_COLUMNS, check_file, read_r
 from bot.csvio.report import ImportSummary, validation_reason
 from models.errors import DomainError
 from models.identities import active_openid, active_openids
-from models.members import MemberIn, parse_day, upsert_member
+from models.member_input import MemberIn, parse_day
+from models.members import upsert_member
 from models.rules import LoyaltyRules
 from models.tables.members import Member
 
@@ -57,6 +58,8 @@ def _same_member(data: MemberIn, row: dict[str, Any]) -> bool:
         given, stored = getattr(data, name), row.get(name)
         if name in ("birthday", "wedding_anniversary"):
             same = bool(stored) and given is not None and parse_day(given) == parse_day(stored)
+        elif name == "join_date":
+            same = given is not None and given.isoformat() == stored
         elif name == "birthday_calendar":
             # The export leaves the calendar empty when there is no birthday.
             same = given == (stored or "solar")

@@ -1,5 +1,11 @@
 """`import_purchases`: record the purchases of a one-row-per-item sheet (consecutive rows
-sharing a `receipt_no` are one purchase); receipts already recorded are skipped."""
+sharing a `receipt_no` are one purchase); receipts already recorded are skipped.
+
+Returns load from the same sheet: a row with a `return_no` is a returned item of the
+sale `receipt_no` (its `sku`, `qty`, `item_amount`, and `at`, the time of the return);
+consecutive rows sharing a `return_no` are one return, recorded as `POST /api/returns`
+records it (`models.returns.record_return`; a return already recorded is skipped). The
+sale must be recorded before its return: earlier in the file or before the run."""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from bot.csvio.reading import (
     ITEM_FIELDS,
     PURCHASE_COLUMNS,
     PURCHASE_FIELDS,
+    RETURN_FIELD,
     Row,
     check_file,
     read_rows,
@@ -27,6 +34,7 @@ from bot.csvio.reading import (
 from bot.csvio.report import ImportSummary, Rejection, validation_reason
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
+from models.returns import ReturnIn, record_return
 from models.rules import LoyaltyRules
 from models.strict import ascii_int
 from models.tables.members import Assistant, Member, Store
@@ -37,6 +45,7 @@ from models.tables.purchases import Purchase
 class _Receipt:
     receipt_no: str
     first: Row
+    return_no: str
     rows: list[Row] = field(default_factory=list)
     error: Rejection | None = None
 
@@ -46,13 +55,15 @@ def _group_receipts(rows: Iterator[Row]) -> Iterator[_Receipt]:
     current: _Receipt | None = None
     for row in rows:
         no = row.cells.get("receipt_no", "")
-        if current is not None and no and no == current.receipt_no:
+        back = row.cells.get(RETURN_FIELD, "")
+        same = current is not None and no and (no, back) == (current.receipt_no, current.return_no)
+        if same:
             current.rows.append(row)
             _check_consistent(current, row)
             continue
         if current is not None:
             yield current
-        current = _Receipt(no, row, [row])
+        current = _Receipt(no, row, back, [row])
         if not no:
             current.error = Rejection(row.line, "receipt_no: missing")
     if current is not None:
@@ -85,6 +96,20 @@ def _purchase_in(receipt: _Receipt) -> PurchaseIn:
             item["qty"] = qty  # ItemIn takes a strict int; CSV cells are text
         items.append(item)
     return PurchaseIn(**head, items=items)
+
+
+def _return_in(receipt: _Receipt) -> ReturnIn:
+    items = []
+    for row in receipt.rows:
+        item: dict[str, Any] = {"sku": row.cells.get("sku", "")}
+        item["amount"] = row.cells.get("item_amount")
+        qty = ascii_int(row.cells.get("qty", "1").strip(), max_digits=9)
+        item["qty"] = row.cells.get("qty") if qty is None else qty
+        items.append(item)
+    head = receipt.first.cells
+    return ReturnIn(
+        return_no=receipt.return_no, receipt_no=receipt.receipt_no, at=head.get("at"), items=items
+    )
 
 
 def _purchase_reason(receipt: _Receipt, exc: ValidationError) -> Rejection:
@@ -125,7 +150,7 @@ def _settle_purchases(sessions: async_sessionmaker[AsyncSession]) -> Prefilter:
     `record_purchase` would give), so a typo does not make the batch run twice."""
 
     async def settle(jobs: list[Job]) -> None:
-        data = [job.data for job in jobs]
+        data = [job.data for job in jobs if isinstance(job.data, PurchaseIn)]
         async with sessions() as session:
             recorded = await _existing(session, Purchase.receipt_no, {d.receipt_no for d in data})
             stores = await _existing(session, Store.code, {d.store for d in data})
@@ -136,7 +161,9 @@ def _settle_purchases(sessions: async_sessionmaker[AsyncSession]) -> Prefilter:
                 session, Member.card_no, {d.card_no for d in data if d.card_no and not d.phone}
             )
         for job in jobs:
-            d: PurchaseIn = job.data
+            d = job.data
+            if isinstance(d, ReturnIn):
+                continue  # record_return settles it in the transaction
             if d.receipt_no in recorded:
                 job.outcome = "already"
             elif d.store not in stores:
@@ -167,13 +194,16 @@ async def import_purchases(
     preexisting: set[str] = set()  # receipts found already recorded (before this file)
 
     async def apply(session: AsyncSession, job: Job) -> str:
+        if isinstance(job.data, ReturnIn):
+            _return, created = await record_return(session, rules=rules, tz=tz, data=job.data)
+            return "returned" if created else "already"
         _purchase, created = await record_purchase(session, rules=rules, tz=tz, data=job.data)
         return "recorded" if created else "already"
 
     batcher = Batcher(sessions, apply, summary, batch_size, _settle_purchases(sessions))
 
     def done(job: Job) -> None:
-        if job.outcome == "already":
+        if job.outcome == "already" and isinstance(job.data, PurchaseIn):
             preexisting.add(job.data.receipt_no)
 
     batcher.on_done = done
@@ -183,6 +213,15 @@ async def import_purchases(
             summary.records += 1
             if receipt.error is not None:
                 summary.reject(receipt.error.line, receipt.error.reason, len(receipt.rows))
+                continue
+            if receipt.return_no:
+                try:
+                    back = _return_in(receipt)
+                except ValidationError as exc:
+                    rej = _purchase_reason(receipt, exc)
+                    summary.reject(rej.line, rej.reason, len(receipt.rows))
+                    continue
+                await batcher.add(Job(receipt.first.line, len(receipt.rows), back))
                 continue
             if receipt.receipt_no in seen:
                 await batcher.flush()  # settle whether the earlier rows were already recorded

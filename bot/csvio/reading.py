@@ -24,6 +24,7 @@ MEMBER_COLUMNS = (
     "preferred_contact",
     "wechat_openid",
     "locale",
+    "join_date",
 )
 EXPORT_EXTRA_COLUMNS = ("points", "tier", "cumulative_spend", "last_purchase", "stopped")
 EXPORT_COLUMNS = MEMBER_COLUMNS + EXPORT_EXTRA_COLUMNS
@@ -48,7 +49,9 @@ ITEM_FIELDS = {  # CSV column → ItemIn field
 }
 PURCHASE_REQUIRED = ("receipt_no", "store", "assistant", "amount", "at")
 ITEM_REQUIRED = ("sku", "name", "category", "qty", "item_amount")
-PURCHASE_COLUMNS = (*PURCHASE_FIELDS, *ITEM_FIELDS)
+RETURN_FIELD = "return_no"
+"""A row with a `return_no` is a returned item of the sale `receipt_no` (`models.returns`)."""
+PURCHASE_COLUMNS = (*PURCHASE_FIELDS, *ITEM_FIELDS, RETURN_FIELD)
 
 
 @dataclass

@@ -62,6 +62,8 @@ class ImportSummary:
                 f"{c('recorded', 0)} recorded, {c('already', 0)} already recorded, "
                 f"{rejected} rejected"
             )
+            if "returned" in self.counts:
+                head += f"; {c('returned')} returns recorded"
         out = [head] + [str(r) for r in sorted(self.rejections, key=lambda r: r.line)[:limit]]
         if rejected > limit:
             out.append(f"… and {rejected - limit} more")

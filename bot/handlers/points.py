@@ -11,7 +11,7 @@ The answer carries what the points notice of DOMAIN.md §2 carries, for today:
   for its card is named as such;
 - the balance without the lots already past their last day (the daily job may not
   have expired them yet), the next points to expire and their last day
-  (`models.points.lapsed_points`, `models.points.next_expiry`);
+  (`models.points_reads.lapsed_points`, `models.points_reads.next_expiry`);
 - on the member's birthday (`models.calendar.is_birthday`, solar or lunar), the
   birthday multiplier of their tier when it is above 1 (DOMAIN.md §2, 000/004).
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.staff import inbox, manager, pages, today, tracker
+from bot.staff import inbox, manager, pages, till, today, tracker
 from bot.staff.render import ASSETS, asset
 
 
@@ -19,3 +19,4 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(tracker.routes)
     app.router.add_routes(manager.routes)
     app.router.add_routes(inbox.routes)
+    app.router.add_routes(till.routes)

@@ -31,12 +31,13 @@ from bot.staff.auth import (
     staff_page,
 )
 from bot.staff.render import page, text
+from bot.staff.till import till_context
 from models import staff_auth, staff_lockout, staff_queries
 from models.clock import brand_today
 from models.db import transaction
 from models.errors import DomainError, InvalidInput
 from models.locale_format import local_name, pick_locale
-from models.members import format_day
+from models.member_input import format_day
 from models.phone import mask_phone
 from models.staff_auth import SignedIn
 from models.staff_queries import Scope
@@ -273,6 +274,7 @@ async def _member_context(
             for e, a in steps
         ],
         "occasions": OCCASIONS,
+        **await till_context(request, session, member),
     }
 
 
@@ -295,6 +297,8 @@ async def member_page(request: web.Request, staff: SignedIn) -> web.Response:
     sent = request.query.get("sent")
     if sent in ("new", "again"):
         notice = text(staff.locale, "greeting.queued" if sent == "new" else "greeting.duplicate")
+    elif request.query.get("adjusted"):
+        notice = text(staff.locale, "points.adjusted")
     return staff_page(
         request,
         staff,

@@ -12,9 +12,11 @@ from models.calendar import is_birthday
 from models.purchases.input import ItemIn
 from models.rules import PointsRules
 from models.tables.members import Member
+from models.tables.purchases import PurchaseItem
 
 
-def _item_multiplier(rules: PointsRules, item: ItemIn) -> Decimal:
+def item_multiplier(rules: PointsRules, item: ItemIn | PurchaseItem) -> Decimal:
+    """The multiplier one item earns under: its brand's, else its category's, else 1, capped."""
     if item.brand and item.brand in rules.multipliers:
         m = rules.multipliers[item.brand]
     elif item.category in rules.multipliers:
@@ -32,7 +34,7 @@ def items_multiplier(rules: PointsRules, items: list[ItemIn]) -> Fraction:
     total = sum((i.amount for i in items), Decimal(0))
     if not items or total == 0:
         return Fraction(1)
-    weighted = sum((i.amount * _item_multiplier(rules, i) for i in items), Decimal(0))
+    weighted = sum((i.amount * item_multiplier(rules, i) for i in items), Decimal(0))
     return Fraction(weighted) / Fraction(total)
 
 

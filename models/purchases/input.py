@@ -34,7 +34,7 @@ larger is a typo or an attack, and must be refused before it reaches the databas
 MAX_QTY = 100_000
 
 
-def _iso_datetime(value: Any) -> Any:
+def iso_datetime(value: Any) -> Any:
     """Accept a datetime or an ISO 8601 string only (no epoch numbers), years 2000-2100."""
     if isinstance(value, str):
         try:
@@ -48,7 +48,7 @@ def _iso_datetime(value: Any) -> Any:
     return value
 
 
-def _no_bool(value: Any) -> Any:
+def whole_count(value: Any) -> Any:
     """A count: a number, or a string of the digits 0-9 (never `1_000`, `１０`, true)."""
     if isinstance(value, bool):
         raise ValueError("expected a number")
@@ -83,7 +83,7 @@ class ItemIn(BaseModel):
     name: Annotated[str, Field(max_length=200)]
     category: Annotated[str, Field(max_length=64)]
     brand: Annotated[str, Field(max_length=64)] = ""
-    qty: Annotated[int, Field(ge=1, le=MAX_QTY), BeforeValidator(_no_bool)] = 1
+    qty: Annotated[int, Field(ge=1, le=MAX_QTY), BeforeValidator(whole_count)] = 1
     amount: Yuan
 
 
@@ -111,9 +111,13 @@ class PurchaseIn(BaseModel):
     store: Annotated[str, Field(min_length=1, max_length=64)]
     assistant: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     amount: PositiveYuan
-    at: Annotated[datetime, BeforeValidator(_iso_datetime)]
+    at: Annotated[datetime, BeforeValidator(iso_datetime)]
     items: list[ItemIn] = Field(default_factory=list)
     referrer: str | None = None
+    vouchers: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=32)]], Field(max_length=20)
+    ] = Field(default_factory=list)
+    """Voucher codes used in this sale (`models.voucher_till`), in the same transaction."""
 
     @field_validator("phone")
     @classmethod

@@ -14,11 +14,12 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models import ownership
+from models import auto_vouchers, ownership
 from models.clock import local_date as brand_date
 from models.db import insert_ignore
 from models.errors import Conflict, InvalidInput
-from models.points import MEMBERS, latest, post_points, sync_member
+from models.ledger import MEMBERS, latest, sync_member
+from models.points import post_points
 from models.purchases.earning import purchase_points
 from models.purchases.input import PurchaseIn
 from models.purchases.referral import credit_referrer
@@ -27,6 +28,7 @@ from models.tables.members import Assistant, Member, Store
 from models.tables.purchases import Purchase, PurchaseItem
 from models.tiers.upgrade import evaluate_after_purchase
 from models.types import UTCDateTime
+from models.voucher_till import use_voucher
 
 
 def _attach(session: AsyncSession, obj):
@@ -127,6 +129,9 @@ async def record_purchase(
     sale's store). A receipt already recorded returns (existing, False) and
     changes nothing when it is the same sale (amount, time, store); another amount,
     time or store under that number raises `Conflict` naming the difference.
+    `data.vouchers` are used for this sale (`models.voucher_till.use_voucher`, the
+    buyer's own vouchers only); one that cannot be used raises `Conflict` and the
+    caller's transaction, rolled back, records nothing of the sale.
     """
     existing = (
         await session.exec(select(Purchase).where(Purchase.receipt_no == data.receipt_no))
@@ -169,6 +174,17 @@ async def record_purchase(
         return winner, False
     purchase.id = purchase_id
     _attach(session, purchase)
+    for code in dict.fromkeys(data.vouchers):  # a code twice in one sale is used once
+        await use_voucher(
+            session,
+            tz=tz,
+            code=code,
+            store_code=store.code,
+            receipt_no=data.receipt_no,
+            actor="sale",
+            now=at,
+            member_id=member.id,
+        )
     if data.items:
         await session.exec(
             PurchaseItem.__table__.insert(),
@@ -187,6 +203,9 @@ async def record_purchase(
             referrer_phone=data.referrer,
         )
     await evaluate_after_purchase(session, rules=rules, member=member, purchase=purchase, tz=tz)
+    await auto_vouchers.after_purchase(
+        session, rules=rules, tz=tz, member=member, purchase=purchase
+    )
     await ownership.on_purchase(session, rules=rules, member=member, purchase=purchase)
     return purchase, True
 

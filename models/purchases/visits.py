@@ -6,11 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.clock import local_date as brand_date
-from models.errors import InvalidInput
-from models.points import MEMBERS, post_points, sync_member
+from models.errors import Conflict, InvalidInput
+from models.ledger import MEMBERS, sync_member
+from models.points import post_points
 from models.rules import LoyaltyRules
 from models.tables.ledger import PointsEntry
 
@@ -62,17 +64,23 @@ async def adjust_points(
     delta: int,
     key: str,
     at: datetime,
-    note: str,
-) -> PointsEntry | None:
-    """A staff correction (reason ``adjustment``, key ``adjust:<key>``); None if already made.
+    reason: str,
+    actor: str,
+) -> tuple[PointsEntry, bool]:
+    """A staff correction (reason ``adjustment``, key ``adjust:<key>``, note
+    ``<actor>: <reason>``, so the history says who and why); (entry, True if made now).
 
-    A negative correction cannot take the balance below zero (InsufficientPoints).
+    The same key again answers the entry made (another member or number of points under
+    it → Conflict "key"). A negative correction may take the balance below zero, like a
+    return (`models.ledger.NEGATIVE_ALLOWED`): the points were wrongly given and spent.
     """
     if delta == 0:
-        raise InvalidInput("an adjustment needs a non-zero number of points", "delta")
+        raise InvalidInput("an adjustment needs a non-zero number of points", "points")
+    if not reason.strip():
+        raise InvalidInput("an adjustment needs a reason", "reason")
     if not key:
         raise InvalidInput("an adjustment needs a key", "key")
-    return await post_points(
+    entry = await post_points(
         session,
         rules=rules.points,
         member_id=member_id,
@@ -81,5 +89,11 @@ async def adjust_points(
         key=f"adjust:{key}",
         at=at,
         local_date=brand_date(at, tz),
-        note=note,
+        note=f"{actor}: {reason.strip()}",
     )
+    if entry is not None:
+        return entry, True
+    made = (await session.exec(select(PointsEntry).where(PointsEntry.key == f"adjust:{key}"))).one()
+    if made.member_id != member_id or made.delta != delta:
+        raise Conflict("this key was used for another adjustment", "key")
+    return made, False

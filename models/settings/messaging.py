@@ -79,6 +79,8 @@ class MessagingSettings(Section):
     one `dormant` greeting (DOMAIN.md §6)."""
     points_expiry_notice_days: Annotated[int, Field(ge=0, le=365)] = 7
     """`points_expiry` goes this many days before the last day points can be spent."""
+    voucher_expiry_notice_days: Annotated[int, Field(ge=0, le=365)] = 7
+    """`voucher_expiry` goes this many days before an unused voucher's last day."""
     lexicon: Lexicon = Field(default_factory=Lexicon)
     """Words the message rules reject (models.settings.lexicon; MESSAGING.md "Message classes")."""
 

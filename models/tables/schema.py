@@ -16,6 +16,7 @@ from models.tables import (  # noqa: F401  (each module registers its tables)
     outbox,
     purchases,
     staff,
+    till,
 )
 
 METADATA = SQLModel.metadata

@@ -1,8 +1,8 @@
 """The read behind a member's "积分": one statement, run two ways.
 
 `member_facts` is the definition: the member's row (the balance less the lots already
-past their last day — `models.points.lapsed_points`), their purchases in the tier
-windows, their next expiry (`models.points.next_expiry`) and, when a level takes
+past their last day — `models.points_reads.lapsed_points`), their purchases in the tier
+windows, their next expiry (`models.points_reads.next_expiry`) and, when a level takes
 effect on approval, the tiers of their open card applications — each correlated to
 the member's id, so one statement reads them all.
 
@@ -47,7 +47,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.cards import OPEN
-from models.points import lapsed_points, next_expiry, read_expiry
+from models.points_reads import lapsed_points, next_expiry, read_expiry
 from models.rules import Measure, TierRules
 from models.tables.cards import CardApplication
 from models.tables.conversation import PendingAction

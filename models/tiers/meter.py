@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.rules import Measure, TierRule, TierRules
 from models.tables.purchases import Purchase
+from models.tables.till import SaleReturn
 from models.tiers.windows import Span, window_span
 from models.types import from_cents
 
@@ -26,19 +27,40 @@ async def measure_total(
 ) -> Decimal:
     """Sum (or, with `largest`, the biggest single purchase) of `measure` over `span`.
 
-    Points come back as whole Decimals, spend in yuan (the column holds cents).
+    Points come back as whole Decimals, spend in yuan (the column holds cents). Returns
+    (`models.returns`) are netted out on the day of the sale they return.
     """
     column = Purchase.points if measure == "points" else Purchase.amount
-    agg = func.max(column) if largest else func.sum(column)
-    stmt = select(type_coerce(func.coalesce(agg, 0), BigInteger())).where(
-        Purchase.member_id == member_id
-    )
+    back = SaleReturn.points if measure == "points" else SaleReturn.amount
     start, end = span
+    if largest:  # each sale less its returns, then the largest
+        returned = (
+            select(SaleReturn.purchase_id, func.sum(back).label("back"))
+            .where(SaleReturn.member_id == member_id)
+            .group_by(SaleReturn.purchase_id)
+            .subquery()
+        )
+        net = column - func.coalesce(returned.c.back, 0)
+        stmt = select(type_coerce(func.coalesce(func.max(net), 0), BigInteger())).outerjoin(
+            returned, returned.c.purchase_id == Purchase.id
+        )
+    else:
+        stmt = select(type_coerce(func.coalesce(func.sum(column), 0), BigInteger()))
+    stmt = stmt.where(Purchase.member_id == member_id)
     if start is not None:
         stmt = stmt.where(Purchase.local_date >= start)
     if end is not None:
         stmt = stmt.where(Purchase.local_date <= end)
     raw = (await session.exec(stmt)).one()
+    if not largest:  # returns fall on the day of the sale they return
+        less = select(type_coerce(func.coalesce(func.sum(back), 0), BigInteger())).where(
+            SaleReturn.member_id == member_id
+        )
+        if start is not None:
+            less = less.where(SaleReturn.sale_date >= start)
+        if end is not None:
+            less = less.where(SaleReturn.sale_date <= end)
+        raw -= (await session.exec(less)).one()
     return Decimal(raw) if measure == "points" else from_cents(raw)
 
 

@@ -14,10 +14,11 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import and_, func, or_, text
 from sqlmodel import col, select
 
+from models.auto_vouchers import AUTO_PREFIX
 from models.calendar import LUNAR, SOLAR, yearly_days_between, yearly_days_on
 from models.clock import add_months, day_start, local_date
 from models.occasions import festivals_on, season_start_on
-from models.tables.ledger import PointsLot
+from models.tables.ledger import PointsLot, Voucher
 from models.tables.members import DORMANT_PENDING, Member
 from scheduler.plan.plan_reads import rows
 from scheduler.plan.plan_types import Due, PlanDay
@@ -132,3 +133,35 @@ async def points_expiry(plan: PlanDay, due: dict[int, list[Due]]) -> None:
     occasion = f"lots:{expires.isoformat()}"
     for member_id, points in await rows(plan, stmt):
         due[member_id].append(Due("points_expiry", occasion, data=(int(points), expires)))
+
+
+async def voucher_expiry(plan: PlanDay, due: dict[int, list[Due]]) -> None:
+    """Unused vouchers whose last day is D + ``voucher_expiry_notice_days``, per member."""
+    expires = plan.day + timedelta(days=plan.msg.voucher_expiry_notice_days)
+    stmt = (
+        select(Voucher.member_id, Voucher.code)
+        .where(Voucher.status == "issued", Voucher.expires_on == expires)
+        .order_by(Voucher.member_id, Voucher.code)
+    )
+    codes: dict[int, list[str]] = {}
+    for member_id, code in await rows(plan, stmt):
+        codes.setdefault(member_id, []).append(code)
+    occasion = f"vouchers:{expires.isoformat()}"
+    for member_id, held in codes.items():
+        due[member_id].append(Due("voucher_expiry", occasion, data=(held, expires)))
+
+
+async def voucher_issued(plan: PlanDay, due: dict[int, list[Due]]) -> None:
+    """Automatic vouchers (`models.auto_vouchers`) issued on the brand day before D."""
+    day = plan.day - timedelta(days=1)
+    stmt = (
+        select(Voucher.member_id, Voucher.code, Voucher.expires_on)
+        .where(
+            col(Voucher.redemption_key).startswith(AUTO_PREFIX),
+            Voucher.issued_at >= day_start(day, plan.tz),
+            Voucher.issued_at < day_start(plan.day, plan.tz),
+        )
+        .order_by(Voucher.id)
+    )
+    for member_id, code, expires in await rows(plan, stmt):
+        due[member_id].append(Due("voucher_issued", f"voucher:{code}", data=([code], expires)))

@@ -209,6 +209,9 @@ def message_values(
     elif kind == "points_expiry":
         points, expires = c.data
         v.update(expiring_points=points, expiry_date=expires, points=m.points)
+    elif kind in ("voucher_expiry", "voucher_issued"):
+        codes, expires = c.data
+        v.update(voucher_codes=codes, expiry_date=expires)
     elif kind in ("card_pickup", "card_pickup_again", "card_mailed"):
         level = plan.settings.tiers.find(c.data.tier)
         v["tier_name"] = local_name(level, locale) if level else c.data.tier

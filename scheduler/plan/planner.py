@@ -50,6 +50,10 @@ What is due on D (DOMAIN.md §5-7, MESSAGING.md; occasion keys in brackets):
   are not dormant.
 - ``points_expiry`` [``lots:<expires_on>``]: open points lots whose last day is
   D + ``points_expiry_notice_days``, summed per member.
+- ``voucher_expiry`` [``vouchers:<expires_on>``]: unused vouchers whose last day is
+  D + ``voucher_expiry_notice_days``, one message per member naming their codes.
+- ``voucher_issued`` [``voucher:<code>``]: an automatic voucher (``rewards.auto``)
+  issued on D - 1.
 
 Every message is rendered in the member's locale (``members.locale``, else
 ``brand.locale``), signed with the store's and the assistant's names (purchase
@@ -113,6 +117,8 @@ _SOURCES = (
     occasion_due.join_anniversaries,
     occasion_due.dormant,
     occasion_due.points_expiry,
+    occasion_due.voucher_expiry,
+    occasion_due.voucher_issued,
     card_messages,
 )
 """Everything due on a day except the every-member greetings, in this order."""
