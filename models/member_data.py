@@ -16,7 +16,9 @@ Erasure (`erase_member`), one transaction:
   that a stop was honoured — without the address and the words);
 - removed: the member's name, phone (replaced by `erased:<id>`), gender, birthday,
   wedding day, preferred time, card number, address, language; their channel
-  identities (phones, WeChat openids), pending confirmations, binding codes, and the
+  identities (phones, WeChat openids), pending confirmations, binding codes, the texts
+  and address of their conversations with the store (the threads' times, authors and
+  states are kept), and the
   inbound de-duplication rows of their addresses or carrying their name or phone in
   the stored reply (a retry log kept for days: removing it only means a very late
   retry would be answered afresh);
@@ -31,12 +33,13 @@ import json
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import String, cast, delete, literal, or_, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.tables.cards import CardApplication, CardEvent
 from models.tables.conversation import BindCode, PendingAction
 from models.tables.inbound import InboundMessage
+from models.tables.inbox import Conversation, ConversationMessage
 from models.tables.members import ConsentEvent, Identity, Member
 from models.tables.outbox import OutboxEvent, OutboxMessage
 from models.tables.purchases import Purchase, PurchaseItem
@@ -96,7 +99,9 @@ async def export_member(session: AsyncSession, member: Member) -> dict:
     purchases = select(Purchase.id).where(Purchase.member_id == member.id)
     applications = select(CardApplication.id).where(CardApplication.member_id == member.id)
     messages = select(OutboxMessage.id).where(OutboxMessage.member_id == member.id)
+    threads = select(Conversation.id).where(Conversation.member_id == member.id)
     for table, column, ids in (
+        (ConversationMessage.__table__, ConversationMessage.conversation_id, threads),
         (PurchaseItem.__table__, PurchaseItem.purchase_id, purchases),
         (CardEvent.__table__, CardEvent.application_id, applications),
         (OutboxEvent.__table__, OutboxEvent.message_id, messages),
@@ -131,6 +136,13 @@ async def erase_member(session: AsyncSession, member: Member, *, now: datetime) 
     await run("consent_events", update(ConsentEvent).where(
         or_(ConsentEvent.member_id == member_id, ConsentEvent.address.in_(senders))
     ).values(address=None, source=""))  # fmt: skip
+    threads = select(Conversation.id).where(
+        or_(Conversation.member_id == member_id, Conversation.address.in_(senders))
+    )
+    await run("conversation_messages", update(ConversationMessage).where(
+        ConversationMessage.conversation_id.in_(threads)).values(text=""))  # fmt: skip
+    await run("conversations", update(Conversation).where(Conversation.id.in_(threads)).values(
+        address="", thread_key=literal(ERASED_PREFIX) + cast(Conversation.id, String)))  # fmt: skip
     await run("identities", delete(Identity).where(Identity.member_id == member_id))
     await run("outbox", update(OutboxMessage).where(OutboxMessage.member_id == member_id)
               .values(text="", address=""))  # fmt: skip

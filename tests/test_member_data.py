@@ -61,6 +61,7 @@ async def _a_member_with_history(client) -> None:
                 {"member": PHONE, "occasion": "other", "note": f"{NAME}，天冷了注意保暖"},
                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
     await _wechat(client, "积分")
+    await _wechat(client, f"我是{NAME}，这件大衣有没有L码")  # a conversation with the store
     await _wechat(client, "兑换 1")  # a pending confirmation, left open
     await _post(client, f"/api/members/{PHONE}/stop", {"note": "asked at the till"})
 
@@ -95,7 +96,8 @@ async def test_export_holds_everything_about_the_member(client):
     assert sum(e["delta"] for e in document["points_ledger"]) == document["member"]["points"]
     assert any(e["action"] == "stop" for e in document["consent_events"])
     assert any(NAME in m["text"] for m in document["outbox"])
-    assert document["inbound_messages"]  # the two WeChat messages
+    assert document["inbound_messages"]  # the WeChat messages
+    assert any(NAME in m.get("text", "") for m in document["conversation_messages"])
     assert all(OTHER_PHONE not in json.dumps(v, ensure_ascii=False) for v in document.values())
 
 
