@@ -10,8 +10,8 @@ Two kinds of numbers:
 - The database's, read at each scrape (`models.health`): outbox messages by status and
   kind, the age of the oldest due message, send attempts and failures by provider and
   error code, the daily planning run (last success, duration, planned, suppressed by
-  reason). Every replica reports the same values for these, so alert on `max()` of
-  them, not `sum()`.
+  reason), the hand-off conversations open or answered. Every replica reports the
+  same values for these, so alert on `max()` of them, not `sum()`.
 
 With `metrics.token` set, the endpoint needs `Authorization: Bearer <token>` (401
 otherwise); with `metrics.enabled = false` it is not routed (404).
@@ -111,6 +111,7 @@ async def _database_families(app: web.Application) -> list[GaugeMetricFamily]:
         failures = await health.send_failures(session)
         newest, done = await health.last_runs(session)
         suppressed = await health.suppressed_on(session, newest.day) if newest else {}
+        inbox = await health.conversations(session)
     families = [
         _gauge("memberbot_outbox_messages", "Outbox messages by status and kind",
                ["status", "kind"], counts),
@@ -123,6 +124,9 @@ async def _database_families(app: web.Application) -> list[GaugeMetricFamily]:
                ["provider", "error_code"], failures),
         _gauge("memberbot_plan_suppressed", "Messages suppressed by the newest daily run",
                ["reason"], sorted(suppressed.items())),
+        _gauge("memberbot_inbox_conversations",
+               "Hand-off conversations not closed: open (waiting for an answer) or answered",
+               ["status"], inbox),
     ]  # fmt: skip
     if newest is not None:
         families.append(_gauge("memberbot_plan_planned", "Messages planned by the newest daily run",

@@ -15,7 +15,9 @@ from sqlalchemy import func
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.inbox import ANSWERED, OPEN
 from models.outbox.states import FAILED, QUEUED, SUPPRESSED, UNDELIVERABLE
+from models.tables.inbox import Conversation
 from models.tables.outbox import OutboxMessage, PlanRun
 
 
@@ -94,3 +96,13 @@ async def last_runs(session: AsyncSession) -> tuple[LastRun | None, LastRun | No
         return LastRun(run.day, run.started_at, run.finished_at, run.planned, run.suppressed)
 
     return view(newest), view(done)
+
+
+async def conversations(session: AsyncSession) -> list[tuple[str, int]]:
+    """(status, conversations) of the hand-offs not closed: waiting for an answer, answered."""
+    c = Conversation
+    stmt = (
+        select(c.status, func.count()).where(c.status.in_((OPEN, ANSWERED))).group_by(c.status)
+    )
+    counts = dict((await session.exec(stmt)).all())
+    return [(status, counts.get(status, 0)) for status in (OPEN, ANSWERED)]

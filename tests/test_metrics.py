@@ -16,6 +16,7 @@ from bot.metrics import endpoint_group
 from models.db import session_factory, transaction
 from models.outbox.states import FAILED, QUEUED, SUPPRESSED
 from models.settings.sections import LoggingSettings
+from models.tables.inbox import Conversation
 from models.tables.outbox import OutboxMessage, PlanRun
 from models.types import utcnow
 from tests.conftest import API_KEY
@@ -86,6 +87,9 @@ async def test_outbox_and_daily_run_figures_come_from_the_database(
         session.add(message(3, FAILED, attempts=8, error_code="30003"))
         session.add(message(4, SUPPRESSED, reason="weekly cap: 2 in 7 days"))
         session.add(message(5, SUPPRESSED, reason="stopped"))
+        session.add(Conversation(thread_key=f"m:{member.id}", member_id=member.id,
+                                 channel="wechat", address="o_1", status="open",
+                                 opened_at=now, updated_at=now))  # fmt: skip
         start = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)
         session.add(PlanRun(day=date(2026, 12, 2), started_at=start,
                             finished_at=start + timedelta(seconds=42), planned=3, suppressed=2))
@@ -104,6 +108,8 @@ async def test_outbox_and_daily_run_figures_come_from_the_database(
     assert found[("memberbot_plan_duration_seconds", ())] == 42
     assert found[("memberbot_plan_last_success_timestamp_seconds", ())] == start.timestamp() + 42
     assert found[("memberbot_plan_planned", ())] == 3
+    assert found[("memberbot_inbox_conversations", (("status", "open"),))] == 1
+    assert found[("memberbot_inbox_conversations", (("status", "answered"),))] == 0
 
 
 async def test_token_guards_metrics_when_set(aiohttp_client, make_settings):
