@@ -134,8 +134,11 @@ class TierLevel(_Strict):
     apply: Literal["auto", "manual"] = "auto"
     """auto: eligibility opens the card application at once; manual: staff apply
     (the member is listed as eligible-but-not-applied until they do)."""
-    effective: Literal["on_eligible", "on_approval"] = "on_eligible"
-    """When the member's tier changes: at once, or when head office approves the card."""
+    effective: Literal["on_eligible", "on_approval", "on_review"] = "on_eligible"
+    """When the member's tier changes: at once, when head office approves the card, or at
+    the next tier review of the annual period (`TierRules.period_start`, 004's August
+    review: reaching the level marks the member eligible; the tier changes, and its card
+    application opens, on the period's first day — `models.tiers.review.review_upgrades`)."""
     valid_months: Annotated[int, Field(ge=1, le=120)] | None = None
     """How long the tier holds before review; None = it never lapses."""
     renew: list[TierRule] = Field(default_factory=list)

@@ -167,7 +167,9 @@ def upkeep_steps(*, settings: Settings, day: date, now: datetime) -> dict[str, S
         return await voucher_till.expire_vouchers(s, today=day, now=now)
 
     async def review_tiers(s: AsyncSession) -> int:
-        return len(await review.review_tiers(s, rules=loyalty, today=day, now=now))
+        lowered = await review.review_tiers(s, rules=loyalty, today=day, now=now)
+        raised = await review.review_upgrades(s, rules=loyalty, today=day, now=now)
+        return len(lowered) + len(raised)
 
     async def redistribute(s: AsyncSession) -> int:
         return len(await probation.redistribute(s, rules=loyalty, today=day))

@@ -29,7 +29,7 @@ from models.tables.ledger import TierChange
 from models.tables.members import Member, Store
 from models.tables.purchases import Purchase
 from models.tiers.facts import read_points
-from models.tiers.review import review_tiers
+from models.tiers.review import review_tiers, review_upgrades
 from models.tiers.upgrade import eligible_not_applied, evaluate_after_purchase
 from models.tiers.windows import (
     half_year_window,
@@ -45,7 +45,21 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PHONE = "+8613800138000"
 A = LoyaltyRules()
 B = load_settings(EXAMPLES / "scheme-b.toml", environ={}).loyalty
-C = load_settings(EXAMPLES / "scheme-c.toml", environ={}).loyalty
+C_AS_SHIPPED = load_settings(EXAMPLES / "scheme-c.toml", environ={}).loyalty
+"""004 as shipped: WE and SVIP take effect at the August review (`on_review`)."""
+
+
+def _at_once(rules: LoyaltyRules) -> LoyaltyRules:
+    levels = [
+        lv.model_copy(update={"effective": "on_eligible"}) if lv.effective == "on_review" else lv
+        for lv in rules.tiers.levels
+    ]
+    return rules.model_copy(update={"tiers": rules.tiers.model_copy(update={"levels": levels})})
+
+
+C = _at_once(C_AS_SHIPPED)
+"""The same scheme with upgrades at once: the reach and renewal tests below judge those
+rules on their own, without waiting for a review day."""
 _receipts = itertools.count(1)
 
 
@@ -649,3 +663,49 @@ async def test_progress_of_a_pending_member_and_at_the_top(session):
 
     top = await make_member(session, phone="+8613900139000", tier="gold")
     assert await progress_of(session, B, top, date(2026, 5, 2)) is None
+
+
+# --------------------------------------------------------------------------- 004: the August review
+
+
+async def test_c_upgrades_wait_for_the_august_review(session):
+    """004: WE reached in December marks the member eligible; the tier changes, and the
+    card application opens, on 1 August (the period's first day) — once."""
+    await make_member(session, tier="me")
+    await buy(session, C_AS_SHIPPED, 6000, date(2026, 12, 5))
+    member = await member_of(session)
+    assert (member.tier, member.eligible_tier) == ("me", "we")
+    assert await applications(session, member) == []
+    await buy(session, C_AS_SHIPPED, 6000, date(2027, 1, 5))  # earned again: not recorded twice
+    assert [c[0] for c in await changes(session, member)] == ["eligible"]
+    now = datetime(2027, 8, 1, 8, tzinfo=TZ)
+    day_before = date(2027, 7, 31)
+    assert await review_upgrades(session, rules=C_AS_SHIPPED, today=day_before, now=now) == []
+    [done] = await review_upgrades(session, rules=C_AS_SHIPPED, today=date(2027, 8, 1), now=now)
+    assert (done.reason, done.from_tier, done.to_tier, done.on) == (
+        "review_upgrade", "me", "we", date(2027, 8, 1)
+    )
+    member = await member_of(session)
+    assert (member.tier, member.tier_since, member.eligible_tier) == ("we", date(2027, 8, 1), None)
+    assert member.tier_expires == date(2028, 8, 1)
+    assert await applications(session, member) == [("we", "applied")]
+    assert await review_upgrades(session, rules=C_AS_SHIPPED, today=date(2027, 8, 1), now=now) == []
+
+
+async def test_c_review_takes_the_highest_level_earned(session):
+    await make_member(session, tier="me")
+    await buy(session, C_AS_SHIPPED, 6000, date(2027, 3, 1))
+    await buy(session, C_AS_SHIPPED, 30000, date(2027, 5, 1))
+    member = await member_of(session)
+    assert (member.tier, member.eligible_tier) == ("me", "svip")
+    now = datetime(2027, 8, 1, 8, tzinfo=TZ)
+    [done] = await review_upgrades(session, rules=C_AS_SHIPPED, today=date(2027, 8, 1), now=now)
+    assert (done.from_tier, done.to_tier) == ("me", "svip")
+
+
+async def test_levels_that_apply_at_once_ignore_the_review(session):
+    await make_member(session, tier="me")
+    await buy(session, C, 6000, date(2026, 12, 5))
+    assert (await member_of(session)).tier == "we"
+    now = datetime(2027, 8, 1, 8, tzinfo=TZ)
+    assert await review_upgrades(session, rules=C, today=date(2027, 8, 1), now=now) == []

@@ -1,5 +1,7 @@
 """The daily review of tiers whose validity ended: renewed or lowered one level
-(`review_tiers`; the rules are described in `models.tiers`)."""
+(`review_tiers`; the rules are described in `models.tiers`); and, on the first day of
+the annual period, the upgrades earned during the period for levels that take effect
+at the review (`review_upgrades`, 004's August review)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,13 @@ from datetime import date, datetime
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models import cards
 from models.clock import add_months
 from models.rules import LoyaltyRules, TierRules
 from models.tables.ledger import TierChange
 from models.tables.members import Member
 from models.tiers.meter import Meter
+from models.tiers.upgrade import set_tier
 from models.tiers.windows import validity_window
 
 
@@ -75,3 +79,50 @@ async def _review_one(meter: Meter, tiers: TierRules, member: Member) -> TierCha
     member.tier_since = expires
     member.tier_expires = add_months(expires, lower.valid_months) if lower.valid_months else None
     return change
+
+
+def is_review_day(tiers: TierRules, today: date) -> bool:
+    """The first day of the annual tier period (`TierRules.period_start`)."""
+    month, day = (int(part) for part in tiers.period_start.split("-"))
+    return (today.month, today.day) == (month, day)
+
+
+async def review_upgrades(
+    session: AsyncSession, *, rules: LoyaltyRules, today: date, now: datetime
+) -> list[TierChange]:
+    """On the review day, every member eligible for a level that takes effect at the
+    review gets it (reason ``review_upgrade``; the card application opens for a level
+    with a card). Any other day: nothing. Idempotent: the eligibility is cleared."""
+    tiers = rules.tiers
+    if not is_review_day(tiers, today):
+        return []
+    codes = [lv.code for lv in tiers.levels if lv.effective == "on_review"]
+    if not codes:
+        return []
+    stmt = (
+        select(Member)
+        .where(col(Member.eligible_tier).in_(codes))
+        .order_by(col(Member.id))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    changes: list[TierChange] = []
+    for member in list(await session.exec(stmt)):
+        level = tiers.find(member.eligible_tier)
+        member.eligible_tier, member.eligible_since = None, None
+        session.add(member)
+        if level is None or tiers.index(level.code) <= tiers.index(member.tier):
+            continue
+        change = set_tier(
+            member, level, on=today, reason="review_upgrade", at=now, entry=tiers.entry.code
+        )
+        session.add(change)
+        changes.append(change)
+        if level.requires_card and level.apply == "auto":
+            await cards.open_application(
+                session, member=member, tier=level.code, actor="system", now=now, rules=rules,
+                store_id=member.store_id, assistant_id=member.assistant_id,
+                note="tier review",
+            )  # fmt: skip
+    await session.flush()
+    return changes

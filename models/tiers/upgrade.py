@@ -62,10 +62,14 @@ def pending_from(
 
 async def _base_index(session: AsyncSession, rules: LoyaltyRules, member: Member) -> int:
     pending = await pending_tier(session, rules=rules, member=member)
-    return rules.tiers.index(pending if pending else member.tier)
+    base = rules.tiers.index(pending if pending else member.tier)
+    waiting = rules.tiers.find(member.eligible_tier) if member.eligible_tier else None
+    if waiting is not None and waiting.effective == "on_review":  # already earned
+        base = max(base, rules.tiers.index(waiting.code))
+    return base
 
 
-def _set_tier(
+def set_tier(
     member: Member, level: TierLevel, *, on: date, reason: str, at: datetime, entry: str
 ) -> TierChange:
     change = TierChange(
@@ -118,7 +122,7 @@ async def evaluate_after_purchase(
     on, at = purchase.local_date, purchase.at
 
     if target.effective == "on_eligible":
-        change = _set_tier(member, target, on=on, reason="upgrade", at=at, entry=tiers.entry.code)
+        change = set_tier(member, target, on=on, reason="upgrade", at=at, entry=tiers.entry.code)
     else:
         change = TierChange(
             member_id=member.id,
@@ -130,6 +134,10 @@ async def evaluate_after_purchase(
         )
     session.add(member)
     session.add(change)
+    if target.effective == "on_review":  # the review applies it (and opens the card)
+        member.eligible_tier, member.eligible_since = target.code, on
+        await session.flush()
+        return change
     if target.requires_card:
         if target.apply == "auto":
             await cards.open_application(
@@ -167,7 +175,9 @@ async def eligible_not_applied(
 ) -> list[Member]:
     """Members flagged eligible for a card tier with no card application under way for it
     (DOMAIN.md §3, 003), longest-waiting first; optionally one store's members."""
-    codes = [lv.code for lv in rules.tiers.levels if lv.requires_card]
+    codes = [  # a level waiting for the tier review is not waiting for staff
+        lv.code for lv in rules.tiers.levels if lv.requires_card and lv.effective != "on_review"
+    ]
     under_way = exists().where(
         CardApplication.member_id == Member.id,
         CardApplication.tier == Member.eligible_tier,
