@@ -202,7 +202,8 @@ async def test_the_key_lookup_stays_a_lookup_when_planned_on_an_empty_log(settin
     import asyncpg
 
     sql, names = rawdb.compiled(facts.sender_read("postgresql", False), "postgresql")
-    assert names == ("today", "start", "today", "today", "keys", "openids"), names
+    days = ("today", "start", "today", "start", "today", "today")
+    assert names == (*days, "keys", "openids"), names
     dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(dsn, server_settings=rawdb_pg.MAIN_SETTINGS)
     try:
@@ -210,7 +211,8 @@ async def test_the_key_lookup_stays_a_lookup_when_planned_on_an_empty_log(settin
         await conn.execute("SET plan_cache_mode = force_generic_plan")
         await conn.execute(f"PREPARE facts AS {rawdb_pg.numbered(sql)}")
         rows = await conn.fetch(
-            "EXPLAIN EXECUTE facts('2026-12-01', '2026-06-01', '2026-12-01', '2026-12-01',"
+            "EXPLAIN EXECUTE facts('2026-12-01', '2026-06-01', '2026-12-01', '2026-06-01',"
+            " '2026-12-01', '2026-12-01',"
             " ARRAY['msg:1', 'msg:2'], ARRAY['o_1', 'o_2'])"
         )
     finally:
@@ -273,7 +275,7 @@ async def test_the_sqlite_batch_looks_each_openid_and_key_up(settings, engine, p
     sql = reader._sqlite_text(pairs)
     conn = sqlite3.connect(engine.url.database)
     try:
-        args = ["o", "k"] * pairs + ["2026-12-01", "2026-06-01", "2026-12-01", "2026-12-01"]
+        args = ["o", "k"] * pairs + ["2026-12-01"] * len(reader._names)  # the days
         plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
     finally:
         conn.close()

@@ -6,6 +6,7 @@ below zero and then nothing is redeemed; explicit dates, both engines."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 from sqlmodel import select
@@ -19,6 +20,7 @@ from models.points_reads import balance_check
 from models.rules import LoyaltyRules
 from models.tables.ledger import PointsEntry, TierChange
 from models.tables.members import Member
+from models.tiers.facts import read_points
 from models.vouchers import redeem
 from tests.test_api import call, member, seed
 
@@ -246,3 +248,22 @@ def test_the_points_answer_says_plainly_when_the_balance_is_below_zero(locale, w
             expiring=None,
         ).text
     )
+
+
+async def test_the_points_answer_counts_a_sale_net_of_its_returns(client):
+    """The tier progress of the points answer nets returns out on the sale's day, as the
+    tier measures do: 2,900 of 3,000 counted after a 100-yuan return of a 3,000 sale."""
+    await seed(client)
+    await call(client, "POST", "/api/purchases", sale(amount="2950.00", items=[]))
+    rules = client.app[SETTINGS].loyalty
+
+    async def missing() -> Decimal:
+        async with transaction(_sessions(client)) as s:
+            m = (await s.exec(select(Member).where(Member.phone == PHONE))).one()
+            today = date(2026, 3, 12)
+            facts = await read_points(s, tiers=rules.tiers, member_id=m.id, today=today)
+        return facts.progress.closest.missing
+
+    before = await missing()
+    await call(client, "POST", "/api/returns", ret("T9", ("", 1, "100.00")))
+    assert await missing() == before + 100

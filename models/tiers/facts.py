@@ -54,6 +54,7 @@ from models.tables.conversation import PendingAction
 from models.tables.inbound import InboundMessage
 from models.tables.members import Identity, Member
 from models.tables.purchases import Purchase
+from models.tables.till import SaleReturn
 from models.tiers.meter import measure_total
 from models.tiers.progress import TierProgress, next_level, progress_from_sales, sales_start
 from models.tiers.upgrade import needs_applications, pending_from
@@ -62,6 +63,9 @@ from models.types import from_cents
 _M = Member.__table__.alias("m")
 _P = Purchase.__table__.alias("p")
 _C = CardApplication.__table__.alias("c")
+_R = SaleReturn.__table__.alias("r")
+_EMPTY = literal_column("''", Text)
+_COMMA = literal_column("','", Text)
 _TODAY = bindparam("today", type_=Date)
 _START = bindparam("start", type_=Date)
 _SPACE = literal_column("' '", Text)
@@ -104,11 +108,26 @@ def member_facts(applications: bool) -> tuple[ColumnElement, ...]:
         + _SPACE
         + _text(type_coerce(_P.c.amount, BigInteger()))
     )
-    sales = (
+    sold = (
         select(_joined(sale))
         .where(_P.c.member_id == _M.c.id, _P.c.local_date >= _START, _P.c.local_date <= _TODAY)
         .scalar_subquery()
     )
+    # Returns count against the day of the sale they return (as in `models.tiers.meter`):
+    # a negative "sale" on that day.
+    back = (
+        cast(_R.c.sale_date, Text)
+        + _SPACE
+        + _text(-_R.c.points)
+        + _SPACE
+        + _text(-type_coerce(_R.c.amount, BigInteger()))
+    )
+    returned = (
+        select(_joined(back))
+        .where(_R.c.member_id == _M.c.id, _R.c.sale_date >= _START, _R.c.sale_date <= _TODAY)
+        .scalar_subquery()
+    )
+    sales = func.coalesce(sold, _EMPTY) + _COMMA + func.coalesce(returned, _EMPTY)
     if applications:
         opened = (
             select(_joined(_C.c.tier))
@@ -190,7 +209,7 @@ def answer_facts(
         row
     )
     sales = []
-    for sale in sold.split(",") if sold else ():
+    for sale in filter(None, sold.split(",")) if sold else ():
         day, points, cents = sale.split(" ")
         sales.append((date.fromisoformat(day), int(points), int(cents)))
     progress = progress_from_sales(
