@@ -39,7 +39,7 @@ Locks (PostgreSQL; on SQLite every transaction begins IMMEDIATE and so runs alon
 a message that only reads (`READ_ONLY`: points, vouchers, help, anything unknown)
 takes no lock and, with a fresh `last_inbound_at`, writes nothing; any other
 message or event first locks the sender — a WeChat sender's identity row, an SMS
-sender's address (a transaction-scoped advisory lock, `_lock_address`) — so one
+sender's address (a transaction-scoped advisory lock, `bot.sender_lock.lock_address`) — so one
 sender's changing messages are handled one at a time, on every replica; a pending
 confirmation that exists is re-read under its row lock (`bot.handlers.pending.current`).
 
@@ -59,10 +59,8 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, bindparam, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.conversation import Inbound, Reply
@@ -84,10 +82,11 @@ from bot.handlers.choice import QUIET_KINDS
 from bot.handlers.turn import Route, Turn
 from bot.quick import QuickPoints
 from bot.router import Intent, Match, Router
+from bot.sender_lock import lock_sender, wechat_sender
 from bot.understand.reader import Reader
 from models import binding, identities, rawdb
 from models.clock import local_date
-from models.db import insert_ignore, is_postgres, transaction
+from models.db import transaction
 from models.errors import InvalidInput
 from models.locale_format import pick_locale
 from models.members import get_member_by_phone
@@ -178,7 +177,7 @@ class MemberBot:
             turn = await self._open_turn(session, inbound, now, match.lang if match else None)
             if match is None:
                 if inbound.event.casefold() != "click":  # follow / unfollow change the identity
-                    await _lock_sender(turn)
+                    await lock_sender(turn)
                 reply = await events.on_event(turn, self._dispatch)
             else:
                 reply = await self._dispatch(turn, match)
@@ -227,7 +226,7 @@ class MemberBot:
             # or a scan opens a one-minute allowance for replies, never for what we send
             # on our own (MESSAGING.md "WeChat", docs/wechat.md), so events do not stamp.
             wrote = inbound.event is None
-            identity, member, row = await _wechat_sender(session, inbound.sender, now, wrote)
+            identity, member, row = await wechat_sender(session, inbound.sender, now, wrote)
             stamp = identity.last_inbound_at
             if wrote and (stamp is None or stamp <= stale):
                 await identities.stamp(
@@ -263,7 +262,7 @@ class MemberBot:
 
     async def _dispatch(self, turn: Turn, match: Match) -> Reply:
         if match.intent not in READ_ONLY:
-            await _lock_sender(turn)
+            await lock_sender(turn)
         row = await pending.current(turn)
         live = row is not None and is_live(row, turn.now)
         yes = choice.says_yes(match) and live and row.kind in CONFIRMS
@@ -272,7 +271,7 @@ class MemberBot:
         if live and row.kind == CHOICE:
             chosen = choice.picked(row, match)
             if chosen is not None:
-                await _lock_sender(turn)
+                await lock_sender(turn)
                 await pending.clear(turn, row)
                 if chosen.lang:
                     turn.set_language(chosen.lang)
@@ -334,80 +333,3 @@ class MemberBot:
                 text = render("bind_send_failed", turn.locale, brand=self._settings.brand.name)
                 return Reply(text, ("bind_code_failed",))
         return reply
-
-
-# The statements of every message are built once (building one costs more CPU than
-# running it); values go in as parameters.
-_IDENTITIES = Identity.__table__
-_SENDER = (
-    select(Identity, Member, PendingAction)
-    .outerjoin(Member, and_(Member.id == Identity.member_id, col(Identity.active)))
-    .outerjoin(
-        PendingAction,
-        and_(PendingAction.channel == "wechat", PendingAction.sender == Identity.address),
-    )
-    .where(Identity.channel == "wechat", Identity.address == bindparam("openid"))
-)
-"""The openid's identity, the member it is actively bound to and its pending action."""
-_SENDER_LOCKED = _SENDER.with_for_update(of=Identity).execution_options(populate_existing=True)
-
-
-async def _wechat_sender(
-    session: AsyncSession, openid: str, now: datetime, wrote: bool = True
-) -> tuple[Identity, Member | None, PendingAction | None]:
-    """(identity, member, pending action) of an openid; the identity is created unbound
-    on first contact (and stamped as just heard from when the member `wrote`)."""
-    found = (await session.exec(_SENDER, params={"openid": openid})).first()
-    if found is None:
-        stmt = (
-            insert_ignore(session.bind.dialect.name, _IDENTITIES)
-            .values(channel="wechat", address=openid, member_id=None, active=True, bad=False,
-                    last_inbound_at=now if wrote else None, created_at=now)
-            .on_conflict_do_nothing(index_elements=["channel", "address"])
-        )  # fmt: skip
-        await session.exec(stmt)
-        found = (await session.exec(_SENDER, params={"openid": openid})).one()
-    identity, member, row = found
-    return identity, member, row
-
-
-async def _lock_sender(turn: Turn) -> None:
-    """Lock the WeChat sender's identity row for this transaction and read the sender
-    again (PostgreSQL; SQLite's transactions already run one at a time): what a
-    concurrent message of the same sender committed meanwhile — a binding, a spent
-    balance, a new pending action — is what this message then sees."""
-    identity = turn.identity
-    if turn.sender_locked or not is_postgres(turn.session):
-        return
-    if identity is None:
-        await _lock_address(turn)
-        return
-    params = {"openid": turn.inbound.sender}
-    identity, member, row = (await turn.session.exec(_SENDER_LOCKED, params=params)).one()
-    turn.sender_locked = True
-    turn.identity, turn.member, turn.pending, turn.pending_read = identity, member, row, True
-    turn.set_language(turn.wrote_in)
-
-
-_ADDRESS_LOCK = text("SELECT pg_advisory_xact_lock(:ns, hashtext(:address))")
-ADDRESS_LOCKS = 7_364_010
-"""First key of the two-key advisory locks that serialise an SMS sender (the one-key
-locks of `models.db` and `scheduler.jobs` are another key space)."""
-_MEMBER_AGAIN = (
-    select(Member)
-    .where(Member.id == bindparam("member_id"))
-    .execution_options(populate_existing=True)
-)
-
-
-async def _lock_address(turn: Turn) -> None:
-    """The SMS (or console) sender has no identity row to lock: a transaction-scoped
-    advisory lock on its address serialises its changing messages across replicas, as
-    the identity row lock does a WeChat sender's — a CONFIRM sent right behind a
-    REDEEM waits for it and finds what it stored. The member is read again under it."""
-    key = f"{turn.inbound.channel}:{turn.inbound.sender}"
-    await turn.session.exec(_ADDRESS_LOCK, params={"ns": ADDRESS_LOCKS, "address": key})
-    turn.sender_locked = True
-    if turn.member is not None:
-        params = {"member_id": turn.member.id}
-        turn.member = (await turn.session.exec(_MEMBER_AGAIN, params=params)).one()
