@@ -62,6 +62,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import cards, points, probation, voucher_till
 from models.calendar import LUNAR, SOLAR, month_bounds, occurrences_between, yearly_days_between
+from models.context import work_id
 from models.db import insert_ignore, is_postgres, transaction
 from models.errors import DomainError
 from models.inbound import prune
@@ -238,10 +239,23 @@ async def run_daily(
     """Upkeep, plan and card steps for brand day `day` (module docstring).
 
     None when the day is not this replica's to run: already finished, or being run
-    by another replica. `now` stamps every row written (no clock read here).
+    by another replica. `now` stamps every row written (no clock read here). The run
+    has an id (`models.context.work_id`, "daily-…") in its log lines and outbox rows.
     """
     if now.tzinfo is None:
         raise ValueError("naive datetime: pass a timezone-aware value")
+    with work_id("daily"):
+        return await _run_daily(sessions, settings=settings, day=day, now=now, replica=replica)
+
+
+async def _run_daily(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    settings: Settings,
+    day: date,
+    now: datetime,
+    replica: str,
+) -> DailyResult | None:
     async with transaction(sessions) as session:
         if not await _claim(session, day=day, now=now, replica=replica):
             return None

@@ -4,6 +4,7 @@ one line on success, one line on stderr and a non-zero exit when refused."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -102,6 +103,20 @@ async def test_greet_queues_and_prints_one_line(seeded, sessions, config, tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith(f"already queued greeting #{row.id} ")
     assert len(await outbox_rows(sessions)) == 1
+
+
+async def test_the_greeting_carries_the_command_id_and_outbox_json_shows_it(
+    seeded, sessions, config, capsys
+):
+    argv = ("--config", str(config), "greet", "--assistant", "A1", "--member", "13800138000",
+            "--occasion", "birthday")  # fmt: skip
+    assert await run(*argv) == 0
+    (row,) = await outbox_rows(sessions)
+    assert row.request_id and row.request_id.startswith("cli-greet-")
+    capsys.readouterr()
+    assert await run("--config", str(config), "outbox", "--json") == 0
+    (shown,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert shown["id"] == row.id and shown["request_id"] == row.request_id
 
 
 def _local(row: OutboxMessage) -> str:

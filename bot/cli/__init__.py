@@ -49,6 +49,7 @@ from bot.cli.sms_templates import add_sms_templates_command
 from bot.cli.vouchers import add_vouchers_command
 from bot.csvio.report import CsvFileError
 from bot.logsetup import configure_cli_logging
+from models.context import work_id
 from models.settings.load import ConfigError
 from models.strict import ascii_int
 
@@ -175,7 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return args.run(args)
+        if args.command == "serve":  # its requests and daily runs have ids of their own
+            return args.run(args)
+        with work_id(f"cli-{args.command}"):  # the command's log lines and outbox rows
+            return args.run(args)
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     except KeyboardInterrupt:

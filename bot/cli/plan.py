@@ -245,5 +245,6 @@ def _outbox_line(m, phone: str, settings: Settings) -> dict[str, Any]:
         "occasion": m.occasion,
         "via": m.via,
         "attempts": m.attempts,
+        "request_id": m.request_id,
     }
 

@@ -37,6 +37,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.context import request_id
 from models.db import insert_ignore, is_postgres
 from models.tables.outbox import OutboxEvent, OutboxMessage
 
@@ -183,6 +184,7 @@ async def enqueue(
             store_id=store_id, assistant_id=assistant_id, locale=locale, text=text,
             channel=channel, via=via, address=address, status=status, reason=clip(reason),
             send_after=send_after, attempts=0, created_at=now, updated_at=now,
+            request_id=request_id.get(),
         )
         .on_conflict_do_nothing(index_elements=["member_id", "kind", "occasion"])
         .returning(table.c.id)

@@ -59,6 +59,9 @@ class OutboxMessage(SQLModel, table=True):
     claimed_at: datetime | None = _ts(nullable=True)
     provider_id: str | None = Field(default=None, sa_column=Column(String(64), index=True))
     error_code: str | None = Field(default=None, max_length=32)
+    request_id: str | None = Field(default=None, max_length=64)
+    """The request or daily run that created it (`models.context.request_id`), so an
+    operator can follow one request from its access-log line to the messages it queued."""
     created_at: datetime = _now()
     updated_at: datetime = _now()
 

@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from models.context import request_id
 from models.outbox.states import PLANNED, SUPPRESSED
 from models.tables.outbox import OutboxMessage
 from scheduler.plan.plan_reads import CHUNK, among, chunks
@@ -82,8 +83,9 @@ _PG_TYPES = {
     "reason": "varchar", "send_after": "timestamptz",
 }  # fmt: skip
 _PG_INSERT = text(
-    f"INSERT INTO outbox ({', '.join(_OUTBOX_FIELDS)}, attempts, created_at, updated_at) "
-    f"SELECT {', '.join(_OUTBOX_FIELDS)}, 0, :now, :now FROM unnest("
+    f"INSERT INTO outbox ({', '.join(_OUTBOX_FIELDS)}, attempts, created_at, updated_at, "
+    "request_id) "
+    f"SELECT {', '.join(_OUTBOX_FIELDS)}, 0, :now, :now, CAST(:rid AS varchar) FROM unnest("
     + ", ".join(f"CAST(:{c} AS {_PG_TYPES[c]}[])" for c in _OUTBOX_FIELDS)
     + f") WITH ORDINALITY AS u({', '.join(_OUTBOX_FIELDS)}, n) ORDER BY n "
     "ON CONFLICT (member_id, kind, occasion) DO NOTHING RETURNING id, status, reason"
@@ -99,12 +101,13 @@ _PG_EVENTS = text(
 async def _insert_pg(session: AsyncSession, chunk: Sequence[Planned], now: datetime) -> list:
     params: dict[str, Any] = {c: [getattr(p, c) for p in chunk] for c in _OUTBOX_FIELDS}
     params["now"] = now
+    params["rid"] = request_id.get()
     return list(await session.exec(_PG_INSERT, params=params))
 
 
 _SQLITE_CHUNK = 1000
-"""Rows per SQLite statement: 17 values a row stays under its 32,766 bind variables."""
-_STAMPS = ("attempts", "created_at", "updated_at")
+"""Rows per SQLite statement: 18 values a row stays under its 32,766 bind variables."""
+_STAMPS = ("attempts", "created_at", "updated_at", "request_id")
 _SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 """How SQLAlchemy stores a `UTCDateTime` on SQLite (UTC, naive, microseconds)."""
 
@@ -115,11 +118,11 @@ def _sqlite_datetime(at: datetime) -> str:
     return at.astimezone(UTC).strftime(_SQLITE_DATETIME)
 
 
-def _sqlite_row(p: Planned, stamp: str) -> tuple:
+def _sqlite_row(p: Planned, stamp: str, rid: str | None) -> tuple:
     return (
         p.member_id, p.kind, p.occasion, p.planned_on.isoformat(), p.store_id, p.assistant_id,
         p.locale, p.text, p.channel, p.via, p.address, p.status, p.reason,
-        _sqlite_datetime(p.send_after), 0, stamp, stamp,
+        _sqlite_datetime(p.send_after), 0, stamp, stamp, rid,
     )  # fmt: skip
 
 
@@ -128,6 +131,7 @@ async def _insert_sqlite(session: AsyncSession, chunk: Sequence[Planned], now: d
     values given to the driver as stored (SQLAlchemy's per-value processing of an
     executemany costs as much as SQLite's own work here)."""
     stamp = _sqlite_datetime(now)
+    rid = request_id.get()
     conn = await session.connection()
     cols = ", ".join((*_OUTBOX_FIELDS, *_STAMPS))
     marks = "(" + ", ".join("?" * (len(_OUTBOX_FIELDS) + len(_STAMPS))) + ")"
@@ -137,7 +141,7 @@ async def _insert_sqlite(session: AsyncSession, chunk: Sequence[Planned], now: d
             f"INSERT INTO outbox ({cols}) VALUES {', '.join([marks] * len(part))} "
             "ON CONFLICT (member_id, kind, occasion) DO NOTHING RETURNING id, status, reason"
         )
-        params = tuple(v for p in part for v in _sqlite_row(p, stamp))
+        params = tuple(v for p in part for v in _sqlite_row(p, stamp, rid))
         new.extend((await conn.exec_driver_sql(sql, params)).all())
     new.sort()
     return new
