@@ -24,6 +24,7 @@ Every step is a `VoucherEvent` row: who (``actor``), where, for which receipt, w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -34,8 +35,9 @@ from models.clock import local_date
 from models.errors import Conflict, InvalidInput, NotFound
 from models.points import post_points
 from models.rules import LoyaltyRules
+from models.stores import store_codes
 from models.tables.ledger import PointsEntry, Voucher
-from models.tables.members import Store
+from models.tables.members import Member, Store
 from models.tables.till import VoucherEvent
 
 VOUCHERS = Voucher.__table__
@@ -182,10 +184,25 @@ async def void_voucher(
     return voucher
 
 
-async def voucher_events(session: AsyncSession, *, voucher_id: int) -> list[VoucherEvent]:
-    """What happened to the voucher after it was issued, oldest first."""
-    stmt = select(VoucherEvent).where(VoucherEvent.voucher_id == voucher_id)
-    return list((await session.exec(stmt.order_by(VoucherEvent.id))).all())
+@dataclass(frozen=True)
+class VoucherHistory:
+    """A voucher as the till sees it (the API and the console show the same facts)."""
+
+    voucher: Voucher
+    phone: str | None
+    """Its member's number, unmasked (None when the member was erased): views mask it."""
+    events: list[tuple[VoucherEvent, str | None]]
+    """What happened to it after it was issued, oldest first, each with its store's code."""
+
+
+async def voucher_history(session: AsyncSession, *, voucher: Voucher) -> VoucherHistory:
+    """`voucher`'s member and events, with the codes of the stores they happened at."""
+    member = await session.get(Member, voucher.member_id)
+    stmt = select(VoucherEvent).where(VoucherEvent.voucher_id == voucher.id)
+    events = list((await session.exec(stmt.order_by(VoucherEvent.id))).all())
+    codes = await store_codes(session, store_ids={e.store_id for e in events})
+    phone = member.phone if member is not None else None
+    return VoucherHistory(voucher, phone, [(e, codes.get(e.store_id)) for e in events])
 
 
 async def expire_vouchers(session: AsyncSession, *, today: date, now: datetime) -> int:

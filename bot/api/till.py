@@ -14,7 +14,7 @@ from pydantic import Field, StrictInt
 
 from bot.api.common import Body, Code, context, member_or_404, operator, read_object, tx, when
 from bot.errors import json_response
-from models import stores, voucher_till
+from models import voucher_till
 from models.errors import InvalidInput
 from models.phone import mask_phone
 from models.purchases.visits import adjust_points
@@ -34,15 +34,13 @@ def _actor(by: str) -> str:
 async def voucher_json(session, voucher: Voucher, today) -> dict:
     """A voucher as the till sees it: the member view's fields plus its member (masked),
     when it was issued and used, and its history."""
-    member = await session.get(Member, voucher.member_id)
-    events = await voucher_till.voucher_events(session, voucher_id=voucher.id)
-    codes = await stores.store_codes(session, store_ids={e.store_id for e in events})
+    seen = await voucher_till.voucher_history(session, voucher=voucher)
     return {
         "code": voucher.code,
         "value": f"{voucher.value:.2f}",
         "status": voucher_till.state(voucher, today),
         "expires": voucher.expires_on.isoformat(),
-        "member": mask_phone(member.phone) if member else None,
+        "member": mask_phone(seen.phone) if seen.phone else None,
         "reward": voucher.reward_code,
         "issued_at": voucher.issued_at.isoformat(),
         "used_at": voucher.used_at.isoformat() if voucher.used_at else None,
@@ -50,12 +48,12 @@ async def voucher_json(session, voucher: Voucher, today) -> dict:
             {
                 "action": e.action,
                 "at": e.at.isoformat(),
-                "store": codes.get(e.store_id),
+                "store": store,
                 "receipt_no": e.receipt_no,
                 "by": e.actor,
                 "reason": e.reason,
             }
-            for e in events
+            for e, store in seen.events
         ],
     }
 

@@ -70,25 +70,23 @@ async def till_context(request: web.Request, session: AsyncSession, member: Memb
 async def _voucher_view(request: web.Request, session: AsyncSession, code: str) -> dict[str, Any]:
     today = brand_today(request.app[SETTINGS].brand.tz)
     voucher = await voucher_till.find_voucher(session, code=code)
-    member = await session.get(Member, voucher.member_id)
-    events = await voucher_till.voucher_events(session, voucher_id=voucher.id)
-    codes = await stores.store_codes(session, store_ids={e.store_id for e in events})
+    seen = await voucher_till.voucher_history(session, voucher=voucher)
     return {
         "code": voucher.code,
         "value": f"{voucher.value:.2f}",
         "status": voucher_till.state(voucher, today),
         "expires": voucher.expires_on.isoformat(),
-        "member": mask_phone(member.phone) if member else "—",
+        "member": mask_phone(seen.phone) if seen.phone else "—",
         "events": [
             {
                 "at": _when(request, e.at),
                 "action": e.action,
-                "store": codes.get(e.store_id),
+                "store": store,
                 "receipt_no": e.receipt_no,
                 "actor": e.actor,
                 "reason": e.reason,
             }
-            for e in events
+            for e, store in seen.events
         ],
     }
 
