@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select
 
 from bot.channels.wechat_replay import ReplayMemory
 from bot.conversation import Reply
@@ -16,7 +15,7 @@ from bot.inbound_outcome import HandlingFailed
 from models import rawdb
 from models.db import make_engine, migrate
 from models.rawdb_sqlite import EngineRaw
-from models.tables.inbound import InboundMessage
+from tests.test_inbound_log import each_message_once
 
 
 @pytest.fixture
@@ -29,36 +28,21 @@ async def memory_engine():
 
 async def test_each_message_once_with_its_stored_answer(memory_engine):
     assert isinstance(rawdb.for_engine(memory_engine), EngineRaw)
-    inbound_log = InboundLog(memory_engine)
-    calls: list[str] = []
-
-    async def answer(key: str) -> Reply:
-        calls.append(key)
-        await asyncio.sleep(0)
-        return Reply(f"answer {key}")
-
-    loop = asyncio.get_running_loop()
-    keys = [f"msg:{i}" for i in range(10)] * 2  # every message twice, all at once
-    outcomes = await asyncio.gather(
-        *(
-            inbound_log.respond_once("wechat", k, lambda k=k: answer(k), deadline=loop.time() + 5)
-            for k in keys
-        )
-    )
-    assert [o.text for o in outcomes] == [f"answer {k}" for k in keys]
-    assert sorted(calls) == sorted(set(keys))
-    await inbound_log.settle()
-    async with memory_engine.connect() as conn:
-        rows = (await conn.execute(select(InboundMessage.__table__))).all()
+    rows = await each_message_once(memory_engine, 10)
     assert len(rows) == 10
     assert {r.status for r in rows} == {"answered"}
     # A later retry (another process's, say) reads the stored answer: no second effect.
+    called: list[str] = []
+
+    async def second_effect() -> Reply:
+        called.append("x")
+        return Reply("x")
+
     fresh = InboundLog(memory_engine)
-    again = await fresh.respond_once(
-        "wechat", "msg:3", lambda: answer("x"), deadline=loop.time() + 5
-    )
+    loop = asyncio.get_running_loop()
+    again = await fresh.respond_once("wechat", "msg:3", second_effect, deadline=loop.time() + 5)
     assert again.text == "answer msg:3"
-    assert "x" not in calls
+    assert called == []
 
 
 async def test_a_failed_handler_is_released_and_retried(memory_engine):

@@ -58,7 +58,9 @@ async def test_a_failed_flush_fails_its_batch_only():
     assert await writer.submit("b") == "b"
 
 
-async def test_many_messages_at_once_each_handled_once_with_its_own_answer(engine):
+async def each_message_once(engine, n: int) -> list:
+    """`n` messages, each delivered twice at once: each is answered once, every
+    delivery gets its message's answer, and the answers are stored (the rows)."""
     inbound_log = InboundLog(engine)
     calls: list[str] = []
 
@@ -68,7 +70,7 @@ async def test_many_messages_at_once_each_handled_once_with_its_own_answer(engin
         return Reply(f"answer {key}")
 
     loop = asyncio.get_running_loop()
-    keys = [f"msg:{i}" for i in range(30)] * 2  # every message twice, all at once
+    keys = [f"msg:{i}" for i in range(n)] * 2
     outcomes = await asyncio.gather(
         *(
             inbound_log.respond_once("wechat", k, lambda k=k: answer(k), deadline=loop.time() + 5)
@@ -80,6 +82,11 @@ async def test_many_messages_at_once_each_handled_once_with_its_own_answer(engin
     await inbound_log.settle()  # the answers are stored behind the replies
     async with engine.connect() as conn:
         rows = (await conn.execute(select(InboundMessage.__table__))).all()
+    return rows
+
+
+async def test_many_messages_at_once_each_handled_once_with_its_own_answer(engine):
+    rows = await each_message_once(engine, 30)
     assert len(rows) == 30
     assert {r.status for r in rows} == {"answered"}
     assert all(r.answered_at is not None for r in rows)
