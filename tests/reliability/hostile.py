@@ -225,9 +225,10 @@ def query_for(kind: str, rng: random.Random, t: Targets) -> str:
     if kind == "push":
         return rng.choice(["", "token=", "token=wrong", "token=%00", "token=%FF",
                            f"token={t.push_token}x", f"token={t.push_token}"])  # fmt: skip
-    if rng.random() < 0.7:  # most reach the handler: the edge refuses every query below
+    if rng.random() < 0.7:  # most reach the handler: the edge refuses several queries below
         return ""
-    return rng.choice(["status=open", "store=DEMO99", "status=%00", "status=%FF", "status=a&status=x", "store=%E2%91%A0",
+    return rng.choice(["status=open", "store=DEMO99", "status=%00", "status=%FF",
+                       "status=a&status=x", "store=%E2%91%A0",
                        f"store={t.store}", "lang=en%00", "next=//evil", "start=2026-13-45",
                        "end=２０２６-01-01", "sent=new&occasion=%0A", "a=" + "b" * 8000,
                        "redistributed=%D9%A1", "status=" + "x" * 300])  # fmt: skip
