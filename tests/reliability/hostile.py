@@ -145,9 +145,10 @@ def wechat_request(rng: random.Random, t: Targets) -> tuple[str, bytes]:
     """A /wechat POST that is signed wrongly, stale, replayed or signed over garbage."""
     now = str(int(time.time()))
     pick = rng.randrange(6)
-    if pick == 0 and t.captured:  # a delivered URL again, with another body
+    if pick == 0 and t.captured:  # a delivered request again: the same, or another body
         query, body = rng.choice(t.captured)
-        return _query(query), rng.choice([body + b" ", body.replace(b"<xml>", b"<xml><a/>")])
+        other = rng.choice([body, body + b" ", body.replace(b"<xml>", b"<xml><a/>")])
+        return _query(query), other
     if pick == 1:  # a valid envelope, but its timestamp a day old or far ahead
         ts = str(int(time.time()) + rng.choice([-86_400, 86_400, -(10**6)]))
         return _aes(t, "<xml><MsgType>text</MsgType></xml>", ts, t.app_id)
@@ -186,13 +187,26 @@ def _query(params: dict) -> str:
     return str(URL.build(query=params)).lstrip("?")
 
 
-def twilio_headers(rng: random.Random, t: Targets, path: str, body: bytes) -> dict[str, str]:
+SIGNED_TWILIO = [  # rightly signed, and still refused: an over-long MessageSid, or nothing
+    {"MessageSid": "SM" + "0" * 80, "From": "+8613800138001", "Body": "积分"},
+    {"MessageSid": "SM" + "1" * 80, "MessageStatus": "delivered"},
+    {"MessageSid": "", "MessageStatus": ""},
+]
+
+
+def twilio_request(rng: random.Random, t: Targets, path: str) -> tuple[bytes, dict[str, str]]:
+    """(form body, headers): a hostile form badly signed, or a signed form refused."""
+    if rng.random() < 0.2:
+        form = rng.choice(SIGNED_TWILIO)
+        body = str(URL.build(query=form)).lstrip("?").encode()
+        return body, {"X-Twilio-Signature": twilio_signature(t.public_url + path, form)}
+    body = rng.choice(form_bodies())
     form = dict(p.split("=", 1) for p in body.decode("latin-1").split("&") if "=" in p)
     wrong = rng.choice(
         [twilio_signature(t.public_url + path, form, "another-token"),
          twilio_signature("https://evil.example.com" + path, form), "bad", "="]
     )  # fmt: skip
-    return rng.choice([{}, {"X-Twilio-Signature": wrong}])
+    return body, rng.choice([{}, {"X-Twilio-Signature": wrong}])
 
 
 def aliyun_body(rng: random.Random, t: Targets) -> bytes:
@@ -268,14 +282,16 @@ def build_requests(t: Targets, n: int, seed: int, *, authed: bool = False) -> li
                 pick = rng.random()
                 if auth == "push":
                     body, ctype = aliyun_body(rng, t), "application/json"
-                elif auth in ("twilio", "form", "cookie") or pick < 0.2:
+                elif auth == "twilio":
+                    body, signature = twilio_request(rng, t, path)
+                    headers |= signature
+                    ctype = "application/x-www-form-urlencoded"
+                elif auth in ("form", "cookie") or pick < 0.2:
                     body, ctype = rng.choice(forms), "application/x-www-form-urlencoded"
                 elif pick < 0.3:
                     body, ctype = rng.choice(xmls), "text/xml"
                 else:
                     body, ctype = json_body(rng, t), "application/json"
-            if auth == "twilio":
-                headers |= twilio_headers(rng, t, path, body)
             if ctype:
                 headers["Content-Type"] = rng.choice([ctype] * 6 + CONTENT_TYPES)
             target = path + ("?" + query if query else "")
