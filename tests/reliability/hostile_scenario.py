@@ -2,7 +2,8 @@
 test_hostile_stack.py and long in `bench/hostile.py --stack`:
 
 1. seed through the load balancer with the key: a store, an assistant (its token), a
-   member, one WeChat safe-mode message (its signed request is kept for replays);
+   member and a purchase; two WeChat safe-mode messages (one opens an inbox
+   conversation; their signed requests are kept for replays);
 2. fingerprint every table (`hostile_run.snapshot`, directly on PostgreSQL);
 3. fire the unauthenticated / badly signed / malformed requests (`hostile.build_requests`),
    the same with a valid key or token and hostile bodies, paths and queries, and
@@ -28,7 +29,6 @@ from tests.fakes import TWILIO_AUTH_TOKEN, WECHAT_APP_ID
 from tests.payloads import aes, wechat_settings, wechat_text
 from tests.reliability.hostile import ATTEMPT_TABLES, Targets, build_requests, routes_of
 from tests.reliability.hostile_run import (
-    CHECKS_UNAUTHENTICATED,
     Fired,
     Fuzzed,
     changed_tables,
@@ -128,10 +128,19 @@ async def seed(stack: Stack) -> Targets:
         await post("/api/stores", {"code": targets.store, "name": "一店", "city": "上海"})
         assistant = {"code": "A001", "name": "王丽", "store": targets.store}
         staff = await post("/api/assistants", assistant)
-        await post("/api/members", {"phone": targets.phone, "store": targets.store})
-        query, body = aes(wechat_text("o_hostile", "积分"))
-        async with http.post("/wechat", params=query, data=body) as resp:
-            assert resp.status == 200, await resp.text()
+        member = {"phone": targets.phone, "store": targets.store, "assistant": "A001"}
+        await post("/api/members", member)
+        item = {"sku": "K1", "name": "衬衫", "category": "shirts", "qty": 1, "amount": "350.00"}
+        purchase = {"receipt_no": "H-1", "phone": targets.phone, "store": targets.store,
+                    "assistant": "A001", "amount": "350.00", "at": "2026-03-10T14:00:00+08:00",
+                    "items": [item]}  # fmt: skip
+        await post("/api/purchases", purchase)
+        captured = []
+        for text in ("积分", "人工"):  # the second opens a conversation in the inbox
+            query, body = aes(wechat_text("o_hostile", text))
+            async with http.post("/wechat", params=query, data=body) as resp:
+                assert resp.status == 200, await resp.text()
+            captured.append((query, body))
     settings = load_settings(stack.workdir / "config.toml", environ={})
     return Targets(
         routes=routes_of(create_app(settings)),
@@ -140,11 +149,11 @@ async def seed(stack: Stack) -> Targets:
         public_url=stack.url,
         push_token=PUSH_TOKEN,
         app_id=WECHAT_APP_ID,
-        captured=[(query, body)],
+        captured=captured,
     )
 
 
-async def run(stack: Stack, workdir: Path, sizes: Sizes, *, fuzz_with_keys: bool = True) -> Report:
+async def run(stack: Stack, workdir: Path, sizes: Sizes) -> Report:
     targets = await seed(stack)
     await asyncio.sleep(2)  # the sender's pass over what the seeding queued
     url = database_url(stack)
@@ -154,24 +163,22 @@ async def run(stack: Stack, workdir: Path, sizes: Sizes, *, fuzz_with_keys: bool
     authed_requests = build_requests(targets, s.authed, s.seed + 1, authed=True)
     authed = await fire(stack.url, authed_requests, s.concurrency)
     fuzz_unauth = await asyncio.to_thread(
-        schemathesis, stack.url, workdir, header=None, max_examples=s.examples, seed=s.seed,
-        checks=CHECKS_UNAUTHENTICATED,
-    )  # fmt: skip
+        schemathesis, stack.url, workdir, header=None, max_examples=s.examples, seed=s.seed
+    )
     after = await snapshot(url)
     report = Report(unauth, authed, fuzz_unauth, tables=len(before))
     report.rows = sum(n for n, _ in before.values())
     report.changed = changed_tables(before, after, ATTEMPT_TABLES)
     report.attempts = sorted(set(changed_tables(before, after)) & ATTEMPT_TABLES)
-    if fuzz_with_keys:
-        token_paths = sorted({p for _m, p, kind in targets.routes if kind == "token"})
-        only_token = "^(" + "|".join(re.escape(p) for p in token_paths) + ")$"
-        report.fuzz_key = await asyncio.to_thread(
-            schemathesis, stack.url, workdir, header=f"Authorization: Bearer {API_KEY}",
-            max_examples=s.examples, seed=s.seed + 2, exclude_regex=only_token,
-        )  # fmt: skip
-        report.fuzz_token = await asyncio.to_thread(
-            schemathesis, stack.url, workdir, header=f"Authorization: Bearer {targets.token}",
-            max_examples=s.examples, seed=s.seed + 3, include_regex=only_token,
-        )  # fmt: skip
+    token_paths = sorted({p for _m, p, kind in targets.routes if kind == "token"})
+    only_token = "^(" + "|".join(re.escape(p) for p in token_paths) + ")$"
+    report.fuzz_key = await asyncio.to_thread(
+        schemathesis, stack.url, workdir, header=f"Authorization: Bearer {API_KEY}",
+        max_examples=s.examples, seed=s.seed + 2, exclude_regex=only_token,
+    )  # fmt: skip
+    report.fuzz_token = await asyncio.to_thread(
+        schemathesis, stack.url, workdir, header=f"Authorization: Bearer {targets.token}",
+        max_examples=s.examples, seed=s.seed + 3, include_regex=only_token,
+    )  # fmt: skip
     report.log_tracebacks = {r.name: r.output().count("Traceback") for r in stack.replicas}
     return report
