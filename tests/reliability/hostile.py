@@ -11,9 +11,10 @@ another token or for another URL; Aliyun: wrong push token, or the right one wit
 that is no list of reports), malformed, oversized and wrongly typed bodies, NUL and
 control characters, digits that are not 0-9, bytes that are not UTF-8 in the path,
 query, headers and body (raw sockets for what aiohttp will not send), huge headers, path
-traversal. With `authed=True` the `/api` routes get a valid key or assistant token and
-only hostile bodies, paths and queries: still nothing may change, so their paths name
-no existing row and their bodies are all invalid.
+traversal. With `authed=True` the `/api` routes get a valid key or assistant token, and
+the console's a signed-in session, and only hostile bodies, paths and queries: still
+nothing may change, so their paths name no existing row, their bodies are all invalid,
+and a console form carries the right CSRF token only where its path names no row.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class Targets:
     app_id: str = ""
     captured: list[tuple[dict, bytes]] = field(default_factory=list)
     """Signed WeChat requests already delivered (query, body): replayed with other bodies."""
+    cookie: str = ""
+    """A signed-in staff console session (its `memberbot_staff` cookie) and its CSRF token."""
+    csrf: str = ""
 
 
 def routes_of(app) -> list[tuple[str, str, str]]:
@@ -222,6 +226,8 @@ def aliyun_body(rng: random.Random, t: Targets) -> bytes:
 def headers_for(kind: str, rng: random.Random, t: Targets, authed: bool) -> dict[str, str]:
     if authed and kind in ("key", "token"):  # a valid key or token: the body is what is bad
         return {"Authorization": f"Bearer {t.api_key if kind == 'key' else t.token}"}
+    if authed and kind == "cookie":
+        return {"Cookie": f"memberbot_staff={t.cookie}"}
     if kind in ("key", "metrics", "token"):
         value = rng.choice(["", "Bearer", "Bearer ", "Bearer wrong", "Basic " + "a" * 20,
                             "Bearer " + "x" * 5000, f"bearer {t.api_key[:-1]}", "Bearer\ta",
@@ -265,7 +271,8 @@ def build_requests(t: Targets, n: int, seed: int, *, authed: bool = False) -> li
     "raw" (headers: one raw header line), route the path template aimed at."""
     rng = random.Random(seed)
     forms, xmls = form_bodies(), xml_bodies()
-    routes = [r for r in t.routes if not authed or r[2] in ("key", "token")]
+    signed_in = ("key", "token", "cookie") if t.cookie else ("key", "token")
+    routes = [r for r in t.routes if not authed or r[2] in signed_in]
     routes += [] if authed else [(rng.choice(["GET", "POST"]), p, "none") for p in UNKNOWN]
     out: list[tuple] = []
     while len(out) < n:
@@ -288,6 +295,9 @@ def build_requests(t: Targets, n: int, seed: int, *, authed: bool = False) -> li
                     ctype = "application/x-www-form-urlencoded"
                 elif auth in ("form", "cookie") or pick < 0.2:
                     body, ctype = rng.choice(forms), "application/x-www-form-urlencoded"
+                    if authed and auth == "cookie":  # the right token only where no row is named
+                        csrf = t.csrf if "{" in template else rng.choice(["", "x", t.csrf[:-1]])
+                        body += b"&csrf_token=" + csrf.encode()
                 elif pick < 0.3:
                     body, ctype = rng.choice(xmls), "text/xml"
                 else:
@@ -300,7 +310,7 @@ def build_requests(t: Targets, n: int, seed: int, *, authed: bool = False) -> li
                 raw_path = rng.choice([target.encode(), path.encode() + b"/\xff", b"/api/\xd9\xa1"])
                 header = rng.choice(RAW_HEADERS)
                 if authed:
-                    key = headers["Authorization"].encode()
-                    header = b"Authorization: " + key + b"\r\n" + header
+                    name = "Authorization" if "Authorization" in headers else "Cookie"
+                    header = f"{name}: {headers[name]}\r\n".encode() + header
                 out.append(("raw", method, raw_path, header, body, template))
     return out

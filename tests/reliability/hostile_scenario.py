@@ -1,12 +1,14 @@
 """The hostile run on the deployment (`tests.reliability.stack`), short in
 test_hostile_stack.py and long in `bench/hostile.py --stack`:
 
-1. seed through the load balancer with the key: a store, an assistant (its token), a
-   member and a purchase; two WeChat safe-mode messages (one opens an inbox
-   conversation; their signed requests are kept for replays);
+1. seed through the load balancer with the key: a store, a manager (its token, and a
+   console session signed in with its password), a member and a purchase; two WeChat
+   safe-mode messages (one opens an inbox conversation; their signed requests are kept
+   for replays);
 2. fingerprint every table (`hostile_run.snapshot`, directly on PostgreSQL);
 3. fire the unauthenticated / badly signed / malformed requests (`hostile.build_requests`),
-   the same with a valid key or token and hostile bodies, paths and queries, and
+   the same with a valid key, token or console session and hostile bodies, paths and
+   queries, and
    schemathesis over /api/openapi.json without credentials;
 4. fingerprint again: nothing may differ but the refused sign-ins (`ATTEMPT_TABLES`);
 5. schemathesis with the key (operator routes) and with the assistant's token (the
@@ -40,6 +42,7 @@ from tests.reliability.stack import Stack
 
 API_KEY = "hostile-operator-key-0123456789"
 PUSH_TOKEN = "hostile-aliyun-push-token"
+STAFF_PASSWORD = "hostile-staff-password"
 SETTINGS = {
     "api": {"keys": [API_KEY]},
     "wechat": wechat_settings(),
@@ -93,7 +96,7 @@ class Report:
     def lines(self) -> list[str]:
         return [
             f"unauthenticated/badly signed/malformed: {self.unauthenticated.line()}",
-            f"valid key/token, hostile body/path/query: {self.authed.line()}",
+            f"valid key/token/session, hostile body/path/query: {self.authed.line()}",
             f"schemathesis, no credential: {self.fuzz_unauthenticated.line()}",
             f"tables changed by those: {', '.join(self.changed) or 'none'} (of {self.tables} "
             f"tables, {self.rows} rows); refused sign-ins recorded in: "
@@ -126,7 +129,8 @@ async def seed(stack: Stack) -> Targets:
                 return await resp.json()
 
         await post("/api/stores", {"code": targets.store, "name": "一店", "city": "上海"})
-        assistant = {"code": "A001", "name": "王丽", "store": targets.store}
+        assistant = {"code": "A001", "name": "王丽", "store": targets.store,
+                     "role": "manager", "password": STAFF_PASSWORD}  # fmt: skip
         staff = await post("/api/assistants", assistant)
         member = {"phone": targets.phone, "store": targets.store, "assistant": "A001"}
         await post("/api/members", member)
@@ -141,6 +145,7 @@ async def seed(stack: Stack) -> Targets:
             async with http.post("/wechat", params=query, data=body) as resp:
                 assert resp.status == 200, await resp.text()
             captured.append((query, body))
+        cookie, csrf = await sign_in(http, "A001")
     settings = load_settings(stack.workdir / "config.toml", environ={})
     return Targets(
         routes=routes_of(create_app(settings)),
@@ -150,7 +155,22 @@ async def seed(stack: Stack) -> Targets:
         push_token=PUSH_TOKEN,
         app_id=WECHAT_APP_ID,
         captured=captured,
+        cookie=cookie,
+        csrf=csrf,
     )
+
+
+async def sign_in(http: ClientSession, code: str) -> tuple[str, str]:
+    """A console session: (its cookie, its CSRF token)."""
+    form = {"code": code, "secret": STAFF_PASSWORD}
+    async with http.post("/staff/signin", data=form, allow_redirects=False) as resp:
+        assert resp.status == 303, await resp.text()
+        cookie = resp.cookies["memberbot_staff"].value
+    headers = {"Cookie": f"memberbot_staff={cookie}"}
+    async with http.get("/staff/", headers=headers, allow_redirects=False) as resp:
+        assert resp.status == 200, resp.status
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', await resp.text()).group(1)
+    return cookie, csrf
 
 
 async def run(stack: Stack, workdir: Path, sizes: Sizes) -> Report:
