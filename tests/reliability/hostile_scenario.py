@@ -1,5 +1,5 @@
 """The hostile run on the deployment (`tests.reliability.stack`), short in
-test_hostile_stack.py and long in `bench/hostile.py --stack`:
+test_hostile_stack.py and long in `bench/hostile.py`:
 
 1. seed through the load balancer with the key: a store, a manager (its token, and a
    console session signed in with its password), a member and a purchase; two WeChat
@@ -8,8 +8,7 @@ test_hostile_stack.py and long in `bench/hostile.py --stack`:
 2. fingerprint every table (`hostile_run.snapshot`, directly on PostgreSQL);
 3. fire the unauthenticated / badly signed / malformed requests (`hostile.build_requests`),
    the same with a valid key, token or console session and hostile bodies, paths and
-   queries, and
-   schemathesis over /api/openapi.json without credentials;
+   queries, and schemathesis over /api/openapi.json without credentials;
 4. fingerprint again: nothing may differ but the refused sign-ins (`ATTEMPT_TABLES`);
 5. schemathesis with the key (operator routes) and with the assistant's token (the
    token routes): these may create rows; every check but `positive_data_acceptance`.

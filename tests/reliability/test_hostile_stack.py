@@ -1,5 +1,5 @@
-"""Hostile requests through the deployment (short mode; `bench/hostile.py --stack` is the
-long one): two replicas on PostgreSQL behind haproxy and PgBouncer take a few thousand
+"""Hostile requests through the deployment (short mode; `bench/hostile.py` is the long
+one): two replicas on PostgreSQL behind haproxy and PgBouncer take a few thousand
 unauthenticated, badly signed, malformed, oversized and hostile requests across every
 route (`tests.reliability.hostile`), plus schemathesis over `/api/openapi.json` without a
 credential, then with the key and the assistant's token (`hostile_scenario`).
