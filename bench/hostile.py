@@ -65,7 +65,7 @@ async def main() -> int:
     p.add_argument("--dbname", default="memberbot_hostile_bench", help="dropped and created")
     p.add_argument("--requests", type=int, default=10_000, help="unauthenticated/invalid")
     p.add_argument("--authed", type=int, default=3_000, help="valid key/token, hostile rest")
-    p.add_argument("--examples", type=int, default=20, help="schemathesis per operation")
+    p.add_argument("--examples", type=int, default=100, help="schemathesis per operation")
     p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--seed", type=int, default=14)
     p.add_argument("--by-route", action="store_true", help="answers by route and status")

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 
 from yarl import URL
 
+from bot.api.common import ASSISTANT_SCHEME
+from bot.api.openapi import PATH as OPENAPI_PATH
 from tests.payloads import WECHAT_AES_KEY, WECHAT_TOKEN, crypto, signed_query, twilio_signature
 
 ATTEMPT_TABLES = {"staff_sign_in_failures"}
@@ -80,8 +82,8 @@ def routes_of(app) -> list[tuple[str, str, str]]:
             continue
         note = getattr(route.handler, "openapi", None)
         if path.startswith("/api/"):
-            kind = "token" if note and note.auth == "assistantToken" else "key"
-            kind = "none" if path == "/api/openapi.json" else kind
+            kind = "token" if note and note.auth == ASSISTANT_SCHEME else "key"
+            kind = "none" if path == OPENAPI_PATH else kind
         elif path.startswith("/staff") and path != "/staff/signin":
             kind = "cookie"
         else:
