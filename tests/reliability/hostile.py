@@ -84,8 +84,8 @@ def routes_of(app) -> list[tuple[str, str, str]]:
         if path.startswith("/api/"):
             kind = "token" if note and note.auth == ASSISTANT_SCHEME else "key"
             kind = "none" if path == OPENAPI_PATH else kind
-        elif path.startswith("/staff") and path != "/staff/signin":
-            kind = "cookie"
+        elif path.startswith("/staff") and hasattr(route.handler, "__wrapped__"):
+            kind = "cookie"  # behind `bot.staff.auth.console` (the assets are public)
         else:
             kind = {"/wechat": "wechat", "/metrics": "metrics", "/staff/signin": "form"}.get(
                 path, "push" if path.startswith("/sms/aliyun") else "none"

@@ -50,6 +50,7 @@ SETTINGS = {
         "twilio": {"auth_token": TWILIO_AUTH_TOKEN},
         "aliyun": {"push_token": PUSH_TOKEN},
     },
+    "metrics": {"token": "hostile-metrics-token"},
     "scheduler": {"enabled": False},
     "outbox": {"poll_interval": 3600},
 }
@@ -79,6 +80,8 @@ class Report:
     tables: int = 0
     rows: int = 0
     log_tracebacks: dict[str, int] = field(default_factory=dict)
+    routes: list[tuple[str, str, str]] = field(default_factory=list)
+    """The app's routes the requests aimed at (`hostile.routes_of`)."""
 
     def fuzzed(self) -> list[Fuzzed]:
         return [f for f in (self.fuzz_unauthenticated, self.fuzz_key, self.fuzz_token) if f]
@@ -185,7 +188,7 @@ async def run(stack: Stack, workdir: Path, sizes: Sizes) -> Report:
         schemathesis, stack.url, workdir, header=None, max_examples=s.examples, seed=s.seed
     )
     after = await snapshot(url)
-    report = Report(unauth, authed, fuzz_unauth, tables=len(before))
+    report = Report(unauth, authed, fuzz_unauth, tables=len(before), routes=targets.routes)
     report.rows = sum(n for n, _ in before.values())
     report.changed = changed_tables(before, after, ATTEMPT_TABLES)
     report.attempts = sorted(set(changed_tables(before, after)) & ATTEMPT_TABLES)
