@@ -96,13 +96,13 @@ def _api_routes(app: web.Application):
 def document(app: web.Application) -> dict:
     """The OpenAPI 3.1 document of `app`'s `/api/*` routes."""
     found = list(_api_routes(app))
-    notes = {(m, p): getattr(handler, "openapi", None) for m, p, handler in found}
-    models = sorted({n.body for n in notes.values() if n and n.body}, key=lambda m: m.__qualname__)
+    notes = {(m, p): getattr(handler, "openapi", _UNDESCRIBED) for m, p, handler in found}
+    models = sorted({n.body for n in notes.values() if n.body}, key=lambda m: m.__qualname__)
     refs, defs = models_json_schema([(m, "validation") for m in models], ref_template=_REFS)
     paths: dict[str, dict] = {}
     for method, path, handler in found:
         note = notes[(method, path)]
-        auth = (note.auth if note else None) or getattr(handler, "auth_scheme", None)
+        auth = note.auth or getattr(handler, "auth_scheme", None)
         paths.setdefault(path, {})[method] = _operation(method, path, note, auth, refs)
     return {
         "openapi": "3.1.0",
@@ -147,39 +147,41 @@ _ERROR = {
 }
 
 
-def _operation(method, path, note: Operation | None, auth: str | None, refs) -> dict:
+_UNDESCRIBED = Operation(summary="")
+"""A route without a `describe` note: what the route table tells, no summary."""
+
+
+def _operation(method, path, note: Operation, auth: str | None, refs) -> dict:
     op: dict = {"operationId": f"{method}_{path}", "security": [{auth: []}] if auth else []}
-    if note is not None:
+    if note.summary:
         op["summary"] = note.summary
     params = [
         {
             "name": name,
             "in": "path",
             "required": True,
-            "schema": (note.path.get(name) if note else None) or {"type": "string"},
+            "schema": note.path.get(name, {"type": "string"}),
         }
         for name in _PARAM.findall(path)
     ]
     params += [
         {"name": name, "in": "query", "required": False, "description": text,
          "schema": {"type": "string"}}
-        for name, text in (note.query.items() if note else ())
+        for name, text in note.query.items()
     ]  # fmt: skip
     if params:
         op["parameters"] = params
-    if note is not None and note.body is not None:
+    if note.body is not None:
         op["requestBody"] = {
             "required": note.body_required,
             "content": {"application/json": {"schema": refs[(note.body, "validation")]}},
         }
-    ok = note.ok if note else {200: "done"}
-    returns = note.returns if note else "object"
     op["responses"] = {
         str(status): {
             "description": text,
-            "content": {"application/json": {"schema": {"type": returns}}},
+            "content": {"application/json": {"schema": {"type": note.returns}}},
         }
-        for status, text in ok.items()
+        for status, text in note.ok.items()
     }
     op["responses"]["4XX"] = {"$ref": "#/components/responses/Error"}
     return op
