@@ -210,6 +210,21 @@ async def test_a_status_never_moves_backwards(make_client, sessions):
         assert (await get_receipt(session, provider_id="SM02")).status == "delivered"
 
 
+async def test_a_status_callback_with_an_over_long_sid_is_refused_not_truncated(
+    make_client, sessions
+):
+    """Found by the hostile run (tests/reliability): the callback cut a long MessageSid to
+    its first 64 characters and recorded a receipt for that other id — which may be a
+    real message's. It is refused like on /sms/twilio, and nothing is recorded."""
+    client = await make_client()
+    sid = "SM" + "1" * 80
+    resp = await post_signed(client, "/sms/twilio/status", sms_status(sid, "delivered"))
+    assert resp.status == 400
+    async with sessions() as session:
+        assert await get_receipt(session, provider_id=sid[:64]) is None
+        assert await get_receipt(session, provider_id=sid) is None
+
+
 async def test_a_status_callback_with_a_bad_signature_is_403(make_client, sessions):
     client = await make_client()
     form = sms_status("SM03", "delivered")

@@ -8,6 +8,8 @@
 - `inbox.py` — `/api/inbox`: the hand-off conversations, by the assistant's token too;
 - `common.py` — what they share: the bearer credential, the JSON body, the operator
   check and the small request helpers;
+- `openapi.py` — `GET /api/openapi.json`, made from the routes above and their
+  `describe` notes;
 - `views.py` — the member view (CONTRACT.md "member view"), the JSON shape of a member.
 
 Bad input and domain errors are raised; `bot.errors.error_middleware` answers them as
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from bot.api import cards, greetings, inbox, members, purchases, stores, till
+from bot.api import cards, greetings, inbox, members, openapi, purchases, stores, till
 from bot.appkeys import LOYALTY, SETTINGS
 
 
@@ -29,3 +31,4 @@ def setup(app: web.Application) -> None:
     app[LOYALTY] = app[SETTINGS].loyalty
     for module in (stores, members, purchases, cards, greetings, inbox, till):
         app.router.add_routes(module.routes)
+    openapi.setup(app)

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import Field
 
 from bot.api.common import Body, Code, context, member_or_404, operator, read_object, tx
+from bot.api.openapi import CREATED, ROW_ID, describe
 from bot.errors import json_response
 from models import card_reads, cards, member_cards, members, stores
 from models.errors import InvalidInput, NotFound
@@ -49,6 +50,11 @@ async def _store_filter(session, request: web.Request) -> int | None:
 
 
 @routes.get("/api/card-applications")
+@describe(
+    "Card applications",
+    returns="array",
+    query={"status": "application status", "store": "store code"},
+)
 @operator
 async def get_card_applications(request: web.Request) -> web.Response:
     _rules, tz, _today = context(request)
@@ -67,6 +73,7 @@ class ApplicationIn(Body):
 
 
 @routes.post("/api/card-applications")
+@describe("Apply for a card", body=ApplicationIn, ok=CREATED)
 @operator
 async def post_card_application(request: web.Request) -> web.Response:
     data = ApplicationIn.model_validate(await read_object(request))
@@ -88,6 +95,7 @@ class StatusIn(Body):
 
 
 @routes.post("/api/card-applications/{id}/status")
+@describe("Move an application to a status", body=StatusIn, path={"id": ROW_ID})
 @operator
 async def post_card_status(request: web.Request) -> web.Response:
     application_id = row_id(request.match_info["id"])
@@ -113,6 +121,11 @@ async def post_card_status(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/eligible-members")
+@describe(
+    "Members eligible for a higher tier who have not applied",
+    returns="array",
+    query={"store": "store code"},
+)
 @operator
 async def get_eligible_members(request: web.Request) -> web.Response:
     rules, _tz, _today = context(request)

@@ -38,6 +38,10 @@ from models.types import utcnow
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Code = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^\S+$")]
+API_KEY_SCHEME = "apiKey"
+"""The operator routes' security in `bot.api.openapi` (`operator` marks its handlers)."""
+ASSISTANT_SCHEME = "assistantToken"
+"""The assistant-token routes' (greetings, inbox)."""
 
 
 class BadRequest(DomainError):
@@ -100,6 +104,7 @@ def operator(handler: Handler) -> Handler:
             raise Unauthorized("missing or wrong API key", "authorization")
         return await handler(request)
 
+    wrapped.auth_scheme = API_KEY_SCHEME  # type: ignore[attr-defined]
     return wrapped
 
 

@@ -27,7 +27,8 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from bot.api.common import bearer_token, read_object
+from bot.api.common import ASSISTANT_SCHEME, bearer_token, read_object
+from bot.api.openapi import describe
 from bot.appkeys import SESSIONS, SETTINGS
 from bot.errors import Unauthorized, json_response
 from models.db import transaction
@@ -71,6 +72,12 @@ def message_view(message: OutboxMessage, tz) -> dict[str, Any]:
 
 
 @routes.post(PATH)
+@describe(
+    "Queue an assistant's greeting",
+    body=GreetingIn,
+    ok={202: "queued or suppressed", 200: "already queued"},
+    auth=ASSISTANT_SCHEME,
+)
 async def post_greeting(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     sessions = request.app[SESSIONS]

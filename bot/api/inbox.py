@@ -18,11 +18,13 @@ member.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import Field
 
-from bot.api.common import bearer_token, read_object
+from bot.api.common import ASSISTANT_SCHEME, Body, bearer_token, read_object
+from bot.api.openapi import ROW_ID, describe
 from bot.appkeys import SESSIONS, SETTINGS, SMS_SENDER
 from bot.channels.wechat import WECHAT_API
 from bot.errors import Unauthorized, json_response
@@ -78,6 +80,11 @@ def thread_view(thread: Thread, tz) -> dict[str, Any]:
 
 
 @routes.get("/api/inbox")
+@describe(
+    "The conversations handed to people",
+    query={"status": "open | answered | closed"},
+    auth=ASSISTANT_SCHEME,
+)
 async def list_inbox(request: web.Request) -> web.Response:
     scope = await _scope(request)
     status = request.query.get("status")
@@ -89,19 +96,28 @@ async def list_inbox(request: web.Request) -> web.Response:
     return json_response({"conversations": [thread_view(t, tz) for t in found]})
 
 
+class ReplyIn(Body):
+    text: Annotated[str, Field(min_length=1, max_length=inbox.TEXT_MAX)]
+    """Checked again by `models.inbox.clean_reply` (no control characters)."""
+
+
 @routes.post("/api/inbox/{id}/reply")
+@describe(
+    "Answer a conversation",
+    body=ReplyIn,
+    ok={202: "sent or failed"},
+    path={"id": ROW_ID},
+    auth=ASSISTANT_SCHEME,
+)
 async def reply(request: web.Request) -> web.Response:
     scope = await _scope(request)
     conversation_id = _id(request)
-    data = await read_object(request)
-    unknown = set(data) - {"text"}
-    if unknown:
-        raise InvalidInput("unknown field", sorted(unknown)[0])
+    data = ReplyIn.model_validate(await read_object(request))
     delivery = await inbox_reply.answer(
         request.app[SESSIONS],
         scope=scope,
         conversation_id=conversation_id,
-        text=data.get("text"),
+        text=data.text,
         now=utcnow(),
         settings=request.app[SETTINGS],
         wechat=request.app.get(WECHAT_API),
@@ -112,6 +128,7 @@ async def reply(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/inbox/{id}/close")
+@describe("Close a conversation", path={"id": ROW_ID}, auth=ASSISTANT_SCHEME)
 async def close(request: web.Request) -> web.Response:
     scope = await _scope(request)
     conversation_id = _id(request)

@@ -12,6 +12,7 @@ from aiohttp import web
 from pydantic import Field
 
 from bot.api.common import Body, context, member_or_404, operator, read_object, tx
+from bot.api.openapi import CREATED, describe
 from bot.api.views import member_view
 from bot.errors import json_response
 from models import consent, member_data, members
@@ -23,6 +24,7 @@ routes = web.RouteTableDef()
 
 
 @routes.post("/api/members")
+@describe("Create or update a member: the member view", body=MemberIn, ok=CREATED)
 @operator
 async def post_member(request: web.Request) -> web.Response:
     data = MemberIn.model_validate(await read_object(request))
@@ -36,6 +38,7 @@ async def post_member(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/members/{phone}")
+@describe("The member view: points, tier, vouchers, consent, card applications")
 @operator
 async def get_member(request: web.Request) -> web.Response:
     rules, tz, today = context(request)
@@ -60,18 +63,21 @@ async def _consent(request: web.Request, change) -> web.Response:
 
 
 @routes.post("/api/members/{phone}/stop")
+@describe("Stop proactive messages", body=ConsentIn, body_required=False)
 @operator
 async def post_stop(request: web.Request) -> web.Response:
     return await _consent(request, consent.stop)
 
 
 @routes.post("/api/members/{phone}/resume")
+@describe("Resume proactive messages", body=ConsentIn, body_required=False)
 @operator
 async def post_resume(request: web.Request) -> web.Response:
     return await _consent(request, consent.resume)
 
 
 @routes.get("/api/members/{phone}/export")
+@describe("Everything held about the member")
 @operator
 async def get_export(request: web.Request) -> web.Response:
     async with tx(request) as session:
@@ -81,6 +87,7 @@ async def get_export(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/members/{phone}")
+@describe("Erase the member's personal data (again: `erased` false)")
 @operator
 async def delete_member(request: web.Request) -> web.Response:
     phone = normalise_phone(request.match_info["phone"])

@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import Field
 
 from bot.api.common import Body, Code, context, member_or_404, operator, read_object, tx, when
+from bot.api.openapi import CREATED, describe
 from bot.errors import json_response
 from models import members, stores
 from models.errors import InvalidInput
@@ -19,6 +20,7 @@ routes = web.RouteTableDef()
 
 
 @routes.post("/api/purchases")
+@describe("Record a purchase (the same `receipt_no` again: 200)", body=PurchaseIn, ok=CREATED)
 @operator
 async def post_purchase(request: web.Request) -> web.Response:
     data = PurchaseIn.model_validate(await read_object(request))
@@ -49,6 +51,7 @@ class VisitIn(Body):
 
 
 @routes.post("/api/visits")
+@describe("Record a visit", body=VisitIn, ok={201: "points posted", 200: "nothing posted"})
 @operator
 async def post_visit(request: web.Request) -> web.Response:
     data = VisitIn.model_validate(await read_object(request))

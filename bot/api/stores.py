@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import Field, StrictBool
 
 from bot.api.common import Body, Code, operator, read_object, tx
+from bot.api.openapi import CREATED, describe
 from bot.errors import json_response
 from models import stores
 from models.staff_auth import hash_password
@@ -33,6 +34,7 @@ class AssistantIn(Body):
 
 
 @routes.post("/api/stores")
+@describe("Create or update a store", body=StoreIn, ok=CREATED)
 @operator
 async def post_store(request: web.Request) -> web.Response:
     data = StoreIn.model_validate(await read_object(request))
@@ -45,6 +47,11 @@ async def post_store(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/assistants")
+@describe(
+    "Create or update an assistant (a new one, or `rotate_token`, answers its token once)",
+    body=AssistantIn,
+    ok=CREATED,
+)
 @operator
 async def post_assistant(request: web.Request) -> web.Response:
     data = AssistantIn.model_validate(await read_object(request))

@@ -13,6 +13,7 @@ from aiohttp import web
 from pydantic import Field, StrictInt
 
 from bot.api.common import Body, Code, context, member_or_404, operator, read_object, tx, when
+from bot.api.openapi import CREATED, describe
 from bot.errors import json_response
 from models import voucher_till
 from models.errors import InvalidInput
@@ -59,6 +60,7 @@ async def voucher_json(session, voucher: Voucher, today) -> dict:
 
 
 @routes.get("/api/vouchers/{code}")
+@describe("A voucher as the till sees it")
 @operator
 async def get_voucher(request: web.Request) -> web.Response:
     _rules, _tz, today = context(request)
@@ -75,6 +77,7 @@ class UseIn(Body):
 
 
 @routes.post("/api/vouchers/{code}/use")
+@describe("Use a voucher at a store", body=UseIn)
 @operator
 async def post_use(request: web.Request) -> web.Response:
     data = UseIn.model_validate(await read_object(request))
@@ -99,6 +102,7 @@ class VoidIn(Body):
 
 
 @routes.post("/api/vouchers/{code}/void")
+@describe("Void a voucher", body=VoidIn)
 @operator
 async def post_void(request: web.Request) -> web.Response:
     data = VoidIn.model_validate(await read_object(request))
@@ -118,6 +122,7 @@ async def post_void(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/returns")
+@describe("Record a return (the same `return_no` again: 200)", body=ReturnIn, ok=CREATED)
 @operator
 async def post_return(request: web.Request) -> web.Response:
     data = ReturnIn.model_validate(await read_object(request))
@@ -149,6 +154,7 @@ class AdjustmentIn(Body):
 
 
 @routes.post("/api/points/adjustments")
+@describe("Adjust points (the same `key` again: 200)", body=AdjustmentIn, ok=CREATED)
 @operator
 async def post_adjustment(request: web.Request) -> web.Response:
     data = AdjustmentIn.model_validate(await read_object(request))

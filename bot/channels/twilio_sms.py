@@ -132,14 +132,16 @@ async def status_callback(request: web.Request) -> web.Response:
     status = (form.get("MessageStatus") or form.get("SmsStatus") or "").strip()
     if not sid or not status:
         return web.Response(status=400, text="MessageSid and MessageStatus are required")
+    if len(sid) > SID_MAX:  # never cut: the first 64 characters may be another message's
+        return web.Response(status=400, text=f"MessageSid is at most {SID_MAX} characters")
     error_code = (form.get("ErrorCode") or "").strip()[:10] or None
     now = utcnow()
     async with transaction(request.app[SESSIONS]) as session:
         changed = await record_receipt(
-            session, provider_id=sid[:64], status=status, error_code=error_code, at=now
+            session, provider_id=sid, status=status, error_code=error_code, at=now
         )
         if changed:  # the outbox message sent as this sid follows, forward only
-            await apply_receipt(session, provider_id=sid[:64], now=now)
+            await apply_receipt(session, provider_id=sid, now=now)
     if not changed:
         log.info("status %s for %s ignored (stale or unknown)", status, sid)
     return web.Response(status=204)
