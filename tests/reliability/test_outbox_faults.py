@@ -9,7 +9,7 @@ from tests.reliability.harness import Soak
 
 
 async def test_provider_faults_cost_nothing_but_time(soak: Soak):
-    figures = await provider_faults(soak, outage=5, retry_after=3, hang=12, batch=10)
+    figures = await provider_faults(soak, outage=5, retry_after=5, hang=12, batch=10)
     print(figures)
     assert figures["codes"]["21610"]["message"][0] == "undeliverable"
     assert figures["codes"]["21211"]["identity"][0] is True
