@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from models.db import make_engine, session_factory, transaction
 from models.outbox.states import enqueue
 from models.types import utcnow
+from scheduler.send.sender import CALL_TIMEOUT
 from tests.fakes import TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN
 from tests.payloads import TWILIO_NUMBER, aes, decrypt_reply, reply_fields, wechat_settings
 from tests.payloads import wechat_text as wechat_xml
@@ -46,13 +47,11 @@ OUTBOX = {
 """The sender's settings in both modes: short timings so that a claim left by a killed
 replica expires, and a backoff doubles, within the run."""
 
-CALL_TIMEOUT = 10.0
-"""scheduler.send.sender.CALL_TIMEOUT (a provider call's timeout); claims are sized by it."""
-
 
 def claim_limit(outbox: dict = OUTBOX) -> int:
     """The most messages one pass of one sender claims on a channel (docs/scheduler.md
-    "Claims are sized …"): what a SIGKILL can leave in `sending` at once."""
+    "Claims are sized …", `Sender._claim_limit`): what a SIGKILL can leave in `sending`
+    at once."""
     half = outbox["claim_timeout"] / 2
     bounds = [outbox["batch_size"], int(outbox["concurrency"] * half / CALL_TIMEOUT)]
     if outbox["rate_sms"]:
@@ -79,7 +78,6 @@ def settings(provider_url: str) -> dict:
         # any hour of the day (CI runs at night), and no weekly cap in the way
         "messaging": {"send_window": "00:00-24:00", "weekly_cap": 100},
         "outbox": OUTBOX,
-        "logging": {"access_log": "errors"},
     }
 
 
