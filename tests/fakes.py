@@ -69,6 +69,12 @@ class _Recorder:
         """Let every held request answer (its 503)."""
         self._released.set()
 
+    def hold(self, count: int) -> None:
+        """Hold the next `count` requests (`hangs`), also after an earlier `release()`."""
+        if self._released.is_set():
+            self._released = asyncio.Event()
+        self.hangs = count
+
     async def _on_shutdown(self, _app: web.Application) -> None:
         self.release()
 

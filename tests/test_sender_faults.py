@@ -17,9 +17,10 @@ from bot.wechat_api import WeChatApi
 from models.outbox.states import FAILED, GAVE_UP, QUEUED, SENT
 from scheduler.send.providers import WeChatApiError
 from scheduler.send.ratelimit import SharedRateLimiter
+from scheduler.send.send_retry import HELD_PREFIX
 from scheduler.send.sender import drain_until_idle
 from tests.fakes import WECHAT_APP_ID, WECHAT_APP_SECRET
-from tests.test_outbox import T0, add_member, add_message, load
+from tests.test_outbox import T0, add_member, add_message, load, set_status
 from tests.test_sender import OPENID, fake_twilio, fake_wechat, make_sender, wechat_identity  # noqa: F401 (fixtures)
 
 PHONE2 = "+8613800138002"
@@ -100,6 +101,58 @@ async def test_a_probe_that_succeeds_releases_what_every_sender_held(
     total = await drain_until_idle(a, now=at(1))
     assert total.sent == 5
     assert [(await load(sessions, i)).status for i in [first, *held]] == [SENT] * 5
+
+
+def sms_open(sender) -> bool:
+    """The sender's SMS breaker as `GET /metrics` reports it."""
+    return dict(sender.breaker_states())["sms"]
+
+
+async def test_a_sender_left_idle_after_a_recovery_closes_its_breaker(
+    sessions, make_sender, fake_twilio
+):
+    """A sender whose pause ended with nothing to send does not keep its breaker (and
+    `memberbot_breaker_open`) open until its next message — hours at night, a false
+    "breaker open" alert: while another sender still holds messages for the channel or
+    waits to retry one because it was down, the channel is down for it too; once none
+    is left, it is up again."""
+    member_id = await add_member(sessions)
+    mine = await add_message(sessions, member_id=member_id, occasion="mine")
+    b = await make_sender(outbox={"concurrency": 1, "retry_backoff": 5})
+    fake_twilio.down = 503
+    assert (await b.drain_once(T0)).failed == 1
+    assert sms_open(b)
+    # another sender took B's message and is holding one for the channel, far ahead
+    await set_status(sessions, mine, status=SENT, reason=None)
+    held = await add_message(sessions, member_id=member_id, occasion="held")
+    await set_status(sessions, held, reason=HELD_PREFIX + "sms failing", send_after=at(100))
+    assert (await b.drain_once(at(6))).claimed == 0
+    assert sms_open(b)
+    # the other sender's probe went through and its held message was sent
+    await set_status(sessions, held, status=SENT, reason=None)
+    assert (await b.drain_once(at(7))).claimed == 0
+    assert not sms_open(b)
+
+
+async def test_after_a_recovery_no_idle_sender_reports_its_breaker_open(
+    sessions, make_sender, fake_twilio
+):
+    """Both senders find the provider down; A's probe gets through and sends everything;
+    B, with nothing left, reports its breaker closed after its pause."""
+    member_id = await add_member(sessions)
+    first = await add_message(sessions, member_id=member_id, occasion="first")
+    a = await make_sender(outbox={"concurrency": 1, "retry_backoff": 1})
+    b = await make_sender(outbox={"concurrency": 1, "retry_backoff": 5})
+    fake_twilio.down = 503
+    assert (await a.drain_once(T0)).failed == 1
+    second = await add_message(sessions, member_id=member_id, occasion="second")
+    assert (await b.drain_once(T0)).failed == 1
+    fake_twilio.down = None
+    assert (await drain_until_idle(a, now=at(2))).sent == 2
+    assert [(await load(sessions, i)).status for i in (first, second)] == [SENT] * 2
+    assert sms_open(b)  # paused: it has not looked yet
+    await b.drain_once(at(6))
+    assert not sms_open(a) and not sms_open(b)
 
 
 # ------------------------------------------------------------------ 23: Retry-After

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -95,6 +95,15 @@ class _Sent:
 
 
 Op = Callable[[AsyncSession], Awaitable[object]]
+
+
+def _down_marks(t) -> tuple:
+    """(held, failed) conditions: messages held for a failing channel, and those that
+    failed because it was down and will be tried again."""
+    held = and_(t.c.status == QUEUED, t.c.reason.like(HELD_PREFIX + "%"))
+    failed = and_(t.c.status == FAILED, t.c.next_attempt_at.is_not(None),
+                  t.c.reason.like(f"%; {DOWN_NOTE}%"))  # fmt: skip
+    return held, failed
 
 
 class Recorder:
@@ -244,10 +253,9 @@ class Recorder:
         that failed meanwhile because it was down — by any sender, it is all in the database — are
         due at once instead of at the end of each sender's pause."""
         t = OutboxMessage.__table__
-        held = and_(t.c.status == QUEUED, t.c.send_after > now,
-                    t.c.reason.like(HELD_PREFIX + "%"))  # fmt: skip
-        probed = and_(t.c.status == FAILED, t.c.next_attempt_at > now,
-                      t.c.reason.like(f"%; {DOWN_NOTE}%"))  # fmt: skip
+        held_for, failed_for = _down_marks(t)
+        held = and_(held_for, t.c.send_after > now)
+        probed = and_(failed_for, t.c.next_attempt_at > now)
 
         async def op(session: AsyncSession) -> int:
             await session.exec(
@@ -265,6 +273,17 @@ class Recorder:
             await self.writer.submit(op)
         except Exception:  # the held messages still go at the end of their pause
             log.exception("outbox: releasing the messages held for %s failed", channel)
+
+    async def still_down(self, channel: str) -> bool:
+        """Whether a sender — any, it is all in the database — still holds a message for
+        `channel`, or waits to retry one that failed because the channel was down."""
+        t = OutboxMessage.__table__
+
+        async def op(session: AsyncSession) -> bool:
+            stmt = select(t.c.id).where(t.c.channel == channel, or_(*_down_marks(t))).limit(1)
+            return (await session.exec(stmt)).first() is not None
+
+        return await self.writer.submit(op)
 
     async def refused(
         self,

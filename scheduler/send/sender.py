@@ -168,6 +168,7 @@ class Sender:
             lambda s: self._claim(s, now=start, channels=channels)
         )
         run.result.claimed = len(claimed)
+        await self._close_idle_breakers(channels, claimed)
         run.unsent = {m.id: m for m in claimed}
         try:
             outcomes = await asyncio.gather(
@@ -186,6 +187,16 @@ class Sender:
             if isinstance(outcome, BaseException):
                 log.error("outbox message %s: %r (left to its claim timeout)", m.id, outcome)
         return run.result
+
+    async def _close_idle_breakers(self, channels: set[str], claimed: list[OutboxMessage]) -> None:
+        """A channel this sender counts as down, its pause over and nothing claimed for
+        it: up again once no sender holds or retries anything for it (another sender's
+        probe got through) — else the breaker, and `memberbot_breaker_open`, would stay
+        open until this sender's next message on the channel, hours later at night."""
+        busy = {m.channel for m in claimed}
+        for channel in sorted(channels - busy):
+            if self._breaker.is_down(channel) and not await self._rec.still_down(channel):
+                self._breaker.answered(channel)
 
     # ------------------------------------------------------------------ claiming
 

@@ -1,16 +1,19 @@
 """What the deployment tests need: PostgreSQL, haproxy and PgBouncer (skipped with the
 reason when one is missing; under CI=true a missing binary fails instead), and a fresh
-database of their own beside the suite's."""
+database of their own beside the suite's; `soak`: that deployment with the outbox
+sender on and the fake provider process (tests/reliability/harness.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import PG_URL_ENV, is_pg
+from tests.reliability.harness import Soak, recreate_database
 from tests.reliability.stack import binary
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -21,21 +24,6 @@ def _admin_url() -> tuple[str, str]:
     url = os.environ[PG_URL_ENV].replace("postgresql+asyncpg://", "postgresql://")
     base, _, dbname = url.rpartition("/")
     return base + "/postgres", dbname.split("?")[0] + "_lb"
-
-
-async def _recreate(admin_url: str, dbname: str, *, drop_only: bool = False) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", dbname
-        )
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
-        if not drop_only:
-            await conn.execute(f'CREATE DATABASE "{dbname}"')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture
@@ -50,6 +38,21 @@ def deploy_db() -> Iterator[tuple[str, str]]:
             pytest.fail(f"CI=true but the deployment tests cannot run: {reason}")
         pytest.skip(reason)
     admin_url, dbname = _admin_url()
-    asyncio.run(_recreate(admin_url, dbname))
+    asyncio.run(recreate_database(admin_url, dbname))
     yield admin_url, dbname
-    asyncio.run(_recreate(admin_url, dbname, drop_only=True))
+    asyncio.run(recreate_database(admin_url, dbname, drop_only=True))
+
+
+@pytest.fixture
+async def soak(tmp_path: Path, deploy_db: tuple[str, str]) -> AsyncIterator[Soak]:
+    """Two replicas behind haproxy, sending to the fake provider (`harness.Soak`)."""
+    admin_url, dbname = deploy_db
+    running = Soak(tmp_path, pg_admin_url=admin_url, dbname=dbname)
+    try:
+        await asyncio.to_thread(running.start)
+        await running.open()
+        yield running
+    finally:
+        await running.close()
+        running.stop()
+        print(running.tracebacks())

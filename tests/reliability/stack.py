@@ -212,7 +212,7 @@ class Stack:
         self.pgbouncer = Process("pgbouncer", [*argv, str(ini)], self.workdir / "pgbouncer.log")
         self.pgbouncer.start()
         wait_until(
-            lambda: _port_open(self.bouncer_port) or self._died(self.pgbouncer),
+            lambda: port_open(self.bouncer_port) or self._died(self.pgbouncer),
             timeout=15,
             what="pgbouncer",
         )
@@ -335,7 +335,7 @@ class Stack:
         return False
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
