@@ -80,6 +80,7 @@ async def import_members(
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
     total_rows: int | None = None,
+    bulk: bool = True,
 ) -> ImportSummary:
     """Create or update members from a member sheet; identical rows change nothing."""
     path = Path(path)
