@@ -140,7 +140,7 @@ async def _run(sessions, settings, files: list[Path], *, bulk: bool, batch_size:
 
 @pytest.mark.parametrize("batch_size", [4, 500])
 async def test_bulk_import_records_what_one_by_one_records(
-    make_settings, engine, sessions, tmp_path, batch_size
+    make_settings, engine, sessions, tmp_path, batch_size, caplog
 ):
     settings = make_settings(points={"double_points_days": ["03-08"]})
     files = [tmp_path / "members.csv", tmp_path / "p1.csv", tmp_path / "p2.csv"]
@@ -151,8 +151,11 @@ async def test_bulk_import_records_what_one_by_one_records(
     one_by_one = await _run(sessions, settings, files, bulk=False, batch_size=batch_size)
     expected = await snapshot(engine)
     await wipe(engine)
+    caplog.clear()
     in_bulk = await _run(sessions, settings, files, bulk=True, batch_size=batch_size)
     got = await snapshot(engine)
+    redone = [r.getMessage() for r in caplog.records if "redone one by one" in r.getMessage()]
+    assert not redone  # the bulk path did record (it was not the fallback's work)
 
     assert in_bulk == one_by_one
     assert any("rejected" in line for lines in in_bulk for line in lines[1:]) or any(

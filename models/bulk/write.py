@@ -78,7 +78,8 @@ class Writer:
             await self.driver.copy_records_to_table(table.name, records=records, columns=names)
             return
         marks = ", ".join("?" * len(names))
-        sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})"
+        columns = ", ".join(f'"{n}"' for n in names)
+        sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"
         await self.driver.executemany(sql, records)
 
     async def update(self, table: Table, columns: Sequence[str], rows: list[dict]) -> None:
@@ -88,10 +89,10 @@ class Writer:
         names = [*columns, "id"]
         records = self._values(table, names, rows)
         if self.dialect == "postgresql":
-            sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(columns, 1))
+            sets = ", ".join(f'"{c}" = ${i}' for i, c in enumerate(columns, 1))
             sql = f"UPDATE {table.name} SET {sets} WHERE id = ${len(names)}"
         else:
-            sets = ", ".join(f"{c} = ?" for c in columns)
+            sets = ", ".join(f'"{c}" = ?' for c in columns)
             sql = f"UPDATE {table.name} SET {sets} WHERE id = ?"
         await self.driver.executemany(sql, records)
 
