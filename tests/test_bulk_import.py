@@ -34,13 +34,18 @@ HEADER = (
     "referrer,return_no"
 )
 MEMBER_SHEET = [
-    "phone,name,gender,birthday,birthday_calendar,store,assistant,card_no",
-    "13800000001,张伟,男,03-15,solar,S1,A001,",
-    "13800000002,陈静,女,1990-02-10,lunar,S2,A002,",
-    "13800000003,刘洋,M,,,S1,,",
-    "13800000004,王芳,F,05-01,solar,S1,A001,C004",
-    "13800000005,赵敏,F,,,S2,A002,",
-    "13800000006,bad store,F,,,S9,,",
+    "phone,name,gender,birthday,birthday_calendar,store,assistant,card_no,wechat_openid,join_date",
+    "13800000001,张伟,男,03-15,solar,S1,A001,,,",
+    "13800000002,陈静,女,1990-02-10,lunar,S2,A002,,,",
+    "13800000003,刘洋,M,,,S1,,,,",
+    "13800000004,王芳,F,05-01,solar,S1,A001,C004,,2025-06-01",
+    "13800000005,赵敏,F,,,S2,A002,,,",
+    "13800000006,bad store,F,,,S9,,,,",
+    "13800000007,微信,F,,,S1,A001,,wx-openid-7,",
+    "13800000008,错店,F,,,S1,A002,,,",
+    "13800000009,坏生日,F,02-30,solar,S1,,,,",
+    "13800000011,同卡,F,,,S1,,C004,,",
+    "13800000012,未来,F,,,S1,,,,2030-01-01",
 ]
 PHONES = [f"138000000{i:02d}" for i in range(1, 6)] + ["13900000001", "13900000002"]
 PRICES = (199, 899, 1299, 2999)
@@ -128,6 +133,10 @@ async def _run(sessions, settings, files: list[Path], *, bulk: bool, batch_size:
         batch_size=batch_size,
     )  # fmt: skip
     out.append(summary.lines(limit=100))
+    again = await import_members(
+        sessions, rules=rules, tz=TZ, path=members, today=date(2026, 1, 6), bulk=bulk
+    )
+    out.append(again.lines(limit=100))
     for n, path in enumerate(files[1:] + files[1:2]):  # the first sheet again: a re-run
         if n == 1:
             await _debt(sessions, rules)

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Boolean, Date, Table
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.bulk.state import MEMBER_COLUMNS, MemberState
+from models.bulk.state import MEMBER_COLUMNS
 from models.rawdb import sql_time
 from models.tables.cards import CardApplication, CardEvent
 from models.tables.ledger import PointsEntry, PointsLot, TierChange
-from models.tables.members import Assignment, Identity, Member
+from models.tables.members import Assignment, Member
 from models.tables.purchases import Purchase, PurchaseItem
 from models.types import Money, UTCDateTime, to_cents
 
@@ -95,17 +95,6 @@ class Writer:
             sets = ", ".join(f'"{c}" = ?' for c in columns)
             sql = f"UPDATE {table.name} SET {sets} WHERE id = ?"
         await self.driver.executemany(sql, records)
-
-
-async def write_members(writer: Writer, members: list[MemberState]) -> None:
-    """New members inserted (in enrolment order: a referrer before whom they referred),
-    then the stored ones updated."""
-    await writer.insert(MEMBERS, [m.row() for m in members if m.new is not None])
-    await writer.update(MEMBERS, UPDATED, [m.row() for m in members if m.new is None])
-
-
-async def write_identities(writer: Writer, rows: list[dict[str, Any]]) -> None:
-    await writer.insert(Identity.__table__, rows)
 
 
 async def write_replay(session: AsyncSession, replay: Replay) -> None:
