@@ -70,10 +70,10 @@ def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name
 
 
-def joining(*, phone: str, today: date, entry_tier: str) -> Member:
-    """A member created `today` (entry tier from today; `joined_on` then applies the sheet's
-    join date)."""
-    return Member(phone=phone, join_date=today, tier=entry_tier, tier_since=today)
+def joining(*, phone: str, today: date, entry_tier: str) -> dict:
+    """The values a member created `today` starts with (entry tier from today; `joined_on`
+    then applies the sheet's join date)."""
+    return dict(phone=phone, join_date=today, tier=entry_tier, tier_since=today)
 
 
 def joined_on(member: Member, data: MemberIn) -> None:
@@ -88,7 +88,7 @@ async def _get_or_create(
     """INSERT … ON CONFLICT DO NOTHING, then load: two simultaneous enrolments of one
     phone make one member (the later one sees the earlier one's row)."""
     table = Member.__table__
-    new = joining(phone=phone, today=today, entry_tier=entry_tier)
+    new = Member(**joining(phone=phone, today=today, entry_tier=entry_tier))
     stmt = (
         insert_ignore(_dialect(session), table)
         .values(**_row(new))

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import date
+from types import SimpleNamespace
 
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.bulk.state import Ids, shops
+from models.bulk.state import Ids, member_defaults, shops
 from models.bulk.write import Writer
 from models.errors import DomainError
 from models.member_input import MemberIn
@@ -51,6 +52,7 @@ async def create_members(
     held = await _taken(session, MEMBERS.c.card_no, set(cards))
     ids = Ids(session, block=len(records))
     now = utcnow()
+    defaults = member_defaults(now)
     members, identities, assignments, left = [], [], [], []
     for i, d in enumerate(records):
         fields = d.model_fields_set
@@ -66,7 +68,9 @@ async def create_members(
         ):
             left.append(i)
             continue
-        member = joining(phone=d.phone, today=today, entry_tier=rules.tiers.entry.code)
+        member = SimpleNamespace(
+            **(defaults | joining(phone=d.phone, today=today, entry_tier=rules.tiers.entry.code))
+        )
         joined_on(member, d)
         try:
             apply_plain_fields(member, d, set(fields))
@@ -76,7 +80,6 @@ async def create_members(
             left.append(i)
             continue
         member.id = await ids.next("members")
-        member.updated_at = now
         if assistant is not None:
             member.assistant_id = assistant.id
             assignments.append(

@@ -32,7 +32,15 @@ from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import cards
-from models.bulk.state import Ids, MemberState, Row, history_start, load_members, shops
+from models.bulk.state import (
+    Ids,
+    MemberState,
+    Row,
+    history_start,
+    load_members,
+    member_defaults,
+    shops,
+)
 from models.bulk.write import write_replay
 from models.clock import local_date
 from models.ledger import MEMBERS
@@ -91,6 +99,8 @@ class Replay:
     rules: LoyaltyRules
     ids: Ids
     now: datetime
+    defaults: dict[str, Any]
+    """A new member's columns by default (`member_defaults`)."""
     members: list[MemberState] = field(default_factory=list)
     purchases: list[Row] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)
@@ -199,8 +209,9 @@ class _Batch:
         return self.by_phone.get(d.phone) if d.phone else self.by_card.get(d.card_no or "")
 
     async def enrol(self, phone: str, store_id: int, day: date) -> MemberState:
-        new = enrolled(self.rules, phone=phone, store_id=store_id, day=day)
-        values = {c.name: getattr(new, c.name) for c in MEMBERS.columns}
+        values = self.replay.defaults | enrolled(
+            self.rules, phone=phone, store_id=store_id, day=day
+        )
         values["id"] = await self.replay.ids.next("members")
         m = MemberState(**{k: values.pop(k) for k in list(values) if k in _STATE})
         m.new = values
@@ -292,7 +303,7 @@ class _Batch:
         if target is None:
             return
         change, card = apply_upgrade(tiers, member=m, target=target, purchase=sale)  # type: ignore[arg-type]
-        self.replay.tier_changes.append(change.model_dump(exclude={"id"}))
+        self.replay.tier_changes.append(change)
         if card == APPLY:
             await self.replay.open_application(m, target.code, sale)
         elif card == FLAG and not any(a.tier == target.code for a in m.applications):
@@ -376,7 +387,8 @@ async def record_receipts(
         applications=any(lv.requires_card for lv in rules.tiers.levels),
         lock=pg,
     )
-    replay = Replay(rules, Ids(session, block=len(records) * 2), utcnow())
+    now = utcnow()
+    replay = Replay(rules, Ids(session, block=len(records) * 2), now, member_defaults(now))
     batch = _Batch(replay, tz, stores, assistants)
     for m in loaded:
         batch.by_phone[m.phone] = m

@@ -110,6 +110,14 @@ class MemberState:
         return values | self.new if self.new is not None else values
 
 
+def member_defaults(now: datetime) -> dict[str, Any]:
+    """Every column of a new member row (but the id) as `Member` fills it by default,
+    stamped `now` (built from one `Member`: constructing one per row costs more than the
+    rest of the row's work)."""
+    template = Member(phone="", join_date=now.date(), created_at=now, updated_at=now)
+    return {c.name: getattr(template, c.name) for c in MEMBERS.columns if c.name != "id"}
+
+
 def history_start(tiers: TierRules, first_day: date) -> date | None:
     """The first day a reach rule's window can read for sales on or after `first_day`
     (None: the whole history, for ``cumulative`` windows)."""

@@ -64,9 +64,10 @@ async def _store_and_assistant(
     return store, assistant if assistant_code else None
 
 
-def enrolled(rules: LoyaltyRules, *, phone: str, store_id: int, day: date) -> Member:
-    """A buyer enrolled by a sale: joining on the sale's day, entry tier, the sale's store."""
-    return Member(phone=phone, join_date=day, tier=rules.tiers.entry.code, store_id=store_id)
+def enrolled(rules: LoyaltyRules, *, phone: str, store_id: int, day: date) -> dict:
+    """The values of a buyer enrolled by a sale: joining on the sale's day, entry tier, the
+    sale's store."""
+    return dict(phone=phone, join_date=day, tier=rules.tiers.entry.code, store_id=store_id)
 
 
 async def _enrol(
@@ -76,7 +77,7 @@ async def _enrol(
     found = (await session.exec(select(Member).where(Member.phone == phone))).first()
     if found is not None:
         return found
-    new = enrolled(rules, phone=phone, store_id=store.id, day=day)
+    new = Member(**enrolled(rules, phone=phone, store_id=store.id, day=day))
     values = {c.name: getattr(new, c.name) for c in MEMBERS.columns if c.name != "id"}
     stmt = (
         insert_ignore(session.bind.dialect.name, MEMBERS)

@@ -111,22 +111,16 @@ target is already under way."""
 
 def apply_upgrade(
     tiers: TierRules, *, member: Member, target: TierLevel, purchase: Purchase
-) -> tuple[TierChange, str]:
-    """Change `member` (in memory) for an upgrade to `target` after `purchase`; the
-    TierChange to record and the card step left to do ("", `APPLY` or `FLAG`), per the
-    table of `models.tiers`."""
-    on, at = purchase.local_date, purchase.at
+) -> tuple[dict, str]:
+    """Change `member` (in memory) for an upgrade to `target` after `purchase`; the values
+    of the TierChange to record and the card step left to do ("", `APPLY` or `FLAG`), per
+    the table of `models.tiers`."""
+    on, at, entry = purchase.local_date, purchase.at, tiers.entry.code
     if target.effective == "on_eligible":
-        change = set_tier(member, target, on=on, reason="upgrade", at=at, entry=tiers.entry.code)
+        change = tier_change(member, target, on=on, reason="upgrade", at=at, entry=entry)
+        move_tier(member, target, on=on)
     else:
-        change = TierChange(
-            member_id=member.id,
-            from_tier=member.tier or tiers.entry.code,
-            to_tier=target.code,
-            on=on,
-            reason="eligible",
-            at=at,
-        )
+        change = tier_change(member, target, on=on, reason="eligible", at=at, entry=entry)
     if target.effective == "on_review":  # the review applies it (and opens the card)
         member.eligible_tier, member.eligible_since = target.code, on
         return change, ""
@@ -139,10 +133,11 @@ def card_note(purchase: Purchase) -> str:
     return f"receipt {purchase.receipt_no}"
 
 
-def set_tier(
+def tier_change(
     member: Member, level: TierLevel, *, on: date, reason: str, at: datetime, entry: str
-) -> TierChange:
-    change = TierChange(
+) -> dict:
+    """The values of the TierChange of `member` to `level`."""
+    return dict(
         member_id=member.id,
         from_tier=member.tier or entry,
         to_tier=level.code,
@@ -150,9 +145,19 @@ def set_tier(
         reason=reason,
         at=at,
     )
+
+
+def move_tier(member: Member, level: TierLevel, *, on: date) -> None:
     member.tier = level.code
     member.tier_since = on
     member.tier_expires = add_months(on, level.valid_months) if level.valid_months else None
+
+
+def set_tier(
+    member: Member, level: TierLevel, *, on: date, reason: str, at: datetime, entry: str
+) -> TierChange:
+    change = TierChange(**tier_change(member, level, on=on, reason=reason, at=at, entry=entry))
+    move_tier(member, level, on=on)
     return change
 
 
@@ -178,7 +183,8 @@ async def evaluate_after_purchase(
     target = await upgrade_target(rules.tiers, base=base, meter=meter, purchase=purchase)
     if target is None:
         return None
-    change, card = apply_upgrade(rules.tiers, member=member, target=target, purchase=purchase)
+    values, card = apply_upgrade(rules.tiers, member=member, target=target, purchase=purchase)
+    change = TierChange(**values)
     session.add(member)
     session.add(change)
     if card == APPLY:
