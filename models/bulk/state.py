@@ -131,6 +131,12 @@ def history_start(tiers: TierRules, first_day: date) -> date | None:
     return min(starts, default=first_day)
 
 
+async def _dicts(session: AsyncSession, stmt) -> list[dict[str, Any]]:
+    result = await session.exec(stmt)
+    names = list(result.keys())
+    return [dict(zip(names, row, strict=True)) for row in result.all()]
+
+
 async def load_members(
     session: AsyncSession,
     *,
@@ -152,7 +158,8 @@ async def load_members(
     stmt = select(*(MEMBERS.c[n] for n in MEMBER_COLUMNS)).where(or_(*where))
     if lock:
         stmt = stmt.order_by(MEMBERS.c.id).with_for_update()
-    members = {r.id: MemberState(**r._asdict()) for r in (await session.exec(stmt)).all()}
+    rows = (await session.exec(stmt)).all()
+    members = {r[0]: MemberState(**dict(zip(MEMBER_COLUMNS, r, strict=True))) for r in rows}
     if not members:
         return []
     ids = list(members)
@@ -168,13 +175,13 @@ async def load_members(
         members[member_id].returns.append((day, points, amount))
     a = Assignment.__table__
     open_ = select(a).where(a.c.member_id.in_(ids), a.c.ended_on.is_(None)).order_by(a.c.id)
-    for row in (await session.exec(open_)).all():
-        members[row.member_id].assignments.append(Row(row._asdict()))
+    for values in await _dicts(session, open_):
+        members[values["member_id"]].assignments.append(Row(values))
     if applications:
         c = CardApplication.__table__
         under_way = select(c).where(c.c.member_id.in_(ids), c.c.status.in_(ACTIVE)).order_by(c.c.id)
-        for row in (await session.exec(under_way)).all():
-            members[row.member_id].applications.append(Row(row._asdict()))
+        for values in await _dicts(session, under_way):
+            members[values["member_id"]].applications.append(Row(values))
     return list(members.values())
 
 

@@ -52,7 +52,7 @@ class Writer:
 
     def __init__(self, driver: Any, dialect: str):
         self.driver, self.dialect = driver, dialect
-        self._converters: dict[tuple[str, tuple[str, ...]], list[Callable]] = {}
+        self._converters: dict[tuple[str, tuple[str, ...]], list[tuple[int, Callable]]] = {}
 
     @classmethod
     async def of(cls, session: AsyncSession) -> Writer:
@@ -60,12 +60,19 @@ class Writer:
         raw = await conn.get_raw_connection()
         return cls(raw.driver_connection, conn.dialect.name)
 
-    def _values(self, table: Table, names: Sequence[str], rows: list[dict]) -> list[tuple]:
+    def _values(self, table: Table, names: Sequence[str], rows: list[dict]) -> list[list]:
         key = (table.name, tuple(names))
         if key not in self._converters:
-            self._converters[key] = [_converter(table.c[n], self.dialect) for n in names]
-        convert = self._converters[key]
-        return [tuple(f(row[n]) for f, n in zip(convert, names, strict=True)) for row in rows]
+            converters = [_converter(table.c[n], self.dialect) for n in names]
+            self._converters[key] = [(i, f) for i, f in enumerate(converters) if f is not _same]
+        special = self._converters[key]
+        out = []
+        for row in rows:
+            values = [row[n] for n in names]
+            for i, f in special:
+                values[i] = f(values[i])
+            out.append(values)
+        return out
 
     async def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
         """Insert `rows` (every row with the same keys: the table's columns, `id` left out
