@@ -17,6 +17,7 @@ transaction fails, the batch is redone as above.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -175,16 +176,33 @@ class Batcher:
         self.prefilter, self.bulk = prefilter, bulk
         self.jobs: list[Job] = []
         self.on_done: Callable[[Job], None] | None = None
+        self._running: asyncio.Task | None = None
 
     async def add(self, job: Job) -> None:
+        """Queue `job`. A full batch is applied in the background while the next one is
+        read and validated (the database works meanwhile); only one batch is applied at a
+        time, in file order, each after the previous one has committed."""
         self.jobs.append(job)
         if len(self.jobs) >= self.size:
-            await self.flush()
+            jobs, self.jobs = self.jobs, []
+            await self._wait()
+            self._running = asyncio.create_task(self._apply(jobs))
+        elif self._running is not None and len(self.jobs) % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let the batch being applied move on
 
     async def flush(self) -> None:
-        if not self.jobs:
-            return
-        jobs, self.jobs = self.jobs, []
+        """Apply what is queued; when it returns, every job added so far is settled."""
+        await self._wait()
+        if self.jobs:
+            jobs, self.jobs = self.jobs, []
+            await self._apply(jobs)
+
+    async def _wait(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            await running
+
+    async def _apply(self, jobs: list[Job]) -> None:
         await self.prefilter(jobs)
         todo = [j for j in jobs if j.outcome is None and j.rejected is None]
         if todo and not (
@@ -198,6 +216,10 @@ class Batcher:
                 self.summary.add(job.outcome or "unknown")
             if self.on_done:
                 self.on_done(job)
+
+
+YIELD_EVERY = 16
+"""Jobs read between two turns of the event loop while a batch is being applied."""
 
 
 def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:
