@@ -93,13 +93,13 @@ def stores(n: int) -> list[tuple[str, list[str]]]:
     return [(f"S{s:02d}", [f"A{s:02d}{a}" for a in (1, 2)]) for s in range(1, n + 1)]
 
 
-def write_members(path: Path, *, members: int, shops, rnd: random.Random) -> None:
+def write_members(path: Path, *, members: int, shops, rnd: random.Random, first: int = 0) -> None:
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(
             ["phone", "name", "gender", "birthday", "birthday_calendar", "store", "assistant"]
         )
-        for i in range(members):
+        for i in range(first, first + members):
             store, assistants = shops[i % len(shops)]
             w.writerow(
                 [
@@ -346,41 +346,12 @@ def run_engine(args, url: str, work: Path) -> list[Step]:
     asyncio.run(seed_shops(url, shops))
     steps: list[Step] = []
 
-    members_csv = work / "members.csv"
-    write_members(members_csv, members=args.members, shops=shops, rnd=rnd)
-    wall, cpu, out = memberbot(config, "import", "members", str(members_csv))
-    steps.append(
-        Step("import members", wall, args.members, args.members, _summary_numbers(out), cpu)
-    )
-
-    if "import" in args.mode:
-        purchases_csv = work / "purchases.csv"
-        data = purchases(
-            receipts=args.receipts, rows=args.rows, members=args.members, shops=shops, rnd=rnd,
-            prefix="B",
-        )  # fmt: skip
-        write_purchases(purchases_csv, data)
-        profile = RESULTS / f"import-{args.db}.prof" if args.profile else None
-        wall, cpu, out = memberbot(
-            config, "import", "purchases", str(purchases_csv), "--batch-size",
-            str(args.batch_size), profile=profile,
-        )  # fmt: skip
-        steps.append(
-            Step("import purchases", wall, args.rows, args.receipts, _summary_numbers(out), cpu)
-        )
-        if profile:
-            _print_profile(profile)
-        wall, cpu, out = memberbot(config, "import", "purchases", str(purchases_csv))
-        steps.append(
-            Step(
-                "re-import (all already)",
-                wall,
-                args.rows,
-                args.receipts,
-                _summary_numbers(out),
-                cpu,
-            )
-        )
+    empty = work / "empty.csv"
+    empty.write_text("phone\n", encoding="utf-8")
+    wall, cpu, _out = memberbot(config, "import", "members", str(empty))
+    steps.append(Step("start-up (empty sheet)", wall, 0, 0, {}, cpu))
+    for k in range(args.rounds):
+        steps += import_round(args, config, work, shops, rnd, k, url)
 
     if "api" in args.mode and args.api:
         data = list(
@@ -406,6 +377,49 @@ def run_engine(args, url: str, work: Path) -> list[Step]:
     return steps
 
 
+def import_round(args, config: Path, work: Path, shops, rnd, k: int, url: str) -> list[Step]:
+    """Round `k`: `--members` new members, then `--receipts` new receipts of all members so
+    far, a year after the previous round's (the tables grow round by round)."""
+    steps = []
+    before = asyncio.run(db_counts(url)) if args.rounds > 1 else {}
+    sizes = {f"{t}_before": before[t] for t in ("members", "purchases", "points_ledger") if before}
+    label = f" #{k + 1}" if args.rounds > 1 else ""
+    path_flag = ["--one-by-one"] if args.one_by_one else []
+    members_csv = work / f"members{k}.csv"
+    write_members(members_csv, members=args.members, shops=shops, rnd=rnd, first=k * args.members)
+    profile = RESULTS / f"import-members-{args.db}.prof" if args.profile else None
+    wall, cpu, out = memberbot(
+        config, "import", "members", str(members_csv), *path_flag, profile=profile
+    )
+    extra = _summary_numbers(out) | sizes
+    steps.append(Step("import members" + label, wall, args.members, args.members, extra, cpu))
+    if "import" not in args.mode:
+        return steps
+    purchases_csv = work / f"purchases{k}.csv"
+    data = purchases(
+        receipts=args.receipts, rows=args.rows, members=(k + 1) * args.members, shops=shops,
+        rnd=rnd, prefix=f"B{k}-" if k else "B", start=START + timedelta(days=k * DAYS),
+    )  # fmt: skip
+    write_purchases(purchases_csv, data)
+    if args.rounds > 1:
+        before = asyncio.run(db_counts(url))
+        sizes = {f"{t}_before": before[t] for t in ("members", "purchases", "points_ledger")}
+    profile = RESULTS / f"import-{args.db}.prof" if args.profile else None
+    wall, cpu, out = memberbot(
+        config, "import", "purchases", str(purchases_csv), "--batch-size",
+        str(args.batch_size), *path_flag, profile=profile,
+    )  # fmt: skip
+    extra = _summary_numbers(out) | sizes
+    steps.append(Step("import purchases" + label, wall, args.rows, args.receipts, extra, cpu))
+    if profile:
+        _print_profile(profile)
+    if k == args.rounds - 1:
+        wall, cpu, out = memberbot(config, "import", "purchases", str(purchases_csv), *path_flag)
+        extra = _summary_numbers(out)
+        steps.append(Step("re-import (all already)", wall, args.rows, args.receipts, extra, cpu))
+    return steps
+
+
 def _print_profile(path: Path) -> None:
     import pstats
 
@@ -427,7 +441,18 @@ def main() -> int:
     p.add_argument("--api", type=int, default=5_000, help="purchases posted to the API")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--mode", default="import,api", help="import, api or both (comma-separated)")
+    p.add_argument(
+        "--mode", default="import,api", help="import, api or both (comma-separated); "
+        "anything else: the member import only",
+    )  # fmt: skip
+    p.add_argument(
+        "--rounds", type=int, default=1, help="import rounds (members + receipts each), the "
+        "tables growing round by round",
+    )  # fmt: skip
+    p.add_argument(
+        "--one-by-one", action="store_true", help="import with --one-by-one (the domain "
+        "calls per record, as the API) instead of the bulk path",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--profile", action="store_true", help="cProfile the purchase import")
     p.add_argument("--keep", action="store_true", help="keep the database and files")
