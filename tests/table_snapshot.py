@@ -40,7 +40,8 @@ async def _natural_keys(conn) -> dict[str, dict[int, Any]]:
     lots = await conn.execute(text("SELECT id, entry_id FROM points_lots"))
     keys["points_lots_raw"] = {r[0]: r[1] for r in lots.all()}
     ledger = await conn.execute(text("SELECT id, key FROM points_ledger"))
-    keys["points_ledger"] = {r[0]: _named(keys, r[1]) for r in ledger.all()}
+    keys["points_ledger_raw"] = {r[0]: r[1] for r in ledger.all()}
+    keys["points_ledger"] = {i: _named(keys, k) for i, k in keys["points_ledger_raw"].items()}
     return keys
 
 
@@ -56,12 +57,14 @@ def _named(keys: dict[str, dict[int, Any]], value: str) -> str:
                 "return-referral": "sale_returns",
             }.get(kind, "purchases")
             named = keys[table].get(number)
-            if kind == "expiry":
-                named = keys["points_ledger"].get(named, named)
+            if kind == "expiry":  # the lot's earning, by its own key
+                named = _named(keys, keys["points_ledger_raw"].get(named, str(named)))
             return f"{kind}:{named}"
         kind, number = m.group(3), int(m.group(4))
-        table = "members" if kind == "member" else "points_lots_raw"
-        return f"{kind} {keys[table].get(number)}"
+        if kind == "member":
+            return f"member {keys['members'].get(number)}"
+        entry = keys["points_lots_raw"].get(number)  # a lot, by its earning's key
+        return f"lot {_named(keys, keys['points_ledger_raw'].get(entry, str(entry)))}"
 
     return _IDS_IN_TEXT.sub(swap, value)
 

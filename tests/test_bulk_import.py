@@ -20,13 +20,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.csvio import purchases as purchase_sheet
 from bot.csvio.members import import_members
 from bot.csvio.purchases import import_purchases
 from models.db import transaction
 from models.members import get_member_by_phone
 from models.purchases.visits import adjust_points
+from models.settings.load import load_settings
 from models.stores import create_or_update_assistant, upsert_store
+from tests.conftest import API_KEY
 from tests.table_snapshot import snapshot, wipe
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 TZ = ZoneInfo("Asia/Shanghai")
 HEADER = (
@@ -147,11 +152,31 @@ async def _run(sessions, settings, files: list[Path], *, bulk: bool, batch_size:
     return out
 
 
-@pytest.mark.parametrize("batch_size", [4, 500])
+def _settings(make_settings, db_url: str, scheme: str):
+    if scheme == "default":
+        return make_settings(points={"double_points_days": ["03-08"]})
+    return load_settings(EXAMPLES / f"{scheme}.toml", environ={}, overrides={
+        "database": {"url": db_url}, "api": {"keys": [API_KEY]}})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("scheme", "batch_size"),
+    [("default", 4), ("default", 500), ("scheme-b", 500), ("scheme-c", 7)],
+)
 async def test_bulk_import_records_what_one_by_one_records(
-    make_settings, engine, sessions, tmp_path, batch_size, caplog
+    make_settings, db_url, engine, sessions, tmp_path, scheme, batch_size, caplog, monkeypatch
 ):
-    settings = make_settings(points={"double_points_days": ["03-08"]})
+    settings = _settings(make_settings, db_url, scheme)
+    seen = {"records": 0, "left": 0}
+    real = purchase_sheet.record_receipts
+
+    async def counted(session, **kwargs):
+        left = await real(session, **kwargs)
+        seen["records"] += len(kwargs["records"])
+        seen["left"] += len(left)
+        return left
+
+    monkeypatch.setattr(purchase_sheet, "record_receipts", counted)
     files = [tmp_path / "members.csv", tmp_path / "p1.csv", tmp_path / "p2.csv"]
     files[0].write_text("\n".join(MEMBER_SHEET) + "\n", encoding="utf-8")
     files[1].write_text("\n".join(_sheet(1, date(2026, 1, 2), 60, "A")) + "\n", encoding="utf-8")
@@ -165,6 +190,7 @@ async def test_bulk_import_records_what_one_by_one_records(
     got = await snapshot(engine)
     redone = [r.getMessage() for r in caplog.records if "redone one by one" in r.getMessage()]
     assert not redone  # the bulk path did record (it was not the fallback's work)
+    assert seen["left"] < seen["records"] / 2, seen  # most receipts were recorded in bulk
 
     assert in_bulk == one_by_one
     assert any("rejected" in line for lines in in_bulk for line in lines[1:]) or any(
@@ -173,6 +199,8 @@ async def test_bulk_import_records_what_one_by_one_records(
     for table, rows in expected.items():
         missing, extra = rows - got[table], got[table] - rows
         assert not missing and not extra, f"{table}: missing {missing}, extra {extra}"
+    if scheme != "default":
+        return
     # the sheets did exercise what the comparison is about
     for table in ("purchases", "points_ledger", "points_lots", "tier_changes",
                   "card_applications", "card_events", "assignments", "sale_returns",
@@ -184,3 +212,46 @@ async def test_bulk_import_records_what_one_by_one_records(
     assert any(n.startswith("double_points_day") for n in notes)
     statuses = {dict(row)["status"] for row in expected["card_applications"]}
     assert statuses == {"applied", "cancelled"}
+
+
+async def test_a_bulk_rerun_changes_nothing_and_rejects_each_bad_row_alone(
+    settings, engine, sessions, tmp_path
+):
+    """Through the bulk path: a re-run finds every receipt already recorded and writes
+    nothing; each bad row is rejected on its own line with its reason, and the good rows
+    of its batch land."""
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join(_sheet(3, date(2026, 1, 2), 30, "C")) + "\n", encoding="utf-8")
+    await _seed(sessions)
+    members = tmp_path / "members.csv"
+    members.write_text("\n".join(MEMBER_SHEET) + "\n", encoding="utf-8")
+    await import_members(
+        sessions, rules=settings.loyalty, tz=TZ, path=members, today=date(2026, 1, 5)
+    )
+    first = await import_purchases(
+        sessions, rules=settings.loyalty, tz=TZ, path=path, batch_size=500
+    )
+    expected = [
+        (_line_of(path, "CX1"), "unknown store 'S9'"),
+        (_line_of(path, "CX2"), "unknown assistant 'A999'"),
+        (_line_of(path, "CX3"), "amount: expected a decimal number written with the digits "
+         "0-9 (got 'abc')"),
+        (_line_of(path, "C000", last=True), f"receipt_no 'C000' split across non-adjacent "
+         f"rows (first seen on line {_line_of(path, 'C000')})"),
+    ]  # fmt: skip
+    assert first.lines()[1:] == [f"line {n}: {why}" for n, why in sorted(expected)]
+    assert first.counts["recorded"] == first.records - 4 - first.counts.get("returned", 0)
+    stored = await snapshot(engine)
+    again = await import_purchases(
+        sessions, rules=settings.loyalty, tz=TZ, path=path, batch_size=500
+    )
+    assert again.counts.get("recorded", 0) == 0 and again.counts.get("returned", 0) == 0
+    assert again.counts["already"] == first.counts["recorded"] + first.counts["returned"] + 1
+    assert await snapshot(engine) == stored
+
+
+def _line_of(path: Path, receipt_no: str, last: bool = False) -> int:
+    """The line of the first (or `last` first-of-a-run) row of `receipt_no`."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = [n for n, text in enumerate(lines, 1) if text.startswith(f"{receipt_no},")]
+    return found[-1] if last else found[0]
