@@ -23,7 +23,7 @@ from models.tables.purchases import Purchase, PurchaseItem
 from models.types import Money, UTCDateTime, to_cents
 
 if TYPE_CHECKING:
-    from models.bulk.receipts import Replay
+    from models.bulk.replay import Replay
 
 MEMBERS = Member.__table__
 UPDATED = tuple(c for c in MEMBER_COLUMNS if c not in ("id", "phone", "card_no"))
