@@ -253,7 +253,7 @@ async def record_receipts(
         lock=pg,
     )
     now = utcnow()
-    replay = Replay(rules, Ids(session, block=len(records) * 2), now, member_defaults(now))
+    replay = Replay(rules, Ids(session, block=len(records) + 64), now, member_defaults(now))
     batch = _Batch(replay, tz, stores, assistants)
     for m in loaded:
         batch.by_phone[m.phone] = m
