@@ -46,7 +46,9 @@ async def create_members(
     transaction; the indexes of the records left to `upsert_member` (module docstring)."""
     stores, assistants = await shops(session)
     phones = {d.phone for d in records}
-    known = await _taken(session, Identity.__table__.c.address, phones)
+    sms = Identity.__table__.c
+    found = select(sms.address).where(sms.channel == "sms", sms.address.in_(phones))
+    known = set((await session.exec(found)).scalars()) if phones else set()
     known |= await _taken(session, ConsentEvent.__table__.c.address, phones)
     cards = Counter(d.card_no for d in records if d.card_no is not None)
     held = await _taken(session, MEMBERS.c.card_no, set(cards))
