@@ -278,8 +278,9 @@ def import_round(args, config: Path, work: Path, shops, rnd, k: int, url: str) -
     write_members(members_csv, members=args.members, shops=shops, rnd=rnd, first=k * args.members)
     profile = RESULTS / f"import-members-{args.db}.prof" if args.profile else None
     wall, cpu, out = memberbot(
-        config, "import", "members", str(members_csv), *path_flag, profile=profile
-    )
+        config, "import", "members", str(members_csv), "--batch-size", str(args.batch_size),
+        *path_flag, profile=profile,
+    )  # fmt: skip
     extra = _summary_numbers(out) | sizes
     steps.append(Step("import members" + label, wall, args.members, args.members, extra, cpu))
     if "import" not in args.mode:
@@ -329,7 +330,7 @@ def main() -> int:
     p.add_argument("--stores", type=int, default=3)
     p.add_argument("--api", type=int, default=5_000, help="purchases posted to the API")
     p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=500, help="records per import transaction")
     p.add_argument(
         "--mode", default="import,api", help="import, api or both (comma-separated); "
         "anything else: the member import only",

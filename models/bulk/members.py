@@ -17,10 +17,10 @@ from collections import Counter
 from datetime import date
 from types import SimpleNamespace
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.bulk.state import Ids, member_defaults, shops
+from models.bulk.state import Ids, member_defaults, shops, start_batch
 from models.bulk.write import Writer
 from models.errors import DomainError
 from models.member_input import MemberIn
@@ -39,16 +39,33 @@ async def _taken(session: AsyncSession, column, values: set[str]) -> set[str]:
     return set((await session.exec(select(column).where(column.in_(values)))).scalars())
 
 
+async def _sms_identities(session: AsyncSession, phones: set[str]) -> set[str]:
+    """The phones among `phones` with an SMS identity. On PostgreSQL one index look-up per
+    phone, whatever the statistics (`unnest` joined to the unique (channel, address)
+    index): with `address IN (…500 values…)` a planner without statistics scanned every
+    SMS identity and compared each with every value (~0.1 s per batch at 20,000)."""
+    if not phones:
+        return set()
+    if session.bind.dialect.name == "postgresql":
+        stmt = text(
+            "SELECT i.address FROM unnest(CAST(:phones AS text[])) AS p(address)"
+            " JOIN identities i ON i.channel = 'sms' AND i.address = p.address"
+        )
+        return set((await session.exec(stmt, params={"phones": list(phones)})).scalars())
+    c = Identity.__table__.c
+    found = select(c.address).where(c.channel == "sms", c.address.in_(phones))
+    return set((await session.exec(found)).scalars())
+
+
 async def create_members(
     session: AsyncSession, *, rules: LoyaltyRules, records: list[MemberIn], today: date
 ) -> list[int]:
     """Create the members of `records` (phones not stored, each once) in the caller's
     transaction; the indexes of the records left to `upsert_member` (module docstring)."""
+    await start_batch(session)
     stores, assistants = await shops(session)
     phones = {d.phone for d in records}
-    sms = Identity.__table__.c
-    found = select(sms.address).where(sms.channel == "sms", sms.address.in_(phones))
-    known = set((await session.exec(found)).scalars()) if phones else set()
+    known = await _sms_identities(session, phones)
     known |= await _taken(session, ConsentEvent.__table__.c.address, phones)
     cards = Counter(d.card_no for d in records if d.card_no is not None)
     held = await _taken(session, MEMBERS.c.card_no, set(cards))
