@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from sqlalchemy import select, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.bulk.state import Ids, member_defaults, shops, start_batch
+from models.bulk.state import Ids, member_defaults, shops
 from models.bulk.write import Writer
 from models.errors import DomainError
 from models.member_input import MemberIn
@@ -62,7 +62,6 @@ async def create_members(
 ) -> list[int]:
     """Create the members of `records` (phones not stored, each once) in the caller's
     transaction; the indexes of the records left to `upsert_member` (module docstring)."""
-    await start_batch(session)
     stores, assistants = await shops(session)
     phones = {d.phone for d in records}
     known = await _sms_identities(session, phones)

@@ -38,7 +38,6 @@ from models.bulk.state import (
     load_members,
     member_defaults,
     shops,
-    start_batch,
 )
 from models.bulk.write import write_replay
 from models.clock import local_date
@@ -239,7 +238,6 @@ async def record_receipts(
     sales = [d for d in records if isinstance(d, PurchaseIn)]
     if not sales:
         return list(range(len(records)))
-    await start_batch(session)
     stores, assistants = await shops(session)
     first_day = min(local_date(d.at if d.at.tzinfo else d.at.replace(tzinfo=tz), tz) for d in sales)
     phones = {d.phone for d in sales if d.phone} | {d.referrer for d in sales if d.referrer}

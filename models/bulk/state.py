@@ -110,16 +110,6 @@ class MemberState:
         return values | self.new if self.new is not None else values
 
 
-async def start_batch(session: AsyncSession) -> None:
-    """PostgreSQL: the batch's commit does not wait for its WAL to reach the disk
-    (`synchronous_commit = off`, this transaction only). A crash of the database server
-    can then lose the last batches committed (never half of one; the database stays
-    consistent); the import is idempotent, so running the same file again records them.
-    Waiting for the disk cost ~0.1 s per batch here, more than a batch's own work."""
-    if session.bind.dialect.name == "postgresql":
-        await session.exec(text("SET LOCAL synchronous_commit = off"))
-
-
 def member_defaults(now: datetime) -> dict[str, Any]:
     """Every column of a new member row (but the id) as `Member` fills it by default,
     stamped `now` (built from one `Member`: constructing one per row costs more than the
