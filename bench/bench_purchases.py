@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import platform
@@ -36,30 +35,23 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.purchase_data import (  # noqa: E402  (after the path to this checkout)
+    DAYS,
+    START,
+    purchases,
+    stores,
+    write_members,
+    write_purchases,
+)
+
 API_KEY = "bench-api-key-0123456789"
 PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/memberbot_bench"
-TZ = timezone(timedelta(hours=8))
-START = datetime(2025, 11, 1, tzinfo=TZ)
-DAYS = 365
-PRICES = [59, 99, 129, 199, 259, 299, 399, 499, 599, 899, 1299, 1899, 2999]
-CATEGORIES = [
-    ("SH", "衬衫", "衬衫"),
-    ("TR", "西裤", "裤装"),
-    ("CT", "大衣", "外套"),
-    ("KN", "针织衫", "针织"),
-    ("DR", "连衣裙", "裙装"),
-    ("SC", "围巾", "配饰"),
-    ("BL", "皮带", "配饰"),
-]
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
-GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英"
 
 
 @dataclass
@@ -79,109 +71,6 @@ class Step:
     @property
     def records_per_s(self) -> float:
         return self.records / self.wall_s if self.wall_s else 0.0
-
-
-# --------------------------------------------------------------------------- data
-
-
-def phone_of(i: int) -> str:
-    return f"139{i:08d}"
-
-
-def stores(n: int) -> list[tuple[str, list[str]]]:
-    """[(store code, [assistant codes])], two assistants per store."""
-    return [(f"S{s:02d}", [f"A{s:02d}{a}" for a in (1, 2)]) for s in range(1, n + 1)]
-
-
-def write_members(path: Path, *, members: int, shops, rnd: random.Random) -> None:
-    with path.open("w", encoding="utf-8-sig", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            ["phone", "name", "gender", "birthday", "birthday_calendar", "store", "assistant"]
-        )
-        for i in range(members):
-            store, assistants = shops[i % len(shops)]
-            w.writerow(
-                [
-                    phone_of(i),
-                    rnd.choice(SURNAMES) + rnd.choice(GIVEN) + rnd.choice(("", *GIVEN)),
-                    rnd.choice("MF"),
-                    f"{rnd.randint(1960, 2004)}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d}",
-                    "lunar" if rnd.random() < 0.15 else "solar",
-                    store,
-                    rnd.choice(assistants),
-                ]
-            )
-
-
-def _item_counts(receipts: int, rows: int, rnd: random.Random) -> list[int]:
-    """1-4 items per receipt, summing to exactly `rows` (needs receipts <= rows <= 4*receipts)."""
-    if not receipts <= rows <= 4 * receipts:
-        raise SystemExit("--rows must be between --receipts and 4 x --receipts")
-    counts = [rnd.randint(1, 4) for _ in range(receipts)]
-    diff = rows - sum(counts)
-    while diff:
-        i = rnd.randrange(receipts)
-        if diff > 0 and counts[i] < 4:
-            counts[i] += 1
-            diff -= 1
-        elif diff < 0 and counts[i] > 1:
-            counts[i] -= 1
-            diff += 1
-    return counts
-
-
-def purchases(*, receipts: int, rows: int, members: int, shops, rnd: random.Random, prefix: str,
-              start: datetime = START, days: int = DAYS):  # fmt: skip
-    """Yield purchase dicts (API JSON shape), in time order, like a till's export."""
-    times = sorted(
-        start + timedelta(days=rnd.randrange(days), minutes=rnd.randrange(10 * 60, 22 * 60))
-        for _ in range(receipts)
-    )
-    for n, (at, count) in enumerate(zip(times, _item_counts(receipts, rows, rnd), strict=True)):
-        store, assistants = rnd.choice(shops)
-        items = []
-        for _ in range(count):
-            code, name, category = rnd.choice(CATEGORIES)
-            qty = 1 if rnd.random() < 0.85 else 2
-            price = Decimal(rnd.choice(PRICES))
-            items.append(
-                {
-                    "sku": f"{code}-{rnd.randint(1000, 1099)}",
-                    "name": name,
-                    "category": category,
-                    "qty": qty,
-                    "amount": str(price * qty),
-                }
-            )
-        member = rnd.randrange(members)
-        referrer = phone_of(rnd.randrange(members)) if rnd.random() < 0.02 else None
-        yield {
-            "receipt_no": f"{prefix}{n:07d}",
-            "phone": phone_of(member),
-            "store": store,
-            "assistant": rnd.choice(assistants),
-            "amount": str(sum(Decimal(i["amount"]) for i in items)),
-            "at": at.isoformat(),
-            "items": items,
-            **({"referrer": referrer} if referrer else {}),
-        }
-
-
-def write_purchases(path: Path, data) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            ["receipt_no", "phone", "store", "assistant", "amount", "at", "sku", "name",
-             "category", "qty", "item_amount", "referrer"]
-        )  # fmt: skip
-        for p in data:
-            for item in p["items"]:
-                w.writerow(
-                    [p["receipt_no"], p["phone"], p["store"], p["assistant"], p["amount"], p["at"],
-                     item["sku"], item["name"], item["category"], item["qty"], item["amount"],
-                     p.get("referrer", "")]
-                )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- database
@@ -346,41 +235,12 @@ def run_engine(args, url: str, work: Path) -> list[Step]:
     asyncio.run(seed_shops(url, shops))
     steps: list[Step] = []
 
-    members_csv = work / "members.csv"
-    write_members(members_csv, members=args.members, shops=shops, rnd=rnd)
-    wall, cpu, out = memberbot(config, "import", "members", str(members_csv))
-    steps.append(
-        Step("import members", wall, args.members, args.members, _summary_numbers(out), cpu)
-    )
-
-    if "import" in args.mode:
-        purchases_csv = work / "purchases.csv"
-        data = purchases(
-            receipts=args.receipts, rows=args.rows, members=args.members, shops=shops, rnd=rnd,
-            prefix="B",
-        )  # fmt: skip
-        write_purchases(purchases_csv, data)
-        profile = RESULTS / f"import-{args.db}.prof" if args.profile else None
-        wall, cpu, out = memberbot(
-            config, "import", "purchases", str(purchases_csv), "--batch-size",
-            str(args.batch_size), profile=profile,
-        )  # fmt: skip
-        steps.append(
-            Step("import purchases", wall, args.rows, args.receipts, _summary_numbers(out), cpu)
-        )
-        if profile:
-            _print_profile(profile)
-        wall, cpu, out = memberbot(config, "import", "purchases", str(purchases_csv))
-        steps.append(
-            Step(
-                "re-import (all already)",
-                wall,
-                args.rows,
-                args.receipts,
-                _summary_numbers(out),
-                cpu,
-            )
-        )
+    empty = work / "empty.csv"
+    empty.write_text("phone\n", encoding="utf-8")
+    wall, cpu, _out = memberbot(config, "import", "members", str(empty))
+    steps.append(Step("start-up (empty sheet)", wall, 0, 0, {}, cpu))
+    for k in range(args.rounds):
+        steps += import_round(args, config, work, shops, rnd, k, url)
 
     if "api" in args.mode and args.api:
         data = list(
@@ -406,6 +266,50 @@ def run_engine(args, url: str, work: Path) -> list[Step]:
     return steps
 
 
+def import_round(args, config: Path, work: Path, shops, rnd, k: int, url: str) -> list[Step]:
+    """Round `k`: `--members` new members, then `--receipts` new receipts of all members so
+    far, a year after the previous round's (the tables grow round by round)."""
+    steps = []
+    before = asyncio.run(db_counts(url)) if args.rounds > 1 else {}
+    sizes = {f"{t}_before": before[t] for t in ("members", "purchases", "points_ledger") if before}
+    label = f" #{k + 1}" if args.rounds > 1 else ""
+    path_flag = ["--one-by-one"] if args.one_by_one else []
+    members_csv = work / f"members{k}.csv"
+    write_members(members_csv, members=args.members, shops=shops, rnd=rnd, first=k * args.members)
+    profile = RESULTS / f"import-members-{args.db}.prof" if args.profile else None
+    wall, cpu, out = memberbot(
+        config, "import", "members", str(members_csv), "--batch-size", str(args.batch_size),
+        *path_flag, profile=profile,
+    )  # fmt: skip
+    extra = _summary_numbers(out) | sizes
+    steps.append(Step("import members" + label, wall, args.members, args.members, extra, cpu))
+    if "import" not in args.mode:
+        return steps
+    purchases_csv = work / f"purchases{k}.csv"
+    data = purchases(
+        receipts=args.receipts, rows=args.rows, members=(k + 1) * args.members, shops=shops,
+        rnd=rnd, prefix=f"B{k}-" if k else "B", start=START + timedelta(days=k * DAYS),
+    )  # fmt: skip
+    write_purchases(purchases_csv, data)
+    if args.rounds > 1:
+        before = asyncio.run(db_counts(url))
+        sizes = {f"{t}_before": before[t] for t in ("members", "purchases", "points_ledger")}
+    profile = RESULTS / f"import-{args.db}.prof" if args.profile else None
+    wall, cpu, out = memberbot(
+        config, "import", "purchases", str(purchases_csv), "--batch-size",
+        str(args.batch_size), *path_flag, profile=profile,
+    )  # fmt: skip
+    extra = _summary_numbers(out) | sizes
+    steps.append(Step("import purchases" + label, wall, args.rows, args.receipts, extra, cpu))
+    if profile:
+        _print_profile(profile)
+    if k == args.rounds - 1:
+        wall, cpu, out = memberbot(config, "import", "purchases", str(purchases_csv), *path_flag)
+        extra = _summary_numbers(out)
+        steps.append(Step("re-import (all already)", wall, args.rows, args.receipts, extra, cpu))
+    return steps
+
+
 def _print_profile(path: Path) -> None:
     import pstats
 
@@ -426,8 +330,19 @@ def main() -> int:
     p.add_argument("--stores", type=int, default=3)
     p.add_argument("--api", type=int, default=5_000, help="purchases posted to the API")
     p.add_argument("--concurrency", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--mode", default="import,api", help="import, api or both (comma-separated)")
+    p.add_argument("--batch-size", type=int, default=500, help="records per import transaction")
+    p.add_argument(
+        "--mode", default="import,api", help="import, api or both (comma-separated); "
+        "anything else: the member import only",
+    )  # fmt: skip
+    p.add_argument(
+        "--rounds", type=int, default=1, help="import rounds (members + receipts each), the "
+        "tables growing round by round",
+    )  # fmt: skip
+    p.add_argument(
+        "--one-by-one", action="store_true", help="import with --one-by-one (the domain "
+        "calls per record, as the API) instead of the bulk path",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--profile", action="store_true", help="cProfile the purchase import")
     p.add_argument("--keep", action="store_true", help="keep the database and files")

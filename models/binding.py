@@ -143,6 +143,4 @@ def wrong_try(session: AsyncSession, *, row: BindCode) -> int:
 
 async def mark_failed(session: AsyncSession, *, bind_code_id: int) -> None:
     """The SMS could not be sent: the code can never be right."""
-    await session.exec(
-        update(BindCode).where(BindCode.id == bind_code_id).values(status="failed")
-    )
+    await session.exec(update(BindCode).where(BindCode.id == bind_code_id).values(status="failed"))

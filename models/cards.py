@@ -131,6 +131,34 @@ def _step(
     return event
 
 
+def _rank(rules: LoyaltyRules | None, code: str | None) -> int:
+    return rules.tiers.index(code) if rules is not None else 0
+
+
+def replaced_by(active: list, tier: str, rules: LoyaltyRules | None) -> list:
+    """Which of the member's `active` applications (none for `tier` itself) a new one for
+    `tier` cancels: the open ones for lower tiers (without `rules`, every open one)."""
+    new_rank = _rank(rules, tier)
+    return [
+        app
+        for app in active
+        if app.status in OPEN and (rules is None or _rank(rules, app.tier) < new_rank)
+    ]
+
+
+def replaced_note(tier: str) -> str:
+    return f"replaced by {tier}"
+
+
+def clears_eligible(eligible_tier: str | None, tier: str, rules: LoyaltyRules | None) -> bool:
+    """Whether an application for `tier` covers the member's eligible-but-not-applied flag."""
+    if not eligible_tier:
+        return False
+    return eligible_tier == tier or (
+        rules is not None and _rank(rules, eligible_tier) <= _rank(rules, tier)
+    )
+
+
 async def open_application(
     session: AsyncSession,
     *,
@@ -163,14 +191,8 @@ async def open_application(
     for app in active:
         if app.tier == tier:
             return app
-
-    def rank(code: str | None) -> int:
-        return rules.tiers.index(code) if rules is not None else 0
-
-    new_rank = rank(tier)
-    for app in active:
-        if app.status in OPEN and (rules is None or rank(app.tier) < new_rank):
-            _step(session, app, "cancelled", actor=actor, now=now, note=f"replaced by {tier}")
+    for app in replaced_by(active, tier, rules):
+        _step(session, app, "cancelled", actor=actor, now=now, note=replaced_note(tier))
 
     app = CardApplication(
         member_id=member.id,
@@ -193,10 +215,7 @@ async def open_application(
             note=note,
         )
     )
-    covered = member.eligible_tier == tier or (
-        rules is not None and rank(member.eligible_tier) <= new_rank
-    )
-    if member.eligible_tier and covered:
+    if clears_eligible(member.eligible_tier, tier, rules):
         member.eligible_tier = None
         member.eligible_since = None
         session.add(member)

@@ -101,8 +101,6 @@ async def last_runs(session: AsyncSession) -> tuple[LastRun | None, LastRun | No
 async def conversations(session: AsyncSession) -> list[tuple[str, int]]:
     """(status, conversations) of the hand-offs not closed: waiting for an answer, answered."""
     c = Conversation
-    stmt = (
-        select(c.status, func.count()).where(c.status.in_((OPEN, ANSWERED))).group_by(c.status)
-    )
+    stmt = select(c.status, func.count()).where(c.status.in_((OPEN, ANSWERED))).group_by(c.status)
     counts = dict((await session.exec(stmt)).all())
     return [(status, counts.get(status, 0)) for status in (OPEN, ANSWERED)]

@@ -70,13 +70,25 @@ def _dialect(session: AsyncSession) -> str:
     return session.bind.dialect.name
 
 
+def joining(*, phone: str, today: date, entry_tier: str) -> dict:
+    """The values a member created `today` starts with (entry tier from today; `joined_on`
+    then applies the sheet's join date)."""
+    return dict(phone=phone, join_date=today, tier=entry_tier, tier_since=today)
+
+
+def joined_on(member: Member, data: MemberIn) -> None:
+    """A member created with a given join date holds the entry tier since that day."""
+    if data.join_date is not None:
+        member.tier_since = data.join_date
+
+
 async def _get_or_create(
     session: AsyncSession, *, phone: str, today: date, entry_tier: str
 ) -> tuple[Member, bool]:
     """INSERT … ON CONFLICT DO NOTHING, then load: two simultaneous enrolments of one
     phone make one member (the later one sees the earlier one's row)."""
     table = Member.__table__
-    new = Member(phone=phone, join_date=today, tier=entry_tier, tier_since=today)
+    new = Member(**joining(phone=phone, today=today, entry_tier=entry_tier))
     stmt = (
         insert_ignore(_dialect(session), table)
         .values(**_row(new))
@@ -150,7 +162,7 @@ async def _set_openid(session: AsyncSession, *, member: Member, openid: str | No
         raise Conflict("the member's WeChat account changed meanwhile", "wechat_openid")
 
 
-def _apply_plain_fields(member: Member, data: MemberIn, fields: set[str]) -> None:
+def apply_plain_fields(member: Member, data: MemberIn, fields: set[str]) -> None:
     if "name" in fields:
         member.name = data.name
     if "gender" in fields:
@@ -183,6 +195,19 @@ def _apply_plain_fields(member: Member, data: MemberIn, fields: set[str]) -> Non
             raise InvalidInput(f"{exc} ({member.birthday_calendar} calendar)", "birthday") from None
 
 
+def place(member: Member, *, store, assistant, current) -> None:
+    """Apply store and assistant (rows with `id`, `store_id`, `code`); `current`, the
+    member's assistant after the change, must work at the member's store."""
+    if store is not None:
+        member.store_id = store.id
+    if assistant is not None and member.store_id is None:
+        member.store_id = assistant.store_id
+    if current is not None and current.store_id != member.store_id:
+        raise InvalidInput(
+            f"assistant {current.code!r} does not work at the member's store", "assistant"
+        )
+
+
 async def _settle_store(
     session: AsyncSession, *, member: Member, store: Store | None, assistant: Assistant | None
 ) -> None:
@@ -193,17 +218,10 @@ async def _settle_store(
     block unrelated updates."""
     if store is None and assistant is None:
         return
-    if store is not None:
-        member.store_id = store.id
-    if assistant is not None and member.store_id is None:
-        member.store_id = assistant.store_id
     current = assistant
     if current is None and member.assistant_id is not None:
         current = await session.get(Assistant, member.assistant_id)
-    if current is not None and current.store_id != member.store_id:
-        raise InvalidInput(
-            f"assistant {current.code!r} does not work at the member's store", "assistant"
-        )
+    place(member, store=store, assistant=assistant, current=current)
 
 
 async def upsert_member(
@@ -234,10 +252,10 @@ async def upsert_member(
     member, created = await _get_or_create(
         session, phone=data.phone, today=today, entry_tier=rules.tiers.entry.code
     )
-    if created and data.join_date is not None:
-        member.tier_since = data.join_date
+    if created:
+        joined_on(member, data)
     previous_assistant = member.assistant_id
-    _apply_plain_fields(member, data, fields)
+    apply_plain_fields(member, data, fields)
     await _settle_store(session, member=member, store=store, assistant=assistant)
     if assistant is not None:
         member.assistant_id = assistant.id

@@ -55,6 +55,26 @@ async def _open_assignments(session: AsyncSession, member_id: int) -> list[Assig
     return list((await session.exec(stmt)).all())
 
 
+def new_assignment(
+    rules: LoyaltyRules, member_id: int, assistant_id: int, *, on: date, reason: str
+) -> dict:
+    """The values of a new assignment from `on`, on probation."""
+    return dict(
+        member_id=member_id,
+        assistant_id=assistant_id,
+        start_on=on,
+        probation_until=add_months(on, rules.ownership.probation_months),
+        reason=reason,
+    )
+
+
+def establishes(assignment, day: date) -> bool:
+    """Whether a purchase on `day` establishes this open assignment (on probation, and
+    the day within [start_on, probation_until])."""
+    a = assignment
+    return not a.established and a.start_on <= day <= a.probation_until
+
+
 async def assign(
     session: AsyncSession,
     *,
@@ -91,13 +111,7 @@ async def assign(
     for old in current:
         old.ended_on, old.end_reason = on, REASSIGNED
         session.add(old)
-    new = Assignment(
-        member_id=member.id,
-        assistant_id=assistant_id,
-        start_on=on,
-        probation_until=add_months(on, rules.ownership.probation_months),
-        reason=reason,
-    )
+    new = Assignment(**new_assignment(rules, member.id, assistant_id, on=on, reason=reason))
     session.add(new)
     member.assistant_id = assistant_id
     session.add(member)
@@ -124,7 +138,7 @@ async def on_purchase(
     current = await _open_assignments(session, member.id)
     if current:
         for a in current:
-            if not a.established and a.start_on <= day <= a.probation_until:
+            if establishes(a, day):
                 a.established = True
                 session.add(a)
         await session.flush()

@@ -97,9 +97,7 @@ class PointsRules(_Strict):
 
 
 Measure = Literal["points", "spend"]
-Window = Literal[
-    "single_purchase", "day", "month", "half_year", "period", "cumulative", "validity"
-]
+Window = Literal["single_purchase", "day", "month", "half_year", "period", "cumulative", "validity"]
 
 
 class TierRule(_Strict):

@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import func, select
 
 from bot.cli import main
@@ -360,11 +361,13 @@ async def test_purchase_by_card_number_without_phone_column(
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 500])
+@pytest.mark.parametrize("bulk_fails", [False, True])
 async def test_a_purchase_failing_half_way_leaves_nothing_and_spares_its_batch(
-    shop, sessions, settings, tmp_path, monkeypatch, batch_size
+    shop, sessions, settings, tmp_path, monkeypatch, batch_size, bulk_fails
 ):
     """A domain error raised after record_purchase has written must roll back that
-    purchase only (savepoint), whatever the batch size."""
+    purchase only (savepoint), whatever the batch size: on the one-by-one path, and when
+    the bulk path's transaction fails (the batch is then redone one by one)."""
     real = purchase_sheet.record_purchase
 
     async def flaky(session, **kwargs):
@@ -374,6 +377,13 @@ async def test_a_purchase_failing_half_way_leaves_nothing_and_spares_its_batch(
         return result
 
     monkeypatch.setattr(purchase_sheet, "record_purchase", flaky)
+
+    async def broken(session, **kwargs):
+        await session.exec(text("SELECT 1"))
+        raise RuntimeError("the bulk path breaks")
+
+    if bulk_fails:
+        monkeypatch.setattr(purchase_sheet, "record_receipts", broken)
     rows = [PURCHASE_HEADER] + [
         f"R{i},1380013800{i},S1,A001,{i}00,2026-03-01T10:0{i}:00+08:00,SO-{i},袜子,socks,1,{i}00"
         for i in range(1, 6)
@@ -384,6 +394,7 @@ async def test_a_purchase_failing_half_way_leaves_nothing_and_spares_its_batch(
         tz=settings.brand.tz,
         path=write(tmp_path / "p.csv", rows),
         batch_size=batch_size,
+        bulk=bulk_fails,
     )
     assert summary.counts == {"recorded": 4}
     assert [str(r) for r in summary.rejections] == ["line 4: the till says no 'R3'"]

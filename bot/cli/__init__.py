@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--batch-size", type=int, default=500, help="records per transaction (default 500)"
     )
+    imp.add_argument(
+        "--one-by-one",
+        action="store_true",
+        help="record each row through the domain calls, as the API does (slower; same rows)",
+    )
     imp.set_defaults(run=cmd_import)
 
     exp = sub.add_parser("export", parents=[common], help="the member sheet as CSV")

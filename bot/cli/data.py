@@ -37,6 +37,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 progress=True,
                 total_rows=total,
+                bulk=not args.one_by_one,
             )
         else:
             summary = await import_purchases(
@@ -47,6 +48,7 @@ async def _import(settings: Settings, args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 progress=True,
                 total_rows=total,
+                bulk=not args.one_by_one,
             )
     for warning in summary.warnings:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)

@@ -29,7 +29,8 @@ package re-exports nothing):
 
 - `reading.py` — the sheets' columns, `check_file` (UTF-8, header) and the row reader;
 - `report.py` — `CsvFileError`, the per-row `Rejection` and reasons, `ImportSummary`;
-- `batches.py` — validated records applied `batch_size` per transaction (speed notes there);
+- `batches.py` — validated records applied `batch_size` per transaction, set-based
+  through `models.bulk` unless `--one-by-one` (speed notes there);
 - `members.py` — `import_members`; `purchases.py` — `import_purchases`;
 - `export.py` — `export_members` and the sheet row `member_row`;
 - `sheet.py` — where a sheet is written: standard output, or a file written atomically

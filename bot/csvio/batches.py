@@ -8,10 +8,16 @@ one transaction with no savepoints; if anything in it fails, the batch is rolled
 back and re-run with one SAVEPOINT per record (a record that fails half-way
 leaves no partial writes and the others still land), and if even that fails,
 one transaction per record.
+
+With a `bulk` step (`memberbot import` without `--one-by-one`), the batch is first
+recorded set-based (`models.bulk`): the records it leaves out run one by one after it,
+in the same transaction, each in a SAVEPOINT (a failing one is rejected alone). If the
+transaction fails, the batch is redone as above.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -118,35 +124,90 @@ async def _apply_batch(
         await _attempt(sessions, [job], apply, savepoints=False)
 
 
+async def _bulk_batch(
+    sessions: async_sessionmaker[AsyncSession], jobs: list[Job], bulk: Bulk, apply: Apply
+) -> bool:
+    """`bulk` settles what it can of `jobs` (setting their outcome) and returns the rest,
+    applied one by one with a savepoint each, in the same transaction. False (and no
+    outcome kept) if the transaction failed."""
+    for job in jobs:
+        job.outcome = job.rejected = None
+    try:
+        async with sessions() as session, session.begin():
+            for job in await bulk(session, jobs):
+                try:
+                    async with session.begin_nested():
+                        job.outcome = await apply(session, job)
+                except Exception as exc:
+                    if _fatal(exc):
+                        raise
+                    job.outcome, job.rejected = None, _reason(exc, job.data)
+        return True
+    except Exception as exc:
+        if _fatal(exc):
+            raise
+        log.warning("bulk batch of %d records failed, redone one by one: %s", len(jobs), exc)
+        for job in jobs:
+            job.outcome = job.rejected = None
+        return False
+
+
 Prefilter = Callable[[list[Job]], Awaitable[None]]
+Bulk = Callable[[AsyncSession, list[Job]], Awaitable[list[Job]]]
 
 
 class Batcher:
     """Collects validated jobs and applies them `size` at a time, recording the outcomes.
 
     `prefilter` may settle jobs before the transaction (set `outcome` or `rejected`):
-    one query for the whole batch instead of one domain call per record."""
+    one query for the whole batch instead of one domain call per record. `bulk` records
+    the rest set-based (see the module docstring)."""
 
     def __init__(
-        self, sessions, apply: Apply, summary: ImportSummary, size: int, prefilter: Prefilter
+        self,
+        sessions,
+        apply: Apply,
+        summary: ImportSummary,
+        size: int,
+        prefilter: Prefilter,
+        bulk: Bulk | None = None,
     ):
         self.sessions, self.apply, self.summary, self.size = sessions, apply, summary, size
-        self.prefilter = prefilter
+        self.prefilter, self.bulk = prefilter, bulk
         self.jobs: list[Job] = []
         self.on_done: Callable[[Job], None] | None = None
+        self._running: asyncio.Task | None = None
 
     async def add(self, job: Job) -> None:
+        """Queue `job`. A full batch is applied in the background while the next one is
+        read and validated (the database works meanwhile); only one batch is applied at a
+        time, in file order, each after the previous one has committed."""
         self.jobs.append(job)
         if len(self.jobs) >= self.size:
-            await self.flush()
+            jobs, self.jobs = self.jobs, []
+            await self._wait()
+            self._running = asyncio.create_task(self._apply(jobs))
+        elif self._running is not None and len(self.jobs) % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # let the batch being applied move on
 
     async def flush(self) -> None:
-        if not self.jobs:
-            return
-        jobs, self.jobs = self.jobs, []
+        """Apply what is queued; when it returns, every job added so far is settled."""
+        await self._wait()
+        if self.jobs:
+            jobs, self.jobs = self.jobs, []
+            await self._apply(jobs)
+
+    async def _wait(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            await running
+
+    async def _apply(self, jobs: list[Job]) -> None:
         await self.prefilter(jobs)
         todo = [j for j in jobs if j.outcome is None and j.rejected is None]
-        if todo:
+        if todo and not (
+            self.bulk and await _bulk_batch(self.sessions, todo, self.bulk, self.apply)
+        ):
             await _apply_batch(self.sessions, todo, self.apply)
         for job in jobs:
             if job.rejected is not None:
@@ -155,6 +216,10 @@ class Batcher:
                 self.summary.add(job.outcome or "unknown")
             if self.on_done:
                 self.on_done(job)
+
+
+YIELD_EVERY = 16
+"""Jobs read between two turns of the event loop while a batch is being applied."""
 
 
 def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:

@@ -18,6 +18,7 @@ from bot.csvio.batches import DEFAULT_BATCH, Batcher, Job, progress_bar
 from bot.csvio.export import code_maps, member_row
 from bot.csvio.reading import EXPORT_COLUMNS, MEMBER_COLUMNS, check_file, read_rows
 from bot.csvio.report import ImportSummary, validation_reason
+from models.bulk.members import create_members
 from models.errors import DomainError
 from models.identities import active_openid, active_openids
 from models.member_input import MemberIn, parse_day
@@ -80,8 +81,12 @@ async def import_members(
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
     total_rows: int | None = None,
+    bulk: bool = True,
 ) -> ImportSummary:
-    """Create or update members from a member sheet; identical rows change nothing."""
+    """Create or update members from a member sheet; identical rows change nothing.
+
+    `bulk`: new members are created set-based (`models.bulk.members`), the same rows as
+    `upsert_member` one by one (`bulk=False`)."""
     path = Path(path)
     total = check_file(path, "members") if total_rows is None else total_rows
     summary = ImportSummary("members")
@@ -128,7 +133,25 @@ async def import_members(
             elif _same_member(job.data, row):
                 job.outcome = "unchanged"
 
-    batcher = Batcher(sessions, apply, summary, batch_size, unchanged)
+    async def in_bulk(session: AsyncSession, jobs: list[Job]) -> list[Job]:
+        """New members created set-based (`models.bulk.members`); a card number another
+        row of the batch also names stays with the one-by-one path (file order decides)."""
+        cards = Counter(job.data.card_no for job in jobs if job.data.card_no is not None)
+        fresh = [
+            job
+            for job in jobs
+            if job.new and (job.data.card_no is None or cards[job.data.card_no] == 1)
+        ]
+        left = await create_members(
+            session, rules=rules, records=[job.data for job in fresh], today=today
+        )
+        rest = {id(fresh[i]) for i in left}
+        for job in fresh:
+            if id(job) not in rest:
+                job.outcome = "created"
+        return [job for job in jobs if job.outcome is None]
+
+    batcher = Batcher(sessions, apply, summary, batch_size, unchanged, in_bulk if bulk else None)
     with progress_bar(total, progress, "members") as bar:
         for row in read_rows(path, known=EXPORT_COLUMNS, summary=summary):
             bar.update(1)

@@ -32,6 +32,7 @@ from bot.csvio.reading import (
     read_rows,
 )
 from bot.csvio.report import ImportSummary, Rejection, validation_reason
+from models.bulk.receipts import record_receipts
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.returns import ReturnIn, record_return
@@ -185,8 +186,12 @@ async def import_purchases(
     batch_size: int = DEFAULT_BATCH,
     progress: bool = False,
     total_rows: int | None = None,
+    bulk: bool = True,
 ) -> ImportSummary:
-    """Record the purchases of a one-row-per-item sheet; already recorded receipts are skipped."""
+    """Record the purchases of a one-row-per-item sheet; already recorded receipts are skipped.
+
+    `bulk`: record each batch set-based (`models.bulk.receipts`), the same rows as one by
+    one (`record_purchase` / `record_return` per receipt, with `bulk=False`)."""
     path = Path(path)
     total = check_file(path, "purchases") if total_rows is None else total_rows
     summary = ImportSummary("purchases")
@@ -200,7 +205,22 @@ async def import_purchases(
         _purchase, created = await record_purchase(session, rules=rules, tz=tz, data=job.data)
         return "recorded" if created else "already"
 
-    batcher = Batcher(sessions, apply, summary, batch_size, _settle_purchases(sessions))
+    async def in_bulk(session: AsyncSession, jobs: list[Job]) -> list[Job]:
+        left = await record_receipts(session, rules=rules, tz=tz, records=[j.data for j in jobs])
+        rest = {id(jobs[i]) for i in left}
+        for job in jobs:
+            if id(job) not in rest:
+                job.outcome = "recorded"
+        return [jobs[i] for i in left]
+
+    batcher = Batcher(
+        sessions,
+        apply,
+        summary,
+        batch_size,
+        _settle_purchases(sessions),
+        in_bulk if bulk else None,
+    )
 
     def done(job: Job) -> None:
         if job.outcome == "already" and isinstance(job.data, PurchaseIn):

@@ -64,6 +64,12 @@ async def _store_and_assistant(
     return store, assistant if assistant_code else None
 
 
+def enrolled(rules: LoyaltyRules, *, phone: str, store_id: int, day: date) -> dict:
+    """The values of a buyer enrolled by a sale: joining on the sale's day, entry tier, the
+    sale's store."""
+    return dict(phone=phone, join_date=day, tier=rules.tiers.entry.code, store_id=store_id)
+
+
 async def _enrol(
     session: AsyncSession, *, rules: LoyaltyRules, phone: str, store: Store, day: date
 ) -> Member:
@@ -71,7 +77,7 @@ async def _enrol(
     found = (await session.exec(select(Member).where(Member.phone == phone))).first()
     if found is not None:
         return found
-    new = Member(phone=phone, join_date=day, tier=rules.tiers.entry.code, store_id=store.id)
+    new = Member(**enrolled(rules, phone=phone, store_id=store.id, day=day))
     values = {c.name: getattr(new, c.name) for c in MEMBERS.columns if c.name != "id"}
     stmt = (
         insert_ignore(session.bind.dialect.name, MEMBERS)
@@ -242,6 +248,24 @@ async def _add_to_totals(
     return row.purchases_count == 1
 
 
+def purchase_entries(
+    rules: PointsRules, *, purchase_id: int, base: int, bonus: int, kind: str
+) -> list[tuple[int, str, str, str]]:
+    """The ledger entries of a purchase's points, (delta, reason, key, note), in the order
+    they are posted (entries of zero points are not posted; `models.purchases`)."""
+    if kind == "double_points_day":
+        note = f"double_points_day x{rules.double_points_multiplier.normalize():f}"
+        base, bonus = base + bonus, 0
+    else:
+        note = ""
+    entries = []
+    if base > 0:
+        entries.append((base, "purchase", f"purchase:{purchase_id}", note))
+    if bonus > 0:
+        entries.append((bonus, "birthday_bonus", f"birthday:{purchase_id}", "birthday"))
+    return entries
+
+
 async def _post_purchase_points(
     session: AsyncSession,
     *,
@@ -251,34 +275,19 @@ async def _post_purchase_points(
     bonus: int,
     kind: str,
 ) -> None:
-    common = dict(
-        rules=rules,
-        member_id=purchase.member_id,
-        at=purchase.at,
-        local_date=purchase.local_date,
-        purchase_id=purchase.id,
-        check_key=False,  # keys derive from the purchase row inserted just now
-    )
-    if kind == "double_points_day":
-        note = f"double_points_day x{rules.double_points_multiplier.normalize():f}"
-        base, bonus = base + bonus, 0
-    else:
-        note = ""
-    if base > 0:
+    for delta, reason, key, note in purchase_entries(
+        rules, purchase_id=purchase.id, base=base, bonus=bonus, kind=kind
+    ):
         await post_points(
             session,
-            delta=base,
-            reason="purchase",
-            key=f"purchase:{purchase.id}",
+            rules=rules,
+            member_id=purchase.member_id,
+            delta=delta,
+            reason=reason,
+            key=key,
             note=note,
-            **common,
-        )
-    if bonus > 0:
-        await post_points(
-            session,
-            delta=bonus,
-            reason="birthday_bonus",
-            key=f"birthday:{purchase.id}",
-            note="birthday",
-            **common,
+            at=purchase.at,
+            local_date=purchase.local_date,
+            purchase_id=purchase.id,
+            check_key=False,  # keys derive from the purchase row inserted just now
         )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -12,6 +13,19 @@ from models.points import post_points
 from models.rules import PointsRules
 from models.tables.members import Member
 from models.tables.purchases import Purchase
+
+
+def referral_points(rules: PointsRules, amount: Decimal) -> int:
+    """The referrer's share of a first purchase of `amount` yuan."""
+    return math.floor(amount * rules.referral_share)
+
+
+def referral_key(purchase_id: int) -> str:
+    return f"referral:{purchase_id}"
+
+
+def referral_note(member_id: int) -> str:
+    return f"first purchase of member {member_id}"
 
 
 async def credit_referrer(
@@ -27,7 +41,7 @@ async def credit_referrer(
     if found is None or found.id == member.id:
         return
     referrer = found
-    points = math.floor(purchase.amount * rules.referral_share)
+    points = referral_points(rules, purchase.amount)
     purchase.referrer_id = referrer.id
     if member.referrer_id is None:
         member.referrer_id = referrer.id
@@ -39,10 +53,10 @@ async def credit_referrer(
             member_id=referrer.id,
             delta=points,
             reason="referral",
-            key=f"referral:{purchase.id}",
+            key=referral_key(purchase.id),
             at=purchase.at,
             local_date=purchase.local_date,
             purchase_id=purchase.id,
-            note=f"first purchase of member {member.id}",
+            note=referral_note(member.id),
             check_key=False,
         )

@@ -170,8 +170,12 @@ class AliyunSmsSettings(Section):
     @field_validator("templates")
     @classmethod
     def _codes(cls, v: dict[str, str]) -> dict[str, str]:
-        wrong = sorted(k for k, code in v.items() if not re.fullmatch(r"[a-z0-9_]+(\.en)?", k)
-                       or not re.fullmatch(r"[A-Za-z0-9_]{1,64}", code))
+        wrong = sorted(
+            k
+            for k, code in v.items()
+            if not re.fullmatch(r"[a-z0-9_]+(\.en)?", k)
+            or not re.fullmatch(r"[A-Za-z0-9_]{1,64}", code)
+        )
         if wrong:
             raise ValueError(f"keys are kinds or reply_<name>, codes like SMS_123: {wrong}")
         return v
@@ -227,7 +231,6 @@ class StaffSettings(Section):
     sign_in_attempts_per_account: Annotated[int, Field(ge=1, le=1000)] = 10
     """Failed sign-ins allowed per assistant code (password sign-in) within the window."""
     sign_in_window: Annotated[float, Field(ge=1, le=86_400)] = 900
-
 
 
 _HOURS = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")

@@ -160,7 +160,17 @@ class Assignment(SQLModel, table=True):
     an assignment is closed by setting `ended_on`/`end_reason` once, never reopened."""
 
     __tablename__ = "assignments"
-    __table_args__ = (Index("ix_assignments_open", "ended_on", "probation_until"),)
+    __table_args__ = (
+        Index("ix_assignments_open", "ended_on", "probation_until"),
+        # A member's open assignment (the purchase path, the import): one partial index
+        # the planner picks even without table statistics (issue 14).
+        Index(
+            "ix_assignments_member_open",
+            "member_id",
+            postgresql_where=text("ended_on IS NULL"),
+            sqlite_where=text("ended_on IS NULL"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     member_id: int = _fk("members.id")
     assistant_id: int = _fk("assistants.id")

@@ -205,9 +205,7 @@ def answer_facts(
 ) -> AnswerFacts:
     """The facts from the `member_facts` columns of a row (`totals`: the member's sums
     since joining, for ``cumulative`` rules — `cumulative_needs`)."""
-    name, balance, tier, spend, locale, b_month, b_day, b_calendar, b_leap, _, sold, expiry, _ = (
-        row
-    )
+    name, balance, tier, spend, locale, b_month, b_day, b_calendar, b_leap, _, sold, expiry, _ = row
     sales = []
     for sale in filter(None, sold.split(",")) if sold else ():
         day, points, cents = sale.split(" ")

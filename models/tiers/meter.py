@@ -78,10 +78,14 @@ class Meter:
     async def value(self, what: Measure, span: Span, largest: bool = False) -> Decimal:
         key = (what, span, largest)
         if key not in self._cache:
-            self._cache[key] = await measure_total(
-                self.session, member_id=self.member_id, measure=what, span=span, largest=largest
-            )
+            self._cache[key] = await self.measure(what, span, largest)
         return self._cache[key]
+
+    async def measure(self, what: Measure, span: Span, largest: bool) -> Decimal:
+        """`measure_total` of this member (a bulk replay measures its loaded history)."""
+        return await measure_total(
+            self.session, member_id=self.member_id, measure=what, span=span, largest=largest
+        )
 
     async def reach_met(self, rule: TierRule, purchase: Purchase) -> bool:
         if rule.window == "single_purchase":

@@ -25,17 +25,24 @@ async def pending_tier(session: AsyncSession, *, rules: LoyaltyRules, member: Me
     """The highest tier the member is waiting for (flagged eligible, or a card application
     not yet approved) above their effective tier, for levels that take effect on approval
     or still need a card applied for; None if there is none."""
-    applications: list[str] = []
-    if needs_applications(rules.tiers):
-        rows = await session.exec(
-            select(CardApplication.tier).where(
-                CardApplication.member_id == member.id, col(CardApplication.status).in_(cards.OPEN)
-            )
-        )
-        applications = list(rows)
+    applications = await _open_application_tiers(session, rules, member.id)
     return pending_from(
         rules.tiers, tier=member.tier, eligible=member.eligible_tier, applications=applications
     )
+
+
+async def _open_application_tiers(
+    session: AsyncSession, rules: LoyaltyRules, member_id: int
+) -> list[str]:
+    """The tiers of the member's open card applications, when they can matter."""
+    if not needs_applications(rules.tiers):
+        return []
+    rows = await session.exec(
+        select(CardApplication.tier).where(
+            CardApplication.member_id == member_id, col(CardApplication.status).in_(cards.OPEN)
+        )
+    )
+    return list(rows)
 
 
 def needs_applications(tiers: TierRules) -> bool:
@@ -60,19 +67,77 @@ def pending_from(
     return found
 
 
-async def _base_index(session: AsyncSession, rules: LoyaltyRules, member: Member) -> int:
-    pending = await pending_tier(session, rules=rules, member=member)
-    base = rules.tiers.index(pending if pending else member.tier)
-    waiting = rules.tiers.find(member.eligible_tier) if member.eligible_tier else None
+def base_index(rules: LoyaltyRules, member: Member, applications: Iterable[str]) -> int:
+    """The level an upgrade starts from: the member's tier, or the tier they are waiting
+    for (`pending_from`, given their open applications' tiers), or a level already earned
+    and waiting for the review."""
+    tiers = rules.tiers
+    pending = pending_from(
+        tiers, tier=member.tier, eligible=member.eligible_tier, applications=applications
+    )
+    base = tiers.index(pending if pending else member.tier)
+    waiting = tiers.find(member.eligible_tier) if member.eligible_tier else None
     if waiting is not None and waiting.effective == "on_review":  # already earned
-        base = max(base, rules.tiers.index(waiting.code))
+        base = max(base, tiers.index(waiting.code))
     return base
 
 
-def set_tier(
+async def upgrade_target(
+    tiers: TierRules, *, base: int, meter: Meter, purchase: Purchase
+) -> TierLevel | None:
+    """The level an upgrade after `purchase` moves to from level `base`: the highest level
+    above it with a reach rule met (one step up with ``stepwise``); None if none is met."""
+    if base >= len(tiers.levels) - 1:
+        return None
+    reached = base
+    for index in range(len(tiers.levels) - 1, base, -1):
+        for rule in tiers.levels[index].reach:
+            if await meter.reach_met(rule, purchase):
+                reached = index
+                break
+        if reached != base:
+            break
+    if reached == base:
+        return None
+    return tiers.levels[base + 1 if tiers.stepwise else reached]
+
+
+APPLY = "apply"
+"""`apply_upgrade`'s card step: open a card application for the target now."""
+FLAG = "flag"
+"""`apply_upgrade`'s card step: flag the member eligible unless an application for the
+target is already under way."""
+
+
+def apply_upgrade(
+    tiers: TierRules, *, member: Member, target: TierLevel, purchase: Purchase
+) -> tuple[dict, str]:
+    """Change `member` (in memory) for an upgrade to `target` after `purchase`; the values
+    of the TierChange to record and the card step left to do ("", `APPLY` or `FLAG`), per
+    the table of `models.tiers`."""
+    on, at, entry = purchase.local_date, purchase.at, tiers.entry.code
+    if target.effective == "on_eligible":
+        change = tier_change(member, target, on=on, reason="upgrade", at=at, entry=entry)
+        move_tier(member, target, on=on)
+    else:
+        change = tier_change(member, target, on=on, reason="eligible", at=at, entry=entry)
+    if target.effective == "on_review":  # the review applies it (and opens the card)
+        member.eligible_tier, member.eligible_since = target.code, on
+        return change, ""
+    if not target.requires_card:
+        return change, ""
+    return change, APPLY if target.apply == "auto" else FLAG
+
+
+def card_note(purchase: Purchase) -> str:
+    return f"receipt {purchase.receipt_no}"
+
+
+def tier_change(
     member: Member, level: TierLevel, *, on: date, reason: str, at: datetime, entry: str
-) -> TierChange:
-    change = TierChange(
+) -> dict:
+    """The values of the TierChange of `member` to `level`."""
+    return dict(
         member_id=member.id,
         from_tier=member.tier or entry,
         to_tier=level.code,
@@ -80,9 +145,19 @@ def set_tier(
         reason=reason,
         at=at,
     )
+
+
+def move_tier(member: Member, level: TierLevel, *, on: date) -> None:
     member.tier = level.code
     member.tier_since = on
     member.tier_expires = add_months(on, level.valid_months) if level.valid_months else None
+
+
+def set_tier(
+    member: Member, level: TierLevel, *, on: date, reason: str, at: datetime, entry: str
+) -> TierChange:
+    change = TierChange(**tier_change(member, level, on=on, reason=reason, at=at, entry=entry))
+    move_tier(member, level, on=on)
     return change
 
 
@@ -102,59 +177,32 @@ async def evaluate_after_purchase(
     reckoned on ``purchase.local_date``, already the brand day, so `tz` is not needed
     and accepted only for callers that pass it.
     """
-    tiers = rules.tiers
-    base = await _base_index(session, rules, member)
-    if base >= len(tiers.levels) - 1:
+    applications = await _open_application_tiers(session, rules, member.id)
+    base = base_index(rules, member, applications)
+    meter = Meter(session, member.id, rules.tiers)
+    target = await upgrade_target(rules.tiers, base=base, meter=meter, purchase=purchase)
+    if target is None:
         return None
-    meter = Meter(session, member.id, tiers)
-    reached = base
-    for index in range(len(tiers.levels) - 1, base, -1):
-        level = tiers.levels[index]
-        for rule in level.reach:
-            if await meter.reach_met(rule, purchase):
-                reached = index
-                break
-        if reached != base:
-            break
-    if reached == base:
-        return None
-    target = tiers.levels[base + 1 if tiers.stepwise else reached]
-    on, at = purchase.local_date, purchase.at
-
-    if target.effective == "on_eligible":
-        change = set_tier(member, target, on=on, reason="upgrade", at=at, entry=tiers.entry.code)
-    else:
-        change = TierChange(
-            member_id=member.id,
-            from_tier=member.tier or tiers.entry.code,
-            to_tier=target.code,
-            on=on,
-            reason="eligible",
-            at=at,
-        )
+    values, card = apply_upgrade(rules.tiers, member=member, target=target, purchase=purchase)
+    change = TierChange(**values)
     session.add(member)
     session.add(change)
-    if target.effective == "on_review":  # the review applies it (and opens the card)
-        member.eligible_tier, member.eligible_since = target.code, on
-        await session.flush()
-        return change
-    if target.requires_card:
-        if target.apply == "auto":
-            await cards.open_application(
-                session,
-                member=member,
-                tier=target.code,
-                actor="system",
-                now=at,
-                rules=rules,
-                store_id=purchase.store_id,
-                assistant_id=purchase.assistant_id or member.assistant_id,
-                note=f"receipt {purchase.receipt_no}",
-            )
-        elif not await _has_active_application(session, member.id, target.code):
-            member.eligible_tier = target.code
-            member.eligible_since = on
-            session.add(member)
+    if card == APPLY:
+        await cards.open_application(
+            session,
+            member=member,
+            tier=target.code,
+            actor="system",
+            now=purchase.at,
+            rules=rules,
+            store_id=purchase.store_id,
+            assistant_id=purchase.assistant_id or member.assistant_id,
+            note=card_note(purchase),
+        )
+    elif card == FLAG and not await _has_active_application(session, member.id, target.code):
+        member.eligible_tier = target.code
+        member.eligible_since = purchase.local_date
+        session.add(member)
     await session.flush()
     return change
 
