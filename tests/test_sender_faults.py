@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
 
+import bot.retry_after
 from bot.retry_after import parse_retry_after
 from bot.wechat_api import WeChatApi
 from models.outbox.states import FAILED, GAVE_UP, QUEUED, SENT
@@ -168,12 +170,17 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
 
 
 @pytest.mark.parametrize("header", ["30", "http-date"])
-async def test_twilio_429_retry_after_is_honoured(sessions, make_sender, fake_twilio, header):
+async def test_twilio_429_retry_after_is_honoured(
+    sessions, make_sender, fake_twilio, header, monkeypatch
+):
     ids = await messages(sessions, 3)
     sender = await make_sender(outbox={"concurrency": 1})
     if header == "http-date":
-        when = datetime.fromtimestamp(time.time() + 30, UTC)
-        header = when.strftime("%a, %d %b %Y %H:%M:%S GMT")
+        # The date is read against the wall clock: held still, so a slow machine cannot
+        # shorten the 30 s (an HTTP date has whole seconds only).
+        wall = float(int(time.time()))
+        monkeypatch.setattr(bot.retry_after, "time", SimpleNamespace(time=lambda: wall))
+        header = datetime.fromtimestamp(wall + 30, UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
     fake_twilio.failures.append((429, {"Retry-After": header}))
     assert (await sender.drain_once(T0)).failed == 1
     msg = await load(sessions, ids[0])
