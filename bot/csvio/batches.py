@@ -93,13 +93,7 @@ async def _attempt(
                 if not savepoints:
                     job.outcome = await apply(session, job)
                     continue
-                try:
-                    async with session.begin_nested():
-                        job.outcome = await apply(session, job)
-                except Exception as exc:
-                    if _fatal(exc):
-                        raise
-                    job.outcome, job.rejected = None, _reason(exc, job.data)
+                await _apply_saved(session, job, apply)
         return True
     except Exception as exc:
         if _fatal(exc):
@@ -109,6 +103,18 @@ async def _attempt(
             job.outcome = None
             job.rejected = _reason(exc, job.data) if len(jobs) == 1 else None
         return False
+
+
+async def _apply_saved(session: AsyncSession, job: Job, apply: Apply) -> None:
+    """`job` applied under a savepoint: a refusal rolls back that job only and is kept as
+    its rejection."""
+    try:
+        async with session.begin_nested():
+            job.outcome = await apply(session, job)
+    except Exception as exc:
+        if _fatal(exc):
+            raise
+        job.outcome, job.rejected = None, _reason(exc, job.data)
 
 
 async def _apply_batch(
@@ -135,13 +141,7 @@ async def _bulk_batch(
     try:
         async with sessions() as session, session.begin():
             for job in await bulk(session, jobs):
-                try:
-                    async with session.begin_nested():
-                        job.outcome = await apply(session, job)
-                except Exception as exc:
-                    if _fatal(exc):
-                        raise
-                    job.outcome, job.rejected = None, _reason(exc, job.data)
+                await _apply_saved(session, job, apply)
         return True
     except Exception as exc:
         if _fatal(exc):
