@@ -33,20 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.reliability.harness import recreate_database  # noqa: E402
 from tests.reliability.hostile_scenario import SETTINGS, Sizes, run  # noqa: E402
 from tests.reliability.stack import Stack  # noqa: E402
-
-
-async def recreate(admin_url: str, name: str, *, drop_only: bool = False) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if not drop_only:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
 
 
 def by_route(title: str, fired) -> None:
@@ -72,7 +61,7 @@ async def main() -> int:
     args = p.parse_args()
     sizes = Sizes(args.requests, args.authed, args.examples, args.concurrency, args.seed)
     work = Path(tempfile.mkdtemp(prefix="hostile-"))
-    await recreate(args.pg_admin_url, args.dbname)
+    await recreate_database(args.pg_admin_url, args.dbname)
     started = time.monotonic()
     try:
         with Stack(work, pg_admin_url=args.pg_admin_url, dbname=args.dbname,
@@ -80,7 +69,7 @@ async def main() -> int:
             stack.start(replicas=2)
             report = await run(stack, work, sizes)
     finally:
-        await recreate(args.pg_admin_url, args.dbname, drop_only=True)
+        await recreate_database(args.pg_admin_url, args.dbname, drop_only=True)
     print(f"two replicas behind haproxy and PgBouncer on PostgreSQL; seed {args.seed}; "
           f"{time.monotonic() - started:.0f} s in all; logs in {work}")  # fmt: skip
     for line in report.lines():
