@@ -30,6 +30,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from tqdm import tqdm
 
 from bot.csvio.report import PHONE_COLUMNS, ImportSummary, validation_reason
+from models.bulk.pipeline import Stale, Turn
 from models.errors import DomainError
 from models.phone import mask_phone
 
@@ -131,29 +132,37 @@ async def _apply_batch(
 
 
 async def _bulk_batch(
-    sessions: async_sessionmaker[AsyncSession], jobs: list[Job], bulk: Bulk, apply: Apply
-) -> bool:
+    sessions: async_sessionmaker[AsyncSession],
+    jobs: list[Job],
+    bulk: Bulk,
+    apply: Apply,
+    turn: Turn | None,
+) -> bool | None:
     """`bulk` settles what it can of `jobs` (setting their outcome) and returns the rest,
     applied one by one with a savepoint each, in the same transaction. False (and no
-    outcome kept) if the transaction failed."""
+    outcome kept) if the transaction failed; None if it replayed from a state that turned
+    out stale (`models.bulk.pipeline.Stale`: replay it again)."""
     for job in jobs:
         job.outcome = job.rejected = None
     try:
         async with sessions() as session, session.begin():
-            for job in await bulk(session, jobs):
+            for job in await bulk(session, jobs, turn):
                 await _apply_saved(session, job, apply)
         return True
     except Exception as exc:
         if _fatal(exc):
             raise
-        log.warning("bulk batch of %d records failed, redone one by one: %s", len(jobs), exc)
         for job in jobs:
             job.outcome = job.rejected = None
+        if isinstance(exc, Stale):
+            log.info("bulk batch of %d records replayed again: %s", len(jobs), exc)
+            return None
+        log.warning("bulk batch of %d records failed, redone alone: %s", len(jobs), exc)
         return False
 
 
 Prefilter = Callable[[list[Job]], Awaitable[None]]
-Bulk = Callable[[AsyncSession, list[Job]], Awaitable[list[Job]]]
+Bulk = Callable[[AsyncSession, list[Job], Turn | None], Awaitable[list[Job]]]
 
 
 class Batcher:
@@ -161,7 +170,9 @@ class Batcher:
 
     `prefilter` may settle jobs before the transaction (set `outcome` or `rejected`):
     one query for the whole batch instead of one domain call per record. `bulk` records
-    the rest set-based (see the module docstring)."""
+    the rest set-based (see the module docstring). With `overlap` (PostgreSQL), two bulk
+    batches are in flight: the next one reads and replays while the previous one is
+    written (`models.bulk.pipeline`)."""
 
     def __init__(
         self,
@@ -171,44 +182,82 @@ class Batcher:
         size: int,
         prefilter: Prefilter,
         bulk: Bulk | None = None,
+        *,
+        overlap: bool = False,
     ):
         self.sessions, self.apply, self.summary, self.size = sessions, apply, summary, size
         self.prefilter, self.bulk = prefilter, bulk
+        self.overlap = overlap and bulk is not None
         self.jobs: list[Job] = []
         self.on_done: Callable[[Job], None] | None = None
-        self._running: asyncio.Task | None = None
+        self._running: list[asyncio.Task] = []
+        self._turn: Turn | None = None
+        self.carried = 0
+        """Members replayed from the previous batch's state (`Turn.uses`), all batches."""
+        self.replayed_again = 0
+        """Batches replayed again because that state was stale."""
 
     async def add(self, job: Job) -> None:
         """Queue `job`. A full batch is applied in the background while the next one is
-        read and validated (the database works meanwhile); only one batch is applied at a
-        time, in file order, each after the previous one has committed."""
+        read and validated (the database works meanwhile); batches settle in file order,
+        each written after the previous one has committed."""
         self.jobs.append(job)
         if len(self.jobs) >= self.size:
             jobs, self.jobs = self.jobs, []
-            await self._wait()
-            self._running = asyncio.create_task(self._apply(jobs))
-        elif self._running is not None and len(self.jobs) % YIELD_EVERY == 0:
+            await self._wait(keep=1 if self.overlap else 0)
+            self._start(jobs)
+        elif self._running and len(self.jobs) % YIELD_EVERY == 0:
             await asyncio.sleep(0)  # let the batch being applied move on
 
     async def flush(self) -> None:
         """Apply what is queued; when it returns, every job added so far is settled."""
-        await self._wait()
         if self.jobs:
             jobs, self.jobs = self.jobs, []
-            await self._apply(jobs)
+            await self._wait(keep=1 if self.overlap else 0)
+            self._start(jobs)
+        await self._wait(keep=0)
 
-    async def _wait(self) -> None:
-        running, self._running = self._running, None
-        if running is not None:
-            await running
+    def _start(self, jobs: list[Job]) -> None:
+        turn = None
+        if self.overlap:
+            turn = self._turn = Turn(self._turn)
+        self._running.append(asyncio.create_task(self._apply(jobs, turn)))
 
-    async def _apply(self, jobs: list[Job]) -> None:
-        await self.prefilter(jobs)
-        todo = [j for j in jobs if j.outcome is None and j.rejected is None]
-        if todo and not (
-            self.bulk and await _bulk_batch(self.sessions, todo, self.bulk, self.apply)
-        ):
-            await _apply_batch(self.sessions, todo, self.apply)
+    async def _wait(self, keep: int) -> None:
+        """Until at most `keep` batches are in flight; a batch's error is raised once the
+        others are stopped."""
+        while len(self._running) > keep:
+            task = self._running.pop(0)
+            try:
+                await task
+            except BaseException:
+                for other in self._running:
+                    other.cancel()
+                await asyncio.gather(*self._running, return_exceptions=True)
+                self._running.clear()
+                raise
+
+    async def _apply(self, jobs: list[Job], turn: Turn | None) -> None:
+        landed = False
+        try:
+            await self.prefilter(jobs)
+            todo = [j for j in jobs if j.outcome is None and j.rejected is None]
+            if todo and self.bulk is not None:
+                landed = await self._in_bulk(todo, turn)
+            elif turn is not None:
+                landed = await turn.after_previous()
+            if todo and not landed:
+                if turn is not None:
+                    await turn.after_previous()
+                if self.bulk is None or not await _bulk_batch(
+                    self.sessions, todo, self.bulk, self.apply, None
+                ):
+                    await _apply_batch(self.sessions, todo, self.apply)
+            if turn is not None:
+                await turn.after_previous()  # outcomes are recorded in file order
+        finally:
+            if turn is not None:
+                turn.settle(landed)
         for job in jobs:
             if job.rejected is not None:
                 self.summary.reject(job.line, job.rejected, job.rows)
@@ -216,6 +265,15 @@ class Batcher:
                 self.summary.add(job.outcome or "unknown")
             if self.on_done:
                 self.on_done(job)
+
+    async def _in_bulk(self, todo: list[Job], turn: Turn | None) -> bool:
+        """The first bulk attempt; True if it landed."""
+        result = await _bulk_batch(self.sessions, todo, self.bulk, self.apply, turn)  # type: ignore[arg-type]
+        if turn is not None:
+            self.carried += turn.uses
+        if result is None:
+            self.replayed_again += 1
+        return bool(result)
 
 
 YIELD_EVERY = 16

@@ -19,6 +19,8 @@ from bot.csvio.export import code_maps, member_row
 from bot.csvio.reading import EXPORT_COLUMNS, MEMBER_COLUMNS, check_file, read_rows
 from bot.csvio.report import ImportSummary, validation_reason
 from models.bulk.members import create_members
+from models.bulk.pipeline import Turn
+from models.db import is_postgres
 from models.errors import DomainError
 from models.identities import active_openid, active_openids
 from models.member_input import MemberIn, parse_day
@@ -133,17 +135,28 @@ async def import_members(
             elif _same_member(job.data, row):
                 job.outcome = "unchanged"
 
-    async def in_bulk(session: AsyncSession, jobs: list[Job]) -> list[Job]:
+    async def in_bulk(session: AsyncSession, jobs: list[Job], turn: Turn | None) -> list[Job]:
         """New members created set-based (`models.bulk.members`); a card number another
-        row of the batch also names stays with the one-by-one path (file order decides)."""
+        row of the batch also names stays with the one-by-one path (file order decides),
+        and so does a phone or card number of the batch still being written before it
+        (`turn`: it hands this batch's on, read before that one commits)."""
+        previous = await turn.previous_carry() if turn is not None else None
+        phones, held = previous or (set(), set())
         cards = Counter(job.data.card_no for job in jobs if job.data.card_no is not None)
+        if turn is not None:
+            turn.done_replaying(({job.data.phone for job in jobs}, set(cards)))
         fresh = [
             job
             for job in jobs
-            if job.new and (job.data.card_no is None or cards[job.data.card_no] == 1)
+            if job.new
+            and job.data.phone not in phones
+            and (
+                job.data.card_no is None
+                or (cards[job.data.card_no] == 1 and job.data.card_no not in held)
+            )
         ]
         left = await create_members(
-            session, rules=rules, records=[job.data for job in fresh], today=today
+            session, rules=rules, records=[job.data for job in fresh], today=today, turn=turn
         )
         rest = {id(fresh[i]) for i in left}
         for job in fresh:
@@ -151,7 +164,15 @@ async def import_members(
                 job.outcome = "created"
         return [job for job in jobs if job.outcome is None]
 
-    batcher = Batcher(sessions, apply, summary, batch_size, unchanged, in_bulk if bulk else None)
+    batcher = Batcher(
+        sessions,
+        apply,
+        summary,
+        batch_size,
+        unchanged,
+        in_bulk if bulk else None,
+        overlap=is_postgres(sessions.kw["bind"]),
+    )
     with progress_bar(total, progress, "members") as bar:
         for row in read_rows(path, known=EXPORT_COLUMNS, summary=summary):
             bar.update(1)

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from tqdm import tqdm
 
@@ -32,7 +31,10 @@ from bot.csvio.reading import (
     read_rows,
 )
 from bot.csvio.report import ImportSummary, Rejection, validation_reason
+from models.bulk.pipeline import Turn
 from models.bulk.receipts import record_receipts
+from models.bulk.state import existing
+from models.db import is_postgres
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.returns import ReturnIn, record_return
@@ -139,12 +141,6 @@ def _purchase_column(loc: tuple) -> str:
     return ".".join(str(p) for p in loc)
 
 
-async def _existing(session: AsyncSession, column, values: set[str]) -> set[str]:
-    if not values:
-        return set()
-    return set((await session.exec(select(column).where(col(column).in_(values)))).all())
-
-
 def _settle_purchases(sessions: async_sessionmaker[AsyncSession]) -> Prefilter:
     """Per batch, in four queries: receipts already recorded are "already"; unknown store,
     assistant or card codes are rejected before the transaction (with the messages
@@ -153,12 +149,12 @@ def _settle_purchases(sessions: async_sessionmaker[AsyncSession]) -> Prefilter:
     async def settle(jobs: list[Job]) -> None:
         data = [job.data for job in jobs if isinstance(job.data, PurchaseIn)]
         async with sessions() as session:
-            recorded = await _existing(session, Purchase.receipt_no, {d.receipt_no for d in data})
-            stores = await _existing(session, Store.code, {d.store for d in data})
-            assistants = await _existing(
+            recorded = await existing(session, Purchase.receipt_no, {d.receipt_no for d in data})
+            stores = await existing(session, Store.code, {d.store for d in data})
+            assistants = await existing(
                 session, Assistant.code, {d.assistant for d in data if d.assistant}
             )
-            cards = await _existing(
+            cards = await existing(
                 session, Member.card_no, {d.card_no for d in data if d.card_no and not d.phone}
             )
         for job in jobs:
@@ -205,8 +201,10 @@ async def import_purchases(
         _purchase, created = await record_purchase(session, rules=rules, tz=tz, data=job.data)
         return "recorded" if created else "already"
 
-    async def in_bulk(session: AsyncSession, jobs: list[Job]) -> list[Job]:
-        left = await record_receipts(session, rules=rules, tz=tz, records=[j.data for j in jobs])
+    async def in_bulk(session: AsyncSession, jobs: list[Job], turn: Turn | None) -> list[Job]:
+        left = await record_receipts(
+            session, rules=rules, tz=tz, records=[j.data for j in jobs], turn=turn
+        )
         rest = {id(jobs[i]) for i in left}
         for job in jobs:
             if id(job) not in rest:
@@ -220,6 +218,7 @@ async def import_purchases(
         batch_size,
         _settle_purchases(sessions),
         in_bulk if bulk else None,
+        overlap=is_postgres(sessions.kw["bind"]),
     )
 
     def done(job: Job) -> None:

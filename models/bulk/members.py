@@ -20,7 +20,8 @@ from types import SimpleNamespace
 from sqlalchemy import select, text
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.bulk.state import Ids, member_defaults, shops
+from models.bulk.pipeline import Turn
+from models.bulk.state import Ids, existing, member_defaults, shops
 from models.bulk.write import Writer
 from models.errors import DomainError
 from models.member_input import MemberIn
@@ -31,12 +32,6 @@ from models.tables.members import Assignment, ConsentEvent, Identity, Member
 from models.types import utcnow
 
 MEMBERS = Member.__table__
-
-
-async def _taken(session: AsyncSession, column, values: set[str]) -> set[str]:
-    if not values:
-        return set()
-    return set((await session.exec(select(column).where(column.in_(values)))).scalars())
 
 
 async def _sms_identities(session: AsyncSession, phones: set[str]) -> set[str]:
@@ -58,16 +53,23 @@ async def _sms_identities(session: AsyncSession, phones: set[str]) -> set[str]:
 
 
 async def create_members(
-    session: AsyncSession, *, rules: LoyaltyRules, records: list[MemberIn], today: date
+    session: AsyncSession,
+    *,
+    rules: LoyaltyRules,
+    records: list[MemberIn],
+    today: date,
+    turn: Turn | None = None,
 ) -> list[int]:
     """Create the members of `records` (phones not stored, each once) in the caller's
-    transaction; the indexes of the records left to `upsert_member` (module docstring)."""
+    transaction; the indexes of the records left to `upsert_member` (module docstring).
+    With a `turn`, the rows are written once the previous batch is settled (read and
+    prepared meanwhile)."""
     stores, assistants = await shops(session)
     phones = {d.phone for d in records}
     known = await _sms_identities(session, phones)
-    known |= await _taken(session, ConsentEvent.__table__.c.address, phones)
+    known |= await existing(session, ConsentEvent.__table__.c.address, phones)
     cards = Counter(d.card_no for d in records if d.card_no is not None)
-    held = await _taken(session, MEMBERS.c.card_no, set(cards))
+    held = await existing(session, MEMBERS.c.card_no, set(cards))
     ids = Ids(session, block=len(records))
     now = utcnow()
     defaults = member_defaults(now)
@@ -118,7 +120,12 @@ async def create_members(
             )
         )
     writer = await Writer.of(session)
-    await writer.insert(MEMBERS, members)
-    await writer.insert(Identity.__table__, identities)
-    await writer.insert(Assignment.__table__, assignments)
+    steps = [
+        writer.insert(MEMBERS, members),
+        writer.insert(Identity.__table__, identities),
+        writer.insert(Assignment.__table__, assignments),
+    ]
+    if turn is not None:
+        await turn.after_previous()
+    await writer.run(steps)
     return left

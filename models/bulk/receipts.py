@@ -25,23 +25,26 @@ from __future__ import annotations
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models import cards
+from models.bulk.pipeline import Carry, Stale, Turn
 from models.bulk.replay import LoadedMeter, Replay, later
+from models.bulk.split import left_out, sold_here
 from models.bulk.state import (
     Ids,
     MemberState,
     Row,
+    expected_state,
     history_start,
+    is_pg,
     load_members,
     member_defaults,
     shops,
+    verify_carried,
 )
-from models.bulk.write import write_replay
+from models.bulk.write import Writer, replay_steps
 from models.clock import local_date
-from models.ledger import MEMBERS
 from models.ownership import PURCHASE, establishes, new_assignment
 from models.purchases.earning import purchase_points
 from models.purchases.input import PurchaseIn
@@ -49,7 +52,6 @@ from models.purchases.record import enrolled, purchase_entries
 from models.purchases.referral import referral_key, referral_note, referral_points
 from models.returns import ReturnIn
 from models.rules import LoyaltyRules
-from models.tables.purchases import Purchase
 from models.tiers.upgrade import (
     APPLY,
     FLAG,
@@ -133,7 +135,7 @@ class _Batch:
             await self.referral(m, d.referrer, sale)
         m.sales.append((day, sale.points, d.amount))
         await self.upgrade(m, sale)
-        self.ownership(m, sale)
+        await self.ownership(m, sale)
 
     async def referral(self, m: MemberState, phone: str, sale: Row) -> None:
         """`credit_referrer` in memory."""
@@ -174,7 +176,7 @@ class _Batch:
         elif card == FLAG and not any(a.tier == target.code for a in m.applications):
             m.eligible_tier, m.eligible_since = target.code, sale.local_date
 
-    def ownership(self, m: MemberState, sale: Row) -> None:
+    async def ownership(self, m: MemberState, sale: Row) -> None:
         """`ownership.on_purchase` in memory."""
         if m.assignments:
             for a in m.assignments:
@@ -190,6 +192,8 @@ class _Batch:
         values = new_assignment(
             self.rules, m.id, owner_id, on=sale.local_date, reason=PURCHASE
         ) | dict(established=True, ended_on=None, end_reason=None)
+        # numbered here: the next batch may update it (`models.bulk.pipeline`)
+        values["id"] = await self.replay.ids.next("assignments")
         a = Row(values, new=True)
         m.assignments.append(a)
         self.replay.assignments.append(a)
@@ -206,93 +210,112 @@ _STATE = frozenset(MemberState.__dataclass_fields__) - {
 }
 
 
-async def _sold_here(session: AsyncSession, receipts: set[str]) -> dict[str, tuple]:
-    """Receipt number → (buyer's phone, referrer's phone) of stored sales."""
-    if not receipts:
-        return {}
-    p = Purchase.__table__.c
-    buyer, referrer = MEMBERS.alias("b"), MEMBERS.alias("r")
-    stmt = (
-        select(p.receipt_no, buyer.c.phone, referrer.c.phone)
-        .join(buyer, buyer.c.id == p.member_id)
-        .outerjoin(referrer, referrer.c.id == p.referrer_id)
-        .where(p.receipt_no.in_(receipts))
-    )
-    return {r[0]: (r[1], r[2]) for r in (await session.exec(stmt)).all()}
-
-
 async def record_receipts(
     session: AsyncSession,
     *,
     rules: LoyaltyRules,
     tz: ZoneInfo,
     records: list[PurchaseIn | ReturnIn],
+    turn: Turn | None = None,
 ) -> list[int]:
     """Record `records` (sales not yet recorded, with stores, assistants and cards that
     exist, and returns) in the caller's transaction. Returns the indexes of the records
     left for the one-by-one path (see the module docstring), to be recorded after this,
-    in the same transaction, in order."""
+    in the same transaction, in order.
+
+    With a `turn` (`models.bulk.pipeline`) the batch reads and replays while the
+    previous one is written, and writes after its commit; `Stale` if the state it
+    replayed from turned out not to be the database's."""
     auto = rules.rewards.auto
-    if auto.enabled and rules.rewards.by_code(auto.reward) is not None:
-        return list(range(len(records)))
     sales = [d for d in records if isinstance(d, PurchaseIn)]
-    if not sales:
+    if (auto.enabled and rules.rewards.by_code(auto.reward) is not None) or not sales:
+        if turn is not None:
+            turn.done_replaying(None)
+            await turn.after_previous()
         return list(range(len(records)))
-    stores, assistants = await shops(session)
+    carry = await turn.previous_carry() if turn is not None else None
     first_day = min(local_date(d.at if d.at.tzinfo else d.at.replace(tzinfo=tz), tz) for d in sales)
+    since = history_start(rules.tiers, first_day)
+    if carry is not None and not carry.covers(since):
+        carry = None
+    if carry is None and turn is not None:
+        await turn.after_previous()  # the database then holds what the previous batch did
+    stores, assistants = await shops(session)
     phones = {d.phone for d in sales if d.phone} | {d.referrer for d in sales if d.referrer}
-    returned = await _sold_here(session, {d.receipt_no for d in records if isinstance(d, ReturnIn)})
+    back = {d.receipt_no for d in records if isinstance(d, ReturnIn)}
+    returned = await sold_here(session, back)
+    if carry is not None:
+        returned |= {no: carry.sold[no] for no in back if no in carry.sold}
     phones |= {phone for pair in returned.values() for phone in pair if phone}
-    pg = session.bind.dialect.name == "postgresql"
+    cards = {d.card_no for d in sales if d.card_no and not d.phone}
+    if carry is not None and (phones | {f"card:{c}" for c in cards}) & carry.hard:
+        await turn.after_previous()  # type: ignore[union-attr]
+        carry = None
+    carried, expected = _carried(carry, phones, cards)
+    applications = any(lv.requires_card for lv in rules.tiers.levels)
     loaded = await load_members(
         session,
-        phones=phones,
-        cards={d.card_no for d in sales if d.card_no and not d.phone},
-        since=history_start(rules.tiers, first_day),
-        applications=any(lv.requires_card for lv in rules.tiers.levels),
-        lock=pg,
+        phones=phones - {m.phone for m in carried},
+        cards=cards - {m.card_no for m in carried},
+        since=since,
+        applications=applications,
+        lock=is_pg(session),
     )
     now = utcnow()
     replay = Replay(rules, Ids(session, block=len(records) + 64), now, member_defaults(now))
     batch = _Batch(replay, tz, stores, assistants)
-    for m in loaded:
+    for m in [*carried, *loaded]:
         batch.by_phone[m.phone] = m
         if m.card_no:
             batch.by_card[m.card_no] = m
-    left = _left_out(batch, records, returned, {m.phone for m in loaded if m.points < 0})
+    owing = {m.phone for m in loaded if m.points < 0}
+    left, hard, sold = left_out(batch.buyer, records, returned, owing)
     for i, d in enumerate(records):
         if i not in left:
             await batch.sale(d)  # type: ignore[arg-type]
-    replay.members.extend(m for m in loaded if m.changed)
-    await write_replay(session, replay)
+    replay.members.extend(m for m in [*carried, *loaded] if m.changed)
+    writer = await Writer.of(session)
+    steps = replay_steps(writer, replay)
+    if turn is not None:
+        turn.uses = len(carried)
+        basis = turn.basis() if carried else None
+        turn.done_replaying(_carry(batch, since, hard, sold, basis))
+        landed = await turn.after_previous()
+        if carried and not (
+            landed and await verify_carried(session, carried, expected, applications=applications)
+        ):
+            raise Stale("the members carried from the previous batch changed")
+    await writer.run(steps)
     return sorted(left)
 
 
-def _left_out(
-    batch: _Batch, records: list, returned: dict[str, tuple], owing: set[str]
-) -> set[int]:
-    """The indexes of the records the replay leaves to the one-by-one path."""
+def _carried(
+    carry: Carry | None, phones: set[str], cards: set[str]
+) -> tuple[list[MemberState], dict[int, tuple]]:
+    """The members of `carry` this batch names, made ready to replay on (what the previous
+    batch inserted is stored now: its rows are updated from here), and their state as the
+    previous batch left it (`expected_state`, by id: nothing changed them since)."""
+    if carry is None:
+        return [], {}
+    found = {id(m): m for m in (carry.by_phone.get(p) for p in phones) if m is not None}
+    found |= {id(m): m for m in (carry.by_card.get(c) for c in cards) if m is not None}
+    for m in found.values():
+        m.new, m.changed = None, False
+        for row in (*m.assignments, *m.applications):
+            row.new = row.changed = False
+    members = list(found.values())
+    return members, {m.id: expected_state(m) for m in members}
 
-    def phone_of(d: PurchaseIn) -> str:
-        m = batch.buyer(d)
-        return m.phone if m is not None else d.phone or f"card:{d.card_no}"
 
-    hard = set(owing)
-    sold: dict[str, tuple] = dict(returned)
-    for d in records:
-        if isinstance(d, ReturnIn):
-            hard.update(p for p in sold.get(d.receipt_no, ()) if p)
-        else:
-            sold[d.receipt_no] = (phone_of(d), d.referrer)
-            if d.vouchers:
-                hard.add(phone_of(d))
-    referrals = [(phone_of(d), d.referrer) for d in records if isinstance(d, PurchaseIn)]
-    referrals = [pair for pair in referrals if pair[1]]
-    grew = True
-    while grew:  # a referral joins its two members' fates
-        grew = False
-        for buyer, referrer in referrals:
-            if (buyer in hard) != (referrer in hard):
-                hard.update((buyer, referrer))
-                grew = True
-    return {i for i, d in enumerate(records) if isinstance(d, ReturnIn) or phone_of(d) in hard}
+def _carry(batch: _Batch, since, hard: set[str], sold: dict[str, tuple], basis) -> Carry:
+    """What the next batch may replay on: this batch's members but those left to the
+    one-by-one path, as they are after the replay."""
+    members = [m for m in batch.by_phone.values() if m.phone not in hard]
+    return Carry(
+        by_phone={m.phone: m for m in members},
+        by_card={m.card_no: m for m in members if m.card_no},
+        since=since,
+        hard=hard,
+        sold=sold,
+        basis=basis,
+    )

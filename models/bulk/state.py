@@ -10,7 +10,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select, text
+from sqlalchemy import any_, literal, or_, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.cards import ACTIVE
@@ -131,6 +132,28 @@ def history_start(tiers: TierRules, first_day: date) -> date | None:
     return min(starts, default=first_day)
 
 
+def among(column, values: Iterable[Any], pg: bool):
+    """`column IN values`; on PostgreSQL `column = ANY($1)` with the values as one array
+    parameter (one cached statement whatever their number, instead of a statement with a
+    parameter per value rendered at each execution)."""
+    values = list(values)
+    if pg:
+        return column == any_(literal(values, ARRAY(column.type)))
+    return column.in_(values)
+
+
+def is_pg(session: AsyncSession) -> bool:
+    return session.bind.dialect.name == "postgresql"
+
+
+async def existing(session: AsyncSession, column, values: set[str]) -> set[str]:
+    """Those of `values` found in `column` (one query)."""
+    if not values:
+        return set()
+    found = select(column).where(among(column, values, is_pg(session)))
+    return set((await session.exec(found)).scalars())
+
+
 async def _dicts(session: AsyncSession, stmt) -> list[dict[str, Any]]:
     result = await session.exec(stmt)
     names = list(result.keys())
@@ -149,44 +172,88 @@ async def load_members(
     """The stored members with these phones or card numbers, with their sales and returns
     since `since`, open assignments and (with `applications`) card applications under
     way. `lock`: take their row locks (PostgreSQL), as the one-by-one path does."""
-    phones, cards = list(phones), list(cards)
-    where = [MEMBERS.c.phone.in_(phones)] if phones else []
+    phones, cards, pg = list(phones), list(cards), is_pg(session)
+    where = [among(MEMBERS.c.phone, phones, pg)] if phones else []
     if cards:
-        where.append(MEMBERS.c.card_no.in_(cards))
+        where.append(among(MEMBERS.c.card_no, cards, pg))
     if not where:
         return []
-    stmt = select(*(MEMBERS.c[n] for n in MEMBER_COLUMNS)).where(or_(*where))
-    if lock:
-        stmt = stmt.order_by(MEMBERS.c.id).with_for_update()
-    rows = (await session.exec(stmt)).all()
-    members = {r[0]: MemberState(**dict(zip(MEMBER_COLUMNS, r, strict=True))) for r in rows}
+    members = await _members(session, or_(*where), applications=applications, lock=lock)
     if not members:
         return []
     ids = list(members)
     p = Purchase.__table__.c
-    sold = select(p.member_id, p.local_date, p.points, p.amount).where(p.member_id.in_(ids))
+    sold = select(p.member_id, p.local_date, p.points, p.amount).where(among(p.member_id, ids, pg))
     r = SaleReturn.__table__.c
-    back = select(r.member_id, r.sale_date, r.points, r.amount).where(r.member_id.in_(ids))
+    back = select(r.member_id, r.sale_date, r.points, r.amount).where(among(r.member_id, ids, pg))
     if since is not None:
         sold, back = sold.where(p.local_date >= since), back.where(r.sale_date >= since)
     for member_id, day, points, amount in (await session.exec(sold)).all():
         members[member_id].sales.append((day, points, amount))
     for member_id, day, points, amount in (await session.exec(back)).all():
         members[member_id].returns.append((day, points, amount))
+    return list(members.values())
+
+
+async def _members(
+    session: AsyncSession, where, *, applications: bool, lock: bool
+) -> dict[int, MemberState]:
+    """The members `where` selects by id, with their open assignments and (with
+    `applications`) card applications under way; `lock`: their row locks, in id order."""
+    stmt = select(*(MEMBERS.c[n] for n in MEMBER_COLUMNS)).where(where)
+    if lock:
+        stmt = stmt.order_by(MEMBERS.c.id).with_for_update()
+    rows = (await session.exec(stmt)).all()
+    members = {r[0]: MemberState(**dict(zip(MEMBER_COLUMNS, r, strict=True))) for r in rows}
+    if not members:
+        return members
+    ids, pg = list(members), is_pg(session)
     # By member only, the rest checked here: with a second condition in the statement
     # (ended_on IS NULL, status IN …) a planner without statistics may scan that
     # condition's index instead, which holds most of the table.
     a = Assignment.__table__
-    for values in await _dicts(session, select(a).where(a.c.member_id.in_(ids)).order_by(a.c.id)):
+    open_ = select(a).where(among(a.c.member_id, ids, pg)).order_by(a.c.id)
+    for values in await _dicts(session, open_):
         if values["ended_on"] is None:
             members[values["member_id"]].assignments.append(Row(values))
     if applications:
         c = CardApplication.__table__
-        apps = select(c).where(c.c.member_id.in_(ids)).order_by(c.c.id)
+        apps = select(c).where(among(c.c.member_id, ids, pg)).order_by(c.c.id)
         for values in await _dicts(session, apps):
             if values["status"] in ACTIVE:
                 members[values["member_id"]].applications.append(Row(values))
-    return list(members.values())
+    return members
+
+
+async def verify_carried(
+    session: AsyncSession,
+    carried: list[MemberState],
+    expected: dict[int, tuple],
+    *,
+    applications: bool,
+) -> bool:
+    """Lock the rows of `carried` (members a batch replayed from the previous batch's
+    state, `models.bulk.pipeline`) and check that the database holds what that batch left
+    (`expected`, by member id): False if another writer changed one of them meanwhile."""
+    stored = await _members(
+        session,
+        among(MEMBERS.c.id, [m.id for m in carried], True),
+        applications=applications,
+        lock=True,
+    )
+    return all(
+        (s := stored.get(m.id)) is not None and expected_state(s) == expected[m.id] for m in carried
+    )
+
+
+def expected_state(m: MemberState) -> tuple:
+    """What `verify_carried` compares: the member row, open assignments, card
+    applications under way."""
+    return (
+        tuple(getattr(m, n) for n in MEMBER_COLUMNS),
+        tuple((a.id, a.established) for a in m.assignments),
+        tuple((a.id, a.status) for a in m.applications),
+    )
 
 
 async def shops(session: AsyncSession) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -220,8 +287,9 @@ class Ids:
         free = self._free.get(table)
         if not free:
             stmt = text(
-                "SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"
+                "SELECT array_agg(nextval(pg_get_serial_sequence(:t, 'id')))"
+                " FROM generate_series(1, :n)"
             )
-            drawn = (await self.session.exec(stmt, params={"t": table, "n": self.block})).all()
-            free = self._free[table] = sorted((r[0] for r in drawn), reverse=True)
+            drawn = (await self.session.exec(stmt, params={"t": table, "n": self.block})).one()[0]
+            free = self._free[table] = sorted(drawn, reverse=True)
         return free.pop()

@@ -8,7 +8,9 @@ SQLite `executemany`. Values are turned into what the column types store (`Money
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import date
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Date, Table
@@ -47,12 +49,15 @@ def _converter(column, dialect: str) -> Callable[[Any], Any]:
     return _same
 
 
+_CONVERTERS: dict[tuple[str, str, tuple[str, ...]], list[tuple[int, Callable]]] = {}
+"""(dialect, table, columns) → the positions whose values need turning into driver values."""
+
+
 class Writer:
     """The driver of the session's connection, and the statements it runs."""
 
     def __init__(self, driver: Any, dialect: str):
         self.driver, self.dialect = driver, dialect
-        self._converters: dict[tuple[str, tuple[str, ...]], list[tuple[int, Callable]]] = {}
 
     @classmethod
     async def of(cls, session: AsyncSession) -> Writer:
@@ -60,67 +65,94 @@ class Writer:
         raw = await conn.get_raw_connection()
         return cls(raw.driver_connection, conn.dialect.name)
 
-    def _values(self, table: Table, names: Sequence[str], rows: list[dict]) -> list[list]:
-        key = (table.name, tuple(names))
-        if key not in self._converters:
+    def _values(self, table: Table, names: Sequence[str], rows: list) -> list:
+        """The driver values of `rows`: dicts, or objects with the columns as attributes."""
+        key = (self.dialect, table.name, tuple(names))
+        if key not in _CONVERTERS:
             converters = [_converter(table.c[n], self.dialect) for n in names]
-            self._converters[key] = [(i, f) for i, f in enumerate(converters) if f is not _same]
-        special = self._converters[key]
+            _CONVERTERS[key] = [(i, f) for i, f in enumerate(converters) if f is not _same]
+        special = _CONVERTERS[key]
+        get = (itemgetter if isinstance(rows[0], dict) else attrgetter)(*names)
+        if len(names) == 1:
+            return [(get(row),) for row in rows]
+        if not special:
+            return [get(row) for row in rows]
         out = []
         for row in rows:
-            values = [row[n] for n in names]
+            values = list(get(row))
             for i, f in special:
                 values[i] = f(values[i])
             out.append(values)
         return out
 
-    async def insert(self, table: Table, rows: list[dict[str, Any]]) -> None:
-        """Insert `rows` (every row with the same keys: the table's columns, `id` left out
-        where the table numbers them)."""
+    def insert(self, table: Table, rows: list[dict[str, Any]]) -> Step | None:
+        """The insert of `rows` (every row with the same keys: the table's columns, `id`
+        left out where the table numbers them), its values taken now."""
         if not rows:
-            return
+            return None
         names = list(rows[0])
         records = self._values(table, names, rows)
         if self.dialect == "postgresql":
-            await self.driver.copy_records_to_table(table.name, records=records, columns=names)
-            return
+            return Step(None, records, table.name, names)
         marks = ", ".join("?" * len(names))
         columns = ", ".join(f'"{n}"' for n in names)
-        sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"
-        await self.driver.executemany(sql, records)
+        return Step(f"INSERT INTO {table.name} ({columns}) VALUES ({marks})", records)
 
-    async def update(self, table: Table, columns: Sequence[str], rows: list[dict]) -> None:
-        """UPDATE `columns` of each row by id."""
+    def update(self, table: Table, columns: Sequence[str], rows: list) -> Step | None:
+        """The UPDATE of `columns` of each row (a dict, or an object with the columns as
+        attributes) by id, its values taken now."""
         if not rows:
-            return
+            return None
         names = [*columns, "id"]
         records = self._values(table, names, rows)
         if self.dialect == "postgresql":
             sets = ", ".join(f'"{c}" = ${i}' for i, c in enumerate(columns, 1))
-            sql = f"UPDATE {table.name} SET {sets} WHERE id = ${len(names)}"
-        else:
-            sets = ", ".join(f'"{c}" = ?' for c in columns)
-            sql = f"UPDATE {table.name} SET {sets} WHERE id = ?"
-        await self.driver.executemany(sql, records)
+            return Step(f"UPDATE {table.name} SET {sets} WHERE id = ${len(names)}", records)
+        sets = ", ".join(f'"{c}" = ?' for c in columns)
+        return Step(f"UPDATE {table.name} SET {sets} WHERE id = ?", records)
+
+    async def run(self, steps: list[Step | None]) -> None:
+        for step in steps:
+            if step is None:
+                continue
+            if step.sql is None:
+                await self.driver.copy_records_to_table(
+                    step.table, records=step.records, columns=step.columns
+                )
+            else:
+                await self.driver.executemany(step.sql, step.records)
 
 
-async def write_replay(session: AsyncSession, replay: Replay) -> None:
-    w = await Writer.of(session)
-    await w.insert(MEMBERS, [m.row() for m in replay.members if m.new is not None])
-    await w.insert(Purchase.__table__, [p.values for p in replay.purchases])
-    await w.insert(PurchaseItem.__table__, replay.items)
-    await w.insert(PointsEntry.__table__, replay.entries)
-    await w.insert(PointsLot.__table__, replay.lots)
-    await w.insert(TierChange.__table__, replay.tier_changes)
-    apps = CardApplication.__table__
-    await w.insert(apps, [a.values for a in replay.applications if a.new])
-    await w.update(
-        apps, ("status", "updated_at"), [a.values for a in replay.applications if not a.new]
-    )
-    await w.insert(CardEvent.__table__, replay.card_events)
-    assignments = Assignment.__table__
-    await w.insert(assignments, [a.values for a in replay.assignments if a.new])
-    await w.update(
-        assignments, ("established",), [a.values for a in replay.assignments if not a.new]
-    )
-    await w.update(MEMBERS, UPDATED, [m.row() for m in replay.members if m.new is None])
+@dataclass
+class Step:
+    """One statement of a write, with its driver values: `sql` run for each record, or
+    (`sql` None) a PostgreSQL `COPY` of the records into `table` `columns`."""
+
+    sql: str | None
+    records: list[list]
+    table: str = ""
+    columns: list[str] = field(default_factory=list)
+
+
+def replay_steps(w: Writer, replay: Replay) -> list[Step | None]:
+    """The statements writing `replay`, their values taken now: the replay's objects may
+    change afterwards (the next batch replays on from them) without changing the write."""
+    apps, assignments = CardApplication.__table__, Assignment.__table__
+    return [
+        w.insert(MEMBERS, [m.row() for m in replay.members if m.new is not None]),
+        w.insert(Purchase.__table__, [p.values for p in replay.purchases]),
+        w.insert(PurchaseItem.__table__, replay.items),
+        w.insert(PointsEntry.__table__, replay.entries),
+        w.insert(PointsLot.__table__, replay.lots),
+        w.insert(TierChange.__table__, replay.tier_changes),
+        w.insert(apps, [a.values for a in replay.applications if a.new]),
+        w.update(
+            apps, ("status", "updated_at"), [a.values for a in replay.applications if not a.new]
+        ),
+        w.insert(CardEvent.__table__, replay.card_events),
+        w.insert(assignments, [a.values for a in replay.assignments if a.new]),
+        w.update(
+            assignments, ("established",), [a.values for a in replay.assignments if not a.new]
+        ),
+        w.update(MEMBERS, UPDATED, [m for m in replay.members if m.new is None]),
+    ]
