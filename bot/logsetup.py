@@ -28,8 +28,6 @@ import sys
 from datetime import datetime
 from typing import TextIO
 
-from aiohttp.http_exceptions import HttpProcessingError
-
 from models.context import request_id
 from models.settings.sections import LoggingSettings
 
@@ -107,12 +105,19 @@ class JsonFormatter(MaskingFormatter):
         return line.replace(json.dumps(_RID), json.dumps(getattr(record, "request_id", "-")))
 
 
+def _http_error(exc: BaseException | None) -> bool:
+    """An aiohttp `HttpProcessingError` (aiohttp not imported: none can have been raised,
+    and a command that does not serve starts without loading it)."""
+    errors = sys.modules.get("aiohttp.http_exceptions")
+    return errors is not None and isinstance(exc, errors.HttpProcessingError)
+
+
 class BadRequestFilter(logging.Filter):
     """One short line instead of a traceback for a malformed raw HTTP request."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
+        if _http_error(exc):
             remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
             reason = str(exc.message).splitlines()[0][:120] if exc.message else type(exc).__name__
             record.msg = "malformed HTTP request from %s: %s"

@@ -149,11 +149,12 @@ def read_rows(path: Path, *, known: tuple[str, ...], summary: ImportSummary) -> 
                 continue
             line = last_line + 1
             last_line = reader.line_num
-            if not any(c.strip() for c in raw):
+            n = len(raw)
+            cells = {c: v for i, c in keep if i < n and (v := raw[i].strip())}
+            if not cells and not any(c.strip() for c in raw):
                 continue
             summary.rows += 1
-            if len(raw) > len(columns) and any(c.strip() for c in raw[len(columns) :]):
-                summary.reject(line, f"{len(raw)} cells but the header has {len(columns)} columns")
+            if n > len(columns) and any(c.strip() for c in raw[len(columns) :]):
+                summary.reject(line, f"{n} cells but the header has {len(columns)} columns")
                 continue
-            cells = {c: raw[i].strip() for i, c in keep if i < len(raw) and raw[i].strip()}
             yield Row(line, cells)

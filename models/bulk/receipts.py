@@ -118,7 +118,18 @@ class _Batch:
             new=True,
         )
         replay.purchases.append(sale)
-        replay.items.extend({**i.model_dump(), "purchase_id": sale.id} for i in d.items)
+        replay.items.extend(
+            dict(
+                sku=i.sku,
+                name=i.name,
+                category=i.category,
+                brand=i.brand,
+                qty=i.qty,
+                amount=i.amount,
+                purchase_id=sale.id,
+            )
+            for i in d.items
+        )
         # `_add_to_totals`
         m.cumulative_spend += d.amount
         m.purchases_count += 1

@@ -70,7 +70,7 @@ class Row:
 
 
 @dataclass(eq=False)
-class MemberState:
+class MemberState:  # its first fields are MEMBER_COLUMNS, in order (checked below)
     """One member during a replay: the `MEMBER_COLUMNS` as attributes (the rule functions
     read them as they read a `Member`), plus what the tier and ownership rules read."""
 
@@ -109,6 +109,10 @@ class MemberState:
     def row(self) -> dict[str, Any]:
         values = {name: getattr(self, name) for name in MEMBER_COLUMNS}
         return values | self.new if self.new is not None else values
+
+
+if tuple(MemberState.__dataclass_fields__)[: len(MEMBER_COLUMNS)] != MEMBER_COLUMNS:
+    raise TypeError("MemberState must begin with MEMBER_COLUMNS, in order")
 
 
 def member_defaults(now: datetime) -> dict[str, Any]:
@@ -204,7 +208,7 @@ async def _members(
     if lock:
         stmt = stmt.order_by(MEMBERS.c.id).with_for_update()
     rows = (await session.exec(stmt)).all()
-    members = {r[0]: MemberState(**dict(zip(MEMBER_COLUMNS, r, strict=True))) for r in rows}
+    members = {r[0]: MemberState(*r) for r in rows}  # the fields begin with MEMBER_COLUMNS
     if not members:
         return members
     ids, pg = list(members), is_pg(session)

@@ -7,12 +7,19 @@ import math
 from datetime import date
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 
 from models.calendar import is_birthday
 from models.purchases.input import ItemIn
 from models.rules import PointsRules
 from models.tables.members import Member
 from models.tables.purchases import PurchaseItem
+
+
+@lru_cache(maxsize=256)
+def _exact(value: Decimal) -> Fraction:
+    """A configured rate as an exact fraction (the same few values, purchase after purchase)."""
+    return Fraction(value)
 
 
 def item_multiplier(rules: PointsRules, item: ItemIn | PurchaseItem) -> Decimal:
@@ -31,8 +38,10 @@ def items_multiplier(rules: PointsRules, items: list[ItemIn]) -> Fraction:
 
     An exact fraction, so that 1.5 × 2 is 3 and never 2.999….
     """
+    if not items or (not rules.multipliers and rules.max_multiplier >= 1):
+        return Fraction(1)  # every item earns under 1: the average is exactly 1
     total = sum((i.amount for i in items), Decimal(0))
-    if not items or total == 0:
+    if total == 0:
         return Fraction(1)
     weighted = sum((i.amount * item_multiplier(rules, i) for i in items), Decimal(0))
     return Fraction(weighted) / Fraction(total)
@@ -40,7 +49,9 @@ def items_multiplier(rules: PointsRules, items: list[ItemIn]) -> Fraction:
 
 def is_double_points_day(rules: PointsRules, day: date) -> bool:
     days = rules.double_points_days
-    return day.isoformat() in days or day.strftime("%m-%d") in days
+    if not days:
+        return False
+    return day.isoformat() in days or f"{day.month:02d}-{day.day:02d}" in days
 
 
 def member_birthday_on(member: Member, day: date) -> bool:
@@ -63,7 +74,7 @@ def purchase_points(
     Bonus kind: "birthday" (bonus posted as ``birthday_bonus``), "double_points_day"
     (bonus folded into the purchase entry) or "" (no day multiplier).
     """
-    earned = Fraction(amount) * Fraction(rules.rate) * items_multiplier(rules, items)
+    earned = Fraction(amount) * _exact(rules.rate) * items_multiplier(rules, items)
     base = math.floor(earned)
     birthday = (
         rules.birthday_multiplier.get(member.tier, Decimal(1))
