@@ -386,3 +386,36 @@ async def test_a_batch_that_failed_makes_the_next_one_replay_from_the_database(
     got = await snapshot(engine)
     for table, rows in expected.items():
         assert rows == got[table], table
+
+
+async def test_an_import_keeps_the_planner_statistics_in_step_on_postgresql(
+    settings, engine, sessions, tmp_path
+):
+    """A fresh database has no table statistics (and a server may run without
+    autovacuum): the import runs ANALYZE on the tables it fills as they grow, so the
+    look-ups of later batches are planned for the table they read."""
+    if not is_postgres(engine):
+        pytest.skip("PostgreSQL's planner statistics")
+    await _seed(sessions)
+    path = tmp_path / "members.csv"
+    rows = [f"1370000{n:04d},会员{n},S1" for n in range(2500)]
+    path.write_text("phone,name,store\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+    async def analyzed() -> int:
+        async with engine.connect() as conn:
+            return (await conn.exec_driver_sql(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'members'"
+            )).scalar()  # fmt: skip
+
+    before = await analyzed()
+    summary = await import_members(
+        sessions, rules=settings.loyalty, tz=TZ, path=path, today=date(2026, 1, 5)
+    )
+    assert summary.counts["created"] == 2500
+    after = await analyzed()
+    assert after > before
+    async with engine.connect() as conn:
+        estimate = (await conn.exec_driver_sql(
+            "SELECT reltuples FROM pg_class WHERE relname = 'members'"
+        )).scalar()  # fmt: skip
+    assert estimate >= 1000  # the planner knows the table is no longer empty

@@ -12,7 +12,9 @@ one transaction per record.
 With a `bulk` step (`memberbot import` without `--one-by-one`), the batch is first
 recorded set-based (`models.bulk`): the records it leaves out run one by one after it,
 in the same transaction, each in a SAVEPOINT (a failing one is rejected alone). If the
-transaction fails, the batch is redone as above.
+transaction fails, or replayed from a state that turned out stale, the batch is redone
+in bulk alone once the batch before it has settled, and if that fails too, as above.
+On PostgreSQL (`overlap`) two bulk batches are in flight (`models.bulk.pipeline`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tqdm import tqdm
 
 from bot.csvio.report import PHONE_COLUMNS, ImportSummary, validation_reason
 from models.bulk.pipeline import Stale, Turn
+from models.bulk.stats import Statistics
 from models.errors import DomainError
 from models.phone import mask_phone
 
@@ -172,7 +175,8 @@ class Batcher:
     one query for the whole batch instead of one domain call per record. `bulk` records
     the rest set-based (see the module docstring). With `overlap` (PostgreSQL), two bulk
     batches are in flight: the next one reads and replays while the previous one is
-    written (`models.bulk.pipeline`)."""
+    written (`models.bulk.pipeline`). `statistics` (PostgreSQL) is told of each batch's
+    records, to keep the planner's statistics in step (`models.bulk.stats`)."""
 
     def __init__(
         self,
@@ -184,10 +188,12 @@ class Batcher:
         bulk: Bulk | None = None,
         *,
         overlap: bool = False,
+        statistics: Statistics | None = None,
     ):
         self.sessions, self.apply, self.summary, self.size = sessions, apply, summary, size
         self.prefilter, self.bulk = prefilter, bulk
         self.overlap = overlap and bulk is not None
+        self.statistics = statistics
         self.jobs: list[Job] = []
         self.on_done: Callable[[Job], None] | None = None
         self._running: list[asyncio.Task] = []
@@ -258,6 +264,8 @@ class Batcher:
         finally:
             if turn is not None:
                 turn.settle(landed)
+        if self.statistics is not None and todo:
+            await self.statistics.grown(len(todo))
         for job in jobs:
             if job.rejected is not None:
                 self.summary.reject(job.line, job.rejected, job.rows)

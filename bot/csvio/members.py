@@ -20,6 +20,7 @@ from bot.csvio.reading import EXPORT_COLUMNS, MEMBER_COLUMNS, check_file, read_r
 from bot.csvio.report import ImportSummary, validation_reason
 from models.bulk.members import create_members
 from models.bulk.pipeline import Turn
+from models.bulk.stats import MEMBER_TABLES, Statistics
 from models.db import is_postgres
 from models.errors import DomainError
 from models.identities import active_openid, active_openids
@@ -164,6 +165,7 @@ async def import_members(
                 job.outcome = "created"
         return [job for job in jobs if job.outcome is None]
 
+    pg = is_postgres(sessions.kw["bind"])
     batcher = Batcher(
         sessions,
         apply,
@@ -171,7 +173,8 @@ async def import_members(
         batch_size,
         unchanged,
         in_bulk if bulk else None,
-        overlap=is_postgres(sessions.kw["bind"]),
+        overlap=pg,
+        statistics=Statistics(sessions, MEMBER_TABLES) if pg else None,
     )
     with progress_bar(total, progress, "members") as bar:
         for row in read_rows(path, known=EXPORT_COLUMNS, summary=summary):

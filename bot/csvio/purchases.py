@@ -34,6 +34,7 @@ from bot.csvio.report import ImportSummary, Rejection, validation_reason
 from models.bulk.pipeline import Turn
 from models.bulk.receipts import record_receipts
 from models.bulk.state import existing
+from models.bulk.stats import PURCHASE_TABLES, Statistics
 from models.db import is_postgres
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
@@ -211,6 +212,7 @@ async def import_purchases(
                 job.outcome = "recorded"
         return [jobs[i] for i in left]
 
+    pg = is_postgres(sessions.kw["bind"])
     batcher = Batcher(
         sessions,
         apply,
@@ -218,7 +220,8 @@ async def import_purchases(
         batch_size,
         _settle_purchases(sessions),
         in_bulk if bulk else None,
-        overlap=is_postgres(sessions.kw["bind"]),
+        overlap=pg,
+        statistics=Statistics(sessions, PURCHASE_TABLES) if pg else None,
     )
 
     def done(job: Job) -> None:

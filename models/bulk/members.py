@@ -32,6 +32,7 @@ from models.tables.members import Assignment, ConsentEvent, Identity, Member
 from models.types import utcnow
 
 MEMBERS = Member.__table__
+COLUMNS = tuple(c.name for c in MEMBERS.columns)
 
 
 async def _sms_identities(session: AsyncSession, phones: set[str]) -> set[str]:
@@ -106,7 +107,7 @@ async def create_members(
                 new_assignment(rules, member.id, assistant.id, on=today, reason=OPENED)
                 | dict(established=False, ended_on=None, end_reason=None)
             )
-        members.append({c.name: getattr(member, c.name) for c in MEMBERS.columns})
+        members.append({name: getattr(member, name) for name in COLUMNS})
         identities.append(
             dict(
                 member_id=member.id,

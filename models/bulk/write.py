@@ -14,6 +14,7 @@ from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Date, Table
+from sqlalchemy.dialects import postgresql
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.bulk.state import MEMBER_COLUMNS
@@ -100,14 +101,23 @@ class Writer:
 
     def update(self, table: Table, columns: Sequence[str], rows: list) -> Step | None:
         """The UPDATE of `columns` of each row (a dict, or an object with the columns as
-        attributes) by id, its values taken now."""
+        attributes) by id, its values taken now. PostgreSQL: one statement for all the
+        rows (`UPDATE … FROM unnest(<one array per column>)`; a statement per row cost a
+        third of the database's time of a purchase import)."""
         if not rows:
             return None
         names = [*columns, "id"]
         records = self._values(table, names, rows)
         if self.dialect == "postgresql":
-            sets = ", ".join(f'"{c}" = ${i}' for i, c in enumerate(columns, 1))
-            return Step(f"UPDATE {table.name} SET {sets} WHERE id = ${len(names)}", records)
+            records = list({r[-1]: r for r in records}.values())  # one row per id
+            arrays = ", ".join(f"${i}::{_pg_type(table.c[n])}[]" for i, n in enumerate(names, 1))
+            sets = ", ".join(f'"{c}" = v."{c}"' for c in columns)
+            alias = ", ".join(f'"{n}"' for n in names)
+            sql = (
+                f"UPDATE {table.name} AS t SET {sets} FROM unnest({arrays}) AS v({alias})"
+                " WHERE t.id = v.id"
+            )
+            return Step(sql, [list(column) for column in zip(*records, strict=True)], once=True)
         sets = ", ".join(f'"{c}" = ?' for c in columns)
         return Step(f"UPDATE {table.name} SET {sets} WHERE id = ?", records)
 
@@ -119,19 +129,29 @@ class Writer:
                 await self.driver.copy_records_to_table(
                     step.table, records=step.records, columns=step.columns
                 )
+            elif step.once:
+                await self.driver.execute(step.sql, *step.records)
             else:
                 await self.driver.executemany(step.sql, step.records)
+
+
+def _pg_type(column) -> str:
+    """The PostgreSQL type of `column` (a type decorator's underlying type)."""
+    return str(column.type.compile(dialect=postgresql.dialect()))
 
 
 @dataclass
 class Step:
     """One statement of a write, with its driver values: `sql` run for each record, or
-    (`sql` None) a PostgreSQL `COPY` of the records into `table` `columns`."""
+    (`sql` None) a PostgreSQL `COPY` of the records into `table` `columns`, or (`once`)
+    `sql` run once."""
 
     sql: str | None
-    records: list[list]
+    records: list
+    """The rows' values; with `once`, the statement's parameters (one array a column)."""
     table: str = ""
     columns: list[str] = field(default_factory=list)
+    once: bool = False
 
 
 def replay_steps(w: Writer, replay: Replay) -> list[Step | None]:
