@@ -33,7 +33,7 @@ from bot.csvio.reading import (
 from bot.csvio.report import ImportSummary, Rejection, validation_reason
 from models.bulk.pipeline import Turn
 from models.bulk.receipts import record_receipts
-from models.bulk.state import existing
+from models.bulk.state import existing, shops
 from models.bulk.stats import PURCHASE_TABLES, Statistics
 from models.db import is_postgres
 from models.purchases.input import PurchaseIn
@@ -41,7 +41,7 @@ from models.purchases.record import record_purchase
 from models.returns import ReturnIn, record_return
 from models.rules import LoyaltyRules
 from models.strict import ascii_int
-from models.tables.members import Assistant, Member, Store
+from models.tables.members import Member
 from models.tables.purchases import Purchase
 
 
@@ -143,7 +143,7 @@ def _purchase_column(loc: tuple) -> str:
 
 
 def _settle_purchases(sessions: async_sessionmaker[AsyncSession]) -> Prefilter:
-    """Per batch, in four queries: receipts already recorded are "already"; unknown store,
+    """Per batch, in two or three queries: receipts already recorded are "already"; unknown store,
     assistant or card codes are rejected before the transaction (with the messages
     `record_purchase` would give), so a typo does not make the batch run twice."""
 
@@ -151,10 +151,7 @@ def _settle_purchases(sessions: async_sessionmaker[AsyncSession]) -> Prefilter:
         data = [job.data for job in jobs if isinstance(job.data, PurchaseIn)]
         async with sessions() as session:
             recorded = await existing(session, Purchase.receipt_no, {d.receipt_no for d in data})
-            stores = await existing(session, Store.code, {d.store for d in data})
-            assistants = await existing(
-                session, Assistant.code, {d.assistant for d in data if d.assistant}
-            )
+            stores, assistants = await shops(session)
             cards = await existing(
                 session, Member.card_no, {d.card_no for d in data if d.card_no and not d.phone}
             )
