@@ -1,7 +1,7 @@
-"""Writing a replay's rows, a table at a time, in the order the foreign keys need, on
-the session's own connection and transaction through the driver: PostgreSQL `COPY`
-(asyncpg `copy_records_to_table`) for new rows, asyncpg `executemany` for updates;
-SQLite `executemany`. Values are turned into what the column types store (`Money`: cents,
+"""Writing a replay's rows on the session's own connection and transaction through the
+driver: on PostgreSQL the whole write as one statement (`_pg_statement`: a `WITH` part a
+table, the rows as arrays), on SQLite one `executemany` a table, in the order the
+foreign keys need. Values are turned into what the column types store (`Money`: cents,
 `UTCDateTime`: UTC — on SQLite the text SQLAlchemy writes, as `models.rawdb.sql_time`)
 — SQLAlchemy's per-value processing cost as much as the database's work."""
 
@@ -13,7 +13,7 @@ from datetime import date
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, Date, Table
+from sqlalchemy import Boolean, Date, String, Table
 from sqlalchemy.dialects import postgresql
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -94,64 +94,90 @@ class Writer:
         names = list(rows[0])
         records = self._values(table, names, rows)
         if self.dialect == "postgresql":
-            return Step(None, records, table.name, names)
+            return _pg_step(table, names, records)
         marks = ", ".join("?" * len(names))
         columns = ", ".join(f'"{n}"' for n in names)
         return Step(f"INSERT INTO {table.name} ({columns}) VALUES ({marks})", records)
 
     def update(self, table: Table, columns: Sequence[str], rows: list) -> Step | None:
         """The UPDATE of `columns` of each row (a dict, or an object with the columns as
-        attributes) by id, its values taken now. PostgreSQL: one statement for all the
-        rows (`UPDATE … FROM unnest(<one array per column>)`; a statement per row cost a
-        third of the database's time of a purchase import)."""
+        attributes) by id, its values taken now."""
         if not rows:
             return None
         names = [*columns, "id"]
         records = self._values(table, names, rows)
         if self.dialect == "postgresql":
             records = list({r[-1]: r for r in records}.values())  # one row per id
-            arrays = ", ".join(f"${i}::{_pg_type(table.c[n])}[]" for i, n in enumerate(names, 1))
-            sets = ", ".join(f'"{c}" = v."{c}"' for c in columns)
-            alias = ", ".join(f'"{n}"' for n in names)
-            sql = (
-                f"UPDATE {table.name} AS t SET {sets} FROM unnest({arrays}) AS v({alias})"
-                " WHERE t.id = v.id"
-            )
-            return Step(sql, [list(column) for column in zip(*records, strict=True)], once=True)
+            return _pg_step(table, names, records, update=tuple(columns))
         sets = ", ".join(f'"{c}" = ?' for c in columns)
         return Step(f"UPDATE {table.name} SET {sets} WHERE id = ?", records)
 
     async def run(self, steps: list[Step | None]) -> None:
-        for step in steps:
-            if step is None:
-                continue
-            if step.sql is None:
-                await self.driver.copy_records_to_table(
-                    step.table, records=step.records, columns=step.columns
-                )
-            elif step.once:
-                await self.driver.execute(step.sql, *step.records)
-            else:
-                await self.driver.executemany(step.sql, step.records)
-
-
-def _pg_type(column) -> str:
-    """The PostgreSQL type of `column` (a type decorator's underlying type)."""
-    return str(column.type.compile(dialect=postgresql.dialect()))
+        """Run `steps`: on PostgreSQL as one statement (`_pg_statement`), on SQLite one
+        `executemany` each."""
+        todo = [step for step in steps if step is not None]
+        if not todo:
+            return
+        if self.dialect == "postgresql":
+            sql, args = _pg_statement(todo)
+            await self.driver.execute(sql, *args)
+            return
+        for step in todo:
+            await self.driver.executemany(step.sql, step.records)
 
 
 @dataclass
 class Step:
-    """One statement of a write, with its driver values: `sql` run for each record, or
-    (`sql` None) a PostgreSQL `COPY` of the records into `table` `columns`, or (`once`)
-    `sql` run once."""
+    """One statement of a write with its driver values: SQLite, `sql` run for each of the
+    `records`; PostgreSQL, the `records` as one array a column (`types`) inserted into
+    `table` `columns`, or (`update`) setting those columns of the rows by id."""
 
     sql: str | None
     records: list
-    """The rows' values; with `once`, the statement's parameters (one array a column)."""
     table: str = ""
     columns: list[str] = field(default_factory=list)
-    once: bool = False
+    types: list[str] = field(default_factory=list)
+    update: tuple[str, ...] = ()
+
+
+def _pg_step(table: Table, names: list[str], records: list, update: tuple = ()) -> Step:
+    arrays = [list(column) for column in zip(*records, strict=True)]
+    types = [_pg_type(table.c[n]) for n in names]
+    return Step(None, arrays, table.name, names, types, update)
+
+
+def _pg_type(column) -> str:
+    """The PostgreSQL type of `column`'s array parameter: its own (a type decorator's
+    underlying type), text for strings — a cast to ``varchar(n)`` would cut a longer
+    value silently, where the column's own assignment refuses it."""
+    if isinstance(column.type, String):
+        return "text"
+    return str(column.type.compile(dialect=postgresql.dialect()))
+
+
+def _pg_statement(steps: list[Step]) -> tuple[str, list]:
+    """One statement for a whole write, one round trip to the server: each step a
+    data-modifying `WITH` part reading its rows from `unnest` of one array parameter a
+    column. The parts run to completion whatever the main query reads; the foreign keys
+    are checked at the end of the statement, so a part may insert rows referencing those
+    another part inserts. (A write in ten statements waited for ten turns of an event
+    loop that is busy replaying the next batch meanwhile.)"""
+    parts, args = [], []
+    for n, step in enumerate(steps):
+        first = len(args) + 1
+        args.extend(step.records)
+        arrays = ", ".join(f"${first + i}::{t}[]" for i, t in enumerate(step.types))
+        columns = ", ".join(f'"{c}"' for c in step.columns)
+        if step.update:
+            sets = ", ".join(f'"{c}" = v."{c}"' for c in step.update)
+            body = (
+                f"UPDATE {step.table} AS t SET {sets} FROM unnest({arrays}) AS v({columns})"
+                " WHERE t.id = v.id"
+            )
+        else:
+            body = f"INSERT INTO {step.table} ({columns}) SELECT * FROM unnest({arrays})"
+        parts.append(f"w{n} AS ({body})")
+    return f"WITH {', '.join(parts)} SELECT 1", args
 
 
 def replay_steps(w: Writer, replay: Replay) -> list[Step | None]:
