@@ -180,14 +180,7 @@ async def test_bulk_import_records_what_one_by_one_records(
         return left
 
     monkeypatch.setattr(purchase_sheet, "record_receipts", counted)
-    batchers: list[Batcher] = []
-
-    class Watched(Batcher):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            batchers.append(self)
-
-    monkeypatch.setattr(purchase_sheet, "Batcher", Watched)
+    batchers = _watch_batchers(monkeypatch)
     files = [tmp_path / "members.csv", tmp_path / "p1.csv", tmp_path / "p2.csv"]
     files[0].write_text("\n".join(MEMBER_SHEET) + "\n", encoding="utf-8")
     files[1].write_text("\n".join(_sheet(1, date(2026, 1, 2), 60, "A")) + "\n", encoding="utf-8")
@@ -284,6 +277,11 @@ async def _pipelined(settings, sessions, tmp_path, monkeypatch) -> list[Batcher]
     await import_members(
         sessions, rules=settings.loyalty, tz=TZ, path=members, today=date(2026, 1, 5)
     )
+    return _watch_batchers(monkeypatch)
+
+
+def _watch_batchers(monkeypatch) -> list[Batcher]:
+    """The purchase import's batchers, as they are made (their counters read after)."""
     batchers: list[Batcher] = []
 
     class Watched(Batcher):

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from bot.csvio.report import PHONE_COLUMNS, ImportSummary, validation_reason
 from models.bulk.pipeline import Stale, Turn
 from models.bulk.stats import Statistics
+from models.db import is_postgres
 from models.errors import DomainError
 from models.phone import mask_phone
 
@@ -173,10 +174,10 @@ class Batcher:
 
     `prefilter` may settle jobs before the transaction (set `outcome` or `rejected`):
     one query for the whole batch instead of one domain call per record. `bulk` records
-    the rest set-based (see the module docstring). With `overlap` (PostgreSQL), two bulk
-    batches are in flight: the next one reads and replays while the previous one is
-    written (`models.bulk.pipeline`). `statistics` (PostgreSQL) is told of each batch's
-    records, to keep the planner's statistics in step (`models.bulk.stats`)."""
+    the rest set-based (see the module docstring). On PostgreSQL two bulk batches are in
+    flight (`overlap`): the next one reads and replays while the previous one is written
+    (`models.bulk.pipeline`); and the planner's statistics of `tables` are kept in step
+    with the records written (`models.bulk.stats`)."""
 
     def __init__(
         self,
@@ -187,13 +188,13 @@ class Batcher:
         prefilter: Prefilter,
         bulk: Bulk | None = None,
         *,
-        overlap: bool = False,
-        statistics: Statistics | None = None,
+        tables: tuple[str, ...] = (),
     ):
         self.sessions, self.apply, self.summary, self.size = sessions, apply, summary, size
         self.prefilter, self.bulk = prefilter, bulk
-        self.overlap = overlap and bulk is not None
-        self.statistics = statistics
+        pg = is_postgres(sessions.kw["bind"])
+        self.overlap = pg and bulk is not None
+        self.statistics = Statistics(sessions, tables) if pg and tables else None
         self.jobs: list[Job] = []
         self.on_done: Callable[[Job], None] | None = None
         self._running: list[asyncio.Task] = []

@@ -20,8 +20,7 @@ from bot.csvio.reading import EXPORT_COLUMNS, MEMBER_COLUMNS, check_file, read_r
 from bot.csvio.report import ImportSummary, validation_reason
 from models.bulk.members import create_members
 from models.bulk.pipeline import Turn
-from models.bulk.stats import MEMBER_TABLES, Statistics
-from models.db import is_postgres
+from models.bulk.stats import MEMBER_TABLES
 from models.errors import DomainError
 from models.identities import active_openid, active_openids
 from models.member_input import MemberIn, parse_day
@@ -165,7 +164,6 @@ async def import_members(
                 job.outcome = "created"
         return [job for job in jobs if job.outcome is None]
 
-    pg = is_postgres(sessions.kw["bind"])
     batcher = Batcher(
         sessions,
         apply,
@@ -173,8 +171,7 @@ async def import_members(
         batch_size,
         unchanged,
         in_bulk if bulk else None,
-        overlap=pg,
-        statistics=Statistics(sessions, MEMBER_TABLES) if pg else None,
+        tables=MEMBER_TABLES,
     )
     with progress_bar(total, progress, "members") as bar:
         for row in read_rows(path, known=EXPORT_COLUMNS, summary=summary):

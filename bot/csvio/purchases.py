@@ -34,8 +34,7 @@ from bot.csvio.report import ImportSummary, Rejection, validation_reason
 from models.bulk.pipeline import Turn
 from models.bulk.receipts import record_receipts
 from models.bulk.state import existing, shops
-from models.bulk.stats import PURCHASE_TABLES, Statistics
-from models.db import is_postgres
+from models.bulk.stats import PURCHASE_TABLES
 from models.purchases.input import PurchaseIn
 from models.purchases.record import record_purchase
 from models.returns import ReturnIn, record_return
@@ -209,7 +208,6 @@ async def import_purchases(
                 job.outcome = "recorded"
         return [jobs[i] for i in left]
 
-    pg = is_postgres(sessions.kw["bind"])
     batcher = Batcher(
         sessions,
         apply,
@@ -217,8 +215,7 @@ async def import_purchases(
         batch_size,
         _settle_purchases(sessions),
         in_bulk if bulk else None,
-        overlap=pg,
-        statistics=Statistics(sessions, PURCHASE_TABLES) if pg else None,
+        tables=PURCHASE_TABLES,
     )
 
     def done(job: Job) -> None:
