@@ -251,8 +251,6 @@ class Batcher:
             todo = [j for j in jobs if j.outcome is None and j.rejected is None]
             if todo and self.bulk is not None:
                 landed = await self._in_bulk(todo, turn)
-            elif turn is not None:
-                landed = await turn.after_previous()
             if todo and not landed:
                 if turn is not None:
                     await turn.after_previous()

@@ -38,7 +38,6 @@ from models.bulk.state import (
     Row,
     expected_state,
     history_start,
-    is_pg,
     load_members,
     member_defaults,
     shops,
@@ -46,6 +45,7 @@ from models.bulk.state import (
 )
 from models.bulk.write import Writer, replay_steps
 from models.clock import local_date
+from models.db import is_postgres
 from models.ownership import PURCHASE, establishes, new_assignment
 from models.purchases.earning import purchase_points
 from models.purchases.input import PurchaseIn
@@ -276,7 +276,7 @@ async def record_receipts(
         cards=cards - {m.card_no for m in carried},
         since=since,
         applications=applications,
-        lock=is_pg(session),
+        lock=is_postgres(session),
     )
     now = utcnow()
     replay = Replay(rules, Ids(session, block=len(records) + 64), now, member_defaults(now))

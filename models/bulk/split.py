@@ -9,7 +9,8 @@ from collections.abc import Callable
 from sqlalchemy import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from models.bulk.state import MemberState, among, is_pg
+from models.bulk.state import MemberState, among
+from models.db import is_postgres
 from models.ledger import MEMBERS
 from models.purchases.input import PurchaseIn
 from models.returns import ReturnIn
@@ -26,7 +27,7 @@ async def sold_here(session: AsyncSession, receipts: set[str]) -> dict[str, tupl
         select(p.receipt_no, buyer.c.phone, referrer.c.phone)
         .join(buyer, buyer.c.id == p.member_id)
         .outerjoin(referrer, referrer.c.id == p.referrer_id)
-        .where(among(p.receipt_no, receipts, is_pg(session)))
+        .where(among(p.receipt_no, receipts, is_postgres(session)))
     )
     return {r[0]: (r[1], r[2]) for r in (await session.exec(stmt)).all()}
 

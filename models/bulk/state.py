@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from models.cards import ACTIVE
+from models.db import is_postgres
 from models.rules import TierRules
 from models.tables.cards import CardApplication
 from models.tables.members import Assignment, Assistant, Member, Store
@@ -146,15 +147,11 @@ def among(column, values: Iterable[Any], pg: bool):
     return column.in_(values)
 
 
-def is_pg(session: AsyncSession) -> bool:
-    return session.bind.dialect.name == "postgresql"
-
-
 async def existing(session: AsyncSession, column, values: set[str]) -> set[str]:
     """Those of `values` found in `column` (one query)."""
     if not values:
         return set()
-    found = select(column).where(among(column, values, is_pg(session)))
+    found = select(column).where(among(column, values, is_postgres(session)))
     return set((await session.exec(found)).scalars())
 
 
@@ -176,7 +173,7 @@ async def load_members(
     """The stored members with these phones or card numbers, with their sales and returns
     since `since`, open assignments and (with `applications`) card applications under
     way. `lock`: take their row locks (PostgreSQL), as the one-by-one path does."""
-    phones, cards, pg = list(phones), list(cards), is_pg(session)
+    phones, cards, pg = list(phones), list(cards), is_postgres(session)
     where = [among(MEMBERS.c.phone, phones, pg)] if phones else []
     if cards:
         where.append(among(MEMBERS.c.card_no, cards, pg))
@@ -211,7 +208,7 @@ async def _members(
     members = {r[0]: MemberState(*r) for r in rows}  # the fields begin with MEMBER_COLUMNS
     if not members:
         return members
-    ids, pg = list(members), is_pg(session)
+    ids, pg = list(members), is_postgres(session)
     # By member only, the rest checked here: with a second condition in the statement
     # (ended_on IS NULL, status IN …) a planner without statistics may scan that
     # condition's index instead, which holds most of the table.
